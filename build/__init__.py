@@ -1,0 +1,1 @@
+"""tritonzoo build pipeline: data, models, training, export, verification and publishing."""

@@ -1,0 +1,113 @@
+"""The official CIFAR-10 python release: download with checksum, then unpickle its batches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from build.errors import ZooError
+
+SPEC = "cifar10"
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+MD5 = "c58f30108f718f92721af3b95e74349a"  # published with the release
+FILENAME = "cifar-10-python.tar.gz"
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_BATCH = "test_batch"
+
+
+def download(cache_dir: Path, url: str = URL, md5: str = MD5) -> Path:
+    """Fetch the release into the cache once; a partial or corrupt download never stays there."""
+    target = cache_dir / "downloads" / FILENAME
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{FILENAME}.part{os.getpid()}")
+    try:
+        _fetch(url, tmp)
+        actual = hashlib.md5(tmp.read_bytes()).hexdigest()
+        if actual != md5:
+            raise ZooError(f"checksum mismatch for {url}: md5 {actual}, expected {md5}; try the download again")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _fetch(url: str, dest: Path) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp, open(dest, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download CIFAR-10") as bar:
+                while block := resp.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise ZooError(
+            f"cannot download CIFAR-10 from {url} ({exc}); if this machine is offline, pass --data "
+            f"(or set $TRITONZOO_DATA) to a local {FILENAME} or an ImageFolder .tar.gz"
+        ) from exc
+
+
+def is_python_release(path: Path) -> bool:
+    if path.is_dir():
+        return any(path.rglob(TEST_BATCH))
+    return path.name.endswith(FILENAME) or _archive_has(path, TEST_BATCH)
+
+
+def _archive_has(path: Path, name: str) -> bool:
+    try:
+        with tarfile.open(path) as tar:
+            return any(Path(m.name).name == name for m in tar.getmembers())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ZooError(f"dataset archive {path} is corrupt or not a tar archive ({exc}); fetch it again") from exc
+
+
+def decode(path: Path) -> dict[str, np.ndarray]:
+    batches = _read_batches(path)
+    train = [batches[name] for name in TRAIN_BATCHES]
+    test = batches[TEST_BATCH]
+    classes = [c.decode() for c in batches["batches.meta"][b"label_names"]]
+    return {
+        "train_x": np.concatenate([_images(b) for b in train]),
+        "train_y": np.concatenate([_labels(b) for b in train]),
+        "test_x": _images(test),
+        "test_y": _labels(test),
+        "classes": np.array(classes),
+    }
+
+
+def _read_batches(path: Path) -> dict[str, dict]:
+    wanted = set(TRAIN_BATCHES) | {TEST_BATCH, "batches.meta"}
+    found: dict[str, dict] = {}
+    try:
+        if path.is_dir():
+            for f in path.rglob("*"):
+                if f.name in wanted:
+                    found[f.name] = pickle.loads(f.read_bytes(), encoding="bytes")
+        else:
+            with tarfile.open(path) as tar:
+                for m in tar.getmembers():
+                    if Path(m.name).name in wanted:
+                        found[Path(m.name).name] = pickle.load(tar.extractfile(m), encoding="bytes")
+    except (tarfile.TarError, pickle.UnpicklingError, EOFError, OSError) as exc:
+        raise ZooError(f"CIFAR-10 release at {path} is corrupt ({exc}); fetch it again") from exc
+    missing = wanted - found.keys()
+    if missing:
+        raise ZooError(f"CIFAR-10 release at {path} lacks {sorted(missing)}; fetch it again")
+    return found
+
+
+def _images(batch: dict) -> np.ndarray:
+    return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+
+
+def _labels(batch: dict) -> np.ndarray:
+    return np.asarray(batch[b"labels"], dtype=np.int64)

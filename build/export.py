@@ -1,0 +1,79 @@
+"""ONNX export (dynamo exporter, opset 18, dynamic batch) with the checker, and its verification."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from build.errors import ZooError
+
+OPSET = 18
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+
+
+def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int, int] = (3, 32, 32)) -> Path:
+    model = model.eval().cpu()
+    example = torch.zeros((2, *image_shape), dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter is chatty about internals we do not control
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}}, verbose=False,
+        )
+    program.save(str(path), external_data=False)
+    check_onnx(path)
+    return path
+
+
+def check_onnx(path: Path) -> None:
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ZooError(f"exported model {path} fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely a candidate's logits follow a reference on the same images."""
+
+    max_abs_diff: float
+    top1_agreement: float
+    images: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"max_abs_logit_diff": self.max_abs_diff, "top1_agreement": self.top1_agreement, "images": self.images}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs_diff: float = 1e-3
+    min_top1_agreement: float = 0.999
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+    return Agreement(
+        max_abs_diff=float(np.abs(reference - candidate).max()),
+        top1_agreement=float((reference.argmax(1) == candidate.argmax(1)).mean()),
+        images=len(reference),
+    )
+
+
+def verify(name: str, reference: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> Agreement:
+    """Fail the build when a variant drifts from its source beyond tolerance."""
+    agreement = compare(reference, candidate)
+    if agreement.max_abs_diff > tol.max_abs_diff or agreement.top1_agreement < tol.min_top1_agreement:
+        raise ZooError(
+            f"verification failed for {name}: max |logit diff| {agreement.max_abs_diff:.2e} "
+            f"(limit {tol.max_abs_diff:.0e}), top-1 agreement {agreement.top1_agreement:.4f} "
+            f"(limit {tol.min_top1_agreement}) on {agreement.images} test images"
+        )
+    return agreement

@@ -1,0 +1,111 @@
+"""Atomic publishing: build every model folder off to the side, then swap each in with one rename.
+
+Triton never sees a half-written model, and a build that fails or is interrupted before `commit`
+leaves the repository byte-for-byte as it was. Staging lives beside the repository (same file system,
+so renames are atomic) rather than inside it, where Triton would try to load it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from build.errors import ZooError
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE): no instant without a model."""
+    if _libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(a))
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Move `staged` to `target`; whatever was at `target` ends up at `staged`."""
+    if not target.exists():
+        staged.rename(target)
+        return
+    try:
+        exchange(staged, target)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        # No renameat2 here: two renames, with a moment in which the model is absent.
+        backup = staged.with_name(staged.name + ".old")
+        target.rename(backup)
+        staged.rename(target)
+        backup.rename(staged)
+
+
+def read_manifest(repo: Path) -> dict:
+    path = Path(repo) / MANIFEST
+    if not path.exists():
+        return {"schema_version": SCHEMA_VERSION, "models": {}}
+    return json.loads(path.read_text())
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class Publication:
+    """One build's set of models: `stage` folders, `record` metadata, and commit on a clean exit."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = Path(repo).resolve()
+        self.entries: dict[str, dict] = {}
+        self._staged: dict[str, Path] = {}
+
+    def __enter__(self) -> "Publication":
+        self.repo.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.repo.parent / f".{self.repo.name}.lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ZooError(f"another build is publishing into {self.repo}; wait for it to finish") from None
+        self.area = Path(tempfile.mkdtemp(dir=self.repo.parent, prefix=f".{self.repo.name}.staging-"))
+        return self
+
+    def stage(self, model: str) -> Path:
+        folder = self.area / model
+        folder.mkdir()
+        self._staged[model] = folder
+        return folder
+
+    def record(self, model: str, entry: dict) -> None:
+        if model not in self._staged:
+            raise ValueError(f"record() for {model}, which was never staged")
+        self.entries[model] = entry
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            shutil.rmtree(self.area, ignore_errors=True)
+            self._lock.close()
+
+    def commit(self) -> None:
+        unrecorded = set(self._staged) - set(self.entries)
+        if unrecorded:
+            raise ZooError(f"models staged without metadata: {sorted(unrecorded)}; nothing was published")
+        for model, folder in self._staged.items():
+            replace_dir(folder, self.repo / model)
+        manifest = read_manifest(self.repo)
+        manifest["models"].update(self.entries)
+        write_json_atomic(self.repo / MANIFEST, manifest)

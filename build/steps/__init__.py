@@ -1,0 +1,1 @@
+"""Build steps. Each is one small class; variants list them as their recipe."""

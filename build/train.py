@@ -1,0 +1,169 @@
+"""Teacher training: seeded, resumable, bf16 autocast + channels_last on CPU, CUDA when present."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from build.data import Dataset, ImageSet
+from build.device import autocast, configure_threads, pick_device
+from build.errors import ZooError
+from build.evaluate import torch_accuracy
+from build.models import Classifier, build_classifier, save_weights
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "resnet18"
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    val_accuracy: float
+    test_accuracy: float
+    seconds: float
+    weights: Path
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding plus horizontal flip, vectorised over the batch."""
+    b, _, h, w = x.shape
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
+    crops = padded[torch.arange(b)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+    flip = torch.rand(b, generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], crops.flip(3), crops)
+
+
+class Trainer:
+    """Owns model, optimiser, schedule and RNG, so that a checkpoint restores all of them."""
+
+    def __init__(self, cfg: TrainConfig, data: Dataset, run_dir: Path) -> None:
+        configure_threads()
+        self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.model: Classifier = build_classifier(cfg.arch, len(data.classes)).to(self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+                                   weight_decay=cfg.weight_decay)
+        steps = cfg.epochs * (len(data.train) // cfg.batch_size)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, cfg.lr, total_steps=steps, pct_start=0.25)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.epoch, self.best_val, self.elapsed = 0, 0.0, 0.0
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    def save(self) -> None:
+        state = {
+            "config": asdict(self.cfg), "epoch": self.epoch, "best_val": self.best_val, "elapsed": self.elapsed,
+            "model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+            "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+        }
+        tmp = self.last_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.last_path)
+
+    def resume(self) -> bool:
+        if not self.last_path.exists():
+            return False
+        state = torch.load(self.last_path, map_location=self.device, weights_only=True)
+        if state["config"] != asdict(self.cfg):
+            raise ZooError(f"checkpoint {self.last_path} was made with {state['config']}, not {asdict(self.cfg)}; "
+                           "pass the same options, or a new --run-dir to start over")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.best_val, self.elapsed = state["epoch"], state["best_val"], state["elapsed"]
+        return True
+
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        train: ImageSet = self.data.train
+        order = torch.randperm(len(train), generator=self.gen)
+        n_batches = len(train) // self.cfg.batch_size
+        images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+        loss_sum = correct = seen = 0
+        bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False)
+        for i in bar:
+            idx = order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+            x = augment(images[idx], self.gen).to(self.device).contiguous(memory_format=torch.channels_last)
+            y = labels[idx].to(self.device)
+            with autocast(self.device):
+                logits = self.model(x)
+                loss = self.loss_fn(logits, y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        return {"train_loss": loss_sum / seen, "train_acc": correct / seen}
+
+    def evaluate(self, split: ImageSet) -> float:
+        return torch_accuracy(self.model, split, device=self.device, amp=autocast(self.device))
+
+
+def train(cfg: TrainConfig, data: Dataset, run_dir: Path, weights_out: Path) -> TrainResult:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, data, run_dir)
+    if trainer.resume():
+        print(f"resumed {trainer.last_path} after epoch {trainer.epoch}")
+    log = run_dir / "train_log.jsonl"
+    best = run_dir / "best.pt"
+    while trainer.epoch < cfg.epochs:
+        start = time.perf_counter()
+        stats = trainer.train_epoch()
+        val = trainer.evaluate(data.val)
+        trainer.epoch += 1
+        trainer.elapsed += time.perf_counter() - start
+        row = {"epoch": trainer.epoch, **stats, "val_acc": val, "lr": trainer.sched.get_last_lr()[0],
+               "elapsed_s": round(trainer.elapsed, 1)}
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row))
+        if val >= trainer.best_val:
+            trainer.best_val = val
+            torch.save(trainer.model.state_dict(), best)
+        trainer.save()
+    trainer.model.load_state_dict(torch.load(best, map_location=trainer.device, weights_only=True))
+    test = trainer.evaluate(data.test)
+    meta = {
+        "arch": cfg.arch, "num_classes": len(data.classes), "classes": data.classes,
+        "val_accuracy": trainer.best_val, "test_accuracy": test, "train_seconds": round(trainer.elapsed),
+        "epochs": cfg.epochs, "config": asdict(cfg), "dataset_checksum": data.checksum,
+        "hardware": hardware_summary(trainer.device), "torch": torch.__version__,
+    }
+    save_weights(trainer.model.cpu(), weights_out, meta)
+    (run_dir / "result.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2))
+    return TrainResult(trainer.best_val, test, trainer.elapsed, weights_out)
+
+
+def hardware_summary(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"

@@ -1,0 +1,1 @@
+"""Load generation against Triton and the gateway (Locust)."""

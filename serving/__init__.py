@@ -1,0 +1,1 @@
+"""tritonzoo serving side: runs Triton on a published repository. Needs neither torch nor build/."""

@@ -1,0 +1,45 @@
+"""A thin synchronous Triton client for classification over gRPC, with binary tensors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+
+class TritonClassifier:
+    def __init__(self, url: str, input_name: str = "images", output_name: str = "logits") -> None:
+        self.client = grpcclient.InferenceServerClient(url)
+        self.input_name, self.output_name = input_name, output_name
+
+    def logits(self, model: str, images: np.ndarray) -> np.ndarray:
+        inp = grpcclient.InferInput(self.input_name, list(images.shape), "UINT8")
+        inp.set_data_from_numpy(np.ascontiguousarray(images))
+        result = self.client.infer(model, [inp], outputs=[grpcclient.InferRequestedOutput(self.output_name)])
+        return result.as_numpy(self.output_name)
+
+    def top_k(self, model: str, images: np.ndarray, k: int = 1) -> list[list[str]]:
+        """Triton's classification extension: 'score:index:label' strings, best first."""
+        inp = grpcclient.InferInput(self.input_name, list(images.shape), "UINT8")
+        inp.set_data_from_numpy(np.ascontiguousarray(images))
+        out = grpcclient.InferRequestedOutput(self.output_name, class_count=k)
+        result = self.client.infer(model, [inp], outputs=[out]).as_numpy(self.output_name)
+        return [[s.decode() if isinstance(s, bytes) else str(s) for s in row] for row in result]
+
+    def predict_all(self, model: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        return np.concatenate([self.logits(model, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+    def latencies_ms(self, model: str, images: np.ndarray, requests: int = 200, warmup: int = 20) -> np.ndarray:
+        """Batch-1 round trips from one client, after warm-up."""
+        for i in range(warmup):
+            self.logits(model, images[i % len(images)][None])
+        out = []
+        for i in range(requests):
+            start = time.perf_counter()
+            self.logits(model, images[i % len(images)][None])
+            out.append((time.perf_counter() - start) * 1e3)
+        return np.array(out)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,63 @@
+"""Accuracy and latency of every published model, measured through the server."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serving.client import TritonClassifier
+from serving.manifest import load_manifest
+from serving.triton import TritonConfig, TritonServer
+
+
+@dataclass(frozen=True)
+class ServedResult:
+    model: str
+    variant: str
+    runtime: str
+    build_accuracy: float  # in-process, recorded by the build
+    served_accuracy: float
+    images: int
+    p50_ms: float
+    p99_ms: float
+
+
+def evaluate_served(client: TritonClassifier, manifest: dict[str, dict], images: np.ndarray,
+                    labels: np.ndarray, latency_requests: int = 200) -> list[ServedResult]:
+    results = []
+    for name, meta in sorted(manifest.items()):
+        logits = client.predict_all(name, images)
+        lat = client.latencies_ms(name, images, latency_requests)
+        results.append(ServedResult(
+            model=name, variant=meta["variant"], runtime=meta["runtime"],
+            build_accuracy=meta["accuracy"]["top1"],
+            served_accuracy=float((logits.argmax(1) == labels).mean()), images=len(images),
+            p50_ms=float(np.median(lat)), p99_ms=float(np.percentile(lat, 99)),
+        ))
+    return results
+
+
+def format_table(results: list[ServedResult]) -> str:
+    header = f"{'model':<24} {'variant':<10} {'runtime':<12} {'acc (build)':>11} {'acc (served)':>12} " \
+             f"{'images':>7} {'p50 ms':>8} {'p99 ms':>8}"
+    rows = [
+        f"{r.model:<24} {r.variant:<10} {r.runtime:<12} {r.build_accuracy:>11.2%} {r.served_accuracy:>12.2%} "
+        f"{r.images:>7} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+        for r in results
+    ]
+    return "\n".join([header, "-" * len(header), *rows])
+
+
+def run_served_evaluation(repo: Path, images: np.ndarray, labels: np.ndarray, triton_url: str | None = None) -> str:
+    """Evaluate every model in the manifest through Triton: an external one, or one started here."""
+    server = nullcontext() if triton_url else TritonServer(TritonConfig.on_free_ports(repo))
+    with server as running:
+        url = triton_url or running.cfg.grpc_url
+        client = TritonClassifier(url)
+        try:
+            return format_table(evaluate_served(client, load_manifest(repo), images, labels))
+        finally:
+            client.close()

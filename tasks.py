@@ -1,0 +1,118 @@
+"""Invoke tasks: parse arguments, call library code. `invoke --list` shows them all."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+
+from invoke import task
+
+ROOT = Path(__file__).resolve().parent
+TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
+REPO = ROOT / "model_repository"
+DATA_HELP = ("dataset: ImageFolder dir or .tar.gz, a cifar-10-python.tar.gz, or 'cifar10' to download "
+             "(default: $TRITONZOO_DATA, else 'cifar10')")
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn a user-facing error into one line on stderr and exit status 1, instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from build.errors import ZooError
+        from serving.triton import TritonError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ZooError, TritonError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    return wrapper
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@task(help={
+    "data": DATA_HELP, "epochs": "training epochs", "batch_size": "batch size", "lr": "peak learning rate (one-cycle)",
+    "seed": "random seed", "device": "auto, cpu or cuda", "run_dir": "checkpoints and log (resumes from here)",
+    "out": "where to write the teacher weights",
+})
+@friendly
+def train(c, data=None, epochs=12, batch_size=128, lr=0.1, seed=0, device="auto",
+          run_dir="runs/teacher", out=str(TEACHER)):
+    """Train the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last on CPU, CUDA when present)."""
+    from build.data import load_dataset
+    from build.train import TrainConfig, train as run_training
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    result = run_training(cfg, load_dataset(data), Path(run_dir), Path(out))
+    print(f"teacher: val {result.val_accuracy:.4f}, test {result.test_accuracy:.4f}, "
+          f"{result.seconds / 60:.1f} min -> {result.weights}")
+
+
+@task(help={
+    "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository to publish into",
+    "variants": "comma-separated variants", "runtimes": "comma-separated runtimes",
+    "eval_images": "test images for accuracy (0: all)", "speed": "measure in-process latency and throughput",
+})
+@friendly
+def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", runtimes="onnxruntime",
+          eval_images=0, speed=True):
+    """Build variants from the teacher: export, verify, measure, and publish atomically to the repository."""
+    from build.data import load_dataset
+    from build.pipeline import BuildOptions
+    from build.zoo import build_zoo
+
+    options = BuildOptions(eval_images=eval_images or None, measure_speed=speed)
+    states = build_zoo(load_dataset(data), Path(teacher), Path(repo), _csv(variants), _csv(runtimes), options)
+    print(f"published {sum(len(s.published) for s in states)} model(s) to {repo}")
+
+
+@task(help={
+    "repo": "model repository", "host": "address to bind (default loopback only)",
+    "http_port": "HTTP port", "grpc_port": "gRPC port", "metrics_port": "metrics port",
+})
+@friendly
+def serve(c, repo=str(REPO), host="127.0.0.1", http_port=8000, grpc_port=8001, metrics_port=8002):
+    """Run the real Triton server on the repository until Ctrl-C."""
+    from serving.triton import TritonConfig, TritonServer, wait_forever
+
+    cfg = TritonConfig(Path(repo), host, http_port, grpc_port, metrics_port)
+    with TritonServer(cfg) as server:
+        print(f"Triton ready: HTTP {cfg.http_url}, gRPC {cfg.grpc_url}, metrics {host}:{metrics_port} "
+              f"(log: {server.log_path}); Ctrl-C to stop")
+        wait_forever(server)
+
+
+@task(help={
+    "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository",
+    "variants": "comma-separated variants", "runtimes": "comma-separated runtimes",
+    "images": "test images to classify through the server (0: all)",
+    "triton_url": "use this running Triton (host:grpc_port) instead of starting one",
+})
+@friendly
+def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", runtimes="onnxruntime",
+        images=0, triton_url=None):
+    """The main job: build the zoo, serve it on Triton, classify CIFAR-10 test images through it, print a table."""
+    from build.data import load_dataset
+    from build.pipeline import BuildOptions
+    from build.zoo import build_zoo
+    from serving.evaluate import run_served_evaluation
+
+    dataset = load_dataset(data)
+    test = dataset.test.head(images) if images else dataset.test
+    build_zoo(dataset, Path(teacher), Path(repo), _csv(variants), _csv(runtimes),
+              BuildOptions(eval_images=len(test)))
+    print(run_served_evaluation(Path(repo), test.images, test.labels, triton_url))
+
+
+@task(help={"all": "also run the slow end-to-end tests (real tritonserver)"})
+def test(c, all=False):
+    """Run the fast unit tests; --all adds the end-to-end tests."""
+    marker = '-m ""' if all else ""
+    c.run(f"python -m pytest {marker} -q", pty=False)
