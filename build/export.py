@@ -14,6 +14,7 @@ from torch import nn
 from build.errors import ZooError
 
 OPSET = 18
+MAX_IR_VERSION = 10  # ONNX Runtime 1.19, as in Triton 24.10's native backend, reads IR <= 10
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 
@@ -39,6 +40,10 @@ def check_onnx(path: Path) -> None:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ZooError(f"exported model {path} fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+    ir_version = onnx.load(str(path), load_external_data=False).ir_version
+    if ir_version > MAX_IR_VERSION:
+        raise ZooError(f"exported model {path} has ONNX IR version {ir_version}; Triton's native onnxruntime "
+                       f"backend reads at most {MAX_IR_VERSION}")
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def train(cfg: TrainConfig, data: Dataset, run_dir: Path, weights_out: Path) -> 
         "arch": cfg.arch, "num_classes": len(data.classes), "classes": data.classes,
         "val_accuracy": trainer.best_val, "test_accuracy": test, "train_seconds": round(trainer.elapsed),
         "epochs": cfg.epochs, "config": asdict(cfg), "dataset_checksum": data.checksum,
-        "hardware": hardware_summary(trainer.device), "torch": torch.__version__,
+        "hardware": hardware_summary(trainer.device), "torch": str(torch.__version__),
     }
     save_weights(trainer.model.cpu(), weights_out, meta)
     (run_dir / "result.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2))

@@ -14,7 +14,7 @@ from build.errors import ZooError
 
 DATA_ENV = "TRITONZOO_DATA"
 CACHE_ENV = "TRITONZOO_CACHE"
-VAL_PER_CLASS = 500
+VAL_FRACTION = 0.1  # 500 images per class on CIFAR-10
 VAL_SEED = 0
 
 
@@ -65,12 +65,11 @@ def load_dataset(spec: str | None = None, cache_dir: Path | None = None) -> Data
     return Dataset(fit, val, test, [str(c) for c in arrays["classes"]], checksum, spec)
 
 
-def split_validation(train: ImageSet, per_class: int = VAL_PER_CLASS) -> tuple[ImageSet, ImageSet]:
+def split_validation(train: ImageSet, fraction: float = VAL_FRACTION) -> tuple[ImageSet, ImageSet]:
     """Stratified hold-out with a fixed seed: the same images whatever the training seed."""
     rng = np.random.default_rng(VAL_SEED)
-    val_idx = np.concatenate(
-        [rng.permutation(np.flatnonzero(train.labels == c))[:per_class] for c in np.unique(train.labels)]
-    )
+    per_class = [np.flatnonzero(train.labels == c) for c in np.unique(train.labels)]
+    val_idx = np.concatenate([rng.permutation(idx)[: max(1, int(len(idx) * fraction))] for idx in per_class])
     mask = np.zeros(len(train), dtype=bool)
     mask[val_idx] = True
     return (

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from build.errors import ZooError
+from build.repository.publish import MANIFEST, Publication, read_manifest
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def publish(repo: Path, model: str, payload: bytes, entry: dict) -> None:
+    with Publication(repo) as pub:
+        folder = pub.stage(model)
+        (folder / "1").mkdir()
+        (folder / "1" / "model.onnx").write_bytes(payload)
+        pub.record(model, entry)
+
+
+def test_publish_then_replace(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    publish(repo, "m", b"v1", {"version": 1})
+    assert (repo / "m" / "1" / "model.onnx").read_bytes() == b"v1"
+    publish(repo, "m", b"v2", {"version": 2})
+    publish(repo, "other", b"o", {"version": 1})
+    assert (repo / "m" / "1" / "model.onnx").read_bytes() == b"v2"
+    assert read_manifest(repo)["models"] == {"m": {"version": 2}, "other": {"version": 1}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".repo.lock", "repo"], "no staging left behind"
+
+
+def test_failed_build_leaves_repository_exactly_as_it_was(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    publish(repo, "m", b"v1", {"version": 1})
+    before = snapshot(repo)
+    with pytest.raises(RuntimeError, match="boom"):
+        with Publication(repo) as pub:
+            folder = pub.stage("m")
+            (folder / "half-written").write_bytes(b"x")
+            pub.record("m", {"version": 2})
+            pub.stage("n")
+            raise RuntimeError("boom")
+    assert snapshot(repo) == before
+    assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+
+
+def test_interrupt_before_commit_publishes_nothing(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    with pytest.raises(KeyboardInterrupt):
+        with Publication(repo) as pub:
+            pub.stage("m")
+            raise KeyboardInterrupt
+    assert not (repo / "m").exists() and not (repo / MANIFEST).exists()
+
+
+def test_staged_model_without_metadata_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    with pytest.raises(ZooError, match="staged without metadata"):
+        with Publication(repo) as pub:
+            pub.stage("m")
+    assert not (repo / "m").exists()
+
+
+def test_concurrent_builds_are_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    with Publication(repo):
+        with pytest.raises(ZooError, match="another build is publishing"):
+            with Publication(repo):
+                pass
+
+
+def test_manifest_is_valid_json_after_every_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for i in range(3):
+        publish(repo, f"m{i}", b"x", {"version": 1})
+        json.loads((repo / MANIFEST).read_text())
+    assert not list(repo.glob(".*tmp*"))

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from build.errors import ZooError
+from build.export import MAX_IR_VERSION, OPSET, Tolerance, compare, export_onnx, verify
+from build.models import build_classifier
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory):
+    from build.models import ARCHITECTURES
+    from build.models.resnet import CifarResNet
+
+    ARCHITECTURES.setdefault("tiny_export", lambda n: CifarResNet([1, 1], [8, 16], n))
+    model = build_classifier("tiny_export").eval()
+    path = export_onnx(model, tmp_path_factory.mktemp("export") / "model.onnx")
+    return model, path
+
+
+def test_export_is_opset18_dynamic_batch_uint8(exported) -> None:
+    _, path = exported
+    proto = onnx.load(str(path))
+    assert any(o.domain in ("", "ai.onnx") and o.version == OPSET for o in proto.opset_import)
+    assert proto.ir_version <= MAX_IR_VERSION
+    (inp,) = proto.graph.input
+    assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert inp.type.tensor_type.shape.dim[0].dim_param, "batch axis is symbolic"
+    assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node), "BN is folded"
+
+
+def test_export_matches_torch_at_several_batch_sizes(exported) -> None:
+    model, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):
+        x = np.random.default_rng(batch).integers(0, 256, (batch, 3, 32, 32), dtype=np.uint8)
+        ref = model(torch.from_numpy(x)).detach().numpy()
+        verify("tiny", ref, session.run(None, {"images": x})[0], Tolerance())
+
+
+def test_verification_fails_the_build_beyond_tolerance() -> None:
+    ref = np.eye(10, dtype=np.float32)[np.arange(100) % 10] * 5
+    drifted = ref.copy()
+    drifted[0] = np.roll(drifted[0], 1)  # one prediction flips
+    agreement = compare(ref, drifted)
+    assert agreement.top1_agreement == 0.99 and agreement.max_abs_diff == 5.0
+    with pytest.raises(ZooError, match="verification failed for m: max .*top-1 agreement 0.9900"):
+        verify("m", ref, drifted, Tolerance())
+    verify("m", ref, drifted, Tolerance(max_abs_diff=10, min_top1_agreement=0.98))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from build.errors import ZooError
+from build.models import build_classifier, load_weights, save_weights
+from build.models.resnet import resnet18
+
+
+def test_resnet18_is_the_cifar_variant() -> None:
+    net = resnet18()
+    assert net.stem[0].kernel_size == (3, 3) and net.stem[0].stride == (1, 1)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    assert 11.1e6 < sum(p.numel() for p in net.parameters()) < 11.2e6
+
+
+def test_classifier_takes_raw_uint8_pixels(tiny_arch: str) -> None:
+    model = build_classifier(tiny_arch).eval()
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    logits = model(images)
+    assert logits.shape == (4, 10) and logits.dtype == torch.float32
+    manual = model.backbone((images.float() - model.mean) / model.std)
+    assert torch.allclose(logits, manual)
+    assert "mean" not in model.state_dict(), "normalisation constants live in code, not checkpoints"
+
+
+def test_weights_round_trip_in_fp16(tmp_path: Path, tiny_arch: str) -> None:
+    model = build_classifier(tiny_arch).eval()
+    save_weights(model, tmp_path / "w.pt", {"arch": tiny_arch, "num_classes": 10, "test_accuracy": 0.5})
+    loaded, meta = load_weights(tmp_path / "w.pt")
+    assert meta["test_accuracy"] == 0.5
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(model(x), loaded(x), atol=5e-2)
+    blob = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+
+
+def test_checkpoint_that_does_not_fit_names_the_problem(tmp_path: Path, tiny_arch: str) -> None:
+    save_weights(build_classifier(tiny_arch), tmp_path / "w.pt", {"arch": "resnet18", "num_classes": 10})
+    with pytest.raises(ZooError, match="does not fit architecture 'resnet18'"):
+        load_weights(tmp_path / "w.pt")
+
+
+def test_missing_and_corrupt_weights(tmp_path: Path) -> None:
+    with pytest.raises(ZooError, match="teacher weights not found"):
+        load_weights(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ZooError, match="cannot read weights file"):
+        load_weights(tmp_path / "junk.pt")
+
+
+def test_unknown_architecture() -> None:
+    with pytest.raises(ZooError, match="unknown architecture 'vgg'"):
+        build_classifier("vgg")

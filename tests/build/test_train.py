@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from build.data import load_dataset
+from build.errors import ZooError
+from build.train import TrainConfig, Trainer, augment, train
+
+
+def test_augment_crops_and_flips_deterministically() -> None:
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and a.dtype == torch.uint8 and torch.equal(a, b)
+    assert not torch.equal(a, x)
+
+
+def test_augment_with_no_padding_only_flips() -> None:
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    out = augment(x, torch.Generator().manual_seed(0), pad=0)
+    assert all(torch.equal(o, i) or torch.equal(o, i.flip(2)) for o, i in zip(out, x))
+
+
+def test_training_resumes_exactly(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
+    data = load_dataset(str(mini_archive))
+    cfg = TrainConfig(arch=tiny_arch, epochs=2, batch_size=30, device="cpu")
+    first = Trainer(cfg, data, tmp_path)
+    first.train_epoch()
+    first.epoch = 1
+    first.save()
+    second = Trainer(cfg, data, tmp_path)
+    assert second.resume() and second.epoch == 1
+    for p, q in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(p, q)
+    assert torch.equal(first.gen.get_state(), second.gen.get_state())
+    with pytest.raises(ZooError, match="was made with"):
+        Trainer(TrainConfig(arch=tiny_arch, epochs=3, batch_size=30), data, tmp_path).resume()
+
+
+def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
+    data = load_dataset(str(mini_archive))
+    result = train(TrainConfig(arch=tiny_arch, epochs=1, batch_size=30, device="cpu"), data, tmp_path / "run",
+                   tmp_path / "teacher.pt")
+    assert result.weights.exists() and 0.0 <= result.test_accuracy <= 1.0
+    assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 1
+    meta = torch.load(result.weights, weights_only=True)
+    assert meta["arch"] == tiny_arch and meta["classes"] == data.classes

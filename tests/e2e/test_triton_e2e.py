@@ -1,0 +1,145 @@
+"""End to end on the real tritonserver: publish, serve, and compare with the in-process model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from build.data import load_dataset
+from build.evaluate import torch_logits
+from build.models import build_classifier, load_weights, save_weights
+from build.pipeline import BuildOptions
+from build.zoo import build_zoo
+from serving.client import TritonClassifier
+from serving.manifest import load_manifest
+from serving.triton import TritonConfig, TritonServer, is_ready
+from tests.conftest import MINI_ARCHIVE, ROOT, full_data_spec
+
+pytestmark = pytest.mark.e2e
+SHIPPED_TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
+IMAGES = 500
+MODEL = "resnet18_fp32"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory):
+    """The shipped teacher (random weights if it is absent) built into a fresh repository."""
+    root = tmp_path_factory.mktemp("e2e")
+    os.environ["TRITONZOO_CACHE"] = str(root / "cache")
+    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE))
+    teacher = SHIPPED_TEACHER
+    if not teacher.exists():
+        teacher = root / "teacher.pt"
+        save_weights(build_classifier("resnet18"), teacher, {"arch": "resnet18", "classes": data.classes})
+    repo = root / "repo"
+    build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"],
+              BuildOptions(verify_images=200, eval_images=IMAGES, measure_speed=False), log=lambda _: None)
+    return data, teacher, repo
+
+
+@pytest.fixture(scope="module")
+def server(workspace):
+    _, _, repo = workspace
+    with TritonServer(TritonConfig.on_free_ports(repo)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    c = TritonClassifier(server.cfg.grpc_url)
+    yield c
+    c.close()
+
+
+def test_served_logits_match_in_process_models(workspace, client) -> None:
+    data, teacher, repo = workspace
+    images = data.test.images[:IMAGES]
+    served = client.predict_all(MODEL, images)
+    session = ort.InferenceSession(str(next((repo / MODEL).glob("*/model.onnx"))), providers=["CPUExecutionProvider"])
+    in_process = session.run(None, {"images": images})[0]
+    assert np.abs(served - in_process).max() < 1e-4
+    model, _ = load_weights(teacher)
+    torch_ref = torch_logits(model, images)
+    assert np.abs(served - torch_ref).max() < 1e-2
+    assert (served.argmax(1) == torch_ref.argmax(1)).mean() >= 0.998
+
+
+def test_served_accuracy_equals_build_accuracy(workspace, client) -> None:
+    data, _, repo = workspace
+    test = data.test.head(IMAGES)
+    served = (client.predict_all(MODEL, test.images).argmax(1) == test.labels).mean()
+    assert abs(served - load_manifest(repo)[MODEL]["accuracy"]["top1"]) <= 0.001
+
+
+def test_classification_extension_returns_labels(workspace, client) -> None:
+    data, _, _ = workspace
+    images = data.test.images[:4]
+    top = client.top_k(MODEL, images, k=3)
+    logits = client.logits(MODEL, images)
+    for row, expected in zip(top, logits.argmax(1)):
+        score, index, label = row[0].split(":")
+        assert int(index) == expected and label == data.classes[expected] and len(row) == 3
+
+
+@pytest.mark.parametrize("shape,dtype,message", [
+    ((1, 3, 28, 28), np.uint8, "shape"),
+    ((1, 3, 32, 32), np.float32, "data-type"),
+    ((65, 3, 32, 32), np.uint8, "batch"),
+])
+def test_bad_requests_get_triton_errors_and_server_keeps_serving(workspace, server, client, shape, dtype, message):
+    data, _, _ = workspace
+    raw = grpcclient.InferenceServerClient(server.cfg.grpc_url)
+    inp = grpcclient.InferInput("images", list(shape), "UINT8" if dtype == np.uint8 else "FP32")
+    inp.set_data_from_numpy(np.zeros(shape, dtype))
+    with pytest.raises(InferenceServerException, match=message):
+        raw.infer(MODEL, [inp])
+    assert is_ready(server.cfg.http_url)
+    assert client.logits(MODEL, data.test.images[:2]).shape == (2, 10)
+
+
+def _server_pids(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"bin/tritonserver.*{pattern}"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_invoke_serve_stops_cleanly_on_ctrl_c(workspace, tmp_path: Path) -> None:
+    _, _, repo = workspace
+    cfg = TritonConfig.on_free_ports(repo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--http-port", str(cfg.http_port),
+         "--grpc-port", str(cfg.grpc_port), "--metrics-port", str(cfg.metrics_port)], cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not is_ready(cfg.http_url):
+        assert proc.poll() is None and time.monotonic() < deadline, "invoke serve died or never got ready"
+        time.sleep(0.5)
+    pattern = f"--http-port={cfg.http_port}"
+    assert _server_pids(pattern)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    time.sleep(0.5)
+    assert not _server_pids(pattern), "tritonserver left behind"
+
+
+def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
+    """The README's main command, on a small slice: build, serve, classify, table, shut down."""
+    data, teacher, _ = workspace
+    repo = tmp_path / "repo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "zoo", "--teacher", str(teacher), "--repo", str(repo), "--images", "300",
+         "--data", full_data_spec() or str(MINI_ARCHIVE)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = next(l for l in proc.stdout.splitlines() if l.startswith(MODEL))
+    build_acc, served_acc = (float(v.rstrip("%")) for v in row.split()[3:5])
+    assert abs(build_acc - served_acc) <= 0.1
+    assert not _server_pids(str(repo))

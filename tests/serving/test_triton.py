@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serving.triton import TritonConfig, TritonError, TritonServer, command, environment, prepare_backends
+
+
+def test_backend_directory_has_python_backend_stub_and_ours(tmp_path: Path) -> None:
+    root = prepare_backends(tmp_path)
+    assert (root / "python" / "libtriton_python.so").exists()
+    assert (root / "python" / "triton_python_backend_stub").exists()
+    assert (root / "onnxruntime" / "model.py").exists()
+    assert prepare_backends(tmp_path) == root, "content-addressed: prepared once"
+
+
+def test_everything_binds_to_loopback_by_default(tmp_path: Path) -> None:
+    args = command(TritonConfig(tmp_path), tmp_path)
+    for flag in ("--http-address", "--grpc-address", "--metrics-address"):
+        assert f"{flag}=127.0.0.1" in args
+    assert "--metrics-config=summary_latencies=true" in args
+
+
+def test_environment_reaches_wheel_libraries_and_packages() -> None:
+    env = environment()
+    assert "nvidia_pytriton.libs" in env["LD_LIBRARY_PATH"]
+    assert "site-packages" in env["PYTHONPATH"]
+
+
+def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TritonError, match="model repository .*missing does not exist"):
+        TritonServer(TritonConfig(tmp_path / "missing")).start()
+
+
+def test_free_ports_differ(tmp_path: Path) -> None:
+    cfg = TritonConfig.on_free_ports(tmp_path)
+    assert len({cfg.http_port, cfg.grpc_port, cfg.metrics_port}) == 3

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_invoke_lists_every_task_with_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    for name in ("train", "build", "serve", "zoo", "test"):
+        line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
+        assert len(line.split()) > 2, f"task {name} has no help text"
+
+
+def test_bad_dataset_path_is_one_line_error(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "invoke", "build", "--data", str(tmp_path / "missing.tar.gz"),
+                           "--repo", str(tmp_path / "repo")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "dataset not found" in proc.stderr
+    assert not (tmp_path / "repo").exists()
