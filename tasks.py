@@ -74,19 +74,25 @@ def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", r
 
 
 @task(help={
-    "repo": "model repository", "host": "address to bind (default loopback only)",
-    "http_port": "HTTP port", "grpc_port": "gRPC port", "metrics_port": "metrics port",
+    "repo": "model repository", "host": "gateway address (default loopback only)", "port": "gateway port",
+    "triton_url": "use a running Triton instead of starting one: GRPC_HOST:PORT,HTTP_HOST:PORT",
+    "state_file": "where the gateway keeps experiments across restarts",
+    "triton_ports": "ports of the Triton started here, always on loopback: HTTP,GRPC,METRICS",
 })
 @friendly
-def serve(c, repo=str(REPO), host="127.0.0.1", http_port=8000, grpc_port=8001, metrics_port=8002):
-    """Run the real Triton server on the repository until Ctrl-C."""
-    from serving.triton import TritonConfig, TritonServer, wait_forever
+def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
+          state_file="runs/gateway/experiments.json", triton_ports="8000,8001,8002"):
+    """Serve the repository: a supervised Triton plus the gateway (A/B, shadow, canary, metrics) until Ctrl-C."""
+    from serving.stack import run_stack
+    from serving.triton import TritonConfig
 
-    cfg = TritonConfig(Path(repo), host, http_port, grpc_port, metrics_port)
-    with TritonServer(cfg) as server:
-        print(f"Triton ready: HTTP {cfg.http_url}, gRPC {cfg.grpc_url}, metrics {host}:{metrics_port} "
-              f"(log: {server.log_path}); Ctrl-C to stop")
-        wait_forever(server)
+    external = tuple(_csv(triton_url)) if triton_url else None
+    if external is not None and len(external) != 2:
+        raise SystemExit("error: --triton-url takes GRPC_HOST:PORT,HTTP_HOST:PORT")
+    http, grpc, metrics = (int(p) for p in _csv(triton_ports))
+    triton = TritonConfig(Path(repo), http_port=http, grpc_port=grpc, metrics_port=metrics,
+                          model_control="explicit", extra_args=("--load-model=*",))
+    run_stack(Path(repo), host, port, triton, external_triton=external, state_file=Path(state_file))
 
 
 @task(help={

@@ -197,13 +197,6 @@ def _exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def wait_forever(server: TritonServer) -> None:
-    """Block until Ctrl-C, or fail if the server dies on its own."""
-    while server.process is not None and server.process.poll() is None:
-        time.sleep(0.5)
-    raise TritonError(f"tritonserver exited unexpectedly:\n{server.log_tail()}")
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

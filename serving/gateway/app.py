@@ -1,0 +1,334 @@
+"""The gateway's ASGI application (Starlette): catalogue, prediction, experiments, admin, metrics."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+
+import httpx
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from serving.gateway.canary import ArmHealth, CanaryController, CanaryPlan
+from serving.gateway.catalogue import Catalogue, ModelInfo
+from serving.gateway.errors import ApiError, BadRequest, NotFound, TooLarge, Unauthorized, Unavailable
+from serving.gateway.experiments import Experiment, ExperimentStore, parse_experiment
+from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.payloads import to_batch
+from serving.gateway.settings import GatewaySettings
+from serving.gateway.shadow import ShadowTraffic
+from serving.gateway.triton_client import TritonInference
+
+log = logging.getLogger("tritonzoo.gateway")
+PASS_THROUGH_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+
+
+class Gateway:
+    """State shared by the routes. Built in the app's lifespan, inside the server's event loop."""
+
+    def __init__(self, settings: GatewaySettings, triton: TritonInference | None = None) -> None:
+        self.settings = settings
+        self.catalogue = Catalogue(settings.repository)
+        self.store = ExperimentStore(settings.state_file)
+        self.metrics = GatewayMetrics()
+        self.health = ArmHealth()
+        self.triton = triton or TritonInference(settings.triton_grpc)
+        self.shadow = ShadowTraffic(self.triton, self.catalogue, self.metrics, settings.shadow_max_in_flight)
+        self.canary = CanaryController(self.store, self.catalogue, self.triton, self.health, self.on_weights)
+        self.http = httpx.AsyncClient(base_url=f"http://{settings.triton_http}", timeout=30.0)
+        self._ready_at, self._ready = 0.0, False
+        for experiment in self.store.experiments.values():
+            self.on_weights(experiment, {})
+
+    def on_weights(self, experiment: Experiment, previous: dict[str, float]) -> None:
+        self.metrics.set_weights(experiment.name, experiment.arms, previous)
+
+    async def close(self) -> None:
+        await self.shadow.drain()
+        for task in self.canary.tasks.values():
+            task.cancel()
+        await self.http.aclose()
+        await self.triton.close()
+
+    async def triton_ready(self) -> bool:
+        """Cached for half a second: readiness probes must not hammer Triton."""
+        now = time.monotonic()
+        if now - self._ready_at > 0.5:
+            self._ready, self._ready_at = await self.triton.ready(), now
+            self.metrics.triton_up.set(1 if self._ready else 0)
+        return self._ready
+
+    # --- auth and bodies -------------------------------------------------------------------------
+    def require(self, request: Request, keys: frozenset[str], what: str) -> None:
+        if what == "admin" and not keys:
+            raise Unauthorized("the admin API is disabled: start the gateway with TRITONZOO_ADMIN_KEY set")
+        if not keys:
+            return
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+            raise Unauthorized(f"{what} requests need a valid API key in the X-API-Key header")
+
+    async def body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # --- inference -------------------------------------------------------------------------------
+    async def infer(self, request: Request, model: ModelInfo, experiment: Experiment | None) -> Response:
+        batch = to_batch(await self.body(request), request.headers.get("content-type", ""),
+                         request.headers.get("x-tensor-shape"), model.dims, model.max_batch_size)
+        start = time.perf_counter()
+        try:
+            logits = await self.triton.logits(model, batch)
+        except ApiError:
+            self.health.record(model.name, success=False)
+            raise
+        elapsed = time.perf_counter() - start
+        self.health.record(model.name, success=True)
+        body = prediction_body(model, logits, top_k(request, self.settings.default_top_k, model))
+        if experiment is not None:
+            body["experiment"] = experiment.name
+            self.shadow.mirror(experiment, batch, logits.argmax(1), elapsed)
+        return JSONResponse(body, headers={"X-Model": model.name, "X-Model-Version": str(model.version)})
+
+
+def top_k(request: Request, default: int, model: ModelInfo) -> int:
+    raw = request.query_params.get("k", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= max(1, len(model.labels)):
+        raise BadRequest(f"k must be an integer from 1 to {len(model.labels)}, got '{raw}'")
+    return int(raw)
+
+
+def prediction_body(model: ModelInfo, logits: np.ndarray, k: int) -> dict:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    best = np.argsort(-probs, axis=1)[:, :k]
+    return {
+        "model": model.name, "variant": model.variant, "runtime": model.runtime, "version": model.version,
+        "predictions": [
+            [{"label": model.labels[i] if i < len(model.labels) else str(i), "index": int(i),
+              "score": round(float(p[i]), 6)} for i in row]
+            for row, p in zip(best, probs)
+        ],
+    }
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+def gw(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    if await gw(request).triton_ready():
+        return JSONResponse({"status": "ready"})
+    raise Unavailable("Triton is not ready", gw(request).settings.retry_after_s)
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse({"models": [m.summary() for m in gw(request).catalogue.models.values()]})
+
+
+async def show_model(request: Request) -> Response:
+    return JSONResponse(gw(request).catalogue.get(request.path_params["model"]).summary())
+
+
+async def predict_model(request: Request) -> Response:
+    g = gw(request)
+    g.require(request, g.settings.api_keys, "inference")
+    model = g.catalogue.get(request.path_params["model"])
+    return await timed(g, model, None, None, g.infer(request, model, None))
+
+
+async def predict_experiment(request: Request) -> Response:
+    g = gw(request)
+    g.require(request, g.settings.api_keys, "inference")
+    experiment = g.store.get(request.path_params["name"])
+    key = request.headers.get("x-assignment-key") or request.query_params.get("key")
+    arm = experiment.assign(key, request.headers.get("x-variant"))
+    model = g.catalogue.get(arm)
+    response = await timed(g, model, experiment.name, arm, g.infer(request, model, experiment))
+    response.headers["X-Experiment-Arm"] = arm
+    return response
+
+
+async def timed(g: Gateway, model: ModelInfo, experiment: str | None, arm: str | None, work) -> Response:
+    labels = (model.name, experiment or "", arm or "")
+    start = time.perf_counter()
+    try:
+        response = await work
+    except ApiError as exc:
+        g.metrics.requests.labels(*labels, str(exc.status)).inc()
+        raise
+    g.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+    g.metrics.requests.labels(*labels, "200").inc()
+    return response
+
+
+async def list_experiments(request: Request) -> Response:
+    g = gw(request)
+    return JSONResponse({"experiments": [experiment_status(g, e) for e in g.store.experiments.values()]})
+
+
+async def show_experiment(request: Request) -> Response:
+    g = gw(request)
+    return JSONResponse(experiment_status(g, g.store.get(request.path_params["name"])))
+
+
+def experiment_status(g: Gateway, experiment: Experiment) -> dict:
+    arms = {m: {"weight": w, "ok": g.health.snapshot(m)[0], "failed": g.health.snapshot(m)[1]}
+            for m, w in experiment.arms.items()}
+    shadow = g.shadow.stats.get(experiment.name)
+    return {**experiment.to_json(), "arm_status": arms, "shadow_stats": shadow.as_dict() if shadow else None}
+
+
+async def json_body(g: Gateway, request: Request) -> object:
+    try:
+        return json.loads(await g.body(request) or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body must be JSON ({exc})") from exc
+
+
+async def put_experiment(request: Request) -> Response:
+    g = gw(request)
+    g.require(request, g.settings.admin_keys, "admin")
+    name = request.path_params["name"]
+    experiment = parse_experiment(name, await json_body(g, request), g.catalogue.models)
+    previous = g.store.experiments.get(name)
+    if previous and previous.canary and previous.canary.get("state") == "ramping":
+        raise BadRequest(f"experiment '{name}' has a canary in progress; promote or roll it back first")
+    g.store.put(experiment)
+    g.on_weights(experiment, previous.arms if previous else {})
+    return JSONResponse(experiment.to_json(), status_code=200 if previous else 201)
+
+
+async def delete_experiment(request: Request) -> Response:
+    g = gw(request)
+    g.require(request, g.settings.admin_keys, "admin")
+    name = request.path_params["name"]
+    g.on_weights(Experiment(name, {}), g.store.get(name).arms)
+    g.store.delete(name)
+    return Response(status_code=204)
+
+
+async def start_canary(request: Request) -> Response:
+    g = gw(request)
+    g.require(request, g.settings.admin_keys, "admin")
+    plan = CanaryPlan.parse(await json_body(g, request))
+    experiment = await g.canary.start(request.path_params["name"], plan)
+    return JSONResponse(experiment.to_json(), status_code=202)
+
+
+async def finish_canary(request: Request) -> Response:
+    g = gw(request)
+    g.require(request, g.settings.admin_keys, "admin")
+    name, action = request.path_params["name"], request.path_params["action"]
+    if action not in ("promote", "rollback"):
+        raise NotFound(f"unknown canary action '{action}': use promote or rollback")
+    experiment = g.canary.promote(name) if action == "promote" else g.canary.rollback(name)
+    return JSONResponse(experiment.to_json())
+
+
+async def model_control(request: Request) -> Response:
+    """Load or unload a model in Triton (explicit model control), behind the admin key."""
+    g = gw(request)
+    g.require(request, g.settings.admin_keys, "admin")
+    name, action = request.path_params["model"], request.path_params["action"]
+    if action == "load":
+        g.catalogue.reload()
+        g.catalogue.get(name)
+        await g.triton.load(name)
+    elif action == "unload":
+        users = [e.name for e in g.store.experiments.values() if name in e.arms or (e.shadow and e.shadow.model == name)]
+        if users:
+            raise BadRequest(f"'{name}' still serves experiments {users}; change them first")
+        await g.triton.unload(name)
+    else:
+        raise NotFound(f"unknown model action '{action}': use load or unload")
+    return JSONResponse({"model": name, "action": action, "ready": await g.triton.model_ready(name)})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(gw(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def kserve_pass_through(request: Request) -> Response:
+    """KServe v2 inference and metadata, forwarded to Triton's HTTP endpoint as they are.
+
+    Model control (/v2/repository/...) is deliberately not forwarded: it stays behind the admin API.
+    """
+    g = gw(request)
+    path = request.url.path
+    if path.startswith("/v2/repository") or "/trace" in path or "/logging" in path:
+        raise NotFound(f"{path} is not exposed by the gateway; use the admin API")
+    if request.method == "POST":
+        g.require(request, g.settings.api_keys, "inference")
+    headers = {k: v for k, v in request.headers.items() if k.lower() in PASS_THROUGH_HEADERS}
+    try:
+        upstream = await g.http.request(request.method, path, content=await g.body(request), headers=headers,
+                                        params=request.query_params)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"Triton's HTTP endpoint is unreachable ({exc.__class__.__name__})",
+                          g.settings.retry_after_s) from exc
+    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_THROUGH_HEADERS}
+    return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
+
+
+async def api_error(request: Request, exc: ApiError) -> Response:
+    gw(request).metrics.errors.labels(exc.reason).inc()
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path)
+    gw(request).metrics.errors.labels("internal").inc()
+    return JSONResponse({"error": {"reason": "internal", "message": f"{exc.__class__.__name__}: {exc}"}},
+                        status_code=500)
+
+
+ROUTES = [
+    Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
+    Route("/v1/models", list_models), Route("/v1/models/{model}", show_model),
+    Route("/v1/models/{model}/predict", predict_model, methods=["POST"]),
+    Route("/v1/experiments", list_experiments), Route("/v1/experiments/{name}", show_experiment),
+    Route("/v1/experiments/{name}/predict", predict_experiment, methods=["POST"]),
+    Route("/admin/experiments/{name}", put_experiment, methods=["PUT"]),
+    Route("/admin/experiments/{name}", delete_experiment, methods=["DELETE"]),
+    Route("/admin/experiments/{name}/canary", start_canary, methods=["POST"]),
+    Route("/admin/experiments/{name}/canary/{action}", finish_canary, methods=["POST"]),
+    Route("/admin/models/{model}/{action}", model_control, methods=["POST"]),
+    Route("/v2", kserve_pass_through, methods=["GET"]),
+    Route("/v2/{path:path}", kserve_pass_through, methods=["GET", "POST"]),
+]
+
+
+def create_app(settings: GatewaySettings, triton: TritonInference | None = None) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        app.state.gateway = Gateway(settings, triton)
+        try:
+            yield
+        finally:
+            await app.state.gateway.close()
+
+    return Starlette(routes=ROUTES, lifespan=lifespan,
+                     exception_handlers={ApiError: api_error, Exception: unexpected_error})

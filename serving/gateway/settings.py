@@ -1,0 +1,28 @@
+"""Gateway settings: loopback by default; keys come from the environment, never from code."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ADMIN_KEY_ENV = "TRITONZOO_ADMIN_KEY"
+API_KEY_ENV = "TRITONZOO_API_KEY"
+
+
+def _keys(env: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in os.environ.get(env, "").split(",") if k.strip())
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    repository: Path
+    triton_grpc: str = "127.0.0.1:8001"
+    triton_http: str = "127.0.0.1:8000"
+    state_file: Path = Path("runs/gateway/experiments.json")
+    admin_keys: frozenset[str] = field(default_factory=lambda: _keys(ADMIN_KEY_ENV))
+    api_keys: frozenset[str] = field(default_factory=lambda: _keys(API_KEY_ENV))  # empty: inference is open
+    max_body_bytes: int = 4 * 1024 * 1024
+    default_top_k: int = 5
+    retry_after_s: int = 2
+    shadow_max_in_flight: int = 16
