@@ -27,7 +27,9 @@ from serving.gateway.shadow import ShadowTraffic
 from serving.gateway.triton_client import TritonInference
 
 log = logging.getLogger("tritonzoo.gateway")
-PASS_THROUGH_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+# Request bodies go upstream byte for byte (compressed or not); responses come back uncompressed.
+REQUEST_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+RESPONSE_HEADERS = ("content-type", "inference-header-content-length")
 
 
 class Gateway:
@@ -282,14 +284,15 @@ async def kserve_pass_through(request: Request) -> Response:
         raise NotFound(f"{path} is not exposed by the gateway; use the admin API")
     if request.method == "POST":
         g.require(request, g.settings.api_keys, "inference")
-    headers = {k: v for k, v in request.headers.items() if k.lower() in PASS_THROUGH_HEADERS}
+    headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
+    headers["accept-encoding"] = "identity"
     try:
         upstream = await g.http.request(request.method, path, content=await g.body(request), headers=headers,
                                         params=request.query_params)
     except httpx.HTTPError as exc:
         raise Unavailable(f"Triton's HTTP endpoint is unreachable ({exc.__class__.__name__})",
                           g.settings.retry_after_s) from exc
-    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_THROUGH_HEADERS}
+    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
     return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
 
 

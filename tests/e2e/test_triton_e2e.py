@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,9 +24,9 @@ from serving.client import TritonClassifier
 from serving.manifest import load_manifest
 from serving.triton import TritonConfig, TritonServer, is_ready
 from tests.conftest import MINI_ARCHIVE, ROOT, full_data_spec
+from tests.e2e.stack import SHIPPED_TEACHER, Stack
 
 pytestmark = pytest.mark.e2e
-SHIPPED_TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
 IMAGES = 500
 MODEL = "resnet18_fp32"
 
@@ -108,27 +107,13 @@ def test_bad_requests_get_triton_errors_and_server_keeps_serving(workspace, serv
     assert client.logits(MODEL, data.test.images[:2]).shape == (2, 10)
 
 
-def _server_pids(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", f"bin/tritonserver.*{pattern}"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def test_invoke_serve_stops_cleanly_on_ctrl_c(workspace, tmp_path: Path) -> None:
     _, _, repo = workspace
-    cfg = TritonConfig.on_free_ports(repo)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--http-port", str(cfg.http_port),
-         "--grpc-port", str(cfg.grpc_port), "--metrics-port", str(cfg.metrics_port)], cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while not is_ready(cfg.http_url):
-        assert proc.poll() is None and time.monotonic() < deadline, "invoke serve died or never got ready"
-        time.sleep(0.5)
-    pattern = f"--http-port={cfg.http_port}"
-    assert _server_pids(pattern)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(60)
+    stack = Stack(repo, tmp_path / "experiments.json")
+    assert stack.triton_pids()
+    stack.stop()
     time.sleep(0.5)
-    assert not _server_pids(pattern), "tritonserver left behind"
+    assert stack.process.returncode is not None and not stack.triton_pids(), "tritonserver left behind"
 
 
 def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
@@ -142,4 +127,5 @@ def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
     row = next(l for l in proc.stdout.splitlines() if l.startswith(MODEL))
     build_acc, served_acc = (float(v.rstrip("%")) for v in row.split()[3:5])
     assert abs(build_acc - served_acc) <= 0.1
-    assert not _server_pids(str(repo))
+    leftover = subprocess.run(["pgrep", "-f", f"bin/tritonserver.*{repo}"], capture_output=True, text=True).stdout
+    assert not leftover, "tritonserver left behind"

@@ -1,0 +1,76 @@
+"""Helpers for end-to-end tests: build a small real repository and run `invoke serve` on it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from build.data import Dataset
+from build.models import ARCHITECTURES, build_classifier, save_weights
+from build.models.resnet import CifarResNet
+from build.pipeline import BuildOptions
+from build.zoo import build_zoo
+from serving.triton import free_port
+from tests.conftest import ROOT
+
+ADMIN_KEY = "e2e-admin-key"
+ADMIN = {"X-API-Key": ADMIN_KEY}
+SHIPPED_TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
+
+
+def publish(data: Dataset, repo: Path, arch: str, work: Path, teacher: Path | None = None) -> str:
+    """Build `<arch>_fp32` into `repo` from `teacher`, or from fresh weights of that architecture."""
+    if arch not in ARCHITECTURES:
+        ARCHITECTURES[arch] = lambda n: CifarResNet([1, 1], [8, 16], n)
+    if teacher is None:
+        teacher = work / f"{arch}.pt"
+        save_weights(build_classifier(arch), teacher, {"arch": arch, "classes": data.classes})
+    build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"],
+              BuildOptions(arch=arch, verify_images=100, eval_images=200, measure_speed=False, threads=1),
+              log=lambda _: None)
+    return f"{arch}_fp32"
+
+
+class Stack:
+    """`invoke serve` in a subprocess: supervised Triton plus the gateway, on free loopback ports."""
+
+    def __init__(self, repo: Path, state_file: Path) -> None:
+        self.port = free_port()
+        self.triton_ports = (free_port(), free_port(), free_port())
+        env = {**os.environ, "TRITONZOO_ADMIN_KEY": ADMIN_KEY}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--port", str(self.port),
+             "--triton-ports", ",".join(map(str, self.triton_ports)), "--state-file", str(state_file)],
+            cwd=ROOT, env=env)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "invoke serve exited"
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError("the stack did not become ready")
+
+    def triton_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-f", f"bin/tritonserver.*--http-port={self.triton_ports[0]}"],
+                             capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(60)
