@@ -83,16 +83,13 @@ def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", r
 def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
           state_file="runs/gateway/experiments.json", triton_ports="8000,8001,8002"):
     """Serve the repository: a supervised Triton plus the gateway (A/B, shadow, canary, metrics) until Ctrl-C."""
-    from serving.stack import run_stack
-    from serving.triton import TritonConfig
+    from serving.stack import explicit_triton, run_stack
 
     external = tuple(_csv(triton_url)) if triton_url else None
     if external is not None and len(external) != 2:
         raise SystemExit("error: --triton-url takes GRPC_HOST:PORT,HTTP_HOST:PORT")
-    http, grpc, metrics = (int(p) for p in _csv(triton_ports))
-    triton = TritonConfig(Path(repo), http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          model_control="explicit", extra_args=("--load-model=*",))
-    run_stack(Path(repo), host, port, triton, external_triton=external, state_file=Path(state_file))
+    run_stack(Path(repo), host, port, explicit_triton(Path(repo), triton_ports), external_triton=external,
+              state_file=Path(state_file))
 
 
 @task(help={
@@ -122,3 +119,17 @@ def test(c, all=False):
     """Run the fast unit tests; --all adds the end-to-end tests."""
     marker = '-m ""' if all else ""
     c.run(f"python -m pytest {marker} -q", pty=False)
+
+
+@task(help={
+    "repo": "model repository (built)", "model": "model to load", "data": DATA_HELP,
+    "concurrency": "concurrent clients", "seconds": "seconds per run", "repeats": "runs per target (median)",
+})
+@friendly
+def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurrency=16, seconds=10.0, repeats=3):
+    """Benchmark the gateway against direct Triton (same model, same images, same run)."""
+    from build.data import load_dataset
+    from loadtest.gateway_overhead import run_gateway_benchmark
+
+    image = load_dataset(data).test.images[0]
+    print(run_gateway_benchmark(Path(repo), model, image, concurrency, seconds, repeats, ROOT / "reports"))

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import signal
+import subprocess
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from serving.gateway.app import create_app
 from serving.gateway.settings import GatewaySettings
 from serving.supervisor import SupervisedTriton
 from serving.triton import TritonConfig
+
+
+def explicit_triton(repo: Path, ports: str) -> TritonConfig:
+    """Triton on loopback with explicit model control (all models loaded at start), ports 'HTTP,GRPC,METRICS'."""
+    http, grpc, metrics = (int(p) for p in ports.split(","))
+    return TritonConfig(repo, http_port=http, grpc_port=grpc, metrics_port=metrics, model_control="explicit",
+                        extra_args=("--load-model=*",))
 
 
 def run_stack(repo: Path, host: str, port: int, triton: TritonConfig,
@@ -29,3 +41,60 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig,
         logging.getLogger("tritonzoo").info("gateway on http://%s:%d, Triton gRPC %s", host, port, grpc_url)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", loop="uvloop",
                     http="httptools", access_log=False)
+
+
+class StackProcess:
+    """`command` (one that runs the stack) in a child process, ready on entry, stopped like Ctrl-C on exit."""
+
+    def __init__(self, command: list[str], url: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.command, self.url, self.env, self.cwd = command, url, env, cwd
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "StackProcess":
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd)
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{' '.join(self.command)} exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"the stack at {self.url} did not become ready in {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a supervised Triton with the gateway in front of it.")
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--triton-ports", default="8000,8001,8002", help="HTTP,GRPC,METRICS on loopback")
+    parser.add_argument("--state-file", type=Path, default=Path("runs/gateway/experiments.json"))
+    args = parser.parse_args()
+    run_stack(args.repo, args.host, args.port, explicit_triton(args.repo, args.triton_ports), state_file=args.state_file)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +14,7 @@ from build.models import ARCHITECTURES, build_classifier, save_weights
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
 from build.zoo import build_zoo
+from serving.stack import StackProcess
 from serving.triton import free_port
 from tests.conftest import ROOT
 
@@ -37,32 +36,17 @@ def publish(data: Dataset, repo: Path, arch: str, work: Path, teacher: Path | No
     return f"{arch}_fp32"
 
 
-class Stack:
+class Stack(StackProcess):
     """`invoke serve` in a subprocess: supervised Triton plus the gateway, on free loopback ports."""
 
     def __init__(self, repo: Path, state_file: Path) -> None:
         self.port = free_port()
         self.triton_ports = (free_port(), free_port(), free_port())
-        env = {**os.environ, "TRITONZOO_ADMIN_KEY": ADMIN_KEY}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--port", str(self.port),
-             "--triton-ports", ",".join(map(str, self.triton_ports)), "--state-file", str(state_file)],
-            cwd=ROOT, env=env)
-        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--port", str(self.port),
+                   "--triton-ports", ",".join(map(str, self.triton_ports)), "--state-file", str(state_file)]
+        super().__init__(command, f"http://127.0.0.1:{self.port}", {**os.environ, "TRITONZOO_ADMIN_KEY": ADMIN_KEY}, ROOT)
+        self.__enter__()
         self.client = httpx.Client(base_url=self.url, timeout=30)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "invoke serve exited"
-            try:
-                if self.client.get("/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError("the stack did not become ready")
 
     def triton_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-f", f"bin/tritonserver.*--http-port={self.triton_ports[0]}"],
@@ -70,7 +54,6 @@ class Stack:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.wait(60)
+        if hasattr(self, "client"):
+            self.client.close()
+        super().stop()

@@ -1,0 +1,136 @@
+"""What the gateway costs: closed-loop HTTP load on the gateway and on Triton directly, in one run.
+
+Targets are interleaved within each repeat so that machine drift hits all of them alike; every figure
+is the median over repeats, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    runs: int
+
+
+def kserve_request(image: np.ndarray, input_name: str, output_name: str) -> tuple[bytes, dict[str, str]]:
+    """A KServe v2 binary-tensor request: JSON header, then the raw uint8 pixels."""
+    batch = image[None] if image.ndim == 3 else image
+    header = json.dumps({
+        "inputs": [{"name": input_name, "shape": list(batch.shape), "datatype": "UINT8",
+                    "parameters": {"binary_data_size": batch.nbytes}}],
+        "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
+    }).encode()
+    return header + batch.tobytes(), {"Content-Type": "application/octet-stream",
+                                      "Inference-Header-Content-Length": str(len(header))}
+
+
+async def closed_loop(target: Target, concurrency: int, seconds: float) -> RunResult:
+    """`concurrency` clients, each sending its next request as soon as the last one returns."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                r = await client.post(target.url, content=target.body, headers=target.headers)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{target.name}: HTTP {r.status_code}: {r.text[:200]}")
+                latencies.append((time.perf_counter() - t0) * 1e3)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return RunResult(len(latencies), elapsed, latencies)
+
+
+def benchmark(targets: list[Target], concurrency: int, seconds: float, repeats: int,
+              warmup_s: float = 3.0) -> list[Summary]:
+    for target in targets:
+        asyncio.run(closed_loop(target, concurrency, warmup_s))
+    runs: dict[str, list[RunResult]] = {t.name: [] for t in targets}
+    for _ in range(repeats):
+        for target in targets:
+            runs[target.name].append(asyncio.run(closed_loop(target, concurrency, seconds)))
+    return [summarize(name, results) for name, results in runs.items()]
+
+
+def summarize(name: str, results: list[RunResult]) -> Summary:
+    return Summary(
+        name=name,
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=statistics.median(float(np.percentile(r.latencies_ms, 50)) for r in results),
+        p99_ms=statistics.median(float(np.percentile(r.latencies_ms, 99)) for r in results),
+        runs=len(results),
+    )
+
+
+def format_report(summaries: list[Summary], baseline: str) -> str:
+    base = next(s for s in summaries if s.name == baseline)
+    lines = [f"{'target':<28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs direct':>10} {'+p50 ms':>8}"]
+    for s in summaries:
+        lines.append(f"{s.name:<28} {s.rps:>9.1f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} "
+                     f"{s.rps / base.rps:>9.1%} {s.p50_ms - base.p50_ms:>+8.2f}")
+    return "\n".join(lines)
+
+
+def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrency: int, seconds: float,
+                          repeats: int, report_dir: Path) -> str:
+    """Start the stack locally (Triton + gateway, separate processes), load it three ways, report."""
+    from serving.stack import StackProcess  # only this entry point needs the serving side installed
+    from serving.triton import free_port
+
+    port, ports = free_port(), [free_port() for _ in range(3)]
+    command = [sys.executable, "-m", "serving.stack", "--repo", str(repo), "--port", str(port),
+               "--triton-ports", ",".join(map(str, ports)), "--state-file", str(report_dir / "bench-state.json")]
+    gateway, triton = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ports[0]}"
+    kserve, kserve_headers = kserve_request(image, "images", "logits")
+    targets = [
+        Target("triton direct (KServe v2)", f"{triton}/v2/models/{model}/infer", kserve, kserve_headers),
+        Target("gateway /v1 predict", f"{gateway}/v1/models/{model}/predict", image.tobytes(),
+               {"Content-Type": "application/octet-stream", "X-Tensor-Shape": ",".join(map(str, image.shape))}),
+        Target("gateway /v2 pass-through", f"{gateway}/v2/models/{model}/infer", kserve, kserve_headers),
+    ]
+    with StackProcess(command, gateway):
+        summaries = benchmark(targets, concurrency, seconds, repeats)
+    report = format_report(summaries, targets[0].name)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "gateway_overhead.json").write_text(json.dumps({
+        "model": model, "concurrency": concurrency, "seconds": seconds, "repeats": repeats,
+        "results": [asdict(s) for s in summaries]}, indent=2))
+    return report
