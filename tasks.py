@@ -47,7 +47,8 @@ def train(c, data=None, epochs=12, batch_size=128, lr=0.1, seed=0, device="auto"
           run_dir="runs/teacher", out=str(TEACHER)):
     """Train the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last on CPU, CUDA when present)."""
     from build.data import load_dataset
-    from build.train import TrainConfig, train as run_training
+    from build.train import TrainConfig
+    from build.train import train as run_training
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
     result = run_training(cfg, load_dataset(data), Path(run_dir), Path(out))
@@ -123,13 +124,15 @@ def test(c, all=False):
 
 @task(help={
     "repo": "model repository (built)", "model": "model to load", "data": DATA_HELP,
-    "concurrency": "concurrent clients", "seconds": "seconds per run", "repeats": "runs per target (median)",
+    "concurrency": "comma-separated numbers of concurrent clients", "seconds": "seconds per run",
+    "repeats": "runs per target (median)",
 })
 @friendly
-def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurrency=16, seconds=10.0, repeats=3):
+def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurrency="1,16", seconds=10.0, repeats=3):
     """Benchmark the gateway against direct Triton (same model, same images, same run)."""
     from build.data import load_dataset
     from loadtest.gateway_overhead import run_gateway_benchmark
 
     image = load_dataset(data).test.images[0]
-    print(run_gateway_benchmark(Path(repo), model, image, concurrency, seconds, repeats, ROOT / "reports"))
+    levels = [int(v) for v in _csv(concurrency)]
+    print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, ROOT / "reports"))

@@ -40,7 +40,7 @@ class BuildContext:
     workdir: Path
     provenance: dict
     io: TensorIO = field(default_factory=TensorIO)
-    done: dict[str, "VariantState"] = field(default_factory=dict)
+    done: dict[str, VariantState] = field(default_factory=dict)
 
     @property
     def verify_set(self) -> np.ndarray:

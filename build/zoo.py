@@ -22,10 +22,12 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
     """Build `variants` for `runtimes` into `repo`. Nothing is published unless every step succeeds."""
     unknown = [v for v in variants if v not in VARIANTS] + [r for r in runtimes if r not in RUNTIMES]
     if unknown:
-        raise ZooError(f"unknown variant or runtime {unknown}; variants: {sorted(VARIANTS)}, runtimes: {sorted(RUNTIMES)}")
+        raise ZooError(f"unknown variant or runtime {unknown}; "
+                       f"variants: {sorted(VARIANTS)}, runtimes: {sorted(RUNTIMES)}")
     teacher, meta = load_weights(teacher_path)
     if meta.get("classes") and meta["classes"] != data.classes:
-        raise ZooError(f"teacher {teacher_path} was trained on classes {meta['classes']}, the dataset has {data.classes}")
+        raise ZooError(f"teacher {teacher_path} was trained on classes {meta['classes']}, "
+                       f"the dataset has {data.classes}")
     usable = _usable_runtimes(runtimes, log)
     provenance = {
         "dataset": {"source": data.source, "checksum": data.checksum},

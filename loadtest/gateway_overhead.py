@@ -109,7 +109,7 @@ def format_report(summaries: list[Summary], baseline: str) -> str:
     return "\n".join(lines)
 
 
-def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrency: int, seconds: float,
+def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrencies: list[int], seconds: float,
                           repeats: int, report_dir: Path) -> str:
     """Start the stack locally (Triton + gateway, separate processes), load it three ways, report."""
     from serving.stack import StackProcess  # only this entry point needs the serving side installed
@@ -127,10 +127,9 @@ def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrency
         Target("gateway /v2 pass-through", f"{gateway}/v2/models/{model}/infer", kserve, kserve_headers),
     ]
     with StackProcess(command, gateway):
-        summaries = benchmark(targets, concurrency, seconds, repeats)
-    report = format_report(summaries, targets[0].name)
+        results = {c: benchmark(targets, c, seconds, repeats) for c in concurrencies}
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "gateway_overhead.json").write_text(json.dumps({
-        "model": model, "concurrency": concurrency, "seconds": seconds, "repeats": repeats,
-        "results": [asdict(s) for s in summaries]}, indent=2))
-    return report
+        "model": model, "image_shape": list(image.shape), "seconds": seconds, "repeats": repeats,
+        "results": {str(c): [asdict(s) for s in summaries] for c, summaries in results.items()}}, indent=2))
+    return "\n\n".join(f"concurrency {c}:\n{format_report(s, targets[0].name)}" for c, s in results.items())

@@ -46,11 +46,12 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig,
 class StackProcess:
     """`command` (one that runs the stack) in a child process, ready on entry, stopped like Ctrl-C on exit."""
 
-    def __init__(self, command: list[str], url: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, command: list[str], url: str, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.command, self.url, self.env, self.cwd = command, url, env, cwd
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "StackProcess":
+    def __enter__(self) -> StackProcess:
         self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd)
         try:
             self.wait_ready()
@@ -93,7 +94,8 @@ def main() -> None:
     parser.add_argument("--triton-ports", default="8000,8001,8002", help="HTTP,GRPC,METRICS on loopback")
     parser.add_argument("--state-file", type=Path, default=Path("runs/gateway/experiments.json"))
     args = parser.parse_args()
-    run_stack(args.repo, args.host, args.port, explicit_triton(args.repo, args.triton_ports), state_file=args.state_file)
+    triton = explicit_triton(args.repo, args.triton_ports)
+    run_stack(args.repo, args.host, args.port, triton, state_file=args.state_file)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ class SupervisedTriton:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="triton-supervisor", daemon=True)
 
-    def __enter__(self) -> "SupervisedTriton":
+    def __enter__(self) -> SupervisedTriton:
         self.server.start()
         self._thread.start()
         return self

@@ -8,11 +8,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import site
-import sysconfig
+import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -40,7 +40,7 @@ class TritonConfig:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
-    def on_free_ports(cls, repository: Path, **kwargs) -> "TritonConfig":
+    def on_free_ports(cls, repository: Path, **kwargs) -> TritonConfig:
         return cls(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **kwargs)
 
     @property
@@ -66,7 +66,8 @@ def prepare_backends(dest_root: Path | None = None) -> Path:
     Keyed by content, so a changed backend source gets a fresh directory and a running server keeps its own.
     """
     wheel = wheel_root()
-    stub = wheel / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}" / "triton_python_backend_stub"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = wheel / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.exists():
         raise TritonError(f"the nvidia-pytriton wheel has no Python backend stub for Python {sys.version.split()[0]}")
     sources = sorted(p for p in BACKENDS_SRC.rglob("*.py"))
@@ -130,7 +131,7 @@ class TritonServer:
         self.log_path = Path(log_path or Path(tempfile.gettempdir()) / f"tritonserver-{cfg.http_port}.log")
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         self.start()
         return self
 

@@ -10,7 +10,7 @@ def test_invoke_lists_every_task_with_help() -> None:
     out = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     for name in ("train", "build", "serve", "zoo", "test"):
-        line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
+        line = next(row for row in out.splitlines() if row.strip().startswith(name + " "))
         assert len(line.split()) > 2, f"task {name} has no help text"
 
 

@@ -28,7 +28,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def head(self, n: int) -> "ImageSet":
+    def head(self, n: int) -> ImageSet:
         """The first n images; the test set is shuffled once at load, so this is a fair sample."""
         return ImageSet(self.images[:n], self.labels[:n])
 

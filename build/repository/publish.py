@@ -71,7 +71,7 @@ class Publication:
         self.entries: dict[str, dict] = {}
         self._staged: dict[str, Path] = {}
 
-    def __enter__(self) -> "Publication":
+    def __enter__(self) -> Publication:
         self.repo.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.repo.parent / f".{self.repo.name}.lock", "w")
         try:

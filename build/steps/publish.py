@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from build.data.dataset import sha256_file
@@ -48,7 +48,7 @@ class PublishRuntime(Step):
                    "output": ctx.io.output_name, "labels": LABELS_FILE},
             "max_batch_size": config.max_batch_size,
             "metrics": state.metrics,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **ctx.provenance,
         }
         if ctx.options.measure_speed:

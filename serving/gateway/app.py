@@ -260,7 +260,8 @@ async def model_control(request: Request) -> Response:
         g.catalogue.get(name)
         await g.triton.load(name)
     elif action == "unload":
-        users = [e.name for e in g.store.experiments.values() if name in e.arms or (e.shadow and e.shadow.model == name)]
+        users = [e.name for e in g.store.experiments.values()
+                 if name in e.arms or (e.shadow and e.shadow.model == name)]
         if users:
             raise BadRequest(f"'{name}' still serves experiments {users}; change them first")
         await g.triton.unload(name)

@@ -28,7 +28,7 @@ class CanaryPlan:
     max_error_rate: float = 0.01
 
     @classmethod
-    def parse(cls, body: object) -> "CanaryPlan":
+    def parse(cls, body: object) -> CanaryPlan:
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise InvalidConfig("a canary needs 'model', and optionally 'steps', 'interval_s', 'max_error_rate'")
         steps = tuple(float(s) for s in body.get("steps", cls.steps))

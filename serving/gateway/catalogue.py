@@ -36,7 +36,8 @@ class Catalogue:
         self.reload()
 
     def reload(self) -> None:
-        self.models = {name: _info(self.repository, name, meta) for name, meta in load_manifest(self.repository).items()}
+        manifest = load_manifest(self.repository)
+        self.models = {name: _info(self.repository, name, meta) for name, meta in manifest.items()}
 
     def get(self, name: str) -> ModelInfo:
         try:

@@ -42,7 +42,7 @@ class Experiment:
                 return model
         return next(m for m, w in reversed(self.arms.items()) if w > 0)
 
-    def with_weights(self, arms: dict[str, float], canary: dict | None) -> "Experiment":
+    def with_weights(self, arms: dict[str, float], canary: dict | None) -> Experiment:
         return replace(self, arms={m: w for m, w in arms.items() if w > 0}, canary=canary)
 
     def to_json(self) -> dict:

@@ -16,7 +16,8 @@ JSON_TYPE = "application/json"
 SUPPORTED = sorted(IMAGE_TYPES | {TENSOR_TYPE, JSON_TYPE})
 
 
-def to_batch(body: bytes, content_type: str, shape_header: str | None, dims: tuple[int, ...], max_batch: int) -> np.ndarray:
+def to_batch(body: bytes, content_type: str, shape_header: str | None, dims: tuple[int, ...],
+             max_batch: int) -> np.ndarray:
     """Decode a request body into a uint8 batch of shape (N, *dims)."""
     kind = content_type.split(";")[0].strip().lower()
     if kind in IMAGE_TYPES:

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from build.data import load_dataset
-from build.data import cifar_python
+from build.data import cifar_python, load_dataset
 from build.data.dataset import ImageSet, split_validation
 from build.errors import ZooError
 
@@ -107,7 +106,8 @@ def _python_release(path: Path) -> Path:
                              b"labels": list(rng.integers(0, 10, n))})
 
     files = {f"data_batch_{i}": batch(20) for i in range(1, 6)}
-    files |= {"test_batch": batch(30), "batches.meta": pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]})}
+    meta = pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]})
+    files |= {"test_batch": batch(30), "batches.meta": meta}
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")

@@ -44,7 +44,8 @@ class Stack(StackProcess):
         self.triton_ports = (free_port(), free_port(), free_port())
         command = [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--port", str(self.port),
                    "--triton-ports", ",".join(map(str, self.triton_ports)), "--state-file", str(state_file)]
-        super().__init__(command, f"http://127.0.0.1:{self.port}", {**os.environ, "TRITONZOO_ADMIN_KEY": ADMIN_KEY}, ROOT)
+        env = {**os.environ, "TRITONZOO_ADMIN_KEY": ADMIN_KEY}
+        super().__init__(command, f"http://127.0.0.1:{self.port}", env, ROOT)
         self.__enter__()
         self.client = httpx.Client(base_url=self.url, timeout=30)
 

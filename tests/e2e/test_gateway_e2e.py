@@ -8,10 +8,8 @@ import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
@@ -95,7 +93,8 @@ class Load:
     def __init__(self, stack: Stack, experiment: str, bodies: list[bytes], threads: int = 3) -> None:
         self.stop, self.failures, self.arms = threading.Event(), [], Counter()
         self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(stack.url, experiment, bodies)) for _ in range(threads)]
+        args = (stack.url, experiment, bodies)
+        self.threads = [threading.Thread(target=self._run, args=args) for _ in range(threads)]
         for t in self.threads:
             t.start()
 
@@ -103,7 +102,8 @@ class Load:
         with httpx.Client(base_url=url, timeout=30) as client:
             i = 0
             while not self.stop.is_set():
-                r = client.post(f"/v1/experiments/{experiment}/predict", content=bodies[i % len(bodies)], headers=TENSOR)
+                body = bodies[i % len(bodies)]
+                r = client.post(f"/v1/experiments/{experiment}/predict", content=body, headers=TENSOR)
                 with self._lock:
                     if r.status_code == 200:
                         self.arms[r.headers["X-Experiment-Arm"]] += 1
@@ -169,7 +169,8 @@ def test_triton_kill_gives_503_then_recovers_without_restarting_the_gateway(worl
 
 def test_bad_requests_on_the_real_stack(world) -> None:
     stack, data, _, (big, _), _ = world
-    assert stack.client.post(f"/v1/models/{big}/predict", content=b"xx", headers={"Content-Type": "image/png"}).status_code == 400
+    png = {"Content-Type": "image/png"}
+    assert stack.client.post(f"/v1/models/{big}/predict", content=b"xx", headers=png).status_code == 400
     assert stack.client.post(f"/v1/models/{big}/predict", content=b"\0" * 10, headers=TENSOR).status_code == 400
     assert stack.client.put("/admin/experiments/x", json={"arms": {big: 1}}).status_code == 401
     assert stack.client.post(f"/v1/models/{big}/predict", content=images(data, 1)[0], headers=TENSOR).status_code == 200

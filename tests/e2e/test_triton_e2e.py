@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
@@ -124,7 +123,7 @@ def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
         [sys.executable, "-m", "invoke", "zoo", "--teacher", str(teacher), "--repo", str(repo), "--images", "300",
          "--data", full_data_spec() or str(MINI_ARCHIVE)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    row = next(l for l in proc.stdout.splitlines() if l.startswith(MODEL))
+    row = next(line for line in proc.stdout.splitlines() if line.startswith(MODEL))
     build_acc, served_acc = (float(v.rstrip("%")) for v in row.split()[3:5])
     assert abs(build_acc - served_acc) <= 0.1
     leftover = subprocess.run(["pgrep", "-f", f"bin/tritonserver.*{repo}"], capture_output=True, text=True).stdout

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from tritonclient.grpc import model_config_pb2 as pb
+
 from build.repository.model_config import Batching, RuntimeFields, build_config, from_pbtxt, to_pbtxt
 from build.runtimes.onnxruntime import OnnxRuntime
-from tritonclient.grpc import model_config_pb2 as pb
 
 
 def test_onnxruntime_config_carries_what_triton_needs() -> None:

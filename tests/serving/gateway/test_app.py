@@ -48,9 +48,11 @@ def test_predict_from_raw_tensor_batch(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("path,kwargs,status,reason", [
-    ("/v1/models/m_a/predict", {"content": b"x", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_content_type"),
+    ("/v1/models/m_a/predict", {"content": b"x", "headers": {"Content-Type": "text/plain"}}, 415,
+     "unsupported_content_type"),
     ("/v1/models/m_a/predict", {"content": b"\0" * 70000, "headers": TENSOR}, 413, "body_too_large"),
-    ("/v1/models/m_a/predict", {"content": b"garbage", "headers": {"Content-Type": "image/jpeg"}}, 400, "undecodable_image"),
+    ("/v1/models/m_a/predict", {"content": b"garbage", "headers": {"Content-Type": "image/jpeg"}}, 400,
+     "undecodable_image"),
     ("/v1/models/m_a/predict", {"content": b"\0" * 10, "headers": TENSOR}, 400, "bad_tensor"),
     ("/v1/models/m_a/predict?k=99", {"content": image(1), "headers": TENSOR}, 400, "bad_request"),
     ("/v1/models/nope/predict", {"content": image(1), "headers": TENSOR}, 404, "not_found"),
@@ -81,7 +83,8 @@ def test_admin_needs_the_key(client: TestClient) -> None:
     assert client.put("/admin/experiments/e", json=body).status_code == 401
     assert client.put("/admin/experiments/e", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.put("/admin/experiments/e", json=body, headers=ADMIN).status_code == 201
-    assert client.put("/admin/experiments/e", json=body, headers={"Authorization": "Bearer admin-secret"}).status_code == 200
+    bearer = {"Authorization": "Bearer admin-secret"}
+    assert client.put("/admin/experiments/e", json=body, headers=bearer).status_code == 200
 
 
 def test_admin_is_disabled_without_configured_keys(repo, tmp_path, triton) -> None:
@@ -95,7 +98,8 @@ def test_inference_key_when_configured(repo, tmp_path, triton) -> None:
     settings = GatewaySettings(repository=repo, state_file=tmp_path / "s.json", api_keys=frozenset({"k1"}))
     with TestClient(create_app(settings, triton)) as c:
         assert c.post("/v1/models/m_a/predict", content=image(1), headers=TENSOR).status_code == 401
-        assert c.post("/v1/models/m_a/predict", content=image(1), headers={**TENSOR, "X-API-Key": "k1"}).status_code == 200
+        keyed = {**TENSOR, "X-API-Key": "k1"}
+        assert c.post("/v1/models/m_a/predict", content=image(1), headers=keyed).status_code == 200
         assert c.get("/v1/models").status_code == 200, "the catalogue stays open"
 
 
@@ -108,11 +112,13 @@ def test_invalid_weights_are_422(client: TestClient) -> None:
 
 def test_experiment_split_sticky_pinned_and_counted(client: TestClient) -> None:
     client.put("/admin/experiments/e", json={"arms": {"m_a": 1, "m_b": 1}}, headers=ADMIN)
-    arms = [client.post("/v1/experiments/e/predict", content=image(1),
-                        headers={**TENSOR, "X-Assignment-Key": f"u{i}"}).headers["X-Experiment-Arm"] for i in range(60)]
+    def arm(key: str) -> str:
+        r = client.post("/v1/experiments/e/predict", content=image(1), headers={**TENSOR, "X-Assignment-Key": key})
+        return r.headers["X-Experiment-Arm"]
+
+    arms = [arm(f"u{i}") for i in range(60)]
     assert set(arms) == {"m_a", "m_b"}
-    again = [client.post("/v1/experiments/e/predict", content=image(1),
-                         headers={**TENSOR, "X-Assignment-Key": f"u{i}"}).headers["X-Experiment-Arm"] for i in range(60)]
+    again = [arm(f"u{i}") for i in range(60)]
     assert arms == again
     pinned = client.post("/v1/experiments/e/predict", content=image(1), headers={**TENSOR, "X-Variant": "m_b"})
     assert pinned.headers["X-Experiment-Arm"] == "m_b" and pinned.json()["experiment"] == "e"
