@@ -24,8 +24,7 @@ TENSOR = {"Content-Type": "application/octet-stream", "X-Tensor-Shape": "1,3,32,
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("gateway")
-    os.environ["TRITONZOO_CACHE"] = str(root / "cache")
-    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE))
+    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE), root / "cache")
     repo = root / "repo"
     teacher = SHIPPED_TEACHER if SHIPPED_TEACHER.exists() else None
     models = [publish(data, repo, "resnet18", root, teacher), publish(data, repo, "tiny", root)]

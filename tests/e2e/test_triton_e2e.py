@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -34,8 +33,7 @@ MODEL = "resnet18_fp32"
 def workspace(tmp_path_factory: pytest.TempPathFactory):
     """The shipped teacher (random weights if it is absent) built into a fresh repository."""
     root = tmp_path_factory.mktemp("e2e")
-    os.environ["TRITONZOO_CACHE"] = str(root / "cache")
-    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE))
+    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE), root / "cache")
     teacher = SHIPPED_TEACHER
     if not teacher.exists():
         teacher = root / "teacher.pt"
