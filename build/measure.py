@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from build.data import ImageSet
+from build.evaluate import accuracy
 from build.runtimes import Runner
 
 
@@ -24,8 +25,8 @@ def predict(run: Runner, images: np.ndarray, batch_size: int = 256) -> np.ndarra
     return np.concatenate([run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def accuracy(run: Runner, data: ImageSet) -> float:
-    return float((predict(run, data.images).argmax(1) == data.labels).mean())
+def runner_accuracy(run: Runner, data: ImageSet) -> float:
+    return accuracy(predict(run, data.images), data.labels)
 
 
 def measure_speed(run: Runner, images: np.ndarray, warmup: int = 10, latency_iters: int = 200,

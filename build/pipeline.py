@@ -33,7 +33,6 @@ class BuildContext:
 
     data: Dataset
     teacher: Classifier
-    teacher_meta: dict
     options: BuildOptions
     runtimes: list[Runtime]
     publication: Publication

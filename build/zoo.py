@@ -36,7 +36,7 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
         "code_version": code_version(),
     }
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work, Publication(repo) as publication:
-        ctx = BuildContext(data, teacher, meta, options, usable, publication, Path(work), provenance)
+        ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance)
         for name in variants:
             ctx.done[name] = _build_variant(name, ctx, log)
     return list(ctx.done.values())

@@ -113,9 +113,9 @@ def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrenci
                           repeats: int, report_dir: Path) -> str:
     """Start the stack locally (Triton + gateway, separate processes), load it three ways, report."""
     from serving.stack import StackProcess  # only this entry point needs the serving side installed
-    from serving.triton import free_port
+    from serving.triton import free_ports
 
-    port, ports = free_port(), [free_port() for _ in range(3)]
+    port, *ports = free_ports(4)
     command = [sys.executable, "-m", "serving.stack", "--repo", str(repo), "--port", str(port),
                "--triton-ports", ",".join(map(str, ports)), "--state-file", str(report_dir / "bench-state.json")]
     gateway, triton = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ports[0]}"

@@ -13,19 +13,19 @@ class TritonClassifier:
         self.client = grpcclient.InferenceServerClient(url)
         self.input_name, self.output_name = input_name, output_name
 
-    def logits(self, model: str, images: np.ndarray) -> np.ndarray:
+    def _infer(self, model: str, images: np.ndarray, class_count: int = 0) -> np.ndarray:
         inp = grpcclient.InferInput(self.input_name, list(images.shape), "UINT8")
         inp.set_data_from_numpy(np.ascontiguousarray(images))
-        result = self.client.infer(model, [inp], outputs=[grpcclient.InferRequestedOutput(self.output_name)])
-        return result.as_numpy(self.output_name)
+        out = grpcclient.InferRequestedOutput(self.output_name, class_count=class_count)
+        return self.client.infer(model, [inp], outputs=[out]).as_numpy(self.output_name)
+
+    def logits(self, model: str, images: np.ndarray) -> np.ndarray:
+        return self._infer(model, images)
 
     def top_k(self, model: str, images: np.ndarray, k: int = 1) -> list[list[str]]:
         """Triton's classification extension: 'score:index:label' strings, best first."""
-        inp = grpcclient.InferInput(self.input_name, list(images.shape), "UINT8")
-        inp.set_data_from_numpy(np.ascontiguousarray(images))
-        out = grpcclient.InferRequestedOutput(self.output_name, class_count=k)
-        result = self.client.infer(model, [inp], outputs=[out]).as_numpy(self.output_name)
-        return [[s.decode() if isinstance(s, bytes) else str(s) for s in row] for row in result]
+        rows = self._infer(model, images, class_count=k)
+        return [[s.decode() if isinstance(s, bytes) else str(s) for s in row] for row in rows]
 
     def predict_all(self, model: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         return np.concatenate([self.logits(model, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -41,7 +42,8 @@ class TritonConfig:
 
     @classmethod
     def on_free_ports(cls, repository: Path, **kwargs) -> TritonConfig:
-        return cls(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **kwargs)
+        http, grpc, metrics = free_ports(3)
+        return cls(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, **kwargs)
 
     @property
     def http_url(self) -> str:
@@ -71,7 +73,7 @@ def prepare_backends(dest_root: Path | None = None) -> Path:
     if not stub.exists():
         raise TritonError(f"the nvidia-pytriton wheel has no Python backend stub for Python {sys.version.split()[0]}")
     sources = sorted(p for p in BACKENDS_SRC.rglob("*.py"))
-    digest = hashlib.sha256(str(stub).encode())
+    digest = hashlib.sha256(f"{stub}|{importlib.metadata.version('nvidia-pytriton')}".encode())
     for p in sources:
         digest.update(p.read_bytes())
     root = Path(dest_root or Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "tritonzoo")) / "backends")
@@ -144,7 +146,7 @@ class TritonServer:
         backend_dir = prepare_backends()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         _exit_on_sigterm()
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:  # append: a restart must not erase why the last run died
             # A session of its own: the whole group (server and Python stubs) is stopped together.
             self.process = subprocess.Popen(command(self.cfg, backend_dir), stdout=log, stderr=subprocess.STDOUT,
                                             env=environment(), start_new_session=True, preexec_fn=_die_with_parent)
@@ -169,15 +171,16 @@ class TritonServer:
 
     def stop(self, grace: float = 15.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        _signal_group(proc.pid, signal.SIGKILL)  # stragglers: stubs that outlived the server
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Python stubs outlive a crashed server
+        proc.wait()
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
@@ -185,10 +188,13 @@ class TritonServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child must not load libraries
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """Runs in the child: if this Python process is killed outright, the kernel stops the server too."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _exit_on_sigterm() -> None:
@@ -198,10 +204,16 @@ def _exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -46,7 +46,11 @@ def replace_dir(staged: Path, target: Path) -> None:
         # No renameat2 here: two renames, with a moment in which the model is absent.
         backup = staged.with_name(staged.name + ".old")
         target.rename(backup)
-        staged.rename(target)
+        try:
+            staged.rename(target)
+        except OSError:
+            backup.rename(target)
+            raise
         backup.rename(staged)
 
 
@@ -59,7 +63,10 @@ def read_manifest(repo: Path) -> dict:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -76,9 +83,16 @@ class Publication:
         self._lock = open(self.repo.parent / f".{self.repo.name}.lock", "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            prefix = f".{self.repo.name}.staging-"
+            for stale in self.repo.parent.glob(prefix + "*"):  # left by a build that was killed outright
+                shutil.rmtree(stale, ignore_errors=True)
+            self.area = Path(tempfile.mkdtemp(dir=self.repo.parent, prefix=prefix))
         except BlockingIOError:
+            self._lock.close()
             raise ZooError(f"another build is publishing into {self.repo}; wait for it to finish") from None
-        self.area = Path(tempfile.mkdtemp(dir=self.repo.parent, prefix=f".{self.repo.name}.staging-"))
+        except BaseException:
+            self._lock.close()
+            raise
         return self
 
     def stage(self, model: str) -> Path:
@@ -104,8 +118,19 @@ class Publication:
         unrecorded = set(self._staged) - set(self.entries)
         if unrecorded:
             raise ZooError(f"models staged without metadata: {sorted(unrecorded)}; nothing was published")
-        for model, folder in self._staged.items():
-            replace_dir(folder, self.repo / model)
         manifest = read_manifest(self.repo)
         manifest["models"].update(self.entries)
-        write_json_atomic(self.repo / MANIFEST, manifest)
+        swapped: list[tuple[Path, Path]] = []
+        try:
+            for model, folder in self._staged.items():
+                replace_dir(folder, self.repo / model)
+                swapped.append((folder, self.repo / model))
+            write_json_atomic(self.repo / MANIFEST, manifest)
+        except BaseException:
+            # Put back what was swapped in, newest first: the repository is as it was before the build.
+            for folder, target in reversed(swapped):
+                if folder.exists():
+                    replace_dir(folder, target)
+                else:
+                    shutil.rmtree(target)  # the model was new: there is nothing to swap back
+            raise

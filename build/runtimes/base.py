@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -30,7 +29,3 @@ class Runtime(Protocol):
 
     def triton_fields(self, threads: int) -> RuntimeFields:
         """Platform or backend, file name and parameters for config.pbtxt."""
-
-
-def cpu_threads() -> int:
-    return len(os.sched_getaffinity(0))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from build.data.dataset import sha256_file
 from build.export import verify
-from build.measure import accuracy, measure_speed, size_mb, speed_dict
+from build.measure import measure_speed, runner_accuracy, size_mb, speed_dict
 from build.pipeline import BuildContext, Step, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
 from build.repository.publish import read_manifest
@@ -40,7 +40,7 @@ class PublishRuntime(Step):
         entry = {
             "model": name, "variant": state.name, "runtime": self.runtime.name, "arch": ctx.options.arch,
             "version": version, "parent": state.parent, "recipe": [*state.recipe, self.name],
-            "accuracy": {"top1": accuracy(run, test), "split": "test", "images": len(test)},
+            "accuracy": {"top1": runner_accuracy(run, test), "split": "test", "images": len(test)},
             "verification": agreement.as_dict(),
             "size_mb": round(size_mb(files), 3),
             "files": {f.name: sha256_file(f) for f in files},

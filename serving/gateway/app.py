@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,8 @@ import httpx
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -27,6 +29,9 @@ from serving.gateway.shadow import ShadowTraffic
 from serving.gateway.triton_client import TritonInference
 
 log = logging.getLogger("tritonzoo.gateway")
+# KServe v2 paths the gateway forwards: health, server and model metadata, config, inference. Nothing else
+# (repository/model control, shared memory, tracing, logging) gets through.
+KSERVE_PATHS = re.compile(r"/v2(/health/(live|ready))?|/v2/models/[\w.-]+(/versions/\d+)?(/ready|/config|/infer)?")
 # Request bodies go upstream byte for byte (compressed or not); responses come back uncompressed.
 REQUEST_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
 RESPONSE_HEADERS = ("content-type", "inference-header-content-length")
@@ -41,11 +46,12 @@ class Gateway:
         self.store = ExperimentStore(settings.state_file)
         self.metrics = GatewayMetrics()
         self.health = ArmHealth()
-        self.triton = triton or TritonInference(settings.triton_grpc)
+        self.triton = triton or TritonInference(settings.triton_grpc, retry_after_s=settings.retry_after_s)
         self.shadow = ShadowTraffic(self.triton, self.catalogue, self.metrics, settings.shadow_max_in_flight)
         self.canary = CanaryController(self.store, self.catalogue, self.triton, self.health, self.on_weights)
         self.http = httpx.AsyncClient(base_url=f"http://{settings.triton_http}", timeout=30.0)
         self._ready_at, self._ready = 0.0, False
+        self.canary.interrupt_stale()
         for experiment in self.store.experiments.values():
             self.on_weights(experiment, {})
 
@@ -54,8 +60,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.shadow.drain()
-        for task in self.canary.tasks.values():
-            task.cancel()
+        await self.canary.close()
         await self.http.aclose()
         await self.triton.close()
 
@@ -92,17 +97,22 @@ class Gateway:
 
     # --- inference -------------------------------------------------------------------------------
     async def infer(self, request: Request, model: ModelInfo, experiment: Experiment | None) -> Response:
-        batch = to_batch(await self.body(request), request.headers.get("content-type", ""),
-                         request.headers.get("x-tensor-shape"), model.dims, model.max_batch_size)
+        k = top_k(request, self.settings.default_top_k, model)
+        content_type = request.headers.get("content-type", "")
+        args = (await self.body(request), content_type, request.headers.get("x-tensor-shape"), model.dims,
+                model.max_batch_size)
+        # Image decoding is CPU work: keep it off the event loop. Raw tensors are a cheap view.
+        batch = await run_in_threadpool(to_batch, *args) if content_type.startswith("image/") else to_batch(*args)
+        arm = (experiment.name if experiment else "", model.name)
         start = time.perf_counter()
         try:
             logits = await self.triton.logits(model, batch)
         except ApiError:
-            self.health.record(model.name, success=False)
+            self.health.record(*arm, success=False)
             raise
         elapsed = time.perf_counter() - start
-        self.health.record(model.name, success=True)
-        body = prediction_body(model, logits, top_k(request, self.settings.default_top_k, model))
+        self.health.record(*arm, success=True)
+        body = prediction_body(model, logits, k)
         if experiment is not None:
             body["experiment"] = experiment.name
             self.shadow.mirror(experiment, batch, logits.argmax(1), elapsed)
@@ -111,9 +121,14 @@ class Gateway:
 
 def top_k(request: Request, default: int, model: ModelInfo) -> int:
     raw = request.query_params.get("k", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= max(1, len(model.labels)):
-        raise BadRequest(f"k must be an integer from 1 to {len(model.labels)}, got '{raw}'")
-    return int(raw)
+    limit = max(1, len(model.labels))
+    try:
+        k = int(raw)
+    except ValueError:
+        k = 0
+    if not 1 <= k <= limit:
+        raise BadRequest(f"k must be an integer from 1 to {limit}, got '{raw}'")
+    return k
 
 
 def prediction_body(model: ModelInfo, logits: np.ndarray, k: int) -> dict:
@@ -197,8 +212,10 @@ async def show_experiment(request: Request) -> Response:
 
 
 def experiment_status(g: Gateway, experiment: Experiment) -> dict:
-    arms = {m: {"weight": w, "ok": g.health.snapshot(m)[0], "failed": g.health.snapshot(m)[1]}
-            for m, w in experiment.arms.items()}
+    arms = {}
+    for model, weight in experiment.arms.items():
+        ok, failed = g.health.snapshot(experiment.name, model)
+        arms[model] = {"weight": weight, "ok": ok, "failed": failed}
     shadow = g.shadow.stats.get(experiment.name)
     return {**experiment.to_json(), "arm_status": arms, "shadow_stats": shadow.as_dict() if shadow else None}
 
@@ -206,7 +223,7 @@ def experiment_status(g: Gateway, experiment: Experiment) -> dict:
 async def json_body(g: Gateway, request: Request) -> object:
     try:
         return json.loads(await g.body(request) or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body must be JSON ({exc})") from exc
 
 
@@ -216,18 +233,25 @@ async def put_experiment(request: Request) -> Response:
     name = request.path_params["name"]
     experiment = parse_experiment(name, await json_body(g, request), g.catalogue.models)
     previous = g.store.experiments.get(name)
-    if previous and previous.canary and previous.canary.get("state") == "ramping":
-        raise BadRequest(f"experiment '{name}' has a canary in progress; promote or roll it back first")
+    if previous:
+        refuse_during_canary(previous)
     g.store.put(experiment)
     g.on_weights(experiment, previous.arms if previous else {})
     return JSONResponse(experiment.to_json(), status_code=200 if previous else 201)
+
+
+def refuse_during_canary(experiment: Experiment) -> None:
+    if experiment.ramping:
+        raise BadRequest(f"experiment '{experiment.name}' has a canary in progress; promote or roll it back first")
 
 
 async def delete_experiment(request: Request) -> Response:
     g = gw(request)
     g.require(request, g.settings.admin_keys, "admin")
     name = request.path_params["name"]
-    g.on_weights(Experiment(name, {}), g.store.get(name).arms)
+    experiment = g.store.get(name)
+    refuse_during_canary(experiment)
+    g.on_weights(Experiment(name, {}), experiment.arms)
     g.store.delete(name)
     return Response(status_code=204)
 
@@ -256,8 +280,7 @@ async def model_control(request: Request) -> Response:
     g.require(request, g.settings.admin_keys, "admin")
     name, action = request.path_params["model"], request.path_params["action"]
     if action == "load":
-        g.catalogue.reload()
-        g.catalogue.get(name)
+        g.catalogue.reload(name)
         await g.triton.load(name)
     elif action == "unload":
         users = [e.name for e in g.store.experiments.values()
@@ -275,14 +298,11 @@ async def metrics(request: Request) -> Response:
 
 
 async def kserve_pass_through(request: Request) -> Response:
-    """KServe v2 inference and metadata, forwarded to Triton's HTTP endpoint as they are.
-
-    Model control (/v2/repository/...) is deliberately not forwarded: it stays behind the admin API.
-    """
+    """KServe v2 inference and metadata, forwarded to Triton's HTTP endpoint as they are."""
     g = gw(request)
     path = request.url.path
-    if path.startswith("/v2/repository") or "/trace" in path or "/logging" in path:
-        raise NotFound(f"{path} is not exposed by the gateway; use the admin API")
+    if ".." in path or not KSERVE_PATHS.fullmatch(path):
+        raise NotFound(f"{path} is not exposed by the gateway (model control is in the admin API)")
     if request.method == "POST":
         g.require(request, g.settings.api_keys, "inference")
     headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
@@ -300,6 +320,11 @@ async def kserve_pass_through(request: Request) -> Response:
 async def api_error(request: Request, exc: ApiError) -> Response:
     gw(request).metrics.errors.labels(exc.reason).inc()
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    gw(request).metrics.errors.labels("client_disconnected").inc()
+    return Response(status_code=499)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -335,4 +360,5 @@ def create_app(settings: GatewaySettings, triton: TritonInference | None = None)
             await app.state.gateway.close()
 
     return Starlette(routes=ROUTES, lifespan=lifespan,
-                     exception_handlers={ApiError: api_error, Exception: unexpected_error})
+                     exception_handlers={ApiError: api_error, ClientDisconnect: client_gone,
+                                         Exception: unexpected_error})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,29 +32,38 @@ class CanaryPlan:
     def parse(cls, body: object) -> CanaryPlan:
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise InvalidConfig("a canary needs 'model', and optionally 'steps', 'interval_s', 'max_error_rate'")
-        steps = tuple(float(s) for s in body.get("steps", cls.steps))
+        try:
+            steps = tuple(_number(s) for s in body.get("steps", cls.steps))
+            interval = _number(body.get("interval_s", cls.interval_s))
+            max_error = _number(body.get("max_error_rate", cls.max_error_rate))
+        except (TypeError, ValueError) as exc:
+            raise InvalidConfig(f"canary steps, interval_s and max_error_rate must be finite numbers ({exc})") from exc
         if not steps or any(not 0 < s <= 1 for s in steps) or list(steps) != sorted(steps) or steps[-1] != 1.0:
             raise InvalidConfig(f"canary steps must rise within (0, 1] and end at 1.0, got {list(steps)}")
-        interval = float(body.get("interval_s", cls.interval_s))
-        max_error = float(body.get("max_error_rate", cls.max_error_rate))
         if interval < 0 or not 0 <= max_error <= 1:
             raise InvalidConfig("interval_s must be >= 0 and max_error_rate within [0, 1]")
         return cls(body["model"], steps, interval, max_error)
 
 
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
+
+
 @dataclass
 class ArmHealth:
-    """Requests and failures per model, as the gateway saw them."""
+    """Requests and failures per (experiment, model), as the gateway saw them; experiment '' is direct."""
 
-    ok: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
+    ok: dict[tuple[str, str], int] = field(default_factory=dict)
+    failed: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def record(self, model: str, success: bool) -> None:
+    def record(self, experiment: str, model: str, success: bool) -> None:
         counts = self.ok if success else self.failed
-        counts[model] = counts.get(model, 0) + 1
+        counts[experiment, model] = counts.get((experiment, model), 0) + 1
 
-    def snapshot(self, model: str) -> tuple[int, int]:
-        return self.ok.get(model, 0), self.failed.get(model, 0)
+    def snapshot(self, experiment: str, model: str) -> tuple[int, int]:
+        return self.ok.get((experiment, model), 0), self.failed.get((experiment, model), 0)
 
 
 class CanaryController:
@@ -62,23 +72,40 @@ class CanaryController:
         self.store, self.catalogue, self.triton, self.health = store, catalogue, triton, health
         self.on_change = on_change
         self.tasks: dict[str, asyncio.Task] = {}
+        self._starting: set[str] = set()
+
+    def interrupt_stale(self) -> None:
+        """A canary persisted mid-ramp lost its controller in a restart: go back to its baseline."""
+        for experiment in list(self.store.experiments.values()):
+            if experiment.ramping:
+                canary = {**experiment.canary, "state": "interrupted", "weight": 0.0,
+                          "reason": "the gateway restarted during the ramp"}
+                self.store.put(experiment.with_weights(experiment.canary["baseline"], canary))
 
     async def start(self, name: str, plan: CanaryPlan) -> Experiment:
-        experiment = self.store.get(name)
-        if name in self.tasks and not self.tasks[name].done():
+        if name in self._starting or self.store.get(name).ramping:
             raise BadRequest(f"experiment '{name}' already has a canary in progress")
-        self.catalogue.reload()  # the candidate may have been published after the gateway started
-        self.catalogue.get(plan.model)
-        if plan.model in experiment.arms:
-            raise BadRequest(f"'{plan.model}' already serves experiment '{name}'")
-        await self.triton.load(plan.model)
-        if not await self.triton.model_ready(plan.model):
-            raise Unavailable(f"Triton loaded '{plan.model}' but reports it not ready")
-        status = {"model": plan.model, "state": "ramping", "weight": 0.0, "baseline": dict(experiment.arms),
-                  "steps": list(plan.steps), "interval_s": plan.interval_s}
-        experiment = self._set(experiment, experiment.arms, status)
-        self.tasks[name] = asyncio.create_task(self._ramp(name, plan))
-        return experiment
+        self._starting.add(name)  # held across the awaits below: one start at a time per experiment
+        try:
+            self.catalogue.reload(plan.model)  # the candidate may have been published after start-up
+            if plan.model in self.store.get(name).arms:
+                raise BadRequest(f"'{plan.model}' already serves experiment '{name}'")
+            await self.triton.load(plan.model)
+            if not await self.triton.model_ready(plan.model):
+                raise Unavailable(f"Triton loaded '{plan.model}' but reports it not ready")
+            experiment = self.store.get(name)  # re-read: an admin may have changed it while loading
+            status = {"model": plan.model, "state": "ramping", "weight": 0.0, "baseline": dict(experiment.arms),
+                      "steps": list(plan.steps), "interval_s": plan.interval_s}
+            experiment = self._set(experiment, experiment.arms, status)
+            self.tasks[name] = asyncio.create_task(self._ramp(name, plan))
+            return experiment
+        finally:
+            self._starting.discard(name)
+
+    async def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
     async def _ramp(self, name: str, plan: CanaryPlan) -> None:
         for step in plan.steps:
@@ -87,9 +114,9 @@ class CanaryController:
             total = sum(baseline.values())
             arms = {m: w / total * (1 - step) for m, w in baseline.items()} | {plan.model: step}
             self._set(experiment, arms, {**experiment.canary, "weight": step})
-            before = self.health.snapshot(plan.model)
+            before = self.health.snapshot(name, plan.model)
             await asyncio.sleep(plan.interval_s)
-            ok, failed = (a - b for a, b in zip(self.health.snapshot(plan.model), before))
+            ok, failed = (a - b for a, b in zip(self.health.snapshot(name, plan.model), before))
             if ok + failed and failed / (ok + failed) > plan.max_error_rate:
                 log.warning("canary %s on %s: error rate %.3f, rolling back", plan.model, name, failed / (ok + failed))
                 self.rollback(name, reason=f"error rate {failed / (ok + failed):.3f} > {plan.max_error_rate}")
@@ -107,7 +134,7 @@ class CanaryController:
 
     def _stop(self, name: str) -> tuple[Experiment, dict]:
         experiment = self.store.get(name)
-        if not experiment.canary or experiment.canary.get("state") != "ramping":
+        if not experiment.ramping:
             raise BadRequest(f"experiment '{name}' has no canary in progress")
         task = self.tasks.pop(name, None)
         if task and task is not asyncio.current_task():

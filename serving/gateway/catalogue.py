@@ -35,9 +35,15 @@ class Catalogue:
         self.models: dict[str, ModelInfo] = {}
         self.reload()
 
-    def reload(self) -> None:
+    def reload(self, name: str | None = None) -> None:
+        """Re-read the manifest: all models, or just `name` (e.g. one being loaded into Triton)."""
         manifest = load_manifest(self.repository)
-        self.models = {name: _info(self.repository, name, meta) for name, meta in manifest.items()}
+        if name is None:
+            self.models = {m: _info(self.repository, m, meta) for m, meta in manifest.items()}
+        elif name in manifest:
+            self.models = {**self.models, name: _info(self.repository, name, manifest[name])}
+        else:
+            raise NotFound(f"'{name}' is not in the repository manifest; publish it with `invoke build` first")
 
     def get(self, name: str) -> ModelInfo:
         try:

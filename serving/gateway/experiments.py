@@ -42,6 +42,10 @@ class Experiment:
                 return model
         return next(m for m, w in reversed(self.arms.items()) if w > 0)
 
+    @property
+    def ramping(self) -> bool:
+        return bool(self.canary) and self.canary.get("state") == "ramping"
+
     def with_weights(self, arms: dict[str, float], canary: dict | None) -> Experiment:
         return replace(self, arms={m: w for m, w in arms.items() if w > 0}, canary=canary)
 

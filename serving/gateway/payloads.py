@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from serving.gateway.errors import BadImage, BadRequest, BadShape, UnsupportedMediaType
 
 IMAGE_TYPES = {"image/png", "image/jpeg"}
+MAX_IMAGE_SIDE = 4096  # a small compressed body can claim a huge canvas: refuse before decoding pixels
 TENSOR_TYPE = "application/octet-stream"
 JSON_TYPE = "application/json"
 SUPPORTED = sorted(IMAGE_TYPES | {TENSOR_TYPE, JSON_TYPE})
@@ -36,12 +37,14 @@ def to_batch(body: bytes, content_type: str, shape_header: str | None, dims: tup
 def decode_image(body: bytes, dims: tuple[int, ...]) -> np.ndarray:
     channels, height, width = dims
     try:
-        with Image.open(io.BytesIO(body)) as img:
+        with Image.open(io.BytesIO(body), formats=["PNG", "JPEG"]) as img:
+            if max(img.size) > MAX_IMAGE_SIDE:
+                raise BadImage(f"image of {img.size[0]}x{img.size[1]} pixels exceeds {MAX_IMAGE_SIDE} on a side")
             img = img.convert("RGB" if channels == 3 else "L")
             if img.size != (width, height):
                 img = img.resize((width, height), Image.BILINEAR)
             pixels = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise BadImage(f"the body is not a decodable PNG or JPEG image ({exc})") from exc
     return pixels.reshape(height, width, channels).transpose(2, 0, 1)[None].copy()
 

@@ -21,19 +21,18 @@ CHANNEL_ARGS = [
 
 
 class TritonInference:
-    def __init__(self, grpc_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, grpc_url: str, timeout_s: float = 10.0, retry_after_s: int = 2) -> None:
         self.client = grpcaio.InferenceServerClient(grpc_url, channel_args=CHANNEL_ARGS)
-        self.timeout_s = timeout_s
-        self._outputs: dict[str, list[InferRequestedOutput]] = {}
+        self.timeout_s, self.retry_after_s = timeout_s, retry_after_s
 
     async def logits(self, model: ModelInfo, batch: np.ndarray) -> np.ndarray:
         inp = InferInput(model.input_name, list(batch.shape), "UINT8")
         inp.set_data_from_numpy(batch)
-        outputs = self._outputs.setdefault(model.name, [InferRequestedOutput(model.output_name)])
+        outputs = [InferRequestedOutput(model.output_name)]
         try:
             result = await self.client.infer(model.name, [inp], outputs=outputs, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            raise triton_error(exc) from exc
+            raise triton_error(exc, self.retry_after_s) from exc
         return result.as_numpy(model.output_name)
 
     async def ready(self) -> bool:
@@ -52,21 +51,21 @@ class TritonInference:
         try:
             await self.client.load_model(name, client_timeout=120.0)
         except InferenceServerException as exc:
-            raise triton_error(exc) from exc
+            raise triton_error(exc, self.retry_after_s) from exc
 
     async def unload(self, name: str) -> None:
         try:
             await self.client.unload_model(name, client_timeout=60.0)
         except InferenceServerException as exc:
-            raise triton_error(exc) from exc
+            raise triton_error(exc, self.retry_after_s) from exc
 
     async def close(self) -> None:
         await self.client.close()
 
 
-def triton_error(exc: InferenceServerException) -> ApiError:
+def triton_error(exc: InferenceServerException, retry_after_s: int = 2) -> ApiError:
     """Triton's own message, with the status that tells the client whether to retry."""
     status, message = str(exc.status() or ""), exc.message() or str(exc)
     if "INVALID_ARGUMENT" in status and "unknown model" not in message:
         return BadShape(f"Triton rejected the request: {message}")
-    return Unavailable(f"Triton is unavailable ({status or 'no status'}): {message}")
+    return Unavailable(f"Triton is unavailable ({status or 'no status'}): {message}", retry_after_s)

@@ -15,7 +15,7 @@ from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
 from build.zoo import build_zoo
 from serving.stack import StackProcess
-from serving.triton import free_port
+from serving.triton import free_ports
 from tests.conftest import ROOT
 
 ADMIN_KEY = "e2e-admin-key"
@@ -40,8 +40,7 @@ class Stack(StackProcess):
     """`invoke serve` in a subprocess: supervised Triton plus the gateway, on free loopback ports."""
 
     def __init__(self, repo: Path, state_file: Path) -> None:
-        self.port = free_port()
-        self.triton_ports = (free_port(), free_port(), free_port())
+        self.port, *self.triton_ports = free_ports(4)
         command = [sys.executable, "-m", "invoke", "serve", "--repo", str(repo), "--port", str(self.port),
                    "--triton-ports", ",".join(map(str, self.triton_ports)), "--state-file", str(state_file)]
         env = {**os.environ, "TRITONZOO_ADMIN_KEY": ADMIN_KEY}

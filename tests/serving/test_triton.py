@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from serving.triton import TritonConfig, TritonError, TritonServer, command, environment, prepare_backends
+from serving.triton import (
+    TritonConfig,
+    TritonError,
+    TritonServer,
+    command,
+    environment,
+    free_ports,
+    prepare_backends,
+)
 
 
 def test_backend_directory_has_python_backend_stub_and_ours(tmp_path: Path) -> None:
@@ -33,6 +42,9 @@ def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
         TritonServer(TritonConfig(tmp_path / "missing")).start()
 
 
-def test_free_ports_differ(tmp_path: Path) -> None:
-    cfg = TritonConfig.on_free_ports(tmp_path)
-    assert len({cfg.http_port, cfg.grpc_port, cfg.metrics_port}) == 3
+def test_free_ports_are_distinct_and_bindable() -> None:
+    ports = free_ports(5)
+    assert len(set(ports)) == 5
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

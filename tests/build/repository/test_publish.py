@@ -78,3 +78,30 @@ def test_manifest_is_valid_json_after_every_commit(tmp_path: Path) -> None:
         publish(repo, f"m{i}", b"x", {"version": 1})
         json.loads((repo / MANIFEST).read_text())
     assert not list(repo.glob(".*tmp*"))
+
+
+def test_failure_while_committing_swaps_everything_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    publish(repo, "m", b"v1", {"version": 1})
+    before = snapshot(repo)
+
+    def disk_full(path: Path, data: dict) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("build.repository.publish.write_json_atomic", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        with Publication(repo) as pub:
+            for model, payload in (("m", b"v2"), ("new", b"n")):
+                folder = pub.stage(model)
+                (folder / "1").mkdir()
+                (folder / "1" / "model.onnx").write_bytes(payload)
+                pub.record(model, {"version": 2})
+    assert snapshot(repo) == before
+
+
+def test_staging_left_by_a_killed_build_is_cleaned(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    stale = tmp_path / ".repo.staging-dead"
+    (stale / "m").mkdir(parents=True)
+    publish(repo, "m", b"v1", {"version": 1})
+    assert not stale.exists()

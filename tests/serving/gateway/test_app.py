@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -202,3 +203,55 @@ def test_unload_refuses_models_in_use(client: TestClient, triton) -> None:
 def test_repository_api_is_not_passed_through(client: TestClient) -> None:
     r = client.post("/v2/repository/models/m_a/load")
     assert r.status_code == 404 and "admin API" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/../repository/models/m_a/unload", "/v2/repository/index",
+                                  "/v2/systemsharedmemory/register", "/v2/models/m_a/trace/setting",
+                                  "/v2/logging"])
+def test_only_kserve_inference_and_metadata_pass_through(client: TestClient, path: str) -> None:
+    r = client.post(path, content=b"{}")
+    assert r.status_code == 404 and r.json()["error"]["reason"] == "not_found"
+
+
+def test_image_bombs_and_other_formats_are_refused(client: TestClient) -> None:
+    big = io.BytesIO()
+    Image.new("RGB", (4097, 8)).save(big, format="PNG")
+    r = client.post("/v1/models/m_a/predict", content=big.getvalue(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 400 and "exceeds 4096" in r.json()["error"]["message"]
+    tiff = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(tiff, format="TIFF")
+    r = client.post("/v1/models/m_a/predict", content=tiff.getvalue(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 400 and r.json()["error"]["reason"] == "undecodable_image"
+
+
+@pytest.mark.parametrize("body", [{"model": "m_c", "steps": ["a"]}, {"model": "m_c", "interval_s": float("nan")},
+                                  {"model": "m_c", "steps": [0.5]}, {"model": 3}, [1, 2]])
+def test_bad_canary_plans_are_422(client: TestClient, body) -> None:
+    client.put("/admin/experiments/e", json={"arms": {"m_a": 1}}, headers=ADMIN)
+    r = client.post("/admin/experiments/e/canary", content=json.dumps(body), headers=ADMIN)
+    assert r.status_code == 422, r.text
+
+
+def test_experiment_cannot_change_during_a_canary(client: TestClient) -> None:
+    client.put("/admin/experiments/e", json={"arms": {"m_a": 1}}, headers=ADMIN)
+    client.post("/admin/experiments/e/canary", json={"model": "m_c", "interval_s": 60}, headers=ADMIN)
+    assert client.delete("/admin/experiments/e", headers=ADMIN).status_code == 400
+    assert client.put("/admin/experiments/e", json={"arms": {"m_b": 1}}, headers=ADMIN).status_code == 400
+    assert client.post("/admin/experiments/e/canary", json={"model": "m_b"}, headers=ADMIN).status_code == 400
+
+
+def test_restart_mid_canary_returns_to_the_baseline(settings, triton) -> None:
+    with TestClient(create_app(settings, triton)) as c:
+        c.put("/admin/experiments/e", json={"arms": {"m_a": 1}}, headers=ADMIN)
+        c.post("/admin/experiments/e/canary", json={"model": "m_c", "steps": [0.5, 1.0], "interval_s": 60},
+               headers=ADMIN)
+        assert c.get("/v1/experiments/e").json()["arms"] == {"m_a": 0.5, "m_c": 0.5}
+    with TestClient(create_app(settings, triton)) as c:
+        status = c.get("/v1/experiments/e").json()
+        assert status["arms"] == {"m_a": 1.0} and status["canary"]["state"] == "interrupted"
+
+
+def test_odd_k_values_are_400(client: TestClient) -> None:
+    for k in ("0", "²", "x", "-1"):
+        r = client.post(f"/v1/models/m_a/predict?k={k}", content=image(1), headers=TENSOR)
+        assert r.status_code == 400, k
