@@ -37,6 +37,12 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _variants(value: str) -> list[str]:
+    from build.variants import VARIANTS
+
+    return list(VARIANTS) if value == "all" else _csv(value)
+
+
 @task(help={
     "data": DATA_HELP, "epochs": "training epochs", "batch_size": "batch size", "lr": "peak learning rate (one-cycle)",
     "seed": "random seed", "device": "auto, cpu or cuda", "run_dir": "checkpoints and log (resumes from here)",
@@ -58,11 +64,11 @@ def train(c, data=None, epochs=12, batch_size=128, lr=0.1, seed=0, device="auto"
 
 @task(help={
     "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository to publish into",
-    "variants": "comma-separated variants", "runtimes": "comma-separated runtimes",
+    "variants": "comma-separated variants, or 'all'", "runtimes": "comma-separated runtimes",
     "eval_images": "test images for accuracy (0: all)", "speed": "measure in-process latency and throughput",
 })
 @friendly
-def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", runtimes="onnxruntime",
+def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
           eval_images=0, speed=True):
     """Build variants from the teacher: export, verify, measure, and publish atomically to the repository."""
     from build.data import load_dataset
@@ -70,7 +76,7 @@ def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", r
     from build.zoo import build_zoo
 
     options = BuildOptions(eval_images=eval_images or None, measure_speed=speed)
-    states = build_zoo(load_dataset(data), Path(teacher), Path(repo), _csv(variants), _csv(runtimes), options)
+    states = build_zoo(load_dataset(data), Path(teacher), Path(repo), _variants(variants), _csv(runtimes), options)
     print(f"published {sum(len(s.published) for s in states)} model(s) to {repo}")
 
 
@@ -95,12 +101,12 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
 
 @task(help={
     "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository",
-    "variants": "comma-separated variants", "runtimes": "comma-separated runtimes",
+    "variants": "comma-separated variants, or 'all'", "runtimes": "comma-separated runtimes",
     "images": "test images to classify through the server (0: all)",
     "triton_url": "use this running Triton (host:grpc_port) instead of starting one",
 })
 @friendly
-def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", runtimes="onnxruntime",
+def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
         images=0, triton_url=None):
     """The main job: build the zoo, serve it on Triton, classify CIFAR-10 test images through it, print a table."""
     from build.data import load_dataset
@@ -110,7 +116,7 @@ def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="fp32", run
 
     dataset = load_dataset(data)
     test = dataset.test.head(images) if images else dataset.test
-    build_zoo(dataset, Path(teacher), Path(repo), _csv(variants), _csv(runtimes),
+    build_zoo(dataset, Path(teacher), Path(repo), _variants(variants), _csv(runtimes),
               BuildOptions(eval_images=len(test)))
     print(run_served_evaluation(Path(repo), test.images, test.labels, triton_url))
 

@@ -65,6 +65,9 @@ class VariantState:
 class Step(ABC):
     name: str
 
+    def check(self, ctx: BuildContext) -> None:  # noqa: B027 - most steps have nothing to check
+        """Refuse bad settings before any step of the build runs; raise ZooError."""
+
     @abstractmethod
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         """Advance the variant; raise ZooError to fail the build."""

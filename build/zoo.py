@@ -9,10 +9,11 @@ from pathlib import Path
 from build.data import Dataset
 from build.data.dataset import sha256_file
 from build.errors import ZooError
+from build.hardware import detect
 from build.models import load_weights
-from build.pipeline import BuildContext, BuildOptions, Pipeline, VariantState
+from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantState
 from build.repository.publish import Publication
-from build.runtimes import RUNTIMES
+from build.runtimes import RUNTIMES, Runtime
 from build.steps.publish import PublishRuntime
 from build.variants import VARIANTS
 
@@ -30,6 +31,7 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
                        f"the dataset has {data.classes}")
     usable = _usable_runtimes(runtimes, log)
     provenance = {
+        "hardware": detect().summary(),
         "dataset": {"source": data.source, "checksum": data.checksum},
         "teacher": {"file": Path(teacher_path).name, "sha256": sha256_file(Path(teacher_path)),
                     "test_accuracy": meta.get("test_accuracy")},
@@ -37,21 +39,43 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
     }
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work, Publication(repo) as publication:
         ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance)
-        for name in variants:
-            ctx.done[name] = _build_variant(name, ctx, log)
-    return list(ctx.done.values())
+        plan = [(name, _steps(name, publish, usable)) for name, publish in build_order(variants)]
+        for _, steps in plan:  # every setting is checked before the first expensive step
+            for step in steps:
+                step.check(ctx)
+        for name, steps in plan:
+            ctx.done[name] = _build_variant(name, steps, ctx, log)
+    return [ctx.done[name] for name in variants]
 
 
-def _build_variant(name: str, ctx: BuildContext, log) -> VariantState:
+def build_order(requested: list[str]) -> list[tuple[str, bool]]:
+    """Each requested variant after its parents; a parent built only as a source is not published."""
+    order: dict[str, bool] = {}
+
+    def visit(name: str, publish: bool) -> None:
+        parent = VARIANTS[name].parent
+        if parent in VARIANTS and parent not in order:
+            visit(parent, False)
+        order[name] = order.get(name, False) or publish
+
+    for name in requested:
+        visit(name, True)
+    return list(order.items())
+
+
+def _steps(name: str, publish: bool, runtimes: list[Runtime]) -> list[Step]:
+    return VARIANTS[name].steps() + ([PublishRuntime(r) for r in runtimes] if publish else [])
+
+
+def _build_variant(name: str, steps: list[Step], ctx: BuildContext, log) -> VariantState:
     variant = VARIANTS[name]
     workdir = ctx.workdir / name
     workdir.mkdir()
     state = VariantState(name=name, parent=variant.parent, tolerance=variant.tolerance, workdir=workdir)
-    steps = variant.steps() + [PublishRuntime(r) for r in ctx.runtimes]
     return Pipeline(steps).run(state, ctx, log)
 
 
-def _usable_runtimes(names: list[str], log) -> list:
+def _usable_runtimes(names: list[str], log) -> list[Runtime]:
     usable = []
     for name in names:
         reason = RUNTIMES[name].unavailable_reason()

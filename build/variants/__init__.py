@@ -6,8 +6,10 @@ Adding a variant is one module defining a `Variant` plus one line in `VARIANTS`.
 from __future__ import annotations
 
 from build.variants.base import Variant
+from build.variants.fp16 import FP16
 from build.variants.fp32 import FP32
+from build.variants.int8 import INT8
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in (FP32,)}
+VARIANTS: dict[str, Variant] = {v.name: v for v in (FP32, INT8, FP16)}
 
 __all__ = ["VARIANTS", "Variant"]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import onnx
 import pytest
 
 from build.data import load_dataset
@@ -10,7 +12,10 @@ from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions
 from build.repository.model_config import from_pbtxt
 from build.repository.publish import read_manifest
-from build.zoo import build_zoo
+from build.steps.quantize import Int8Config, QuantizeStatic
+from build.steps.source import FromVariant
+from build.variants import VARIANTS
+from build.zoo import build_order, build_zoo
 
 FAST = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
 
@@ -72,3 +77,41 @@ def test_teacher_for_other_classes_is_refused(tmp_path: Path, tiny_arch: str, mi
 def test_unknown_variant_or_runtime(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     with pytest.raises(ZooError, match="unknown variant or runtime \\['fp64', 'tvm'\\]"):
         build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp64"], ["tvm"], FAST)
+
+
+def test_build_order_puts_parents_first_and_publishes_only_what_was_asked() -> None:
+    assert build_order(["int8"]) == [("fp32", False), ("int8", True)]
+    assert build_order(["int8", "fp32", "fp16"]) == [("fp32", True), ("int8", True), ("fp16", True)]
+
+
+def test_int8_and_fp16_are_verified_and_published(tmp_path: Path, teacher: Path, mini_archive: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    mini = load_dataset(str(mini_archive))
+    data = dataclasses.replace(mini, val=mini.test)  # 300 images to calibrate on
+    calibrate_on_100 = [FromVariant("fp32"), QuantizeStatic(Int8Config(calibration_images=100))]
+    monkeypatch.setitem(VARIANTS, "int8", dataclasses.replace(VARIANTS["int8"], steps=lambda: calibrate_on_100))
+    options = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
+    states = build_zoo(data, teacher, repo, ["int8", "fp16"], ["onnxruntime"], options, log=lambda _: None)
+    assert [s.published for s in states] == [["tiny_int8"], ["tiny_fp16"]]
+    manifest = read_manifest(repo)["models"]
+    assert "tiny_fp32" not in manifest, "a parent built only as a source is not published"
+    int8 = manifest["tiny_int8"]
+    assert int8["parent"] == "fp32" and int8["recipe"][:2] == ["from:fp32", "quantize_static_int8"]
+    assert int8["metrics"]["quantization"]["format"] == "QDQ" and int8["verification"]["top1_agreement"] >= 0.97
+    proto = onnx.load(str(repo / "tiny_int8" / "1" / "model.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
+    fp16 = onnx.load(str(repo / "tiny_fp16" / "1" / "model.onnx"))
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
+
+
+def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, teacher: Path,
+                                                               mini_archive: Path) -> None:
+    # The mini archive holds only 10 validation images: far below the calibration minimum.
+    ran = []
+    with pytest.raises(ZooError, match="calibration needs 64 to 10 validation images"):
+        build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
+                  FAST, log=ran.append)
+    assert ran == [] and not (tmp_path / "repo" / "manifest.json").exists()

@@ -1,0 +1,75 @@
+"""What the target machine supports, and the quantization settings that follow from it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from onnxruntime.quantization import QuantType
+
+
+@dataclass(frozen=True)
+class Hardware:
+    machine: str
+    cores: int
+    cpu_flags: frozenset[str]
+    gpu: str | None = None
+    gpu_capability: tuple[int, int] | None = None
+
+    @property
+    def vnni(self) -> bool:
+        return bool({"avx512_vnni", "avx_vnni"} & self.cpu_flags)
+
+    @property
+    def isa(self) -> list[str]:
+        """The instruction sets that matter for inference, as the kernel names them."""
+        wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+        return [f for f in wanted if f in self.cpu_flags]
+
+    def summary(self) -> dict:
+        return {"machine": self.machine, "cores": self.cores, "isa": self.isa, "gpu": self.gpu,
+                "gpu_capability": list(self.gpu_capability) if self.gpu_capability else None}
+
+
+@dataclass(frozen=True)
+class Int8Types:
+    activation: QuantType
+    weight: QuantType
+    reduce_range: bool
+    reason: str
+
+
+def detect() -> Hardware:
+    gpu, capability = None, None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu, capability = torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0)
+    except ImportError:
+        pass
+    return Hardware(platform.machine(), len(os.sched_getaffinity(0)), _cpu_flags(), gpu, capability)
+
+
+def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    if not cpuinfo.exists():
+        return frozenset()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def int8_types(hw: Hardware) -> Int8Types:
+    """ORT CPU INT8: unsigned activations with signed weights run on VNNI's u8*s8 dot products.
+
+    Signed activations leave most convolutions in FP32 between Q/DQ pairs (slower than FP32 here), and
+    without VNNI the u8*s8 path can saturate, so the weights lose a bit (reduce_range).
+    """
+    if hw.machine in ("aarch64", "arm64"):
+        return Int8Types(QuantType.QInt8, QuantType.QInt8, False, "Arm: signed activations and weights")
+    if hw.vnni:
+        return Int8Types(QuantType.QUInt8, QuantType.QInt8, False, "x86 with VNNI: u8 activations, s8 weights")
+    return Int8Types(QuantType.QUInt8, QuantType.QInt8, True, "x86 without VNNI: u8/s8 with 7-bit weights")
