@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -159,7 +160,10 @@ def train(cfg: TrainConfig, data: Dataset, run_dir: Path, weights_out: Path) -> 
         "hardware": hardware_summary(trainer.device), "torch": str(torch.__version__),
     }
     save_weights(trainer.model.cpu(), weights_out, meta)
-    (run_dir / "result.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2))
+    # The log and the result travel with the weights, so a shipped teacher documents itself.
+    result = json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2) + "\n"
+    weights_out.with_suffix(".json").write_text(result)
+    shutil.copyfile(log, weights_out.with_suffix(".train_log.jsonl"))
     return TrainResult(trainer.best_val, test, trainer.elapsed, weights_out)
 
 

@@ -51,5 +51,7 @@ def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_a
                    tmp_path / "teacher.pt")
     assert result.weights.exists() and 0.0 <= result.test_accuracy <= 1.0
     assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "teacher.train_log.jsonl").exists()
+    assert "test_accuracy" in (tmp_path / "teacher.json").read_text()
     meta = torch.load(result.weights, weights_only=True)
     assert meta["arch"] == tiny_arch and meta["classes"] == data.classes
