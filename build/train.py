@@ -23,7 +23,8 @@ from build.models import Classifier, build_classifier, save_weights
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str = "resnet18"
-    epochs: int = 12
+    epochs: int = 9
+    warmup_epochs: int = 3  # one-cycle: LR rises for these epochs, then anneals to zero
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -66,8 +67,11 @@ class Trainer:
         self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                                    weight_decay=cfg.weight_decay)
+        if not 0 < cfg.warmup_epochs < cfg.epochs:
+            raise ZooError(f"warm-up must be shorter than training: {cfg.warmup_epochs} of {cfg.epochs} epochs")
         steps = cfg.epochs * (len(data.train) // cfg.batch_size)
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, cfg.lr, total_steps=steps, pct_start=0.25)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, cfg.lr, total_steps=steps,
+                                                         pct_start=cfg.warmup_epochs / cfg.epochs)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.epoch, self.best_val, self.elapsed = 0, 0.0, 0.0
 

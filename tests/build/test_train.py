@@ -27,7 +27,7 @@ def test_augment_with_no_padding_only_flips() -> None:
 def test_training_resumes_exactly(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
     """Two epochs straight, or one epoch, a restart from the checkpoint, then the second: same weights."""
     data = load_dataset(str(mini_archive))
-    cfg = TrainConfig(arch=tiny_arch, epochs=2, batch_size=30, device="cpu")
+    cfg = TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=1, batch_size=30, device="cpu")
     straight = Trainer(cfg, data, tmp_path / "straight")
     for _ in range(2):
         straight.train_epoch()
@@ -42,16 +42,22 @@ def test_training_resumes_exactly(tmp_path: Path, mini_archive: Path, tiny_arch:
     for p, q in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(p, q)
     with pytest.raises(ZooError, match="was made with"):
-        Trainer(TrainConfig(arch=tiny_arch, epochs=3, batch_size=30), data, tmp_path / "resumed").resume()
+        Trainer(TrainConfig(arch=tiny_arch, epochs=3, warmup_epochs=1, batch_size=30), data,
+                tmp_path / "resumed").resume()
 
 
 def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
     data = load_dataset(str(mini_archive))
-    result = train(TrainConfig(arch=tiny_arch, epochs=1, batch_size=30, device="cpu"), data, tmp_path / "run",
-                   tmp_path / "teacher.pt")
+    cfg = TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=1, batch_size=30, device="cpu")
+    result = train(cfg, data, tmp_path / "run", tmp_path / "teacher.pt")
     assert result.weights.exists() and 0.0 <= result.test_accuracy <= 1.0
-    assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 2
     assert (tmp_path / "teacher.train_log.jsonl").exists()
     assert "test_accuracy" in (tmp_path / "teacher.json").read_text()
     meta = torch.load(result.weights, weights_only=True)
     assert meta["arch"] == tiny_arch and meta["classes"] == data.classes
+
+
+def test_warmup_must_be_shorter_than_training(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
+    with pytest.raises(ZooError, match="warm-up must be shorter"):
+        Trainer(TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=2), load_dataset(str(mini_archive)), tmp_path)
