@@ -9,7 +9,6 @@ import re
 import time
 from contextlib import asynccontextmanager
 
-import httpx
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -32,9 +31,9 @@ log = logging.getLogger("tritonzoo.gateway")
 # KServe v2 paths the gateway forwards: health, server and model metadata, config, inference. Nothing else
 # (repository/model control, shared memory, tracing, logging) gets through.
 KSERVE_PATHS = re.compile(r"/v2(/health/(live|ready))?|/v2/models/[\w.-]+(/versions/\d+)?(/ready|/config|/infer)?")
-# Request bodies go upstream byte for byte (compressed or not); responses come back uncompressed.
+# Bodies go through byte for byte; the pool asks for no compression, so responses come back plain.
 REQUEST_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
-RESPONSE_HEADERS = ("content-type", "inference-header-content-length")
+RESPONSE_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
 
 
 class Gateway:
@@ -46,10 +45,10 @@ class Gateway:
         self.store = ExperimentStore(settings.state_file)
         self.metrics = GatewayMetrics()
         self.health = ArmHealth()
-        self.triton = triton or TritonInference(settings.triton_grpc, retry_after_s=settings.retry_after_s)
+        self.triton = triton or TritonInference(settings.triton_grpc, settings.triton_http,
+                                                retry_after_s=settings.retry_after_s)
         self.shadow = ShadowTraffic(self.triton, self.catalogue, self.metrics, settings.shadow_max_in_flight)
         self.canary = CanaryController(self.store, self.catalogue, self.triton, self.health, self.on_weights)
-        self.http = httpx.AsyncClient(base_url=f"http://{settings.triton_http}", timeout=30.0)
         self._ready_at, self._ready = 0.0, False
         self.canary.interrupt_stale()
         for experiment in self.store.experiments.values():
@@ -61,7 +60,6 @@ class Gateway:
     async def close(self) -> None:
         await self.shadow.drain()
         await self.canary.close()
-        await self.http.aclose()
         await self.triton.close()
 
     async def triton_ready(self) -> bool:
@@ -306,15 +304,10 @@ async def kserve_pass_through(request: Request) -> Response:
     if request.method == "POST":
         g.require(request, g.settings.api_keys, "inference")
     headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
-    headers["accept-encoding"] = "identity"
-    try:
-        upstream = await g.http.request(request.method, path, content=await g.body(request), headers=headers,
-                                        params=request.query_params)
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"Triton's HTTP endpoint is unreachable ({exc.__class__.__name__})",
-                          g.settings.retry_after_s) from exc
+    query = f"?{request.url.query}" if request.url.query else ""
+    upstream = await g.triton.forward(request.method, path + query, await g.body(request), headers)
     out_headers = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
-    return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
+    return Response(upstream.body, status_code=upstream.status, headers=out_headers)
 
 
 async def api_error(request: Request, exc: ApiError) -> Response:

@@ -1,0 +1,108 @@
+"""A lean HTTP/1.1 client over pooled keep-alive connections, for the gateway's hop to Triton.
+
+Measured here, one inference round trip costs the caller about 1.3 ms of CPU through tritonclient's
+gRPC aio client and 2.6 ms through httpx, but 0.36 ms through plain asyncio streams: on a 2-core
+machine that CPU comes straight out of Triton's share. Triton's HTTP endpoint answers with
+Content-Length, so this client needs no more of HTTP/1.1 than requests, Content-Length and chunked
+bodies, and keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class UpstreamError(ConnectionError):
+    """The upstream could not be reached, or broke off or timed out mid-exchange."""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class HttpPool:
+    def __init__(self, host: str, port: int, timeout_s: float = 10.0, max_idle: int = 64) -> None:
+        self.host, self.port, self.timeout_s, self.max_idle = host, port, timeout_s, max_idle
+        self._idle: list[Connection] = []
+
+    @classmethod
+    def for_url(cls, url: str, **kwargs) -> HttpPool:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        return cls(host, int(port), **kwargs)
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> HttpResponse:
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        reused = bool(self._idle)
+        try:
+            return await asyncio.wait_for(self._exchange(payload), self.timeout_s)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            if not reused:
+                raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+        # A kept-alive connection the server had already closed (say, it restarted): retry once, fresh.
+        self.close_idle()
+        try:
+            return await asyncio.wait_for(self._exchange(payload), self.timeout_s)
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+
+    async def _exchange(self, payload: bytes) -> HttpResponse:
+        reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(payload)
+            response, keep_alive = await _read_response(reader)
+        except BaseException:
+            writer.close()
+            raise
+        if keep_alive and len(self._idle) < self.max_idle:
+            self._idle.append((reader, writer))
+        else:
+            writer.close()
+        return response
+
+    def close_idle(self) -> None:
+        while self._idle:
+            self._idle.pop()[1].close()
+
+    async def close(self) -> None:
+        self.close_idle()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[HttpResponse, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError("response headers too large")
+    status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
+    version, status, _ = (status_line.split(" ", 2) + [""])[:3]
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = await _read_chunked(reader)
+    else:
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+    return HttpResponse(int(status), headers, body), keep_alive
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+    await reader.readuntil(b"\r\n")  # no trailers from Triton: just the closing blank line
+    return b"".join(chunks)
