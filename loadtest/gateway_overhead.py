@@ -120,6 +120,7 @@ def format_report(summaries: list[Summary], baseline: str) -> str:
 def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrencies: list[int], seconds: float,
                           repeats: int, report_dir: Path) -> str:
     """Start the stack locally (Triton + gateway, separate processes), load it three ways, report."""
+    from loadtest.client_cost import client_cpu_costs
     from serving.stack import StackProcess  # only this entry point needs the serving side installed
     from serving.triton import free_ports
 
@@ -136,8 +137,13 @@ def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrenci
     ]
     with StackProcess(command, gateway):
         results = {c: benchmark(targets, c, seconds, repeats) for c in concurrencies}
+        costs = client_cpu_costs(f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}", model, image)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "gateway_overhead.json").write_text(json.dumps({
         "model": model, "image_shape": list(image.shape), "seconds": seconds, "repeats": repeats,
-        "results": {str(c): [asdict(s) for s in summaries] for c, summaries in results.items()}}, indent=2))
-    return "\n\n".join(f"concurrency {c}:\n{format_report(s, targets[0].name)}" for c, s in results.items())
+        "results": {str(c): [asdict(s) for s in summaries] for c, summaries in results.items()},
+        "client_cpu_ms_per_call": costs}, indent=2))
+    tables = [f"concurrency {c}:\n{format_report(s, targets[0].name)}" for c, s in results.items()]
+    tables.append("client CPU per inference round trip (ms):\n" +
+                  "\n".join(f"  {name:<28} {ms:6.3f}" for name, ms in costs.items()))
+    return "\n\n".join(tables)
