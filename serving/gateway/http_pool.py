@@ -46,7 +46,7 @@ class HttpPool:
         payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         reused = bool(self._idle)
         try:
-            return await asyncio.wait_for(self._exchange(payload), self.timeout_s)
+            return await self._timed_exchange(payload)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             if not reused:
                 raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
@@ -55,9 +55,14 @@ class HttpPool:
         # A kept-alive connection the server had already closed (say, it restarted): retry once, fresh.
         self.close_idle()
         try:
-            return await asyncio.wait_for(self._exchange(payload), self.timeout_s)
+            return await self._timed_exchange(payload)
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+
+    async def _timed_exchange(self, payload: bytes) -> HttpResponse:
+        # asyncio.timeout, unlike wait_for, runs the exchange in this task: no extra task per request.
+        async with asyncio.timeout(self.timeout_s):
+            return await self._exchange(payload)
 
     async def _exchange(self, payload: bytes) -> HttpResponse:
         reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
