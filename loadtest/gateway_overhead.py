@@ -63,7 +63,7 @@ def kserve_request(image: np.ndarray, input_name: str, output_name: str) -> tupl
 async def closed_loop(target: Target, concurrency: int, seconds: float) -> RunResult:
     """`concurrency` clients, each sending its next request as soon as the last one returns.
 
-    The client is the gateway's own lean HTTP pool: httpx costs 2.6 ms of CPU per request here, which
+    The client is the gateway's own lean HTTP pool: httpx costs about 2 ms of CPU per request here, which
     on 2 shared cores would measure the load generator as much as the servers.
     """
     url = urlsplit(target.url)
