@@ -2,9 +2,9 @@
 
 Measured on the project's 2-core machine (`invoke bench-gateway`), one inference round trip costs the
 caller about 1.0 ms of CPU through tritonclient's gRPC aio client and 1.9 ms through httpx, but 0.35 ms
-through plain asyncio streams: on a 2-core machine that CPU comes straight out of Triton's share. Triton's HTTP endpoint answers with
-Content-Length, so this client needs no more of HTTP/1.1 than requests, Content-Length and chunked
-bodies, and keep-alive.
+through plain asyncio streams: on a 2-core machine that CPU comes straight out of Triton's share.
+Triton's HTTP endpoint answers with Content-Length, so this client needs no more of HTTP/1.1 than
+requests, Content-Length and chunked bodies, and keep-alive.
 """
 
 from __future__ import annotations
