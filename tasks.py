@@ -97,8 +97,7 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
     external = tuple(_csv(triton_url)) if triton_url else None
     if external is not None and len(external) != 2:
         raise SystemExit("error: --triton-url takes GRPC_HOST:PORT,HTTP_HOST:PORT")
-    run_stack(Path(repo), host, port, explicit_triton(Path(repo), triton_ports), external_triton=external,
-              state_file=Path(state_file))
+    run_stack(Path(repo), host, port, explicit_triton(Path(repo), triton_ports), Path(state_file), external)
 
 
 @task(help={

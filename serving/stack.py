@@ -26,8 +26,8 @@ def explicit_triton(repo: Path, ports: str) -> TritonConfig:
                         extra_args=("--load-model=*",))
 
 
-def run_stack(repo: Path, host: str, port: int, triton: TritonConfig,
-              external_triton: tuple[str, str] | None = None, state_file: Path | None = None) -> None:
+def run_stack(repo: Path, host: str, port: int, triton: TritonConfig, state_file: Path,
+              external_triton: tuple[str, str] | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM; Triton is stopped with the gateway.
 
     `external_triton` (grpc_url, http_url) skips starting one. Triton itself binds to loopback, so its
@@ -35,8 +35,7 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig,
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     grpc_url, http_url = external_triton or (triton.grpc_url, triton.http_url)
-    settings = GatewaySettings(repository=repo, triton_grpc=grpc_url, triton_http=http_url,
-                               **({"state_file": state_file} if state_file else {}))
+    settings = GatewaySettings(repository=repo, triton_grpc=grpc_url, triton_http=http_url, state_file=state_file)
     with nullcontext() if external_triton else SupervisedTriton(triton):
         logging.getLogger("tritonzoo").info("gateway on http://%s:%d, Triton gRPC %s", host, port, grpc_url)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", loop="uvloop",
@@ -95,7 +94,7 @@ def main() -> None:
     parser.add_argument("--state-file", type=Path, default=Path("runs/gateway/experiments.json"))
     args = parser.parse_args()
     triton = explicit_triton(args.repo, args.triton_ports)
-    run_stack(args.repo, args.host, args.port, triton, state_file=args.state_file)
+    run_stack(args.repo, args.host, args.port, triton, args.state_file)
 
 
 if __name__ == "__main__":
