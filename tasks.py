@@ -12,6 +12,7 @@ from invoke import task
 ROOT = Path(__file__).resolve().parent
 TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
 REPO = ROOT / "model_repository"
+REPORTS = ROOT / "reports"
 DATA_HELP = ("dataset: ImageFolder dir or .tar.gz, a cifar-10-python.tar.gz, or 'cifar10' to download "
              "(default: $TRITONZOO_DATA, else 'cifar10')")
 
@@ -64,22 +65,41 @@ def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, seed=
           f"{result.seconds / 60:.1f} min -> {result.weights}")
 
 
-@task(help={
+BUILD_HELP = {
     "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository to publish into",
     "variants": "comma-separated variants, or 'all'", "runtimes": "comma-separated runtimes",
-    "eval_images": "test images for accuracy (0: all)", "speed": "measure in-process latency and throughput",
-})
-@friendly
-def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
-          eval_images=0, speed=True):
-    """Build variants from the teacher: export, verify, measure, and publish atomically to the repository."""
+    "profile": "default (CPU, about 30 min), quick (CI: a subset, a few steps) or long (a GPU)",
+    "set": "technique.field=value, repeatable, e.g. --set prune.importance=taylor --set int8.method=entropy",
+    "min_accuracy": "reject (do not publish) a variant below this test top-1 (default: the profile's)",
+    "report": "folder for the build report (JSON, Markdown, charts)",
+}
+
+
+def _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields):
     from build.data import load_dataset
-    from build.pipeline import BuildOptions
+    from build.profiles import options_for
+    from build.report import write_report
     from build.zoo import build_zoo
 
-    options = BuildOptions(eval_images=eval_images or None, measure_speed=speed)
-    states = build_zoo(load_dataset(data), Path(teacher), Path(repo), _variants(variants), _csv(runtimes), options)
-    print(f"published {sum(len(s.published) for s in states)} model(s) to {repo}")
+    if min_accuracy is not None:
+        fields["min_accuracy"] = float(min_accuracy)
+    options = options_for(profile, set or [], **fields)
+    dataset = load_dataset(data)
+    result = build_zoo(dataset, Path(teacher), Path(repo), _variants(variants), _csv(runtimes), options)
+    paths = write_report(result, Path(report))
+    print(f"published {len(result.entries)} model(s) to {repo}; report: {paths[-1]}")
+    for variant, why in result.rejected.items():
+        print(f"not published: {variant}: {why}")
+    return dataset, result
+
+
+@task(help={**BUILD_HELP, "eval_images": "test images for accuracy (0: the profile's choice)"}, iterable=["set"])
+@friendly
+def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
+          profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), eval_images=0):
+    """Build variants from the teacher: optimize, verify, measure, publish atomically, and write the report."""
+    fields = {"eval_images": eval_images} if eval_images else {}
+    _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields)
 
 
 @task(help={
@@ -100,25 +120,17 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
     run_stack(Path(repo), host, port, explicit_triton(Path(repo), triton_ports), Path(state_file), external)
 
 
-@task(help={
-    "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository",
-    "variants": "comma-separated variants, or 'all'", "runtimes": "comma-separated runtimes",
-    "images": "test images to classify through the server (0: all)",
-    "triton_url": "use this running Triton (host:grpc_port) instead of starting one",
-})
+@task(help={**BUILD_HELP, "images": "test images to classify through the server (0: the build's served-check sample)",
+            "triton_url": "use this running Triton (host:grpc_port) instead of starting one"}, iterable=["set"])
 @friendly
 def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
-        images=0, triton_url=None):
-    """The main job: build the zoo, serve it on Triton, classify CIFAR-10 test images through it, print a table."""
-    from build.data import load_dataset
-    from build.pipeline import BuildOptions
-    from build.zoo import build_zoo
+        profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), images=0, triton_url=None):
+    """The main job: build the zoo and its report, serve it on Triton, check every model through the server."""
     from serving.evaluate import run_served_evaluation
 
-    dataset = load_dataset(data)
-    test = dataset.test.head(images) if images else dataset.test
-    build_zoo(dataset, Path(teacher), Path(repo), _variants(variants), _csv(runtimes),
-              BuildOptions(eval_images=len(test)))
+    dataset, result = _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report)
+    checked = min(result.options.served_check_images, result.options.eval_images or len(dataset.test))
+    test = dataset.test.head(images or checked)
     print(run_served_evaluation(Path(repo), test.images, test.labels, triton_url))
 
 
@@ -142,4 +154,4 @@ def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurren
 
     image = load_dataset(data).test.images[0]
     levels = [int(v) for v in _csv(concurrency)]
-    print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, ROOT / "reports"))
+    print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS))

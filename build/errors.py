@@ -3,3 +3,7 @@
 
 class ZooError(Exception):
     """A problem the user can fix; the message names the thing and what to do."""
+
+
+class VariantRejected(ZooError):
+    """One variant fails its checks: the build goes on without it, and without what derives from it."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,15 +13,22 @@ import onnx
 import torch
 from torch import nn
 
-from build.errors import ZooError
+from build.errors import VariantRejected, ZooError
 
+# It warns at every export that torchvision's ops are not registered; this project has no torchvision.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 OPSET = 18
 MAX_IR_VERSION = 10  # ONNX Runtime 1.19, as in Triton 24.10's native backend, reads IR <= 10
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 
 
-def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int, int] = (3, 32, 32)) -> Path:
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(Counter(node.op_type for node in model.graph.node).most_common())
+
+
+def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int, int] = (3, 32, 32)) -> dict[str, int]:
+    """Export to `path`, folded and fused by the exporter's optimizer; return the op counts before it ran."""
     model = model.eval().cpu()
     example = torch.zeros((2, *image_shape), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -28,11 +37,13 @@ def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int, int] 
         warnings.simplefilter("ignore")  # the exporter is chatty about internals we do not control
         program = torch.onnx.export(
             model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}}, verbose=False,
+            output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}}, verbose=False, optimize=False,
         )
+        raw = op_counts(program.model_proto)
+        program.optimize()  # constant folding, BatchNorm into Conv, dead-code removal
     program.save(str(path), external_data=False)
     check_onnx(path)
-    return path
+    return raw
 
 
 def check_onnx(path: Path) -> None:
@@ -77,7 +88,7 @@ def verify(name: str, reference: np.ndarray, candidate: np.ndarray, tol: Toleran
     agreement = compare(reference, candidate)
     drifted = tol.max_abs_diff is not None and agreement.max_abs_diff > tol.max_abs_diff
     if drifted or agreement.top1_agreement < tol.min_top1_agreement:
-        raise ZooError(
+        raise VariantRejected(
             f"verification failed for {name}: max |logit diff| {agreement.max_abs_diff:.2e} "
             f"(limit {tol.max_abs_diff}), top-1 agreement {agreement.top1_agreement:.4f} "
             f"(limit {tol.min_top1_agreement}) on {agreement.images} test images"

@@ -1,62 +1,88 @@
-"""In-process measurement: accuracy, size, latency and throughput. Warm-up first, medians always."""
+"""In-process measurement: accuracy, size, and speed measured interleaved across models.
+
+Speed rules: warm-up first; every round visits every model in turn, so drift on a shared machine
+hits all of them alike; figures are medians over rounds, and speedups are ratios within one run.
+"""
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
-from dataclasses import asdict, dataclass
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from build.data import ImageSet
+from build.errors import ZooError
 from build.evaluate import accuracy
 from build.runtimes import Runner
 
 
 @dataclass(frozen=True)
-class Speed:
-    latency_b1_p50_ms: float
-    latency_b1_p99_ms: float
-    throughput_b64_ips: float
+class SpeedPlan:
+    rounds: int = 5
+    latency_iters: int = 100  # batch-1 requests per model per round
+    throughput_batches: int = 4  # batches of 64 per model per round
+    warmup: int = 10
 
 
 def predict(run: Runner, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def runner_accuracy(run: Runner, data: ImageSet) -> float:
-    return accuracy(predict(run, data.images), data.labels)
-
-
-def measure_speed(run: Runner, images: np.ndarray, warmup: int = 10, latency_iters: int = 200,
-                  throughput_runs: int = 5, batches_per_run: int = 4) -> Speed:
-    one = images[:1]
-    for _ in range(warmup):
-        run(one)
-    timings = []
-    for i in range(latency_iters):
-        start = time.perf_counter()
-        run(images[i % len(images)][None])
-        timings.append(time.perf_counter() - start)
-    batch = images[:64]
-    run(batch)
-    rates = []
-    for _ in range(throughput_runs):
-        start = time.perf_counter()
-        for _ in range(batches_per_run):
-            run(batch)
-        rates.append(batches_per_run * len(batch) / (time.perf_counter() - start))
-    return Speed(
-        latency_b1_p50_ms=statistics.median(timings) * 1e3,
-        latency_b1_p99_ms=float(np.percentile(timings, 99)) * 1e3,
-        throughput_b64_ips=statistics.median(rates),
-    )
+def runner_accuracy(run: Runner, data: ImageSet, prefix: int) -> dict:
+    """Top-1 on `data`, and on its first `prefix` images: the sample a served check classifies."""
+    logits = predict(run, data.images)
+    n = min(prefix, len(data))
+    return {"top1": accuracy(logits, data.labels), "split": "test", "images": len(data),
+            "prefix": {"images": n, "top1": accuracy(logits[:n], data.labels[:n])}}
 
 
 def size_mb(files: list[Path]) -> float:
     return sum(f.stat().st_size for f in files) / 1e6
 
 
-def speed_dict(speed: Speed) -> dict[str, float]:
-    return {k: round(v, 3) for k, v in asdict(speed).items()}
+def compressed_mb(files: list[Path]) -> float:
+    """Size after zlib: what zeroed (sparse) weights save in storage and transfer."""
+    return sum(len(zlib.compress(f.read_bytes(), 6)) for f in files) / 1e6
+
+
+def measure_speeds(runners: dict[str, Runner], images: np.ndarray, plan: SpeedPlan = SpeedPlan()) -> dict[str, dict]:
+    batch = images[:64]
+    for run in runners.values():
+        for _ in range(plan.warmup):
+            run(images[:1])
+        run(batch)
+    latencies: dict[str, list[float]] = {name: [] for name in runners}
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for r in tqdm(range(plan.rounds), desc="speed (interleaved rounds)", unit="round", leave=False):
+        for name, run in runners.items():
+            for i in range(plan.latency_iters):
+                start = time.perf_counter()
+                run(images[(r * plan.latency_iters + i) % len(images)][None])
+                latencies[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for _ in range(plan.throughput_batches):
+                run(batch)
+            rates[name].append(plan.throughput_batches * len(batch) / (time.perf_counter() - start))
+    return {name: {
+        "latency_b1_p50_ms": round(statistics.median(latencies[name]) * 1e3, 3),
+        "latency_b1_p99_ms": round(float(np.percentile(latencies[name], 99)) * 1e3, 3),
+        "throughput_b64_ips": round(statistics.median(rates[name]), 1),
+        "rounds": plan.rounds,
+    } for name in runners}
+
+
+def peak_memory_mb(runtime: str, model_dir: Path, threads: int) -> dict[str, float]:
+    """Peak resident memory of a fresh process that loads the model and runs a batch of 64."""
+    out = subprocess.run([sys.executable, "-m", "build.peak_memory", runtime, str(model_dir), str(threads)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ZooError(f"measuring the memory of {model_dir} failed: {out.stderr.strip().splitlines()[-1]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -6,16 +6,20 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from torch import nn
 
-from build.data import Dataset
+from build.data import Dataset, ImageSet
 from build.export import Tolerance
 from build.models import Classifier
 from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
 from build.runtimes import Runtime
+from build.teacher_logits import teacher_logits
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,8 +27,20 @@ class BuildOptions:
     arch: str = "resnet18"
     verify_images: int = 1000
     eval_images: int | None = None  # None: the whole test set
+    served_check_images: int = 2000  # accuracy is also recorded on this prefix, which `invoke zoo` serves
     measure_speed: bool = True
     threads: int = 2
+    min_accuracy: float = 0.0  # a variant below this test accuracy is rejected, not published
+    train_images: int | None = None  # None: the whole training split
+    max_train_steps: int | None = None  # caps every fine-tuning and distillation run
+    profile: str = "default"
+    settings: dict[str, Any] = field(default_factory=dict)  # technique name -> its config dataclass
+
+    def setting(self, name: str, default: T) -> T:
+        return self.settings.get(name, default)
+
+    def train_steps(self, steps: int) -> int:
+        return steps if self.max_train_steps is None else min(steps, self.max_train_steps)
 
 
 @dataclass
@@ -40,10 +56,29 @@ class BuildContext:
     provenance: dict
     io: TensorIO = field(default_factory=TensorIO)
     done: dict[str, VariantState] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    _soft_targets: np.ndarray | None = None
 
     @property
     def verify_set(self) -> np.ndarray:
         return self.data.test.images[: self.options.verify_images]
+
+    @property
+    def test_set(self) -> ImageSet:
+        n = self.options.eval_images
+        return self.data.test if n is None else self.data.test.head(n)
+
+    @property
+    def train_set(self) -> ImageSet:
+        n = self.options.train_images
+        return self.data.train if n is None else self.data.train.head(n)
+
+    def soft_targets(self) -> np.ndarray:
+        """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""
+        if self._soft_targets is None:
+            key = f"{self.provenance['teacher']['sha256']}-{self.data.checksum}-{len(self.train_set)}"
+            self._soft_targets = teacher_logits(self.teacher, self.train_set.images, key)
+        return self._soft_targets
 
 
 @dataclass
@@ -70,7 +105,7 @@ class Step(ABC):
 
     @abstractmethod
     def run(self, state: VariantState, ctx: BuildContext) -> None:
-        """Advance the variant; raise ZooError to fail the build."""
+        """Advance the variant; raise VariantRejected to drop it, ZooError to fail the whole build."""
 
 
 class Pipeline:

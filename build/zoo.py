@@ -1,26 +1,42 @@
-"""Build the zoo: run each requested variant's recipe, then publish every runtime atomically."""
+"""Build the zoo: run each requested variant's recipe, measure, then publish every runtime atomically."""
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from build.data import Dataset
 from build.data.dataset import sha256_file
-from build.errors import ZooError
+from build.errors import VariantRejected, ZooError
 from build.hardware import detect
+from build.measure import SpeedPlan, measure_speeds, peak_memory_mb
 from build.models import load_weights
 from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantState
 from build.repository.publish import Publication
 from build.runtimes import RUNTIMES, Runtime
-from build.steps.publish import PublishRuntime
+from build.steps.publish import PublishRuntime, model_name
 from build.variants import VARIANTS
+
+BASELINE = "fp32"  # every speedup is a ratio to this variant on ONNX Runtime, measured in the same run
+
+
+@dataclass
+class ZooBuild:
+    """What a build did: the variants built, those rejected and why, and the entries it published."""
+
+    states: dict[str, VariantState]
+    rejected: dict[str, str]
+    entries: dict[str, dict]
+    options: BuildOptions
+    provenance: dict = field(default_factory=dict)
 
 
 def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str], runtimes: list[str],
-              options: BuildOptions = BuildOptions(), log=print) -> list[VariantState]:
-    """Build `variants` for `runtimes` into `repo`. Nothing is published unless every step succeeds."""
+              options: BuildOptions = BuildOptions(), log=print) -> ZooBuild:
+    """Build `variants` for `runtimes` into `repo`. A rejected variant is left out; any other failure
+    publishes nothing."""
     unknown = [v for v in variants if v not in VARIANTS] + [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ZooError(f"unknown variant or runtime {unknown}; "
@@ -44,8 +60,12 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
             for step in steps:
                 step.check(ctx)
         for name, steps in plan:
-            ctx.done[name] = _build_variant(name, steps, ctx, log)
-    return [ctx.done[name] for name in variants]
+            _build_or_reject(name, steps, ctx, log)
+        if options.measure_speed and publication.entries:
+            _measure(ctx, log)
+        entries = dict(publication.entries)
+    return ZooBuild({n: ctx.done[n] for n in variants if n in ctx.done},
+                    {n: r for n, r in ctx.rejected.items() if n in variants}, entries, options, provenance)
 
 
 def build_order(requested: list[str]) -> list[tuple[str, bool]]:
@@ -64,15 +84,51 @@ def build_order(requested: list[str]) -> list[tuple[str, bool]]:
 
 
 def _steps(name: str, publish: bool, runtimes: list[Runtime]) -> list[Step]:
-    return VARIANTS[name].steps() + ([PublishRuntime(r) for r in runtimes] if publish else [])
-
-
-def _build_variant(name: str, steps: list[Step], ctx: BuildContext, log) -> VariantState:
     variant = VARIANTS[name]
+    return variant.steps() + ([PublishRuntime(r, variant) for r in runtimes] if publish else [])
+
+
+def _build_or_reject(name: str, steps: list[Step], ctx: BuildContext, log) -> None:
+    variant = VARIANTS[name]
+    if variant.parent in ctx.rejected:
+        ctx.rejected[name] = f"its parent {variant.parent} was rejected"
+        log(f"  [{name}] skipped: {ctx.rejected[name]}")
+        return
     workdir = ctx.workdir / name
     workdir.mkdir()
     state = VariantState(name=name, parent=variant.parent, tolerance=variant.tolerance, workdir=workdir)
-    return Pipeline(steps).run(state, ctx, log)
+    try:
+        ctx.done[name] = Pipeline(steps).run(state, ctx, log)
+    except VariantRejected as exc:
+        for runtime in ctx.runtimes:
+            ctx.publication.discard(model_name(ctx.options.arch, name, runtime.name))
+        ctx.rejected[name] = str(exc)
+        log(f"  [{name}] rejected, not published: {exc}")
+
+
+def _measure(ctx: BuildContext, log) -> None:
+    """Speed of every staged model in one interleaved run, then each one's peak memory."""
+    entries = ctx.publication.entries
+    runners = {name: RUNTIMES[e["runtime"]].runner(_version_dir(ctx, name), ctx.options.threads)
+               for name, e in entries.items()}
+    quick = ctx.options.profile == "quick"
+    plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=2) if quick else SpeedPlan()
+    log(f"measuring {len(runners)} model(s), interleaved, {plan.rounds} rounds")
+    speeds = measure_speeds(runners, ctx.data.test.images, plan)
+    baseline = speeds.get(model_name(ctx.options.arch, BASELINE, "onnxruntime"))
+    for name, speed in speeds.items():
+        if baseline:
+            speed["speedup_b1"] = round(baseline["latency_b1_p50_ms"] / speed["latency_b1_p50_ms"], 3)
+            speed["speedup_b64"] = round(speed["throughput_b64_ips"] / baseline["throughput_b64_ips"], 3)
+            if speed["speedup_b64"] < 1 and entries[name]["variant"] != BASELINE:
+                entries[name]["flags"]["slower_than_fp32"] = (
+                    f"{speed['speedup_b64']:.2f}x the throughput of {BASELINE} at batch 64 on this machine")
+        entries[name]["speed"] = speed
+        entries[name]["memory"] = peak_memory_mb(entries[name]["runtime"], _version_dir(ctx, name), ctx.options.threads)
+
+
+def _version_dir(ctx: BuildContext, name: str) -> Path:
+    return ctx.publication.staged(name) / str(ctx.publication.entries[name]["version"])
 
 
 def _usable_runtimes(names: list[str], log) -> list[Runtime]:

@@ -18,7 +18,7 @@ class ServedResult:
     model: str
     variant: str
     runtime: str
-    build_accuracy: float  # in-process, recorded by the build
+    build_accuracy: float | None  # in-process, recorded by the build on the same images
     served_accuracy: float
     images: int
     p50_ms: float
@@ -33,22 +33,34 @@ def evaluate_served(client: TritonClassifier, manifest: dict[str, dict], images:
         lat = client.latencies_ms(name, images, latency_requests)
         results.append(ServedResult(
             model=name, variant=meta["variant"], runtime=meta["runtime"],
-            build_accuracy=meta["accuracy"]["top1"],
+            build_accuracy=build_accuracy(meta["accuracy"], len(images)),
             served_accuracy=float((logits.argmax(1) == labels).mean()), images=len(images),
             p50_ms=float(np.median(lat)), p99_ms=float(np.percentile(lat, 99)),
         ))
     return results
 
 
+def build_accuracy(recorded: dict, images: int) -> float | None:
+    """The build's top-1 on the same first `images` test images, if it recorded that many."""
+    if recorded["images"] == images:
+        return recorded["top1"]
+    prefix = recorded.get("prefix", {})
+    return prefix["top1"] if prefix.get("images") == images else None
+
+
 def format_table(results: list[ServedResult]) -> str:
-    header = f"{'model':<24} {'variant':<10} {'runtime':<12} {'acc (build)':>11} {'acc (served)':>12} " \
+    header = f"{'model':<32} {'variant':<22} {'runtime':<12} {'acc (build)':>11} {'acc (served)':>12} " \
              f"{'images':>7} {'p50 ms':>8} {'p99 ms':>8}"
     rows = [
-        f"{r.model:<24} {r.variant:<10} {r.runtime:<12} {r.build_accuracy:>11.2%} {r.served_accuracy:>12.2%} "
+        f"{r.model:<32} {r.variant:<22} {r.runtime:<12} {_pct(r.build_accuracy):>11} {r.served_accuracy:>12.2%} "
         f"{r.images:>7} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
         for r in results
     ]
     return "\n".join([header, "-" * len(header), *rows])
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
 
 
 def run_served_evaluation(repo: Path, images: np.ndarray, labels: np.ndarray, triton_url: str | None = None) -> str:

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from build.errors import ZooError
-from build.models.resnet import resnet18
+from build.models.resnet import resnet18, resnet20
 
 ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "resnet18": resnet18,
+    "resnet20": resnet20,
 }
 
 # CIFAR-10 channel statistics, scaled to raw 0-255 pixels.

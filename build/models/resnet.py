@@ -48,3 +48,8 @@ class CifarResNet(nn.Module):
 
 def resnet18(num_classes: int = 10) -> CifarResNet:
     return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes)
+
+
+def resnet20(num_classes: int = 10) -> CifarResNet:
+    """The CIFAR ResNet-20 (three stages of three blocks, 16-32-64 channels): 13x fewer MACs than resnet18."""
+    return CifarResNet([3, 3, 3], [16, 32, 64], num_classes)

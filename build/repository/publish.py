@@ -101,6 +101,15 @@ class Publication:
         self._staged[model] = folder
         return folder
 
+    def staged(self, model: str) -> Path:
+        return self._staged[model]
+
+    def discard(self, model: str) -> None:
+        """Drop a staged model (a rejected variant); the rest of the build still publishes."""
+        if model in self._staged:
+            shutil.rmtree(self._staged.pop(model))
+        self.entries.pop(model, None)
+
     def record(self, model: str, entry: dict) -> None:
         if model not in self._staged:
             raise ValueError(f"record() for {model}, which was never staged")

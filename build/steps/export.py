@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from build.complexity import macs_and_params
 from build.evaluate import torch_logits
 from build.export import export_onnx
 from build.pipeline import BuildContext, Step, VariantState
@@ -12,7 +13,8 @@ class ExportOnnx(Step):
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         assert state.model is not None, "export needs a torch model from an earlier step"
-        state.metrics["params"] = sum(p.numel() for p in state.model.parameters())
-        state.onnx_path = export_onnx(state.model, state.workdir / "model.onnx", ctx.io.input_dims)
+        state.metrics["macs"], state.metrics["params"] = macs_and_params(state.model, ctx.io.input_dims)
+        state.onnx_path = state.workdir / "model.onnx"
+        state.metrics["graph"] = {"exported": export_onnx(state.model, state.onnx_path, ctx.io.input_dims)}
         # FP32 torch is the reference every runtime of this variant must reproduce.
         state.reference_logits = torch_logits(state.model, ctx.verify_set)

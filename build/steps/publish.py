@@ -1,4 +1,4 @@
-"""Turn the variant's ONNX model into one Triton model per runtime: verify, measure, stage, record."""
+"""Turn the variant's ONNX model into one Triton model per runtime: verify, evaluate, stage, record."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from build.data.dataset import sha256_file
+from build.errors import VariantRejected
 from build.export import verify
-from build.measure import measure_speed, runner_accuracy, size_mb, speed_dict
+from build.hardware import detect
+from build.measure import compressed_mb, runner_accuracy, size_mb
 from build.pipeline import BuildContext, Step, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
 from build.repository.publish import read_manifest
 from build.runtimes import Runtime
+from build.variants.base import Variant
 
 
 def model_name(arch: str, variant: str, runtime: str) -> str:
@@ -21,8 +24,8 @@ def model_name(arch: str, variant: str, runtime: str) -> str:
 
 
 class PublishRuntime(Step):
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: Runtime, variant: Variant) -> None:
+        self.runtime, self.variant = runtime, variant
         self.name = f"publish:{runtime.name}"
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
@@ -33,27 +36,30 @@ class PublishRuntime(Step):
         files = self.runtime.prepare(state.onnx_path, _mkdir(folder / str(version)))
         run = self.runtime.runner(folder / str(version), ctx.options.threads)
         agreement = verify(name, state.reference_logits, run(ctx.verify_set), state.tolerance)
-        test = ctx.data.test if ctx.options.eval_images is None else ctx.data.test.head(ctx.options.eval_images)
+        acc = runner_accuracy(run, ctx.test_set, ctx.options.served_check_images)
+        if acc["top1"] < ctx.options.min_accuracy:
+            raise VariantRejected(f"{name}: test top-1 {acc['top1']:.4f} is below the floor {ctx.options.min_accuracy}")
         (folder / LABELS_FILE).write_text("\n".join(ctx.data.classes) + "\n")
         config = build_config(name, self.runtime.triton_fields(ctx.options.threads), ctx.io)
         (folder / "config.pbtxt").write_text(to_pbtxt(config))
-        entry = {
+        note = self.variant.hardware_note(detect())
+        ctx.publication.record(name, {
             "model": name, "variant": state.name, "runtime": self.runtime.name, "arch": ctx.options.arch,
             "version": version, "parent": state.parent, "recipe": [*state.recipe, self.name],
-            "accuracy": {"top1": runner_accuracy(run, test), "split": "test", "images": len(test)},
+            "description": self.variant.description,
+            "accuracy": acc,
             "verification": agreement.as_dict(),
-            "size_mb": round(size_mb(files), 3),
+            "size_mb": round(size_mb(files), 3), "compressed_mb": round(compressed_mb(files), 3),
             "files": {f.name: sha256_file(f) for f in files},
             "io": {"input": ctx.io.input_name, "input_dtype": "UINT8", "input_dims": list(ctx.io.input_dims),
                    "output": ctx.io.output_name, "labels": LABELS_FILE},
             "max_batch_size": config.max_batch_size,
             "metrics": state.metrics,
+            "flags": {"hardware": note} if note else {},
+            "profile": ctx.options.profile,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **ctx.provenance,
-        }
-        if ctx.options.measure_speed:
-            entry["speed"] = speed_dict(measure_speed(run, ctx.data.test.images))
-        ctx.publication.record(name, entry)
+        })
         state.published.append(name)
 
 

@@ -1,20 +1,32 @@
-"""Post-training static INT8 quantization to QDQ ONNX, calibrated on the validation split."""
+"""Post-training static INT8 quantization to QDQ ONNX, calibrated on the validation split.
+
+When INT8 costs more validation accuracy than the budget allows, the most sensitive layers go back
+to FP32 (mixed precision). Sensitivity is each layer's own quantization noise, as the
+signal-to-quantization-noise ratio that ONNX Runtime's QDQ debugger measures at its output.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
+from onnxruntime.quantization import qdq_loss_debug as qdq_debug
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from build.data import ImageSet
 from build.errors import ZooError
+from build.evaluate import accuracy
 from build.hardware import detect, int8_types
 from build.pipeline import BuildContext, Step, VariantState
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 MIN_CALIBRATION_IMAGES = 64
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,9 @@ class Int8Config:
     calibration_images: int = 512
     per_channel: bool = True
     percentile: float = 99.999
+    accuracy_budget: float = 0.005  # validation top-1 INT8 may lose before layers fall back to FP32
+    check_images: int = 2000  # validation images that measure that loss
+    max_fallback_layers: int = 8
 
     def validate(self, available: int) -> None:
         if self.method not in METHODS:
@@ -30,6 +45,8 @@ class Int8Config:
         if not MIN_CALIBRATION_IMAGES <= self.calibration_images <= available:
             raise ZooError(f"calibration needs {MIN_CALIBRATION_IMAGES} to {available} validation images "
                            f"(the validation split's size), got {self.calibration_images}")
+        if self.accuracy_budget < 0 or self.max_fallback_layers < 0:
+            raise ZooError(f"accuracy_budget and max_fallback_layers must not be negative; got {self}")
 
 
 class BatchReader(CalibrationDataReader):
@@ -40,30 +57,95 @@ class BatchReader(CalibrationDataReader):
         return next(self.batches, None)
 
 
+def onnx_accuracy(path: Path, data: ImageSet, threads: int, batch_size: int = 250) -> float:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    logits = np.concatenate([session.run(None, {name: data.images[i:i + batch_size]})[0]
+                             for i in range(0, len(data), batch_size)])
+    return accuracy(logits, data.labels)
+
+
+def sensitivity(float_path: Path, qdq_path: Path, images: np.ndarray, workdir: Path) -> list[str]:
+    """Quantized layers, noisiest first: the lowest SQNR at the tensor each one's output is quantized at."""
+    augmented = []
+    for path in (float_path, qdq_path):
+        out = workdir / f"{path.stem}.debug.onnx"
+        qdq_debug.modify_model_output_intermediate_tensors(str(path), str(out))
+        augmented.append(qdq_debug.collect_activations(str(out), BatchReader("images", images)))
+    errors = qdq_debug.compute_activation_error(qdq_debug.create_activation_matching(augmented[1], augmented[0]))
+    graph = onnx.load(str(float_path)).graph
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    scores = {}
+    for node in graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        # A Conv followed by Relu is quantized after the Relu: look at both tensors.
+        tensors = [node.output[0]] + [c.output[0] for c in consumers.get(node.output[0], []) if c.op_type == "Relu"]
+        snr = [errors[t]["qdq_err"] for t in tensors if t in errors]
+        if snr:
+            scores[node.name] = min(snr)
+    return sorted(scores, key=scores.get)
+
+
+def doubling(n: int) -> list[int]:
+    """1, 2, 4, ... then n: how many of the most sensitive layers to try in FP32, fewest first."""
+    counts = [1 << i for i in range(n.bit_length()) if 1 << i < n]
+    return counts + [n] if n else []
+
+
 class QuantizeStatic(Step):
     name = "quantize_static_int8"
 
-    def __init__(self, cfg: Int8Config) -> None:
-        self.cfg = cfg
-
     def check(self, ctx: BuildContext) -> None:
-        self.cfg.validate(len(ctx.data.val))
+        ctx.options.setting("int8", Int8Config()).validate(len(ctx.data.val))
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         assert state.onnx_path is not None
-        types = int8_types(detect())
+        cfg: Int8Config = ctx.options.setting("int8", Int8Config())
         prepared = state.workdir / "prepared.onnx"
         quant_pre_process(str(state.onnx_path), str(prepared))
+        calibration = ctx.data.val.images[: cfg.calibration_images]
         out = state.workdir / "model.onnx"
-        quantize_static(
-            str(prepared), str(out), BatchReader(ctx.io.input_name, ctx.data.val.images[: self.cfg.calibration_images]),
-            quant_format=QuantFormat.QDQ, per_channel=self.cfg.per_channel, reduce_range=types.reduce_range,
-            activation_type=types.activation, weight_type=types.weight, calibrate_method=METHODS[self.cfg.method],
-            extra_options={"CalibPercentile": self.cfg.percentile},
-        )
+        self.quantize(prepared, out, calibration, cfg, exclude=[])
+        check = ctx.data.val.head(cfg.check_images)
+        float_acc = onnx_accuracy(prepared, check, ctx.options.threads)
+        int8_acc = onnx_accuracy(out, check, ctx.options.threads)
+        fallback: list[str] = []
+        if float_acc - int8_acc > cfg.accuracy_budget and cfg.max_fallback_layers:
+            ranked = sensitivity(prepared, out, calibration[:64], state.workdir)[: cfg.max_fallback_layers]
+            for count in doubling(len(ranked)):
+                fallback = ranked[:count]
+                self.quantize(prepared, out, calibration, cfg, exclude=fallback)
+                int8_acc = onnx_accuracy(out, check, ctx.options.threads)
+                if float_acc - int8_acc <= cfg.accuracy_budget:
+                    break
         state.onnx_path = out
         state.metrics["quantization"] = {
-            "format": "QDQ", "method": self.cfg.method, "calibration_images": self.cfg.calibration_images,
-            "per_channel": self.cfg.per_channel, "activations": types.activation.name,
-            "weights": types.weight.name, "reduce_range": types.reduce_range, "why": types.reason,
+            **self.settings(cfg), "validation": {"images": len(check), "float_top1": float_acc,
+                                                 "int8_top1": int8_acc, "drop": round(float_acc - int8_acc, 4),
+                                                 "budget": cfg.accuracy_budget,
+                                                 "within_budget": float_acc - int8_acc <= cfg.accuracy_budget},
+            "fp32_fallback_layers": fallback,
         }
+
+    @staticmethod
+    def quantize(prepared: Path, out: Path, calibration: np.ndarray, cfg: Int8Config, exclude: list[str]) -> None:
+        types = int8_types(detect())
+        quantize_static(
+            str(prepared), str(out), BatchReader("images", calibration), quant_format=QuantFormat.QDQ,
+            per_channel=cfg.per_channel, reduce_range=types.reduce_range, activation_type=types.activation,
+            weight_type=types.weight, calibrate_method=METHODS[cfg.method], nodes_to_exclude=exclude,
+            extra_options={"CalibPercentile": cfg.percentile},
+        )
+
+    @staticmethod
+    def settings(cfg: Int8Config) -> dict:
+        types = int8_types(detect())
+        return {"format": "QDQ", "method": cfg.method, "calibration_images": cfg.calibration_images,
+                "per_channel": cfg.per_channel, "activations": types.activation.name, "weights": types.weight.name,
+                "reduce_range": types.reduce_range, "why": types.reason}

@@ -6,13 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from build.export import Tolerance
+from build.hardware import Hardware
 from build.pipeline import Step
+
+
+def _runs_well(hw: Hardware) -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    parent: str
+    parent: str  # "teacher", or the variant whose result this one starts from
     steps: Callable[[], list[Step]]
     tolerance: Tolerance = field(default_factory=Tolerance)
     description: str = ""
+    hardware_note: Callable[[Hardware], str | None] = _runs_well  # why this hardware runs it poorly, if it does

@@ -1,9 +1,17 @@
 """fp16: FP16 ONNX with FP32 inputs and outputs. For GPU runtimes; ORT's CPU provider casts back."""
 
 from build.export import Tolerance
+from build.hardware import Hardware
 from build.steps.fp16 import ConvertFp16
 from build.steps.source import FromVariant
 from build.variants.base import Variant
+
+
+def fp16_note(hw: Hardware) -> str | None:
+    if hw.gpu is None:
+        return "no GPU: ONNX Runtime's CPU provider computes FP16 models by casting back to FP32"
+    return None
+
 
 FP16 = Variant(
     name="fp16",
@@ -11,4 +19,5 @@ FP16 = Variant(
     steps=lambda: [FromVariant("fp32"), ConvertFp16()],
     tolerance=Tolerance(max_abs_diff=0.05, min_top1_agreement=0.995),
     description="FP16 weights and activations, FP32 inputs and outputs",
+    hardware_note=fp16_note,
 )

@@ -1,14 +1,27 @@
-"""int8: post-training static quantization of fp32 to QDQ ONNX (the format TensorRT also reads)."""
+"""int8: post-training static quantization to QDQ ONNX (the format TensorRT also reads)."""
 
 from build.export import Tolerance
-from build.steps.quantize import Int8Config, QuantizeStatic
+from build.hardware import Hardware
+from build.steps.quantize import QuantizeStatic
 from build.steps.source import FromVariant
 from build.variants.base import Variant
 
-INT8 = Variant(
-    name="int8",
-    parent="fp32",
-    steps=lambda: [FromVariant("fp32"), QuantizeStatic(Int8Config())],
-    tolerance=Tolerance(max_abs_diff=None, min_top1_agreement=0.97),
-    description="static INT8, QDQ, per-channel weights, calibrated on the validation split",
-)
+
+def int8_note(hw: Hardware) -> str | None:
+    if hw.machine in ("x86_64", "AMD64") and not hw.vnni:
+        return "no VNNI on this CPU: INT8 convolutions lose most of their speed-up"
+    return None
+
+
+def int8_of(parent: str, name: str) -> Variant:
+    return Variant(
+        name=name,
+        parent=parent,
+        steps=lambda: [FromVariant(parent), QuantizeStatic()],
+        tolerance=Tolerance(max_abs_diff=None, min_top1_agreement=0.95),
+        description=f"{parent}, static INT8 (QDQ, per-channel weights, calibrated on the validation split)",
+        hardware_note=int8_note,
+    )
+
+
+INT8 = int8_of("fp32", "int8")

@@ -1,20 +1,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import onnx
 import pytest
 
+import build.steps.publish
 from build.data import load_dataset
-from build.errors import ZooError
-from build.models import build_classifier, save_weights
+from build.errors import VariantRejected, ZooError
+from build.models import ARCHITECTURES, build_classifier, save_weights
+from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
+from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
 from build.repository.publish import read_manifest
-from build.steps.quantize import Int8Config, QuantizeStatic
-from build.steps.source import FromVariant
-from build.variants import VARIANTS
+from build.steps.distill import DistillConfig
+from build.steps.prune import PruneConfig
+from build.steps.quantize import Int8Config
+from build.steps.sparsify import SparsityConfig
 from build.zoo import build_order, build_zoo
 
 FAST = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
@@ -32,8 +37,9 @@ def teacher(tmp_path: Path, tiny_arch: str, mini_archive: Path) -> Path:
 def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     repo = tmp_path / "repo"
     data = load_dataset(str(mini_archive))
-    (state,) = build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
-    assert state.published == ["tiny_fp32"] and state.recipe == ["from_teacher", "export_onnx", "publish:onnxruntime"]
+    state = build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None).states["fp32"]
+    assert state.published == ["tiny_fp32"]
+    assert state.recipe == ["from_teacher", "export_onnx", "optimize_graph", "publish:onnxruntime"]
     folder = repo / "tiny_fp32"
     assert (folder / "1" / "model.onnx").exists()
     assert (folder / "labels.txt").read_text().split() == data.classes
@@ -42,6 +48,9 @@ def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: P
     assert entry["variant"] == "fp32" and entry["runtime"] == "onnxruntime" and entry["parent"] == "teacher"
     assert entry["dataset"]["checksum"] == data.checksum and entry["code_version"]
     assert entry["accuracy"]["images"] == len(data.test) and 0 <= entry["accuracy"]["top1"] <= 1
+    assert entry["accuracy"]["prefix"]["images"] == len(data.test), "the prefix is capped at the test set"
+    nodes = entry["metrics"]["graph"]["nodes"]
+    assert nodes["exported"] > nodes["exporter_optimized"] >= nodes["published"] > 0
     assert entry["verification"]["top1_agreement"] == 1.0 and entry["verification"]["max_abs_logit_diff"] < 1e-3
     assert entry["size_mb"] > 0 and entry["metrics"]["params"] > 0
     # A rebuild is the next version of the same model.
@@ -84,21 +93,19 @@ def test_build_order_puts_parents_first_and_publishes_only_what_was_asked() -> N
     assert build_order(["int8", "fp32", "fp16"]) == [("fp32", True), ("int8", True), ("fp16", True)]
 
 
-def test_int8_and_fp16_are_verified_and_published(tmp_path: Path, teacher: Path, mini_archive: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_int8_and_fp16_are_verified_and_published(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     repo = tmp_path / "repo"
     mini = load_dataset(str(mini_archive))
     data = dataclasses.replace(mini, val=mini.test)  # 300 images to calibrate on
-    calibrate_on_100 = [FromVariant("fp32"), QuantizeStatic(Int8Config(calibration_images=100))]
-    monkeypatch.setitem(VARIANTS, "int8", dataclasses.replace(VARIANTS["int8"], steps=lambda: calibrate_on_100))
-    options = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
-    states = build_zoo(data, teacher, repo, ["int8", "fp16"], ["onnxruntime"], options, log=lambda _: None)
-    assert [s.published for s in states] == [["tiny_int8"], ["tiny_fp16"]]
+    options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+    result = build_zoo(data, teacher, repo, ["int8", "fp16"], ["onnxruntime"], options, log=lambda _: None)
+    assert [s.published for s in result.states.values()] == [["tiny_int8"], ["tiny_fp16"]]
     manifest = read_manifest(repo)["models"]
     assert "tiny_fp32" not in manifest, "a parent built only as a source is not published"
     int8 = manifest["tiny_int8"]
     assert int8["parent"] == "fp32" and int8["recipe"][:2] == ["from:fp32", "quantize_static_int8"]
-    assert int8["metrics"]["quantization"]["format"] == "QDQ" and int8["verification"]["top1_agreement"] >= 0.97
+    assert int8["metrics"]["quantization"]["format"] == "QDQ" and int8["verification"]["top1_agreement"] >= 0.95
+    assert int8["metrics"]["quantization"]["validation"]["images"] == 100
     proto = onnx.load(str(repo / "tiny_int8" / "1" / "model.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in proto.graph.node)
     fp16 = onnx.load(str(repo / "tiny_fp16" / "1" / "model.onnx"))
@@ -115,3 +122,100 @@ def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, te
         build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
                   FAST, log=ran.append)
     assert ran == [] and not (tmp_path / "repo" / "manifest.json").exists()
+
+
+@pytest.fixture
+def micro_student(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(ARCHITECTURES, "micro", lambda n: CifarResNet([1], [4], n))
+    return "micro"
+
+
+def test_every_technique_builds_measures_and_reports(tmp_path: Path, teacher: Path, mini_archive: Path,
+                                                     micro_student: str) -> None:
+    repo = tmp_path / "repo"
+    mini = load_dataset(str(mini_archive))
+    data = dataclasses.replace(mini, val=mini.test)
+    options = dataclasses.replace(FAST, measure_speed=True, profile="quick", max_train_steps=2, settings={
+        "int8": Int8Config(calibration_images=100, check_images=100),
+        "distill": DistillConfig(student=micro_student), "prune": PruneConfig(iterations=2)})
+    wanted = ["fp32", "pruned", "sparse", "pruned_distilled_int8"]
+    result = build_zoo(data, teacher, repo, wanted, ["onnxruntime"], options, log=lambda _: None)
+    manifest = read_manifest(repo)["models"]
+    assert sorted(manifest) == sorted(f"tiny_{v}" for v in wanted) and result.rejected == {}
+    pruning = manifest["tiny_pruned"]["metrics"]["pruning"]
+    assert pruning["macs_reduction"] >= 2.5 and manifest["tiny_pruned"]["metrics"]["macs"] == pruning["macs_after"]
+    assert abs(manifest["tiny_sparse"]["metrics"]["sparsity"]["achieved"] - 0.8) < 0.01
+    combo = manifest["tiny_pruned_distilled_int8"]
+    assert combo["recipe"] == ["from:pruned_distilled", "quantize_static_int8", "publish:onnxruntime"]
+    assert combo["parent"] == "pruned_distilled"
+    assert {"distillation", "pruning", "quantization"} <= set(combo["metrics"]), "the lineage's metrics travel"
+    for entry in manifest.values():
+        assert entry["speed"]["throughput_b64_ips"] > 0 and entry["memory"]["model_peak_mb"] > 0
+        assert entry["speed"]["speedup_b64"] > 0
+    assert manifest["tiny_fp32"]["speed"]["speedup_b64"] == 1.0
+    assert "dense runtimes" in manifest["tiny_sparse"]["flags"]["hardware"]
+
+    paths = write_report(result, tmp_path / "report")
+    assert {p.name for p in paths} == {"zoo_report.json", "zoo_report.md", "speedup.png", "accuracy_vs_latency.png"}
+    report = json.loads((tmp_path / "report" / "zoo_report.json").read_text())
+    assert report["baseline"] == "tiny_fp32" and not report["accuracy_meaningful"]
+    assert {r["model"] for r in report["models"]} == set(manifest)
+    assert "accuracies are meaningless" in (tmp_path / "report" / "zoo_report.md").read_text()
+
+
+def _reject(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = build.steps.publish.verify
+
+    def verify(name, *args):
+        if name == model:
+            raise VariantRejected(f"verification failed for {name}: injected")
+        return real(name, *args)
+
+    monkeypatch.setattr("build.steps.publish.verify", verify)
+
+
+def test_rejected_variant_is_left_out_and_the_others_publish(tmp_path: Path, teacher: Path, mini_archive: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _reject("tiny_fp16", monkeypatch)
+    repo = tmp_path / "repo"
+    mini = load_dataset(str(mini_archive))
+    data = dataclasses.replace(mini, val=mini.test)
+    options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+    result = build_zoo(data, teacher, repo, ["fp32", "fp16", "int8"], ["onnxruntime"], options, log=lambda _: None)
+    assert sorted(read_manifest(repo)["models"]) == ["tiny_fp32", "tiny_int8"]
+    assert not (repo / "tiny_fp16").exists()
+    assert "injected" in result.rejected["fp16"]
+    assert "injected" in report_data(result)["rejected"]["fp16"]
+
+
+def test_a_rejected_parent_takes_its_descendants_with_it(tmp_path: Path, teacher: Path, mini_archive: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _reject("tiny_fp32", monkeypatch)
+    data = load_dataset(str(mini_archive))
+    result = build_zoo(data, teacher, tmp_path / "repo", ["fp32", "fp16"], ["onnxruntime"], FAST,
+                       log=lambda _: None)
+    assert result.entries == {} and result.rejected["fp16"] == "its parent fp32 was rejected"
+
+
+def test_accuracy_floor_rejects(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
+    options = dataclasses.replace(FAST, min_accuracy=0.99)
+    result = build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32"], ["onnxruntime"],
+                       options, log=lambda _: None)
+    assert "below the floor 0.99" in result.rejected["fp32"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"prune": PruneConfig(ratio=1.5)}, "pruning ratio must lie in \\(0, 1\\)"),
+    ({"prune": PruneConfig(importance="random")}, "unknown pruning importance"),
+    ({"sparsify": SparsityConfig(sparsity=0.0)}, "sparsity must lie in \\(0, 1\\)"),
+    ({"distill": DistillConfig(student="resnet20")}, "no fewer than its teacher's"),
+    ({"distill": DistillConfig(student="vgg")}, "unknown student architecture"),
+])
+def test_bad_settings_fail_before_any_step_runs(tmp_path: Path, teacher: Path, mini_archive: Path,
+                                                settings: dict, message: str) -> None:
+    ran = []
+    options = dataclasses.replace(FAST, settings=settings)
+    with pytest.raises(ZooError, match=message):
+        build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32", "pruned", "sparse",
+                  "distilled"], ["onnxruntime"], options, log=ran.append)
+    assert ran == []

@@ -1,0 +1,80 @@
+"""Build profiles, and per-technique settings given as `technique.field=value`.
+
+Each technique has one config dataclass (in the manner of pytorch/ao). A profile is a set of
+BuildOptions; `--set prune.importance=taylor` replaces one field of one technique's config on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from build.errors import ZooError
+from build.pipeline import BuildOptions
+from build.steps.distill import DistillConfig
+from build.steps.prune import PruneConfig
+from build.steps.quantize import Int8Config
+from build.steps.sparsify import SparsityConfig
+
+TECHNIQUES: dict[str, type] = {
+    "int8": Int8Config,
+    "prune": PruneConfig,
+    "sparsify": SparsityConfig,
+    "distill": DistillConfig,
+}
+
+PROFILES: dict[str, BuildOptions] = {
+    # Every variant from the shipped teacher in about half an hour on 2 CPU cores.
+    "default": BuildOptions(min_accuracy=0.5),
+    # CI: a subset and a few steps of training. Checks the machinery; its accuracies mean nothing.
+    "quick": BuildOptions(verify_images=200, eval_images=1000, train_images=2048, max_train_steps=10,
+                          profile="quick"),  # no accuracy floor: these accuracies mean nothing
+    # For a GPU: fine-tuning and distillation run to convergence.
+    "long": BuildOptions(min_accuracy=0.5, profile="long", settings={
+        "prune": PruneConfig(finetune_steps=700, final_steps=3500),
+        "sparsify": SparsityConfig(finetune_steps=3500),
+        "distill": DistillConfig(epochs=60),
+    }),
+}
+
+
+def options_for(profile: str, overrides: list[str], **fields: Any) -> BuildOptions:
+    """The profile's options, with `overrides` applied to technique settings and `fields` to the rest."""
+    if profile not in PROFILES:
+        raise ZooError(f"unknown profile '{profile}'; choose one of {sorted(PROFILES)}")
+    base = PROFILES[profile]
+    settings = dict(base.settings)
+    for item in overrides:
+        technique, name, value = _split(item)
+        current = settings.get(technique, TECHNIQUES[technique]())
+        settings[technique] = dataclasses.replace(current, **{name: _parse(TECHNIQUES[technique], name, value)})
+    return dataclasses.replace(base, settings=settings, **fields)
+
+
+def _split(item: str) -> tuple[str, str, str]:
+    key, sep, value = item.partition("=")
+    technique, dot, name = key.strip().partition(".")
+    if not sep or not dot:
+        raise ZooError(f"setting '{item}' is not technique.field=value, e.g. prune.importance=taylor")
+    if technique not in TECHNIQUES:
+        raise ZooError(f"unknown technique '{technique}' in '{item}'; choose one of {sorted(TECHNIQUES)}")
+    names = [f.name for f in dataclasses.fields(TECHNIQUES[technique])]
+    if name not in names:
+        raise ZooError(f"'{technique}' has no setting '{name}'; it has {names}")
+    return technique, name, value.strip()
+
+
+def _parse(cls: type, name: str, value: str) -> Any:
+    kind = typing.get_type_hints(cls)[name]
+    args = typing.get_args(kind)
+    if args and type(None) in args:
+        if value.lower() == "none":
+            return None
+        kind = next(a for a in args if a is not type(None))
+    try:
+        if kind is bool:
+            return {"true": True, "false": False}[value.lower()]
+        return kind(value)
+    except (KeyError, ValueError):
+        raise ZooError(f"setting {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}") from None

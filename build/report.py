@@ -1,0 +1,206 @@
+"""The build report: one JSON file, one Markdown page, and two charts, from what a build published."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on build machines
+import matplotlib.pyplot as plt  # noqa: E402
+
+from build.zoo import BASELINE, ZooBuild  # noqa: E402
+
+SCHEMA_VERSION = 1
+COMBINATIONS = ("pruned_int8", "distilled_int8", "pruned_distilled", "pruned_distilled_int8")
+# (label, variants, min speed-up at batch 64, min speed-up at batch 1, max accuracy drop in points)
+TARGETS = [
+    ("int8", ("int8",), 3.0, 2.5, 0.5),
+    ("pruned", ("pruned",), 2.0, None, 1.0),
+    ("distilled", ("distilled",), 5.0, None, 2.0),
+    ("best combination", COMBINATIONS, 10.0, None, 2.0),
+]
+
+
+def _row(entry: dict, baseline_top1: float | None) -> dict:
+    metrics, speed = entry.get("metrics", {}), entry.get("speed", {})
+    top1 = entry["accuracy"]["top1"]
+    return {
+        "model": entry["model"], "variant": entry["variant"], "runtime": entry["runtime"],
+        "parent": entry["parent"], "recipe": entry["recipe"],
+        "top1": top1, "drop_points": None if baseline_top1 is None else round((baseline_top1 - top1) * 100, 2),
+        "params": metrics.get("params"), "macs": metrics.get("macs"),
+        "size_mb": entry["size_mb"], "compressed_mb": entry.get("compressed_mb"),
+        "latency_b1_p50_ms": speed.get("latency_b1_p50_ms"), "latency_b1_p99_ms": speed.get("latency_b1_p99_ms"),
+        "throughput_b64_ips": speed.get("throughput_b64_ips"),
+        "speedup_b1": speed.get("speedup_b1"), "speedup_b64": speed.get("speedup_b64"),
+        "peak_memory_mb": entry.get("memory", {}).get("model_peak_mb"),
+        "flags": entry.get("flags", {}),
+        "details": {k: metrics[k] for k in ("pruning", "sparsity", "distillation", "quantization", "graph")
+                    if k in metrics},
+    }
+
+
+def _targets(rows: list[dict]) -> list[dict]:
+    by_variant = {r["variant"]: r for r in rows if r["runtime"] == "onnxruntime"}
+    results = []
+    for label, variants, b64, b1, drop in TARGETS:
+        candidates = [by_variant[v] for v in variants if v in by_variant and by_variant[v]["speedup_b64"]]
+        if not candidates:
+            results.append({"target": label, "status": "not built"})
+            continue
+        within = [c for c in candidates if c["drop_points"] is not None and c["drop_points"] <= drop]
+        best = max(within or candidates, key=lambda c: c["speedup_b64"])
+        met = (best in within and best["speedup_b64"] >= b64 and (b1 is None or best["speedup_b1"] >= b1))
+        results.append({"target": label, "model": best["model"], "min_speedup_b64": b64, "min_speedup_b1": b1,
+                        "max_drop_points": drop, "speedup_b64": best["speedup_b64"], "speedup_b1": best["speedup_b1"],
+                        "drop_points": best["drop_points"], "status": "met" if met else "missed"})
+    return results
+
+
+def report_data(build: ZooBuild) -> dict:
+    entries = sorted(build.entries.values(), key=lambda e: (e["runtime"], e["model"]))
+    base = next((e for e in entries if e["variant"] == BASELINE and e["runtime"] == "onnxruntime"), None)
+    rows = [_row(e, base["accuracy"]["top1"] if base else None) for e in entries]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": build.options.profile,
+        "accuracy_meaningful": build.options.profile != "quick",
+        "baseline": base["model"] if base else None,
+        "test_images": entries[0]["accuracy"]["images"] if entries else 0,
+        "threads": build.options.threads,
+        **build.provenance,
+        "models": rows,
+        "rejected": build.rejected,
+        "targets": _targets(rows),
+    }
+
+
+def write_report(build: ZooBuild, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = report_data(build)
+    paths = [out_dir / "zoo_report.json", out_dir / "speedup.png", out_dir / "accuracy_vs_latency.png",
+             out_dir / "zoo_report.md"]
+    paths[0].write_text(json.dumps(data, indent=2) + "\n")
+    measured = [r for r in data["models"] if r["speedup_b64"] is not None]
+    if measured:
+        speedup_chart(measured, paths[1])
+        pareto_chart(measured, paths[2])
+    else:
+        paths = [paths[0], paths[3]]
+    paths[-1].write_text(markdown(data, charts=bool(measured)))
+    return paths
+
+
+def speedup_chart(rows: list[dict], path: Path) -> None:
+    rows = sorted(rows, key=lambda r: r["speedup_b64"])
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], [r["speedup_b64"] for r in rows], 0.4, label="batch 64 throughput")
+    ax.barh([i - 0.2 for i in y], [r["speedup_b1"] for r in rows], 0.4, label="batch 1 latency")
+    ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(list(y), [r["model"] for r in rows])
+    ax.set_xlabel(f"speed-up vs {BASELINE} (same run)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """Models no other model beats on both latency and accuracy, fastest first."""
+    front, best = [], -1.0
+    for r in sorted(rows, key=lambda r: (r["latency_b1_p50_ms"], -r["top1"])):
+        if r["top1"] > best:
+            front.append(r)
+            best = r["top1"]
+    return front
+
+
+def pareto_chart(rows: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.scatter([r["latency_b1_p50_ms"] for r in rows], [r["top1"] * 100 for r in rows])
+    for r in rows:
+        ax.annotate(r["model"], (r["latency_b1_p50_ms"], r["top1"] * 100), fontsize=7,
+                    xytext=(4, 2), textcoords="offset points")
+    front = pareto_front(rows)
+    ax.plot([r["latency_b1_p50_ms"] for r in front], [r["top1"] * 100 for r in front], "r--", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, p50 (ms, log scale)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown(data: dict, charts: bool) -> str:
+    lines = [f"# Zoo build report ({data['profile']} profile)", ""]
+    if not data["accuracy_meaningful"]:
+        lines += ["> **Quick profile: trained on a subset for a few steps. Its accuracies are meaningless;** "
+                  "it checks the machinery, not the models.", ""]
+    hw = data["hardware"]
+    lines += [f"Machine: {hw['machine']}, {hw['cores']} cores ({', '.join(hw['isa'])}), GPU: {hw['gpu'] or 'none'}; "
+              f"{data['threads']} threads. Code {data['code_version']}, teacher {data['teacher']['sha256'][:12]}. "
+              f"Speed-ups are ratios to `{data['baseline']}` measured in the same interleaved run "
+              "(medians over rounds, after warm-up).", "",
+              "| model | top-1 | drop (pts) | params | MMACs | MB | MB zlib | b1 p50 ms | b1 p99 ms | "
+              "b64 img/s | speed-up b1 | speed-up b64 | peak MB | flags |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["models"]:
+        flags = "; ".join(r["flags"].values())
+        macs = r["macs"] / 1e6 if r["macs"] else None
+        lines.append(
+            f"| {r['model']} | {r['top1']:.2%} | {_fmt(r['drop_points'], '+.2f')} | {_fmt(r['params'], ',')} | "
+            f"{_fmt(macs, '.1f')} | {r['size_mb']:.2f} | {_fmt(r['compressed_mb'], '.2f')} | "
+            f"{_fmt(r['latency_b1_p50_ms'], '.2f')} | {_fmt(r['latency_b1_p99_ms'], '.2f')} | "
+            f"{_fmt(r['throughput_b64_ips'], '.0f')} | {_fmt(r['speedup_b1'], '.2f')}x | "
+            f"{_fmt(r['speedup_b64'], '.2f')}x | {_fmt(r['peak_memory_mb'], '.1f')} | {flags} |")
+    lines += ["", "## Targets", "",
+              "| target | model | speed-up b64 (min) | speed-up b1 (min) | drop pts (max) | status |",
+              "|---|---|---|---|---|---|"]
+    for t in data["targets"]:
+        if t["status"] == "not built":
+            lines.append(f"| {t['target']} | – | – | – | – | not built |")
+            continue
+        lines.append(f"| {t['target']} | {t['model']} | {t['speedup_b64']:.2f}x ({t['min_speedup_b64']}x) | "
+                     f"{_fmt(t['speedup_b1'], '.2f')}x ({_fmt(t['min_speedup_b1'], '')}) | "
+                     f"{t['drop_points']:+.2f} ({t['max_drop_points']}) | {t['status']} |")
+    if data["rejected"]:
+        lines += ["", "## Not published", ""] + [f"- **{v}**: {why}" for v, why in data["rejected"].items()]
+    lines += ["", "## How each variant was made", ""] + [
+        f"- **{r['model']}**: {' → '.join(r['recipe'])}. {_details(r['details'])}" for r in data["models"]]
+    if charts:
+        lines += ["", "![speed-up](speedup.png)", "", "![accuracy vs latency](accuracy_vs_latency.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _details(details: dict) -> str:
+    parts = []
+    if g := details.get("graph", {}).get("nodes"):
+        parts.append(f"Graph nodes: {g['exported']} exported → {g['exporter_optimized']} after the exporter's "
+                     f"optimizer → {g['published']} published (ONNX Runtime basic level) → "
+                     f"{g['onnxruntime_at_load']} as ONNX Runtime runs it at load (all levels).")
+    if p := details.get("pruning"):
+        parts.append(f"Pruned {p['channel_ratio']:.0%} of channels ({p['importance']} importance, "
+                     f"{p['iterations']} steps, {p['finetune_steps']} fine-tuning steps): "
+                     f"{p['macs_reduction']}x fewer MACs.")
+    if s := details.get("sparsity"):
+        parts.append(f"{s['achieved']:.0%} of weights zeroed, {s['finetune_steps']} fine-tuning steps.")
+    if d := details.get("distillation"):
+        parts.append(f"Student {d['student']} ({d['macs_reduction_vs_teacher']}x fewer MACs than the teacher), "
+                     f"T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs.")
+    if q := details.get("quantization"):
+        v = q["validation"]
+        fallback = ", ".join(q["fp32_fallback_layers"]) or "none"
+        parts.append(f"INT8 {q['activations']} activations / {q['weights']} weights, {q['method']} calibration on "
+                     f"{q['calibration_images']} images; validation drop {v['drop'] * 100:+.2f} pts "
+                     f"(budget {v['budget'] * 100:.1f}); FP32 fallback layers: {fallback}.")
+    return " ".join(parts)

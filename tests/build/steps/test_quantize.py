@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from build.data import load_dataset
+from build.export import export_onnx
+from build.models import Classifier
+from build.models.resnet import CifarResNet
+from build.steps.quantize import Int8Config, QuantizeStatic, doubling, sensitivity
+
+
+@pytest.fixture
+def quantized(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    import torch
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    torch.manual_seed(0)
+    export_onnx(Classifier(CifarResNet([1], [8], 10)).eval(), tmp_path / "m.onnx")
+    quant_pre_process(str(tmp_path / "m.onnx"), str(tmp_path / "prepared.onnx"))
+    images = np.random.default_rng(0).integers(0, 255, (64, 3, 32, 32), dtype=np.uint8)
+    QuantizeStatic.quantize(tmp_path / "prepared.onnx", tmp_path / "q.onnx", images, Int8Config(), exclude=[])
+    return tmp_path / "prepared.onnx", tmp_path / "q.onnx", images
+
+
+def test_sensitivity_ranks_every_quantized_layer(quantized, tmp_path: Path) -> None:
+    prepared, q, images = quantized
+    ranked = sensitivity(prepared, q, images[:16], tmp_path)
+    convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert sorted(ranked) == sorted(convs)
+
+
+def test_over_budget_layers_fall_back_to_fp32(quantized, tmp_path: Path, mini_archive: Path) -> None:
+    from build.pipeline import BuildContext, BuildOptions, VariantState
+
+    prepared, _, _ = quantized
+    mini = load_dataset(str(mini_archive))
+    data = dataclasses.replace(mini, val=mini.test)
+    # A negative budget can never be met: the step falls back as far as it is allowed to.
+    cfg = Int8Config(calibration_images=64, check_images=100, accuracy_budget=-1.0, max_fallback_layers=3)
+    ctx = BuildContext(data, None, BuildOptions(threads=1, settings={"int8": cfg}), [], None, tmp_path, {})
+    state = VariantState("int8", "fp32", None, tmp_path, onnx_path=prepared)
+    QuantizeStatic().run(state, ctx)
+    q = state.metrics["quantization"]
+    assert len(q["fp32_fallback_layers"]) == 3 and q["validation"]["within_budget"] is False
+    graph = onnx.load(str(state.onnx_path)).graph
+    initializers = {i.name for i in graph.initializer}
+    float_convs = {n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in initializers}
+    assert float_convs == set(q["fp32_fallback_layers"]), "exactly those layers keep FP32 weights"
+
+
+def test_doubling() -> None:
+    assert doubling(8) == [1, 2, 4, 8] and doubling(3) == [1, 2, 3] and doubling(1) == [1] and doubling(0) == []

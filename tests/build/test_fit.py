@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from build.data import ImageSet
+from build.fit import FitConfig, batches, fit, kd_loss
+from build.models.resnet import CifarResNet
+
+
+def test_kd_loss_is_cross_entropy_at_alpha_zero_and_zero_when_student_matches() -> None:
+    logits = torch.randn(8, 10)
+    labels = torch.randint(0, 10, (8,))
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.isclose(kd_loss(logits, torch.randn(8, 10), labels, 4.0, 0.0), ce)
+    assert kd_loss(logits, logits, labels, 4.0, 1.0).abs() < 1e-6
+
+
+def test_batches_cover_every_example_once_per_epoch() -> None:
+    gen = torch.Generator().manual_seed(0)
+    first_epoch = torch.cat(list(batches(10, 5, 2, gen)))
+    assert sorted(first_epoch.tolist()) == list(range(10))
+    assert len(list(batches(10, 4, 7, gen))) == 7, "steps, not epochs, bound the run"
+
+
+def test_fit_learns_the_soft_targets() -> None:
+    from build.models import Classifier
+
+    model = Classifier(CifarResNet([1], [4], 10))
+    rng = np.random.default_rng(0)
+    data = ImageSet(rng.integers(0, 255, (64, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 64))
+    soft = np.eye(10, dtype=np.float32)[data.labels] * 8
+    first = fit(model, data, soft, FitConfig(steps=1, lr=0.05, batch_size=32), "test")
+    last = fit(model, data, soft, FitConfig(steps=40, lr=0.05, batch_size=32), "test")
+    assert last < first and not model.training

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from build.measure import SpeedPlan, compressed_mb, measure_speeds, peak_memory_mb
+
+
+def test_speeds_are_measured_interleaved_and_rank_models_correctly() -> None:
+    calls: list[str] = []
+
+    def runner(name: str, seconds_per_image: float):
+        def run(images: np.ndarray) -> np.ndarray:
+            calls.append(name)
+            time.sleep(seconds_per_image * len(images))
+            return np.zeros((len(images), 10), np.float32)
+        return run
+
+    images = np.zeros((64, 3, 32, 32), np.uint8)
+    plan = SpeedPlan(rounds=2, latency_iters=3, throughput_batches=1, warmup=1)
+    speeds = measure_speeds({"slow": runner("slow", 2e-4), "fast": runner("fast", 5e-5)}, images, plan)
+    assert speeds["fast"]["throughput_b64_ips"] > 2 * speeds["slow"]["throughput_b64_ips"]
+    assert speeds["fast"]["latency_b1_p50_ms"] < speeds["slow"]["latency_b1_p50_ms"]
+    measured = calls[4:]  # after each model's warm-up
+    assert measured[:4] == ["slow"] * 4 and measured[4:8] == ["fast"] * 4 and measured[8] == "slow", \
+        "every round visits every model in turn"
+
+
+def test_compressed_size_sees_zeros(tmp_path: Path) -> None:
+    dense, sparse = tmp_path / "dense.bin", tmp_path / "sparse.bin"
+    rng = np.random.default_rng(0)
+    dense.write_bytes(rng.standard_normal(100_000).astype(np.float32).tobytes())
+    weights = rng.standard_normal(100_000).astype(np.float32)
+    weights[rng.random(100_000) < 0.8] = 0
+    sparse.write_bytes(weights.tobytes())
+    assert compressed_mb([sparse]) < 0.5 * compressed_mb([dense])
+
+
+def test_peak_memory_of_a_fresh_process(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3072, 2048], np.ones(3072 * 2048, np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+         helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "g", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["n", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2048])],
+        [weight, helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 3072])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(tmp_path / "model.onnx"))
+    memory = peak_memory_mb("onnxruntime", tmp_path, 1)
+    assert memory["model_peak_mb"] >= 24, "a 25 MB weight is resident at least once"
+    assert memory["process_peak_mb"] > memory["model_peak_mb"]
