@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.evaluate import ServedResult, evaluate_served, format_table
+from serving.evaluate import ServedResult, build_accuracy, evaluate_served, format_table
 
 
 class FakeClassifier:
@@ -16,7 +16,7 @@ class FakeClassifier:
 
 
 def test_served_accuracy_and_latency_per_model() -> None:
-    manifest = {"m_fp32": {"variant": "fp32", "runtime": "onnxruntime", "accuracy": {"top1": 0.5}}}
+    manifest = {"m_fp32": {"variant": "fp32", "runtime": "onnxruntime", "accuracy": {"top1": 0.5, "images": 10}}}
     labels = np.array([0, 1, 2, 3, 4, 0, 0, 0, 0, 0])
     (result,) = evaluate_served(FakeClassifier(), manifest, np.zeros((10, 3, 32, 32), np.uint8), labels)
     assert result.served_accuracy == 0.5 and result.build_accuracy == 0.5
@@ -28,3 +28,11 @@ def test_table_lists_every_model() -> None:
             ServedResult("b", "int8", "onnxruntime", 0.8, 0.8, 100, 0.5, 1.0)]
     table = format_table(rows).splitlines()
     assert len(table) == 4 and table[2].startswith("a ") and "90.00%" in table[2]
+
+
+def test_build_accuracy_is_taken_on_the_same_images_or_not_at_all() -> None:
+    recorded = {"top1": 0.87, "images": 10000, "prefix": {"images": 2000, "top1": 0.86}}
+    assert build_accuracy(recorded, 10000) == 0.87 and build_accuracy(recorded, 2000) == 0.86
+    assert build_accuracy(recorded, 500) is None
+    table = format_table([ServedResult("a", "fp32", "onnxruntime", None, 0.9, 500, 1.5, 3.0)])
+    assert "–" in table.splitlines()[2]
