@@ -38,8 +38,9 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig, state_file
     settings = GatewaySettings(repository=repo, triton_grpc=grpc_url, triton_http=http_url, state_file=state_file)
     with nullcontext() if external_triton else SupervisedTriton(triton):
         logging.getLogger("tritonzoo").info("gateway on http://%s:%d, Triton gRPC %s", host, port, grpc_url)
+        # proxy_headers off: the gateway never reads client addresses, so that middleware would be pure cost.
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", loop="uvloop",
-                    http="httptools", access_log=False)
+                    http="httptools", access_log=False, proxy_headers=False)
 
 
 class StackProcess:

@@ -1,12 +1,14 @@
-"""The gateway's ASGI application (Starlette): catalogue, prediction, experiments, admin, metrics."""
+"""The gateway's ASGI application: Starlette, with the inference routes as raw ASGI in front (asgi.py)."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import logging
+import math
 import re
 import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -17,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving.gateway.asgi import HotRoutes, RawHeaders, RawRequest, RawRoute, Reply
 from serving.gateway.canary import ArmHealth, CanaryController, CanaryPlan
 from serving.gateway.catalogue import Catalogue, ModelInfo
 from serving.gateway.errors import ApiError, BadRequest, NotFound, TooLarge, Unauthorized, Unavailable
@@ -34,6 +37,8 @@ KSERVE_PATHS = re.compile(r"/v2(/health/(live|ready))?|/v2/models/[\w.-]+(/versi
 # Bodies go through byte for byte; the pool asks for no compression, so responses come back plain.
 REQUEST_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
 RESPONSE_HEADERS = ("content-type", "inference-header-content-length", "content-encoding")
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # as JSONResponse's
 
 
 class Gateway:
@@ -71,22 +76,22 @@ class Gateway:
         return self._ready
 
     # --- auth and bodies -------------------------------------------------------------------------
-    def require(self, request: Request, keys: frozenset[str], what: str) -> None:
+    def require(self, headers: Mapping[str, str], keys: frozenset[str], what: str) -> None:
         if what == "admin" and not keys:
             raise Unauthorized("the admin API is disabled: start the gateway with TRITONZOO_ADMIN_KEY set")
         if not keys:
             return
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
             raise Unauthorized(f"{what} requests need a valid API key in the X-API-Key header")
 
-    async def body(self, request: Request) -> bytes:
+    async def body(self, headers: Mapping[str, str], stream: AsyncIterator[bytes]) -> bytes:
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
+        async for chunk in stream:
             size += len(chunk)
             if size > limit:
                 raise TooLarge(f"body exceeds the limit of {limit} bytes")
@@ -94,11 +99,11 @@ class Gateway:
         return b"".join(chunks)
 
     # --- inference -------------------------------------------------------------------------------
-    async def infer(self, request: Request, model: ModelInfo, experiment: Experiment | None) -> Response:
+    async def infer(self, request: RawRequest, model: ModelInfo, experiment: Experiment | None) -> Reply:
         k = top_k(request, self.settings.default_top_k, model)
         content_type = request.headers.get("content-type", "")
-        args = (await self.body(request), content_type, request.headers.get("x-tensor-shape"), model.dims,
-                model.max_batch_size)
+        args = (await self.body(request.headers, request.stream()), content_type, request.headers.get("x-tensor-shape"),
+                model.dims, model.max_batch_size)
         # Image decoding is CPU work: keep it off the event loop. Raw tensors are a cheap view.
         batch = await run_in_threadpool(to_batch, *args) if content_type.startswith("image/") else to_batch(*args)
         arm = (experiment.name if experiment else "", model.name)
@@ -114,10 +119,12 @@ class Gateway:
         if experiment is not None:
             body["experiment"] = experiment.name
             self.shadow.mirror(experiment, batch, logits.argmax(1), elapsed)
-        return JSONResponse(body, headers={"X-Model": model.name, "X-Model-Version": str(model.version)})
+        headers = [JSON_CONTENT_TYPE, (b"x-model", model.name.encode("latin-1")),
+                   (b"x-model-version", str(model.version).encode())]
+        return 200, JSON_ENCODER.encode(body).encode(), headers
 
 
-def top_k(request: Request, default: int, model: ModelInfo) -> int:
+def top_k(request: RawRequest, default: int, model: ModelInfo) -> int:
     raw = request.query_params.get("k", str(default))
     limit = max(1, len(model.labels))
     try:
@@ -130,22 +137,32 @@ def top_k(request: Request, default: int, model: ModelInfo) -> int:
 
 
 def prediction_body(model: ModelInfo, logits: np.ndarray, k: int) -> dict:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
-    best = np.argsort(-probs, axis=1)[:, :k]
+    labels = model.labels
     return {
         "model": model.name, "variant": model.variant, "runtime": model.runtime, "version": model.version,
         "predictions": [
-            [{"label": model.labels[i] if i < len(model.labels) else str(i), "index": int(i),
-              "score": round(float(p[i]), 6)} for i in row]
-            for row, p in zip(best, probs)
+            [{"label": labels[i] if i < len(labels) else str(i), "index": i, "score": round(p, 6)}
+             for i, p in softmax_top_k(row, k)]
+            for row in logits.tolist()
         ],
     }
 
 
+def softmax_top_k(row: list[float], k: int) -> list[tuple[int, float]]:
+    """The k best classes of one row of logits, best first, with their softmax probabilities.
+
+    Plain Python: for a classifier's few classes numpy's per-call overhead, not the arithmetic, is the cost,
+    the more so right after a Triton call, with cold caches.
+    """
+    best = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:k]
+    top = row[best[0]]
+    total = sum([math.exp(x - top) for x in row])
+    return [(i, math.exp(row[i] - top) / total) for i in best]
+
+
 # --- routes -------------------------------------------------------------------------------------
 
-def gw(request: Request) -> Gateway:
+def gw(request: Request | RawRequest) -> Gateway:
     return request.app.state.gateway
 
 
@@ -167,26 +184,26 @@ async def show_model(request: Request) -> Response:
     return JSONResponse(gw(request).catalogue.get(request.path_params["model"]).summary())
 
 
-async def predict_model(request: Request) -> Response:
+async def predict_model(request: RawRequest) -> Reply:
     g = gw(request)
-    g.require(request, g.settings.api_keys, "inference")
+    g.require(request.headers, g.settings.api_keys, "inference")
     model = g.catalogue.get(request.path_params["model"])
     return await timed(g, model, None, None, g.infer(request, model, None))
 
 
-async def predict_experiment(request: Request) -> Response:
+async def predict_experiment(request: RawRequest) -> Reply:
     g = gw(request)
-    g.require(request, g.settings.api_keys, "inference")
+    g.require(request.headers, g.settings.api_keys, "inference")
     experiment = g.store.get(request.path_params["name"])
     key = request.headers.get("x-assignment-key") or request.query_params.get("key")
     arm = experiment.assign(key, request.headers.get("x-variant"))
     model = g.catalogue.get(arm)
-    response = await timed(g, model, experiment.name, arm, g.infer(request, model, experiment))
-    response.headers["X-Experiment-Arm"] = arm
-    return response
+    status, body, headers = await timed(g, model, experiment.name, arm, g.infer(request, model, experiment))
+    headers.append((b"x-experiment-arm", arm.encode("latin-1")))
+    return status, body, headers
 
 
-async def timed(g: Gateway, model: ModelInfo, experiment: str | None, arm: str | None, work) -> Response:
+async def timed(g: Gateway, model: ModelInfo, experiment: str | None, arm: str | None, work) -> Reply:
     labels = (model.name, experiment or "", arm or "")
     start = time.perf_counter()
     try:
@@ -194,8 +211,7 @@ async def timed(g: Gateway, model: ModelInfo, experiment: str | None, arm: str |
     except ApiError as exc:
         g.metrics.requests.labels(*labels, str(exc.status)).inc()
         raise
-    g.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
-    g.metrics.requests.labels(*labels, "200").inc()
+    g.metrics.answered(labels, time.perf_counter() - start)
     return response
 
 
@@ -220,14 +236,14 @@ def experiment_status(g: Gateway, experiment: Experiment) -> dict:
 
 async def json_body(g: Gateway, request: Request) -> object:
     try:
-        return json.loads(await g.body(request) or b"{}")
+        return json.loads(await g.body(request.headers, request.stream()) or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body must be JSON ({exc})") from exc
 
 
 async def put_experiment(request: Request) -> Response:
     g = gw(request)
-    g.require(request, g.settings.admin_keys, "admin")
+    g.require(request.headers, g.settings.admin_keys, "admin")
     name = request.path_params["name"]
     experiment = parse_experiment(name, await json_body(g, request), g.catalogue.models)
     previous = g.store.experiments.get(name)
@@ -245,7 +261,7 @@ def refuse_during_canary(experiment: Experiment) -> None:
 
 async def delete_experiment(request: Request) -> Response:
     g = gw(request)
-    g.require(request, g.settings.admin_keys, "admin")
+    g.require(request.headers, g.settings.admin_keys, "admin")
     name = request.path_params["name"]
     experiment = g.store.get(name)
     refuse_during_canary(experiment)
@@ -256,7 +272,7 @@ async def delete_experiment(request: Request) -> Response:
 
 async def start_canary(request: Request) -> Response:
     g = gw(request)
-    g.require(request, g.settings.admin_keys, "admin")
+    g.require(request.headers, g.settings.admin_keys, "admin")
     plan = CanaryPlan.parse(await json_body(g, request))
     experiment = await g.canary.start(request.path_params["name"], plan)
     return JSONResponse(experiment.to_json(), status_code=202)
@@ -264,7 +280,7 @@ async def start_canary(request: Request) -> Response:
 
 async def finish_canary(request: Request) -> Response:
     g = gw(request)
-    g.require(request, g.settings.admin_keys, "admin")
+    g.require(request.headers, g.settings.admin_keys, "admin")
     name, action = request.path_params["name"], request.path_params["action"]
     if action not in ("promote", "rollback"):
         raise NotFound(f"unknown canary action '{action}': use promote or rollback")
@@ -275,7 +291,7 @@ async def finish_canary(request: Request) -> Response:
 async def model_control(request: Request) -> Response:
     """Load or unload a model in Triton (explicit model control), behind the admin key."""
     g = gw(request)
-    g.require(request, g.settings.admin_keys, "admin")
+    g.require(request.headers, g.settings.admin_keys, "admin")
     name, action = request.path_params["model"], request.path_params["action"]
     if action == "load":
         g.catalogue.reload(name)
@@ -295,19 +311,21 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(gw(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def kserve_pass_through(request: Request) -> Response:
+async def kserve_pass_through(request: RawRequest) -> Reply:
     """KServe v2 inference and metadata, forwarded to Triton's HTTP endpoint as they are."""
     g = gw(request)
-    path = request.url.path
+    path = request.path
     if ".." in path or not KSERVE_PATHS.fullmatch(path):
         raise NotFound(f"{path} is not exposed by the gateway (model control is in the admin API)")
     if request.method == "POST":
-        g.require(request, g.settings.api_keys, "inference")
-    headers = {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
-    query = f"?{request.url.query}" if request.url.query else ""
-    upstream = await g.triton.forward(request.method, path + query, await g.body(request), headers)
-    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() in RESPONSE_HEADERS}
-    return Response(upstream.body, status_code=upstream.status, headers=out_headers)
+        g.require(request.headers, g.settings.api_keys, "inference")
+    # Header names are lowercase on both sides: ASGI servers and the pool's parser lowercase them.
+    headers = {k: v for k, v in request.headers.items() if k in REQUEST_HEADERS}
+    query = f"?{request.query}" if request.query else ""
+    body = await g.body(request.headers, request.stream())
+    upstream = await g.triton.forward(request.method, path + query, body, headers)
+    out: RawHeaders = [(k.encode(), v.encode("latin-1")) for k, v in upstream.headers.items() if k in RESPONSE_HEADERS]
+    return upstream.status, upstream.body, out
 
 
 async def api_error(request: Request, exc: ApiError) -> Response:
@@ -327,23 +345,27 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
                         status_code=500)
 
 
+# Inference: raw ASGI, served ahead of Starlette's middleware (asgi.HotRoutes).
+HOT_ROUTES = [
+    Route("/v1/models/{model}/predict", RawRoute(predict_model), methods=["POST"]),
+    Route("/v1/experiments/{name}/predict", RawRoute(predict_experiment), methods=["POST"]),
+    Route("/v2", RawRoute(kserve_pass_through), methods=["GET"]),
+    Route("/v2/{path:path}", RawRoute(kserve_pass_through), methods=["GET", "POST"]),
+]
 ROUTES = [
+    *HOT_ROUTES,
     Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
     Route("/v1/models", list_models), Route("/v1/models/{model}", show_model),
-    Route("/v1/models/{model}/predict", predict_model, methods=["POST"]),
     Route("/v1/experiments", list_experiments), Route("/v1/experiments/{name}", show_experiment),
-    Route("/v1/experiments/{name}/predict", predict_experiment, methods=["POST"]),
     Route("/admin/experiments/{name}", put_experiment, methods=["PUT"]),
     Route("/admin/experiments/{name}", delete_experiment, methods=["DELETE"]),
     Route("/admin/experiments/{name}/canary", start_canary, methods=["POST"]),
     Route("/admin/experiments/{name}/canary/{action}", finish_canary, methods=["POST"]),
     Route("/admin/models/{model}/{action}", model_control, methods=["POST"]),
-    Route("/v2", kserve_pass_through, methods=["GET"]),
-    Route("/v2/{path:path}", kserve_pass_through, methods=["GET", "POST"]),
 ]
 
 
-def create_app(settings: GatewaySettings, triton: TritonInference | None = None) -> Starlette:
+def create_app(settings: GatewaySettings, triton: TritonInference | None = None) -> HotRoutes:
     @asynccontextmanager
     async def lifespan(app: Starlette):
         app.state.gateway = Gateway(settings, triton)
@@ -352,6 +374,6 @@ def create_app(settings: GatewaySettings, triton: TritonInference | None = None)
         finally:
             await app.state.gateway.close()
 
-    return Starlette(routes=ROUTES, lifespan=lifespan,
-                     exception_handlers={ApiError: api_error, ClientDisconnect: client_gone,
-                                         Exception: unexpected_error})
+    handlers = {ApiError: api_error, ClientDisconnect: client_gone, Exception: unexpected_error}
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers)
+    return HotRoutes(app, HOT_ROUTES)

@@ -29,6 +29,15 @@ class GatewayMetrics:
                             ["experiment", "arm"], registry=self.registry)
         self.triton_up = Gauge("tritonzoo_gateway_triton_ready", "1 when Triton answers ready",
                                registry=self.registry)
+        self._answered: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+
+    def answered(self, arm: tuple[str, str, str], seconds: float) -> None:
+        """A successful request of (model, experiment, arm). Its children are cached: labels() takes a lock."""
+        children = self._answered.get(arm)
+        if children is None:
+            children = self._answered[arm] = (self.latency.labels(*arm), self.requests.labels(*arm, "200"))
+        children[0].observe(seconds)
+        children[1].inc()
 
     def set_weights(self, experiment: str, arms: dict[str, float], previous: dict[str, float]) -> None:
         for arm in previous.keys() - arms.keys():

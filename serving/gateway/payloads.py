@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -58,7 +59,7 @@ def raw_tensor(body: bytes, shape_header: str | None, dims: tuple[int, ...]) -> 
     except ValueError:
         raise BadShape(f"X-Tensor-Shape '{shape_header}' is not a comma-separated list of integers") from None
     shape = _with_batch(shape, dims)
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)
     if len(body) != expected:
         raise BadShape(f"shape {list(shape)} of uint8 needs {expected} bytes, the body has {len(body)}")
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)

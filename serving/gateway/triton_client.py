@@ -3,7 +3,9 @@ keep-alive connections), model control and readiness over gRPC. No per-request m
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
@@ -29,11 +31,7 @@ class TritonInference:
         self.retry_after_s = retry_after_s
 
     async def logits(self, model: ModelInfo, batch: np.ndarray) -> np.ndarray:
-        header = json.dumps({
-            "inputs": [{"name": model.input_name, "shape": list(batch.shape), "datatype": "UINT8",
-                        "parameters": {"binary_data_size": batch.nbytes}}],
-            "outputs": [{"name": model.output_name, "parameters": {"binary_data": True}}],
-        }).encode()
+        header = infer_header(model.input_name, model.output_name, batch.shape)
         response = await self.forward("POST", f"/v2/models/{model.name}/infer", header + batch.tobytes(), {
             "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))})
         if response.status != 200:
@@ -76,15 +74,33 @@ class TritonInference:
         await self.control.close()
 
 
+@functools.lru_cache(maxsize=256)
+def infer_header(input_name: str, output_name: str, shape: tuple[int, ...]) -> bytes:
+    """The JSON header of a binary-tensor request for a uint8 batch: the same for every batch of a shape."""
+    return json.dumps({
+        "inputs": [{"name": input_name, "shape": list(shape), "datatype": "UINT8",
+                    "parameters": {"binary_data_size": math.prod(shape)}}],
+        "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
+    }).encode()
+
+
 def decode_output(response: HttpResponse, name: str) -> np.ndarray:
     """The named output of a KServe v2 binary response: JSON header, then raw tensors in order."""
     header_len = int(response.headers.get("inference-header-content-length", len(response.body)))
-    offset = header_len
-    for out in json.loads(response.body[:header_len])["outputs"]:
+    dtype, count, offset, shape = output_layout(response.body[:header_len], name)
+    return np.frombuffer(response.body, dtype, count, offset).reshape(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def output_layout(header: bytes, name: str) -> tuple[np.dtype, int, int, tuple[int, ...]]:
+    """Dtype, element count, byte offset and shape of the named output. Cached: Triton answers every batch
+    of one shape with the same header, so it is parsed once per shape, not once per request."""
+    offset = len(header)
+    for out in json.loads(header)["outputs"]:
         size = out["parameters"]["binary_data_size"]
         if out["name"] == name:
             dtype = np.dtype(DTYPES[out["datatype"]])
-            return np.frombuffer(response.body, dtype, size // dtype.itemsize, offset).reshape(out["shape"])
+            return dtype, size // dtype.itemsize, offset, tuple(out["shape"])
         offset += size
     raise Unavailable(f"Triton's response has no output '{name}'")
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from serving.gateway.app import create_app
+from serving.gateway.app import create_app, softmax_top_k
 from serving.gateway.settings import GatewaySettings
 from tests.serving.gateway.conftest import ADMIN
 
@@ -255,3 +255,23 @@ def test_odd_k_values_are_400(client: TestClient) -> None:
     for k in ("0", "²", "x", "-1"):
         r = client.post(f"/v1/models/m_a/predict?k={k}", content=image(1), headers=TENSOR)
         assert r.status_code == 400, k
+
+
+def test_hot_routes_keep_405_and_answer_unexpected_errors_as_json(client: TestClient, triton) -> None:
+    assert client.get("/v1/models/m_a/predict").status_code == 405
+
+    async def broken(model, batch):
+        raise RuntimeError("boom")
+
+    triton.logits = broken
+    r = client.post("/v1/models/m_a/predict", content=image(1), headers=TENSOR)
+    assert r.status_code == 500 and r.json()["error"] == {"reason": "internal", "message": "RuntimeError: boom"}
+    assert 'tritonzoo_gateway_errors_total{reason="internal"} 1.0' in client.get("/metrics").text
+
+
+def test_scores_are_the_softmax_of_the_logits() -> None:
+    logits = np.random.default_rng(0).normal(size=10) * 5
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    best = softmax_top_k(logits.tolist(), 3)
+    assert [i for i, _ in best] == list(np.argsort(-probs)[:3])
+    assert np.allclose([p for _, p in best], np.sort(probs)[::-1][:3])
