@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from build.data import load_dataset
 from build.evaluate import torch_logits
 from build.models import build_classifier, load_weights, save_weights
 from build.pipeline import BuildOptions
+from build.variants import VARIANTS
 from build.zoo import build_zoo
 from serving.client import TritonClassifier
 from serving.manifest import load_manifest
@@ -122,19 +124,24 @@ def test_invoke_serve_stops_cleanly_on_ctrl_c(workspace, tmp_path: Path) -> None
 
 
 def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
-    """The README's main command, on a small slice: build, serve, classify, table, shut down."""
+    """The README's main command in its quick profile: build and report, serve, check every model, shut down."""
     _, teacher, _ = workspace
-    repo = tmp_path / "repo"
+    repo, report = tmp_path / "repo", tmp_path / "report"
     # int8 calibrates on 512 validation images: the full dataset has them, the 400-image slice does not.
-    variants = "all" if full_data_spec() else "fp32,fp16"
+    variants = "all" if full_data_spec() else "fp32,fp16,pruned,sparse,distilled"
     proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "zoo", "--teacher", str(teacher), "--repo", str(repo), "--images", "300",
-         "--variants", variants, "--data", full_data_spec() or str(MINI_ARCHIVE)],
+        [sys.executable, "-m", "invoke", "zoo", "--profile", "quick", "--teacher", str(teacher), "--repo", str(repo),
+         "--report", str(report), "--variants", variants, "--data", full_data_spec() or str(MINI_ARCHIVE)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((report / "zoo_report.json").read_text())
+    published = {r["variant"] for r in data["models"]}
+    wanted = set(VARIANTS) if full_data_spec() else set(variants.split(","))
+    assert published | set(data["rejected"]) == wanted, "every variant is published, or the report says why not"
+    assert {"fp32", "pruned", "distilled"} <= published and not data["accuracy_meaningful"]
+    assert all(r["speedup_b64"] > 0 and r["peak_memory_mb"] > 0 for r in data["models"])
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("resnet18_")]
-    assert len(rows) == (3 if full_data_spec() else 2)
-    for row in rows:
-        build_acc, served_acc = (float(v.rstrip("%")) for v in row[3:5])
-        assert abs(build_acc - served_acc) <= 0.1, row
+    assert sorted(row[0] for row in rows) == sorted(r["model"] for r in data["models"])
+    for row in rows:  # served accuracy equals the build's on the same images
+        assert row[3] == row[4], row
     assert not server_processes(repo), "processes left behind"
