@@ -13,6 +13,7 @@ from torch import nn
 
 from build.data import Dataset, ImageSet
 from build.export import Tolerance
+from build.hardware import Hardware, detect
 from build.models import Classifier
 from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
@@ -55,6 +56,7 @@ class BuildContext:
     workdir: Path
     provenance: dict
     io: TensorIO = field(default_factory=TensorIO)
+    hardware: Hardware = field(default_factory=detect)
     done: dict[str, VariantState] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
     _soft_targets: np.ndarray | None = None

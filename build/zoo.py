@@ -46,15 +46,16 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
         raise ZooError(f"teacher {teacher_path} was trained on classes {meta['classes']}, "
                        f"the dataset has {data.classes}")
     usable = _usable_runtimes(runtimes, log)
+    hardware = detect()
     provenance = {
-        "hardware": detect().summary(),
+        "hardware": hardware.summary(),
         "dataset": {"source": data.source, "checksum": data.checksum},
         "teacher": {"file": Path(teacher_path).name, "sha256": sha256_file(Path(teacher_path)),
                     "test_accuracy": meta.get("test_accuracy")},
         "code_version": code_version(),
     }
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work, Publication(repo) as publication:
-        ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance)
+        ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance, hardware=hardware)
         plan = [(name, _steps(name, publish, usable)) for name, publish in build_order(variants)]
         for _, steps in plan:  # every setting is checked before the first expensive step
             for step in steps:

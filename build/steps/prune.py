@@ -31,7 +31,7 @@ class PruneConfig:
     macs_reduction: float = 2.5  # prune until the network needs this many times fewer MACs...
     ratio: float | None = None  # ...or, when set, remove this fraction of every layer's channels
     importance: str = "l2"
-    round_to: int = 16  # channel counts stay multiples of this: ORT's kernels run 2x slower on odd widths
+    round_to: int = 16  # channel counts stay multiples of this: ORT's conv kernels are blocked for such widths
     iterations: int = 3
     finetune_steps: int = 150  # after each pruning step
     final_steps: int = 450  # after the last one

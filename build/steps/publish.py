@@ -8,7 +8,6 @@ from pathlib import Path
 from build.data.dataset import sha256_file
 from build.errors import VariantRejected
 from build.export import verify
-from build.hardware import detect
 from build.measure import compressed_mb, runner_accuracy, size_mb
 from build.pipeline import BuildContext, Step, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
@@ -42,7 +41,7 @@ class PublishRuntime(Step):
         (folder / LABELS_FILE).write_text("\n".join(ctx.data.classes) + "\n")
         config = build_config(name, self.runtime.triton_fields(ctx.options.threads), ctx.io)
         (folder / "config.pbtxt").write_text(to_pbtxt(config))
-        note = self.variant.hardware_note(detect())
+        note = self.variant.hardware_note(ctx.hardware)
         ctx.publication.record(name, {
             "model": name, "variant": state.name, "runtime": self.runtime.name, "arch": ctx.options.arch,
             "version": version, "parent": state.parent, "recipe": [*state.recipe, self.name],

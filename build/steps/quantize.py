@@ -20,7 +20,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from build.data import ImageSet
 from build.errors import ZooError
 from build.evaluate import accuracy
-from build.hardware import detect, int8_types
+from build.hardware import Int8Types, int8_types
 from build.pipeline import BuildContext, Step, VariantState
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -67,13 +67,13 @@ def onnx_accuracy(path: Path, data: ImageSet, threads: int, batch_size: int = 25
     return accuracy(logits, data.labels)
 
 
-def sensitivity(float_path: Path, qdq_path: Path, images: np.ndarray, workdir: Path) -> list[str]:
+def sensitivity(float_path: Path, qdq_path: Path, input_name: str, images: np.ndarray, workdir: Path) -> list[str]:
     """Quantized layers, noisiest first: the lowest SQNR at the tensor each one's output is quantized at."""
     augmented = []
     for path in (float_path, qdq_path):
         out = workdir / f"{path.stem}.debug.onnx"
         qdq_debug.modify_model_output_intermediate_tensors(str(path), str(out))
-        augmented.append(qdq_debug.collect_activations(str(out), BatchReader("images", images)))
+        augmented.append(qdq_debug.collect_activations(str(out), BatchReader(input_name, images)))
     errors = qdq_debug.compute_activation_error(qdq_debug.create_activation_matching(augmented[1], augmented[0]))
     graph = onnx.load(str(float_path)).graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -98,6 +98,16 @@ def doubling(n: int) -> list[int]:
     return counts + [n] if n else []
 
 
+def quantize(prepared: Path, out: Path, input_name: str, calibration: np.ndarray, cfg: Int8Config,
+             types: Int8Types, exclude: list[str]) -> None:
+    quantize_static(
+        str(prepared), str(out), BatchReader(input_name, calibration), quant_format=QuantFormat.QDQ,
+        per_channel=cfg.per_channel, reduce_range=types.reduce_range, activation_type=types.activation,
+        weight_type=types.weight, calibrate_method=METHODS[cfg.method], nodes_to_exclude=exclude,
+        extra_options={"CalibPercentile": cfg.percentile},
+    )
+
+
 class QuantizeStatic(Step):
     name = "quantize_static_int8"
 
@@ -111,41 +121,28 @@ class QuantizeStatic(Step):
         quant_pre_process(str(state.onnx_path), str(prepared))
         calibration = ctx.data.val.images[: cfg.calibration_images]
         out = state.workdir / "model.onnx"
-        self.quantize(prepared, out, calibration, cfg, exclude=[])
+        types, name = int8_types(ctx.hardware), ctx.io.input_name
+        quantize(prepared, out, name, calibration, cfg, types, exclude=[])
         check = ctx.data.val.head(cfg.check_images)
         float_acc = onnx_accuracy(prepared, check, ctx.options.threads)
         int8_acc = onnx_accuracy(out, check, ctx.options.threads)
         fallback: list[str] = []
         if float_acc - int8_acc > cfg.accuracy_budget and cfg.max_fallback_layers:
-            ranked = sensitivity(prepared, out, calibration[:64], state.workdir)[: cfg.max_fallback_layers]
+            ranked = sensitivity(prepared, out, name, calibration[:64], state.workdir)[: cfg.max_fallback_layers]
             for count in doubling(len(ranked)):
                 fallback = ranked[:count]
-                self.quantize(prepared, out, calibration, cfg, exclude=fallback)
+                quantize(prepared, out, name, calibration, cfg, types, exclude=fallback)
                 int8_acc = onnx_accuracy(out, check, ctx.options.threads)
                 if float_acc - int8_acc <= cfg.accuracy_budget:
                     break
         state.onnx_path = out
+        drop = float_acc - int8_acc
         state.metrics["quantization"] = {
-            **self.settings(cfg), "validation": {"images": len(check), "float_top1": float_acc,
-                                                 "int8_top1": int8_acc, "drop": round(float_acc - int8_acc, 4),
-                                                 "budget": cfg.accuracy_budget,
-                                                 "within_budget": float_acc - int8_acc <= cfg.accuracy_budget},
+            "format": "QDQ", "method": cfg.method, "calibration_images": cfg.calibration_images,
+            "per_channel": cfg.per_channel, "activations": types.activation.name, "weights": types.weight.name,
+            "reduce_range": types.reduce_range, "why": types.reason,
+            "validation": {"images": len(check), "float_top1": float_acc, "int8_top1": int8_acc,
+                           "drop": round(drop, 4), "budget": cfg.accuracy_budget,
+                           "within_budget": drop <= cfg.accuracy_budget},
             "fp32_fallback_layers": fallback,
         }
-
-    @staticmethod
-    def quantize(prepared: Path, out: Path, calibration: np.ndarray, cfg: Int8Config, exclude: list[str]) -> None:
-        types = int8_types(detect())
-        quantize_static(
-            str(prepared), str(out), BatchReader("images", calibration), quant_format=QuantFormat.QDQ,
-            per_channel=cfg.per_channel, reduce_range=types.reduce_range, activation_type=types.activation,
-            weight_type=types.weight, calibrate_method=METHODS[cfg.method], nodes_to_exclude=exclude,
-            extra_options={"CalibPercentile": cfg.percentile},
-        )
-
-    @staticmethod
-    def settings(cfg: Int8Config) -> dict:
-        types = int8_types(detect())
-        return {"format": "QDQ", "method": cfg.method, "calibration_images": cfg.calibration_images,
-                "per_channel": cfg.per_channel, "activations": types.activation.name, "weights": types.weight.name,
-                "reduce_range": types.reduce_range, "why": types.reason}

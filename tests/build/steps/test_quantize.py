@@ -9,9 +9,10 @@ import pytest
 
 from build.data import load_dataset
 from build.export import export_onnx
+from build.hardware import detect, int8_types
 from build.models import Classifier
 from build.models.resnet import CifarResNet
-from build.steps.quantize import Int8Config, QuantizeStatic, doubling, sensitivity
+from build.steps.quantize import Int8Config, QuantizeStatic, doubling, quantize, sensitivity
 
 
 @pytest.fixture
@@ -23,13 +24,14 @@ def quantized(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     export_onnx(Classifier(CifarResNet([1], [8], 10)).eval(), tmp_path / "m.onnx")
     quant_pre_process(str(tmp_path / "m.onnx"), str(tmp_path / "prepared.onnx"))
     images = np.random.default_rng(0).integers(0, 255, (64, 3, 32, 32), dtype=np.uint8)
-    QuantizeStatic.quantize(tmp_path / "prepared.onnx", tmp_path / "q.onnx", images, Int8Config(), exclude=[])
+    quantize(tmp_path / "prepared.onnx", tmp_path / "q.onnx", "images", images, Int8Config(), int8_types(detect()),
+             exclude=[])
     return tmp_path / "prepared.onnx", tmp_path / "q.onnx", images
 
 
 def test_sensitivity_ranks_every_quantized_layer(quantized, tmp_path: Path) -> None:
     prepared, q, images = quantized
-    ranked = sensitivity(prepared, q, images[:16], tmp_path)
+    ranked = sensitivity(prepared, q, "images", images[:16], tmp_path)
     convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type in ("Conv", "Gemm")]
     assert sorted(ranked) == sorted(convs)
 
