@@ -1,0 +1,244 @@
+"""Locust users for the zoo: Triton over HTTP (binary tensors) and gRPC, the gateway, and an A/B experiment.
+
+Run by `invoke loadtest`, or by hand, e.g.:
+  locust -f loadtest/locustfile.py,loadtest/locust_constant.py --headless TritonHttpUser \
+      --host http://127.0.0.1:8000 --tz-repo model_repository --tz-models resnet18_int8 \
+      --tz-data ../shared/data/cifar10-jpeg.tar.gz --tz-users 4 --tz-seconds 20
+Every option of ours starts with --tz- (`locust -f loadtest/locustfile.py --help` lists them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()  # gRPC's own threads would block gevent's loop; must precede any channel
+
+import gevent  # noqa: E402  (after the gRPC set-up above, as gRPC requires)
+import locust.runners  # noqa: E402
+import numpy as np  # noqa: E402
+from locust import FastHttpUser, User, constant_throughput, events, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
+from locust.runners import WorkerRunner  # noqa: E402
+from tritonclient.grpc import service_pb2_grpc  # noqa: E402
+
+from loadtest.locust_metrics import LoadMetrics, exporter_ports, serve_exporter  # noqa: E402
+from loadtest.payloads import ModelIO, gateway_tensor, triton_grpc, triton_http  # noqa: E402
+
+locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the step shape decides on the master's totals: keep them fresh
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    group = parser.add_argument_group("tritonzoo")
+    add = group.add_argument
+    add("--tz-models", default="", help="comma-separated models, or 'all' (from --tz-repo's manifest)")
+    add("--tz-repo", default="", help="model repository whose manifest names the models and their inputs")
+    add("--tz-images-file", default="", help="pre-decoded images (.npy, uint8 N,3,32,32), from `invoke loadtest`")
+    add("--tz-data", default="", help="or: CIFAR-10 ImageFolder dir/.tar.gz or cifar-10-python.tar.gz")
+    add("--tz-images", type=int, default=500, help="test images to cycle through")
+    add("--tz-grpc", default="127.0.0.1:8001", help="Triton gRPC address for TritonGrpcUser")
+    add("--tz-experiment", default="ab", help="gateway experiment for GatewayExperimentUser")
+    add("--tz-timeout", type=float, default=30.0, help="per-request timeout, seconds")
+    add("--tz-user-rps", type=float, default=0.0, help="pace each user to this many requests/s (0: closed loop)")
+    add("--tz-exporter-port", type=int, default=9646, help="first port of the Prometheus exporter (one per process)")
+    add("--tz-processes", type=int, default=1, help="Locust processes running users (as --processes), for ports")
+    add("--tz-max-requests", type=int, default=0, help="stop after this many requests in all (0: no bound)")
+    add("--tz-max-seconds", type=float, default=0.0, help="stop after this many seconds (0: no bound)")
+    add("--tz-linger", type=float, default=2.5, help="seconds to keep exporting after the end (final scrape)")
+    add("--tz-steps-out", default="", help="step shape: write each step's figures here (JSON)")
+    add("--tz-users", type=int, default=4, help="constant shape: users")
+    add("--tz-seconds", type=float, default=30.0, help="constant shape: seconds")
+    add("--tz-rate", type=float, default=0.0, help="constant shape: total requests/s (0: closed loop)")
+    add("--tz-start-users", type=int, default=1, help="step shape: users in the first step")
+    add("--tz-step-users", type=int, default=2, help="step shape: users added per step")
+    add("--tz-step-seconds", type=float, default=10.0, help="step shape: seconds per step")
+    add("--tz-max-users", type=int, default=64, help="step shape: highest user count")
+    add("--tz-slo-ms", type=float, default=100.0, help="step shape: latency SLO, ms")
+    add("--tz-slo-quantile", type=float, default=0.95, help="step shape: quantile the SLO applies to")
+    add("--tz-max-error-rate", type=float, default=0.01, help="step shape: failures allowed per request")
+    add("--tz-min-gain", type=float, default=0.05, help="step shape: throughput growth that still counts")
+    add("--tz-patience", type=int, default=2, help="step shape: steps without growth before stopping")
+
+
+@dataclass
+class Workload:
+    """What every user of this process sends: models, images, and request bodies encoded once per kind."""
+
+    models: list[ModelIO]
+    images: np.ndarray
+    _payloads: dict[tuple[str, str], list] = field(default_factory=dict)
+
+    def payloads(self, kind: str, model: ModelIO) -> list:
+        key = (kind, model.name)
+        if key not in self._payloads:
+            encode = {"http": lambda: triton_http(model, self.images), "grpc": lambda: triton_grpc(model, self.images),
+                      "gateway": lambda: gateway_tensor(self.images)}[kind]
+            self._payloads[key] = encode()
+        return self._payloads[key]
+
+    def cycle(self, kind: str):
+        """Endless (model, payload) pairs: models side by side, images in turn, each user from its own offset."""
+        start = random.randrange(len(self.images))
+        for i in itertools.count(start):
+            model = self.models[i % len(self.models)]
+            payloads = self.payloads(kind, model)
+            yield model, payloads[(i // len(self.models)) % len(payloads)]
+
+
+WORKLOAD: Workload | None = None
+METRICS = LoadMetrics()
+
+
+def load_workload(opts) -> Workload:
+    from loadtest.images import load_test_images
+
+    if opts.tz_images_file:
+        images = np.load(opts.tz_images_file)[:opts.tz_images]
+    elif opts.tz_data:
+        images = load_test_images(Path(opts.tz_data), opts.tz_images)
+    else:
+        raise SystemExit("locustfile: give --tz-images-file or --tz-data (real CIFAR-10 test images)")
+    return Workload(model_ios(opts.tz_repo, opts.tz_models), images)
+
+
+def model_ios(repo: str, models: str) -> list[ModelIO]:
+    if not repo:
+        names = [m for m in models.split(",") if m and m != "all"]
+        if not names:
+            raise SystemExit("locustfile: --tz-models is required (or --tz-repo with 'all')")
+        return [ModelIO(n) for n in names]
+    from serving.manifest import load_manifest
+
+    manifest = load_manifest(Path(repo))
+    names = sorted(manifest) if models in ("", "all") else models.split(",")
+    missing = [n for n in names if n not in manifest]
+    if missing:
+        raise SystemExit(f"locustfile: models not in {repo}: {missing}")
+    return [ModelIO(n, manifest[n]["io"]["input"], manifest[n]["io"]["output"]) for n in names]
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: object) -> None:
+    global WORKLOAD
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    environment.events.request.add_listener(METRICS.on_request)
+    if not _is_master(environment):  # the master of --processes runs no users and sees no requests
+        WORKLOAD = load_workload(opts)
+        serve_exporter(METRICS.registry, exporter_ports(opts.tz_exporter_port, opts.tz_processes))
+    if not isinstance(environment.runner, WorkerRunner):
+        gevent.spawn(_enforce_bounds, environment, opts.tz_max_requests, opts.tz_max_seconds)
+
+
+def _is_master(environment: Environment) -> bool:
+    return type(environment.runner).__name__ == "MasterRunner"
+
+
+def _enforce_bounds(environment: Environment, max_requests: int, max_seconds: float) -> None:
+    """Stop the whole run at the request or time bound, whatever the shape says."""
+    start = time.monotonic()
+    while True:
+        gevent.sleep(0.1)
+        done = environment.runner.stats.total.num_requests
+        if (max_requests and done >= max_requests) or (max_seconds and time.monotonic() - start >= max_seconds):
+            environment.runner.quit()
+            return
+
+
+@events.quitting.add_listener
+def _linger(environment: Environment, **_: object) -> None:
+    """Keep the exporter up for a last scrape, so Prometheus holds the final totals."""
+    opts = environment.parsed_options
+    if opts is not None and not _is_master(environment):
+        time.sleep(opts.tz_linger)
+
+
+def _pacing(user: User) -> float:
+    rate = user.environment.parsed_options.tz_user_rps
+    return constant_throughput(rate)(user) if rate > 0 else 0.0
+
+
+class TritonHttpUser(FastHttpUser):
+    """Triton's KServe v2 HTTP endpoint with binary tensor data (--host http://127.0.0.1:8000)."""
+
+    wait_time = _pacing
+
+    def on_start(self) -> None:
+        self.requests = WORKLOAD.cycle("http")
+
+    @task
+    def infer(self) -> None:
+        model, payload = next(self.requests)
+        self.client.post(f"/v2/models/{model.name}/infer", data=payload.body, headers=payload.headers,
+                         name=model.name, timeout=self.environment.parsed_options.tz_timeout)
+
+
+class TritonGrpcUser(User):
+    """Triton's gRPC endpoint (--tz-grpc), with ready-made ModelInferRequest messages."""
+
+    wait_time = _pacing
+
+    def on_start(self) -> None:
+        self.channel = grpc.insecure_channel(self.environment.parsed_options.tz_grpc)
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.requests = WORKLOAD.cycle("grpc")
+
+    def on_stop(self) -> None:
+        self.channel.close()
+
+    @task
+    def infer(self) -> None:
+        model, request = next(self.requests)
+        start, exception, length = time.perf_counter(), None, 0
+        try:
+            length = self.stub.ModelInfer(request, timeout=self.environment.parsed_options.tz_timeout).ByteSize()
+        except grpc.RpcError as exc:
+            exception = exc
+        self.environment.events.request.fire(request_type="grpc", name=model.name, context={}, exception=exception,
+                                             response_time=(time.perf_counter() - start) * 1000,
+                                             response_length=length)
+
+
+class GatewayUser(FastHttpUser):
+    """The gateway's /v1/models/{model}/predict with raw uint8 tensors (--host http://127.0.0.1:8080)."""
+
+    wait_time = _pacing
+
+    def on_start(self) -> None:
+        self.requests = WORKLOAD.cycle("gateway")
+
+    @task
+    def predict(self) -> None:
+        model, payload = next(self.requests)
+        self.client.post(f"/v1/models/{model.name}/predict", data=payload.body, headers=payload.headers,
+                         name=model.name, timeout=self.environment.parsed_options.tz_timeout)
+
+
+class GatewayExperimentUser(FastHttpUser):
+    """An A/B experiment through the gateway: a sticky assignment key per user; requests named by their arm."""
+
+    wait_time = _pacing
+
+    def on_start(self) -> None:
+        self.requests = WORKLOAD.cycle("gateway")
+        self.key = f"user-{random.getrandbits(48):x}"
+
+    @task
+    def predict(self) -> None:
+        opts = self.environment.parsed_options
+        _, payload = next(self.requests)
+        headers = {**payload.headers, "X-Assignment-Key": self.key}
+        with self.client.post(f"/v1/experiments/{opts.tz_experiment}/predict", data=payload.body, headers=headers,
+                              name=f"{opts.tz_experiment}:unassigned", timeout=opts.tz_timeout,
+                              catch_response=True) as response:
+            arm = response.headers.get("X-Experiment-Arm") if response.headers else None
+            if arm:
+                response.request_meta["name"] = f"{opts.tz_experiment}:{arm}"
