@@ -155,3 +155,50 @@ def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurren
     image = load_dataset(data).test.images[0]
     levels = [int(v) for v in _csv(concurrency)]
     print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS))
+
+
+LOADTEST_HELP = {
+    "repo": "model repository (built)",
+    "data": "CIFAR-10 whose test images are the payloads: ImageFolder dir or .tar.gz, or cifar-10-python.tar.gz "
+            "(default: $TRITONZOO_DATA)",
+    "models": "comma-separated models, or 'all' (an A/B experiment splits evenly across them)",
+    "target": "http (Triton, binary tensors), grpc (Triton), gateway (/v1 predict) or experiment (A/B via the gateway)",
+    "shape": "constant (a fixed level: --users, --rate) or step (raise users until the SLO breaks or throughput "
+             "stops growing)",
+    "users": "constant shape: concurrent users", "rate": "constant shape: total requests/s (0: closed loop)",
+    "seconds": "bound on the load phase, seconds", "max_requests": "bound on requests (0: none)",
+    "images": "CIFAR-10 test images to cycle through", "processes": "Locust processes running users (distributed)",
+    "start_users": "step shape: users in the first step", "step_users": "step shape: users added per step",
+    "step_seconds": "step shape: seconds per step", "max_users": "step shape: highest user count",
+    "slo_ms": "latency SLO in ms (step shape stops beyond it)", "slo_quantile": "quantile the SLO applies to",
+    "max_error_rate": "failures per request that break the SLO", "interval": "Prometheus scrape interval, seconds",
+    "out": "folder for the results (loadtest.json, loadtest.md, logs)",
+}
+
+
+@task(help=LOADTEST_HELP, auto_shortflags=False)
+@friendly
+def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="constant", users=4, rate=0.0,
+             seconds=30.0, max_requests=0, images=500, processes=1, start_users=1, step_users=2, step_seconds=10.0,
+             max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0,
+             out=str(REPORTS / "loadtest")):
+    """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
+    import os
+
+    from loadtest.run import LoadSpec, run_load
+    from loadtest.shapes import StepPlan
+
+    source = data or os.environ.get("TRITONZOO_DATA")
+    if not source:
+        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    step = StepPlan(start_users=start_users, step_users=step_users, step_seconds=step_seconds, max_users=max_users,
+                    slo_ms=slo_ms, slo_quantile=slo_quantile, max_error_rate=max_error_rate)
+    spec = LoadSpec(Path(repo), Path(source), Path(out), tuple(m for m in _csv(models) if m != "all"), target, shape,
+                    users, rate, seconds, max_requests, images, processes, interval, step)
+    try:
+        results = run_load(spec)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print((Path(out) / "loadtest.md").read_text())
+    if results["partial"]:
+        raise SystemExit(f"partial results ({results['partial']}) in {out}")

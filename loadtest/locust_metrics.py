@@ -42,11 +42,6 @@ def error_label(exception: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_LEN else text[:MAX_ERROR_LEN - 3] + "..."
 
 
-def exporter_ports(base: int, processes: int) -> list[int]:
-    """The ports Prometheus scrapes: one per Locust process that runs users."""
-    return [base + i for i in range(max(processes, 1))]
-
-
 def serve_exporter(registry: CollectorRegistry, ports: list[int]) -> int:
     """Export on the first free port of `ports` (forked Locust workers each take the next one); loopback only."""
     for port in ports:

@@ -10,6 +10,7 @@ Every option of ours starts with --tz- (`locust -f loadtest/locustfile.py --help
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from locust.env import Environment  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
-from loadtest.locust_metrics import LoadMetrics, exporter_ports, serve_exporter  # noqa: E402
+from loadtest.locust_metrics import LoadMetrics, serve_exporter  # noqa: E402
 from loadtest.payloads import ModelIO, gateway_tensor, triton_grpc, triton_http  # noqa: E402
 
 locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the step shape decides on the master's totals: keep them fresh
@@ -47,8 +48,8 @@ def _options(parser) -> None:
     add("--tz-experiment", default="ab", help="gateway experiment for GatewayExperimentUser")
     add("--tz-timeout", type=float, default=30.0, help="per-request timeout, seconds")
     add("--tz-user-rps", type=float, default=0.0, help="pace each user to this many requests/s (0: closed loop)")
-    add("--tz-exporter-port", type=int, default=9646, help="first port of the Prometheus exporter (one per process)")
-    add("--tz-processes", type=int, default=1, help="Locust processes running users (as --processes), for ports")
+    add("--tz-exporter-ports", default="9646", help="ports for the Prometheus exporter, one per process with users")
+    add("--tz-run-file", default="", help="write the test's start and end times here (JSON)")
     add("--tz-max-requests", type=int, default=0, help="stop after this many requests in all (0: no bound)")
     add("--tz-max-seconds", type=float, default=0.0, help="stop after this many seconds (0: no bound)")
     add("--tz-linger", type=float, default=2.5, help="seconds to keep exporting after the end (final scrape)")
@@ -133,9 +134,30 @@ def _init(environment: Environment, **_: object) -> None:
     environment.events.request.add_listener(METRICS.on_request)
     if not _is_master(environment):  # the master of --processes runs no users and sees no requests
         WORKLOAD = load_workload(opts)
-        serve_exporter(METRICS.registry, exporter_ports(opts.tz_exporter_port, opts.tz_processes))
+        serve_exporter(METRICS.registry, [int(p) for p in opts.tz_exporter_ports.split(",")])
     if not isinstance(environment.runner, WorkerRunner):
         gevent.spawn(_enforce_bounds, environment, opts.tz_max_requests, opts.tz_max_seconds)
+
+
+@events.test_start.add_listener
+def _started(environment: Environment, **_: object) -> None:
+    _record_time(environment, "start")
+
+
+@events.test_stop.add_listener
+def _stopped(environment: Environment, **_: object) -> None:
+    """After the users have stopped (and, with --stop-timeout, finished their requests)."""
+    _record_time(environment, "end")
+
+
+def _record_time(environment: Environment, key: str) -> None:
+    opts = environment.parsed_options
+    if opts is None or not opts.tz_run_file or isinstance(environment.runner, WorkerRunner):
+        return
+    path = Path(opts.tz_run_file)
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record.setdefault(key, time.time())  # the first start and the first end: a test is started once per run
+    path.write_text(json.dumps(record))
 
 
 def _is_master(environment: Environment) -> bool:

@@ -40,6 +40,21 @@ def stop_group(proc: subprocess.Popen | None, sig: signal.Signals = signal.SIGTE
     proc.wait()
 
 
+def interrupt(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """Ctrl-C for the child's main process only (a Locust master then stops its workers itself), then the group.
+
+    SIGINT, not SIGTERM: headless Locust with a load shape installs its SIGTERM handler only after the shape ends,
+    so SIGTERM would kill it without its final report; SIGINT takes the graceful path.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    stop_group(proc)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pgid, sig)

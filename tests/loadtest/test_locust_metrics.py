@@ -4,7 +4,8 @@ import socket
 
 from prometheus_client import generate_latest
 
-from loadtest.locust_metrics import LoadMetrics, error_label, exporter_ports, serve_exporter
+from loadtest.locust_metrics import LoadMetrics, error_label, serve_exporter
+from serving.triton import free_ports
 
 
 def sample(metrics: LoadMetrics, metric: str, **labels: str) -> float:
@@ -36,11 +37,10 @@ def test_error_labels_are_bounded() -> None:
 
 
 def test_exporter_takes_the_next_free_port_of_its_range() -> None:
+    ports = free_ports(3)
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        base = taken.getsockname()[1]
-        ports = exporter_ports(base, 3)
-        assert ports == [base, base + 1, base + 2]
+        taken.bind(("127.0.0.1", ports[0]))
+        base = ports[0]
         m = LoadMetrics()
         m.on_request(request_type="POST", name="m", response_time=1.0)
         port = serve_exporter(m.registry, ports)

@@ -1,0 +1,229 @@
+"""`invoke loadtest`: Triton (or the gateway stack), a real Prometheus and headless Locust, bounded, on loopback.
+
+Everything started here is stopped on exit, on errors and on Ctrl-C; an interrupted run still reads back what
+Prometheus holds and writes its results, marked partial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import loadtest.promql as q
+from loadtest.images import load_test_images, save_images
+from loadtest.processes import interrupt, log_tail, spawn, stop_group
+from loadtest.prometheus import PrometheusServer
+from loadtest.shapes import ConstantPlan, StepPlan
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "GatewayUser",
+         "experiment": "GatewayExperimentUser"}
+SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_step.py"}
+LOCUST_GRACE_S = 60.0  # beyond its own bounds, before Locust is stopped from outside
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    repo: Path
+    data: Path
+    out: Path
+    models: tuple[str, ...] = ()        # empty: every model of the manifest
+    target: str = "http"                # http | grpc | gateway | experiment
+    shape: str = "constant"             # constant | step
+    users: int = 4
+    rate: float = 0.0                   # constant shape: total requests/s; 0: closed loop
+    seconds: float = 30.0               # bound on the load phase
+    max_requests: int = 0               # bound on requests; 0: none
+    images: int = 500
+    processes: int = 1                  # Locust processes running users (Locust's --processes)
+    interval_s: float = 1.0             # Prometheus scrape interval
+    step: StepPlan = field(default_factory=StepPlan)
+    experiment: str = "ab"
+
+    def validate(self) -> None:
+        if self.target not in USERS:
+            raise ValueError(f"unknown target {self.target!r}; choose from {sorted(USERS)}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; choose from {sorted(SHAPES)}")
+        if self.seconds <= 0 or self.users < 1 or self.processes < 1 or self.images < 1:
+            raise ValueError("seconds, users, processes and images must be positive")
+        if self.target == "experiment" and len(self.models) < 2:
+            raise ValueError("an A/B experiment needs at least two models (--models a,b)")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    triton_http: str
+    triton_grpc: str
+    triton_metrics: str
+    gateway: str | None = None
+
+
+@contextmanager
+def serve(spec: LoadSpec, admin_key: str) -> Iterator[Endpoints]:
+    """Triton with only the chosen models loaded, or the whole stack (gateway + Triton) for gateway targets."""
+    from serving.triton import TritonConfig, TritonServer, free_ports
+
+    if spec.target in ("gateway", "experiment"):
+        from serving.stack import StackProcess
+
+        port, http, grpc, metrics = free_ports(4)
+        command = [sys.executable, "-m", "serving.stack", "--repo", str(spec.repo), "--port", str(port),
+                   "--triton-ports", f"{http},{grpc},{metrics}", "--state-file", str(spec.out / "gateway-state.json")]
+        env = {**os.environ, "TRITONZOO_ADMIN_KEY": admin_key}
+        with StackProcess(command, f"http://127.0.0.1:{port}", env, ROOT):
+            yield Endpoints(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", f"127.0.0.1:{metrics}", f"127.0.0.1:{port}")
+        return
+    loads = tuple(f"--load-model={m}" for m in spec.models) or ("--load-model=*",)
+    cfg = TritonConfig.on_free_ports(spec.repo, model_control="explicit", extra_args=loads)
+    with TritonServer(cfg, spec.out / "tritonserver.log"):
+        yield Endpoints(cfg.http_url, cfg.grpc_url, f"{cfg.host}:{cfg.metrics_port}")
+
+
+def create_experiment(gateway: str, name: str, models: tuple[str, ...], admin_key: str) -> None:
+    """Equal weights across the models, through the gateway's admin API."""
+    body = json.dumps({"arms": {m: 1.0 for m in models}}).encode()
+    req = urllib.request.Request(f"http://{gateway}/admin/experiments/{name}", data=body, method="PUT",
+                                 headers={"Content-Type": "application/json", "X-API-Key": admin_key})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+
+
+def locust_command(spec: LoadSpec, ends: Endpoints, images_file: Path, exporter_ports: list[int]) -> list[str]:
+    host = ends.gateway if spec.target in ("gateway", "experiment") else ends.triton_http
+    plan = ConstantPlan(spec.users, spec.seconds, spec.rate)
+    step = spec.step
+    cmd = [sys.executable, "-m", "locust", "-f", f"loadtest/locustfile.py,{SHAPES[spec.shape]}", "--headless",
+           USERS[spec.target], "--host", f"http://{host}", "--stop-timeout", "10", "--only-summary",
+           "--csv", str(spec.out / "locust"), "--loglevel", "WARNING",
+           "--tz-images-file", str(images_file), "--tz-images", str(spec.images), "--tz-repo", str(spec.repo),
+           "--tz-models", ",".join(spec.models) or "all", "--tz-grpc", ends.triton_grpc,
+           "--tz-experiment", spec.experiment, "--tz-exporter-ports", ",".join(map(str, exporter_ports)),
+           "--tz-run-file", str(spec.out / "run-times.json"), "--tz-max-requests", str(spec.max_requests),
+           "--tz-max-seconds", str(spec.seconds), "--tz-linger", str(2.5 * spec.interval_s),
+           "--tz-user-rps", str(plan.user_rate if spec.shape == "constant" else 0.0),
+           "--tz-users", str(spec.users), "--tz-seconds", str(spec.seconds), "--tz-rate", str(spec.rate),
+           "--tz-steps-out", str(spec.out / "steps.json"),
+           "--tz-start-users", str(step.start_users), "--tz-step-users", str(step.step_users),
+           "--tz-step-seconds", str(step.step_seconds), "--tz-max-users", str(step.max_users),
+           "--tz-slo-ms", str(step.slo_ms), "--tz-slo-quantile", str(step.slo_quantile),
+           "--tz-max-error-rate", str(step.max_error_rate), "--tz-min-gain", str(step.min_gain),
+           "--tz-patience", str(step.patience)]
+    if spec.processes > 1:
+        cmd += ["--processes", str(spec.processes)]
+    return cmd
+
+
+@dataclass
+class LocustOutcome:
+    returncode: int | None
+    partial: str | None        # why the run did not finish by itself: interrupted | timeout | None
+
+
+def drive_locust(command: list[str], log_path: Path, bound_s: float) -> LocustOutcome:
+    """Run Locust to its own end; Ctrl-C or a run past every bound interrupts it (it still exports its totals)."""
+    proc = spawn(command, log_path, cwd=ROOT)
+    try:
+        return LocustOutcome(proc.wait(bound_s + LOCUST_GRACE_S), None)
+    except subprocess.TimeoutExpired:
+        interrupt(proc)
+        return LocustOutcome(proc.returncode, "timeout")
+    except KeyboardInterrupt:
+        interrupt(proc)
+        return LocustOutcome(proc.returncode, "interrupted")
+    finally:
+        stop_group(proc)
+
+
+def run_window(out: Path, fallback: q.Window) -> q.Window:
+    """The test's own start and end (Locust's test_start/test_stop), else the process's lifetime."""
+    path = out / "run-times.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    return q.Window(times.get("start", fallback.start), times.get("end", fallback.end))
+
+
+def run_load(spec: LoadSpec) -> dict:
+    """The whole run; returns the results (also written to spec.out as loadtest.json and loadtest.md)."""
+    from serving.triton import free_ports
+
+    spec.validate()
+    spec.out.mkdir(parents=True, exist_ok=True)
+    for stale in ("run-times.json", "steps.json"):
+        (spec.out / stale).unlink(missing_ok=True)
+    images_file = save_images(load_test_images(spec.data, spec.images), spec.out / "images.npy")
+    admin_key = secrets.token_hex(16)
+    prom_port, *exporter_ports = free_ports(1 + spec.processes)
+    with ExitStack() as stack:
+        ends = stack.enter_context(serve(spec, admin_key))
+        targets = {"triton": [ends.triton_metrics], "gateway": [ends.gateway] if ends.gateway else [],
+                   "locust": [f"127.0.0.1:{p}" for p in exporter_ports]}
+        prom = stack.enter_context(PrometheusServer(targets, prom_port, spec.interval_s, spec.out / "prometheus.log"))
+        prom.client.wait_for_targets({"triton", "gateway"})
+        if spec.target == "experiment":
+            create_experiment(ends.gateway, spec.experiment, spec.models, admin_key)
+        started = time.time()
+        outcome = drive_locust(locust_command(spec, ends, images_file, exporter_ports), spec.out / "locust.log",
+                               spec.seconds)
+        window = run_window(spec.out, q.Window(started, time.time()))
+        time.sleep(2 * spec.interval_s)  # one more scrape of Triton and the gateway after the last request
+        results = collect(prom.client, spec, window, outcome)
+    write_results(results, spec.out)
+    return results
+
+
+def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome) -> dict:
+    """Every figure of the run, read back through PromQL."""
+    settled = q.Window(window.start, window.end + 1.5 * spec.interval_s)  # evaluation point after the final scrape
+    steps = _steps(client, spec.out / "steps.json")
+    return {
+        "spec": _spec_dict(spec), "partial": outcome.partial, "locust_returncode": outcome.returncode,
+        "locust_log_tail": log_tail(spec.out / "locust.log", 15) if outcome.returncode else "",
+        "window": {"start": window.start, "end": window.end, "seconds": window.seconds},
+        "triton": {m: {**f, "rps": f["requests"] / window.seconds, "inferences_per_s": f["inferences"] / window.seconds}
+                   for m, f in q.triton_figures(client, settled).items()},
+        "locust": {"requests": q.locust_totals(client, settled),
+                   "latency_s": q.histogram_quantiles(client, q.LOCUST_BUCKETS, settled, by=("name",), final=True),
+                   "latency_all_s": q.histogram_quantiles(client, q.LOCUST_BUCKETS, settled, final=True)},
+        "gateway": q.gateway_figures(client, settled) if spec.target in ("gateway", "experiment") else {},
+        "steps": steps,
+        "series": q.time_series(client, settled, spec.interval_s),
+    }
+
+
+def _steps(client, path: Path) -> dict:
+    """The step shape's own record, each step refined with Prometheus's sub-ms percentiles and Triton's counts."""
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    for step in record["steps"]:
+        window = q.Window(step["start"], step["end"])
+        step["latency_s"] = q.histogram_quantiles(client, q.LOCUST_BUCKETS, window).get("all", {})
+        inferences = q.triton_delta(client, "nv_inference_count", window)
+        executions = q.triton_delta(client, "nv_inference_exec_count", window)
+        step["triton_inferences_per_s"] = {m: n / window.seconds for m, n in inferences.items()}
+        step["triton_avg_batch_size"] = {m: n / executions[m] for m, n in inferences.items() if executions.get(m)}
+    return record
+
+
+def _spec_dict(spec: LoadSpec) -> dict:
+    d = asdict(spec)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def write_results(results: dict, out: Path) -> tuple[Path, Path]:
+    from loadtest.summary import markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "loadtest.json", out / "loadtest.md"
+    json_path.write_text(json.dumps(results, indent=2))
+    md_path.write_text(markdown(results))
+    return json_path, md_path

@@ -1,0 +1,82 @@
+"""Markdown summary of one load run's results (loadtest.json)."""
+
+from __future__ import annotations
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def _us_as_ms(us: float | None) -> str:
+    return "–" if us is None else f"{us / 1e3:.2f}"
+
+
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def markdown(results: dict) -> str:
+    spec, window = results["spec"], results["window"]
+    lines = [f"# Load test: {spec['target']}, {spec['shape']} shape", ""]
+    if results.get("partial"):
+        lines += [f"**PARTIAL RESULTS** — the run was cut short ({results['partial']}).", ""]
+    lines += [f"{window['seconds']:.1f} s of load on models {', '.join(spec['models']) or 'all'}, "
+              f"{spec['processes']} Locust process(es); every figure below was read back from Prometheus.", ""]
+    lines += _locust_table(results) + _triton_table(results) + _gateway_table(results) + _steps_table(results)
+    if results.get("locust_log_tail"):
+        lines += ["## Locust log (tail)", "", "```", results["locust_log_tail"], "```", ""]
+    return "\n".join(lines)
+
+
+def _locust_table(results: dict) -> list[str]:
+    seconds = results["window"]["seconds"]
+    rows = ["## Client side (Locust, sub-ms histogram; failures included in every figure)", "",
+            "| request | requests | failures | success/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+    latency = results["locust"]["latency_s"]
+    for name, counts in sorted(results["locust"]["requests"].items()):
+        q = latency.get(name, {})
+        total = counts["success"] + counts["failure"]
+        rows.append(f"| {name} | {total:.0f} | {counts['failure']:.0f} | {counts['success'] / seconds:.1f} | "
+                    f"{_ms(q.get('0.5'))} | {_ms(q.get('0.95'))} | {_ms(q.get('0.99'))} |")
+    return rows + [""]
+
+
+def _triton_table(results: dict) -> list[str]:
+    rows = ["## Server side (Triton counters and summaries)", "",
+            "| model | requests | failures | req/s | avg batch | queue ms/req | compute ms/req | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for model, f in sorted(results["triton"].items()):
+        mean, summary = f["mean_us"], f["summary_us"]["request"]
+        compute = sum(mean[k] or 0.0 for k in ("compute_input", "compute_infer", "compute_output"))
+        rows.append(f"| {model} | {f['requests']:.0f} | {f['failures']:.0f} | {f['rps']:.1f} | "
+                    f"{_num(f['avg_batch_size'], '.2f')} | {_us_as_ms(mean['queue'])} | "
+                    f"{_us_as_ms(compute if mean['queue'] is not None else None)} | "
+                    f"{_us_as_ms(summary.get('0.5'))} | {_us_as_ms(summary.get('0.99'))} |")
+    return rows + [""]
+
+
+def _gateway_table(results: dict) -> list[str]:
+    if not results.get("gateway"):
+        return []
+    rows = ["## Gateway", "", "| experiment/model | requests by status | p50 ms | p95 ms | p99 ms |",
+            "|---|---|---|---|---|"]
+    for key, f in sorted(results["gateway"].items()):
+        q = f["latency_s"]
+        codes = ", ".join(f"{c}: {n}" for c, n in sorted(f["codes"].items()))
+        rows.append(f"| {key} | {codes} | {_ms(q.get('0.5'))} | {_ms(q.get('0.95'))} | {_ms(q.get('0.99'))} |")
+    return rows + [""]
+
+
+def _steps_table(results: dict) -> list[str]:
+    steps = results.get("steps") or {}
+    if not steps.get("steps"):
+        return []
+    plan = steps["plan"]
+    rows = [f"## Steps (SLO: p{plan['slo_quantile'] * 100:g} <= {plan['slo_ms']:g} ms; "
+            f"stopped: {steps.get('stop_reason') or 'bound reached'})", "",
+            "| users | success/s | error rate | p50 ms | p95 ms | p99 ms | verdict |", "|---|---|---|---|---|---|---|"]
+    for s in steps["steps"]:
+        q = s.get("latency_s", {})
+        rows.append(f"| {s['users']} | {s['rps']:.1f} | {s['error_rate']:.2%} | {_ms(q.get('0.5'))} | "
+                    f"{_ms(q.get('0.95'))} | {_ms(q.get('0.99'))} | {s['verdict']} |")
+    return rows + [""]

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtest.promql import Window
+from loadtest.run import Endpoints, LoadSpec, locust_command, run_window
+from loadtest.shapes import StepPlan
+from loadtest.summary import markdown
+
+ENDS = Endpoints("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
+
+
+def spec(**kw) -> LoadSpec:
+    return LoadSpec(Path("repo"), Path("data.tar.gz"), Path("out"), **kw)
+
+
+def option(cmd: list[str], name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_locust_is_headless_bounded_and_loopback() -> None:
+    cmd = locust_command(spec(models=("a", "b"), seconds=20, max_requests=500, users=4, rate=100), ENDS,
+                         Path("i.npy"), [9000])
+    assert "--headless" in cmd and "TritonHttpUser" in cmd and "--processes" not in cmd
+    assert option(cmd, "--host") == "http://127.0.0.1:1" and option(cmd, "--tz-grpc") == "127.0.0.1:2"
+    assert option(cmd, "--tz-max-seconds") == "20" and option(cmd, "--tz-max-requests") == "500"
+    assert option(cmd, "--tz-user-rps") == "25.0" and option(cmd, "--tz-models") == "a,b"
+    assert option(cmd, "-f").endswith("locust_constant.py")
+
+
+def test_step_shape_gateway_target_and_processes() -> None:
+    cmd = locust_command(spec(target="experiment", shape="step", processes=2, models=("a", "b"),
+                              step=StepPlan(slo_ms=25)), ENDS, Path("i.npy"), [9000, 9001])
+    assert "GatewayExperimentUser" in cmd and option(cmd, "--host") == "http://127.0.0.1:4"
+    assert option(cmd, "--processes") == "2" and option(cmd, "--tz-exporter-ports") == "9000,9001"
+    assert option(cmd, "--tz-slo-ms") == "25" and option(cmd, "--tz-user-rps") == "0.0"
+    assert option(cmd, "-f").endswith("locust_step.py")
+
+
+@pytest.mark.parametrize("bad, message", [({"target": "udp"}, "unknown target"), ({"shape": "ramp"}, "unknown shape"),
+                                          ({"seconds": 0}, "positive"), ({"target": "experiment"}, "two models")])
+def test_bad_specs_are_refused(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        spec(**bad).validate()
+
+
+def test_window_prefers_locusts_own_test_times(tmp_path: Path) -> None:
+    fallback = Window(1.0, 9.0)
+    assert run_window(tmp_path, fallback) == fallback
+    (tmp_path / "run-times.json").write_text('{"start": 2.0, "end": 7.5}')
+    assert run_window(tmp_path, fallback) == Window(2.0, 7.5)
+
+
+def test_partial_results_are_marked() -> None:
+    results = {"spec": {"target": "http", "shape": "constant", "models": [], "processes": 1}, "partial": "interrupted",
+               "window": {"seconds": 2.0}, "locust": {"requests": {"m": {"success": 10.0, "failure": 2.0}},
+                                                      "latency_s": {"m": {"0.5": 0.0012}}}, "triton": {}}
+    text = markdown(results)
+    assert "PARTIAL RESULTS" in text and "interrupted" in text
+    assert "| m | 12 | 2 | 5.0 | 1.20 |" in text
