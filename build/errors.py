@@ -7,3 +7,7 @@ class ZooError(Exception):
 
 class VariantRejected(ZooError):
     """One variant fails its checks: the build goes on without it, and without what derives from it."""
+
+
+class ModelRejected(ZooError):
+    """One runtime's model of a variant fails (conversion, verification): only that model is left out."""

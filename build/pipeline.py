@@ -58,7 +58,8 @@ class BuildContext:
     io: TensorIO = field(default_factory=TensorIO)
     hardware: Hardware = field(default_factory=detect)
     done: dict[str, VariantState] = field(default_factory=dict)
-    rejected: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # variant or model -> why it was left out
+    not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
     _soft_targets: np.ndarray | None = None
 
     @property
@@ -96,6 +97,7 @@ class VariantState:
     reference_logits: np.ndarray | None = None
     recipe: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)  # runtime -> test top-1 of its model
     published: list[str] = field(default_factory=list)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from build.data import Dataset
 from build.data.dataset import sha256_file
 from build.errors import VariantRejected, ZooError
-from build.hardware import detect
+from build.hardware import Hardware, detect
 from build.measure import SpeedPlan, measure_speeds, peak_memory_mb
 from build.models import load_weights
 from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantState
@@ -31,6 +31,7 @@ class ZooBuild:
     entries: dict[str, dict]
     options: BuildOptions
     provenance: dict = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
 
 
 def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str], runtimes: list[str],
@@ -45,8 +46,8 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
     if meta.get("classes") and meta["classes"] != data.classes:
         raise ZooError(f"teacher {teacher_path} was trained on classes {meta['classes']}, "
                        f"the dataset has {data.classes}")
-    usable = _usable_runtimes(runtimes, log)
     hardware = detect()
+    usable = _usable_runtimes(runtimes, hardware, log)
     provenance = {
         "hardware": hardware.summary(),
         "dataset": {"source": data.source, "checksum": data.checksum},
@@ -65,8 +66,9 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
         if options.measure_speed and publication.entries:
             _measure(ctx, log)
         entries = dict(publication.entries)
-    return ZooBuild({n: ctx.done[n] for n in variants if n in ctx.done},
-                    {n: r for n, r in ctx.rejected.items() if n in variants}, entries, options, provenance)
+    rejected = {n: r for n, r in ctx.rejected.items() if n in variants or n not in VARIANTS}  # or a model
+    return ZooBuild({n: ctx.done[n] for n in variants if n in ctx.done}, rejected, entries, options, provenance,
+                    ctx.not_applicable)
 
 
 def build_order(requested: list[str]) -> list[tuple[str, bool]]:
@@ -132,10 +134,10 @@ def _version_dir(ctx: BuildContext, name: str) -> Path:
     return ctx.publication.staged(name) / str(ctx.publication.entries[name]["version"])
 
 
-def _usable_runtimes(names: list[str], log) -> list[Runtime]:
+def _usable_runtimes(names: list[str], hardware: Hardware, log) -> list[Runtime]:
     usable = []
     for name in names:
-        reason = RUNTIMES[name].unavailable_reason()
+        reason = RUNTIMES[name].unavailable_reason(hardware)
         if reason:
             log(f"skipping runtime {name}: {reason}")
         else:

@@ -7,6 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
+from build.export import Tolerance
+from build.hardware import Hardware
 from build.repository.model_config import RuntimeFields
 
 
@@ -17,15 +19,25 @@ class Runner(Protocol):
 
 class Runtime(Protocol):
     name: str
+    max_drop_points: float | None  # accuracy it may lose against the exact FP32 reference; None: no budget
 
-    def unavailable_reason(self) -> str | None:
-        """Why this runtime cannot run here, or None when it can."""
+    def unavailable_reason(self, hw: Hardware) -> str | None:
+        """Why this runtime cannot run on this machine, or None when it can."""
+
+    def skip_reason(self, onnx_path: Path) -> str | None:
+        """Why this runtime does not apply to this model (e.g. FP16 weights on a CPU runtime), or None."""
 
     def prepare(self, onnx_path: Path, out_dir: Path) -> list[Path]:
-        """Write the files this runtime serves into out_dir; return them."""
+        """Write the files this runtime serves into out_dir; return them. ModelRejected if it cannot."""
+
+    def triton_fields(self, model_dir: Path, threads: int) -> RuntimeFields:
+        """Backend or platform, file name and parameters for config.pbtxt (model_dir: the version folder)."""
 
     def runner(self, model_dir: Path, threads: int) -> Runner:
-        """An in-process runner over the files `prepare` wrote."""
+        """An in-process runner over the files in model_dir, configured as config.pbtxt says."""
 
-    def triton_fields(self, threads: int) -> RuntimeFields:
-        """Platform or backend, file name and parameters for config.pbtxt."""
+    def tolerance(self, variant: Tolerance) -> Tolerance:
+        """How far this runtime may drift from the variant's reference logits."""
+
+    def describe(self, run: Runner) -> dict:
+        """What really ran: versions, settings and, where the runtime says, the precision of its kernels."""

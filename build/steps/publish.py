@@ -6,20 +6,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from build.data.dataset import sha256_file
-from build.errors import VariantRejected
+from build.errors import ModelRejected, VariantRejected
 from build.export import verify
 from build.measure import compressed_mb, runner_accuracy, size_mb
 from build.pipeline import BuildContext, Step, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
 from build.repository.publish import read_manifest
-from build.runtimes import Runtime
+from build.runtimes import REFERENCE_RUNTIME, Runtime
+from build.steps.quantize import onnx_accuracy
 from build.variants.base import Variant
 
 
 def model_name(arch: str, variant: str, runtime: str) -> str:
-    """The ONNX Runtime model is the plain name; other runtimes add theirs as a suffix."""
+    """The reference runtime's model is the plain name; other runtimes add theirs as a suffix."""
     base = f"{arch}_{variant}"
-    return base if runtime == "onnxruntime" else f"{base}_{runtime}"
+    return base if runtime == REFERENCE_RUNTIME else f"{base}_{runtime}"
 
 
 class PublishRuntime(Step):
@@ -30,17 +31,39 @@ class PublishRuntime(Step):
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         assert state.onnx_path is not None and state.reference_logits is not None
         name = model_name(ctx.options.arch, state.name, self.runtime.name)
+        why = self.runtime.skip_reason(state.onnx_path)
+        if why:
+            ctx.not_applicable[name] = why
+            return
+        try:
+            self._publish(name, state, ctx)
+        except VariantRejected as exc:
+            if self.runtime.name == REFERENCE_RUNTIME:  # the variant's own file failed: drop the variant
+                raise
+            self._leave_out(name, exc, ctx)
+        except ModelRejected as exc:
+            self._leave_out(name, exc, ctx)
+
+    def _leave_out(self, name: str, exc: Exception, ctx: BuildContext) -> None:
+        """Only this runtime's model is not published; the variant and its other runtimes go on."""
+        ctx.publication.discard(name)
+        ctx.rejected[name] = str(exc)
+
+    def _publish(self, name: str, state: VariantState, ctx: BuildContext) -> None:
         version = read_manifest(ctx.publication.repo)["models"].get(name, {}).get("version", 0) + 1
         folder = ctx.publication.stage(name)
-        files = self.runtime.prepare(state.onnx_path, _mkdir(folder / str(version)))
-        run = self.runtime.runner(folder / str(version), ctx.options.threads)
-        agreement = verify(name, state.reference_logits, run(ctx.verify_set), state.tolerance)
+        version_dir = _mkdir(folder / str(version))
+        files = self.runtime.prepare(state.onnx_path, version_dir)
+        config = build_config(name, self.runtime.triton_fields(version_dir, ctx.options.threads), ctx.io)
+        (folder / "config.pbtxt").write_text(to_pbtxt(config))
+        (folder / LABELS_FILE).write_text("\n".join(ctx.data.classes) + "\n")
+        run = self.runtime.runner(version_dir, ctx.options.threads)
+        agreement = verify(name, state.reference_logits, run(ctx.verify_set), self.runtime.tolerance(state.tolerance))
         acc = runner_accuracy(run, ctx.test_set, ctx.options.served_check_images)
         if acc["top1"] < ctx.options.min_accuracy:
             raise VariantRejected(f"{name}: test top-1 {acc['top1']:.4f} is below the floor {ctx.options.min_accuracy}")
-        (folder / LABELS_FILE).write_text("\n".join(ctx.data.classes) + "\n")
-        config = build_config(name, self.runtime.triton_fields(ctx.options.threads), ctx.io)
-        (folder / "config.pbtxt").write_text(to_pbtxt(config))
+        state.accuracy[self.runtime.name] = acc["top1"]
+        self._check_budget(name, acc["top1"], state, ctx)
         note = self.variant.hardware_note(ctx.hardware)
         ctx.publication.record(name, {
             "model": name, "variant": state.name, "runtime": self.runtime.name, "arch": ctx.options.arch,
@@ -48,6 +71,7 @@ class PublishRuntime(Step):
             "description": self.variant.description,
             "accuracy": acc,
             "verification": agreement.as_dict(),
+            "runtime_info": self.runtime.describe(run),
             "size_mb": round(size_mb(files), 3), "compressed_mb": round(compressed_mb(files), 3),
             "files": {f.name: sha256_file(f) for f in files},
             "io": {"input": ctx.io.input_name, "input_dtype": "UINT8", "input_dims": list(ctx.io.input_dims),
@@ -60,6 +84,18 @@ class PublishRuntime(Step):
             **ctx.provenance,
         })
         state.published.append(name)
+
+    def _check_budget(self, name: str, top1: float, state: VariantState, ctx: BuildContext) -> None:
+        """A lossy runtime (BF16) may lose at most its budget against the variant's exact FP32 file."""
+        budget = self.runtime.max_drop_points
+        if budget is None:
+            return
+        if REFERENCE_RUNTIME not in state.accuracy:
+            state.accuracy[REFERENCE_RUNTIME] = onnx_accuracy(state.onnx_path, ctx.test_set, ctx.options.threads)
+        drop = (state.accuracy[REFERENCE_RUNTIME] - top1) * 100
+        if drop > budget:
+            raise ModelRejected(f"{name}: loses {drop:.2f} points of test top-1 against its FP32 source "
+                                f"(budget {budget})")
 
 
 def _mkdir(path: Path) -> Path:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from tritonclient.grpc import model_config_pb2 as pb
 
 from build.repository.model_config import Batching, RuntimeFields, build_config, from_pbtxt, to_pbtxt
@@ -7,7 +9,7 @@ from build.runtimes.onnxruntime import OnnxRuntime
 
 
 def test_onnxruntime_config_carries_what_triton_needs() -> None:
-    cfg = build_config("resnet18_fp32", OnnxRuntime().triton_fields(threads=2),
+    cfg = build_config("resnet18_fp32", OnnxRuntime().triton_fields(Path("unused"), threads=2),
                        batching=Batching(max_batch_size=32, max_queue_delay_us=500, instance_count=2))
     parsed = from_pbtxt(to_pbtxt(cfg))
     assert parsed == cfg

@@ -1,0 +1,42 @@
+"""A Python-based Triton backend named `openvino`.
+
+The pip-installed tritonserver has no native OpenVINO backend. Placed at
+`<backend-directory>/openvino/model.py` with `ov_session.py` beside it, this file serves a standard
+`backend: "openvino"` model (`1/model.xml` + `model.bin`) unchanged, so the same repository runs in
+NVIDIA's container with the native C++ backend. It reads the native backend's parameters
+(PERFORMANCE_HINT, NUM_STREAMS, INFERENCE_NUM_THREADS, HINT_BF16), plus INFERENCE_PRECISION_HINT.
+Batches stay dynamic, so ENABLE_BATCH_PADDING, which the native backend needs, changes nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from ov_session import OvSession, OvSettings
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        filename = config.get("default_model_filename") or "model.xml"
+        path = os.path.join(args["model_repository"], args["model_version"], filename)
+        self.session = OvSession(path, OvSettings.from_parameters(params))
+        self.input = config["input"][0]["name"]
+        self.output = config["output"][0]["name"]
+
+    def execute(self, requests: list) -> list:
+        """Dynamic batching hands over several requests: run them as one batch, then split."""
+        arrays = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
+        offsets = np.cumsum([0] + [a.shape[0] for a in arrays])
+        try:
+            logits = self.session(np.concatenate(arrays))
+        except Exception as exc:  # OpenVINO raises RuntimeError subtypes; report, keep serving
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"openvino: {exc}"))] * len(requests)
+        return [
+            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, logits[lo:hi])])
+            for lo, hi in zip(offsets[:-1], offsets[1:])
+        ]

@@ -1,0 +1,80 @@
+"""An OpenVINO CPU session configured from Triton-style string parameters.
+
+Shared by the Python-based `openvino` Triton backend (imported there as a sibling module) and by the
+build, which verifies and measures a model exactly as the server will run it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+# Triton's native OpenVINO backend reads these keys. INFERENCE_PRECISION_HINT is ours: the native
+# backend (24.10) ignores it, and with no way to force FP32 runs FP32 models in BF16 on AMX CPUs.
+HINT, STREAMS, THREADS, PRECISION, BF16 = (
+    "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "HINT_BF16")
+
+
+@dataclass(frozen=True)
+class OvSettings:
+    hint: str = "LATENCY"  # LATENCY: one stream using every thread; THROUGHPUT: several streams
+    streams: int = 1  # also the number of requests kept in flight: a batch is split across streams
+    threads: int = 0  # 0: OpenVINO's choice
+    precision: str = "f32"  # f32 or bf16 for the ops left unquantized
+
+    @classmethod
+    def from_parameters(cls, params: dict[str, str]) -> OvSettings:
+        precision = params.get(PRECISION) or ("bf16" if params.get(BF16, "").upper() == "YES" else "f32")
+        return cls(params.get(HINT, "LATENCY"), int(params.get(STREAMS, 1)), int(params.get(THREADS, 0)), precision)
+
+    def parameters(self) -> dict[str, str]:
+        params = {HINT: self.hint, STREAMS: str(self.streams), THREADS: str(self.threads), PRECISION: self.precision}
+        return {**params, BF16: "YES"} if self.precision == "bf16" else params
+
+    def properties(self) -> dict[str, str]:
+        props = {HINT: self.hint, STREAMS: str(self.streams), PRECISION: self.precision}
+        return {**props, THREADS: str(self.threads)} if self.threads else props
+
+
+class OvSession:
+    """A compiled model; a call splits its batch across `streams` requests in flight and joins the logits."""
+
+    def __init__(self, model_path: Path, settings: OvSettings, core: ov.Core | None = None) -> None:
+        self.settings = settings
+        self.compiled = (core or ov.Core()).compile_model(str(model_path), "CPU", settings.properties())
+        self.queue = ov.AsyncInferQueue(self.compiled, settings.streams)
+        self._results: dict[int, np.ndarray] = {}
+        self.queue.set_callback(self._collect)
+
+    def _collect(self, request: ov.InferRequest, index: int) -> None:
+        self._results[index] = request.get_output_tensor(0).data.copy()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        chunks = np.array_split(images, min(self.settings.streams, len(images)))
+        self._results.clear()
+        for i, chunk in enumerate(chunks):
+            self.queue.start_async({0: np.ascontiguousarray(chunk)}, userdata=i)
+        self.queue.wait_all()
+        return np.concatenate([self._results[i] for i in range(len(chunks))])
+
+    def conv_kernels(self) -> dict[str, int]:
+        """The convolution kernels that run: e.g. brgconv_avx512_amx_I8 is AMX INT8. The precision property
+        of a quantized model says bf16 or f32, which covers only its unquantized ops."""
+        kernels: Counter[str] = Counter()
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) == "Convolution":
+                kernels[info["primitiveType"].astype(str)] += 1
+        return dict(kernels.most_common())
+
+    def precision(self) -> str:
+        """What the convolutions really compute in: int8, bf16 or f32, the most common kernel's type."""
+        kernels = self.conv_kernels()
+        if not kernels:
+            return str(self.compiled.get_property(PRECISION))
+        top = next(iter(kernels)).lower()
+        return "int8" if top.endswith("_i8") else "bf16" if "bf16" in top else "f32"
