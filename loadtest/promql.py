@@ -41,11 +41,23 @@ def clean(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) or math.isinf(value) else value
 
 
-def triton_delta(client: PromClient, metric: str, window: Window, by: str = "model") -> dict[str, float]:
-    """Per-`by` increase of a Triton counter over the window: value at the end minus value at the start."""
-    expr = f'sum by ({by}) ({metric}{{job="triton"}})'
-    end, start = client.by_label(expr, by, window.end), client.by_label(expr, by, window.start)
+def counter_delta(client: PromClient, selector: str, window: Window, by: tuple[str, ...]) -> dict[str, float]:
+    """Exact increase of a counter over the window, per `by` labels joined with '/': value at end minus at start.
+
+    A series absent at the start (created by the first request) counts from zero.
+    """
+    expr = f"sum by ({', '.join(by)}) ({selector})"
+
+    def values(at: float) -> dict[str, float]:
+        return {"/".join(r["metric"].get(b, "") for b in by): float(r["value"][1]) for r in client.query(expr, at)}
+
+    end, start = values(window.end), values(window.start)
     return {key: value - start.get(key, 0.0) for key, value in end.items()}
+
+
+def triton_delta(client: PromClient, metric: str, window: Window) -> dict[str, float]:
+    """Per-model increase of a Triton counter over the window."""
+    return counter_delta(client, f'{metric}{{job="triton"}}', window, ("model",))
 
 
 def triton_figures(client: PromClient, window: Window) -> dict[str, dict]:
@@ -107,12 +119,11 @@ def histogram_quantiles(client: PromClient, buckets: str, window: Window, matche
 
 def gateway_figures(client: PromClient, window: Window) -> dict[str, dict]:
     """Per experiment/model ('/model' outside experiments): requests by status code, latency quantiles (s)."""
-    expr = f"sum by (experiment, model, code) (increase({GATEWAY_REQUESTS}[{window.range}]))"
+    counts = counter_delta(client, f'{GATEWAY_REQUESTS}{{job="gateway"}}', window, ("experiment", "model", "code"))
     figures: dict[str, dict] = {}
-    for row in client.query(expr, window.end):
-        m = row["metric"]
-        key = f"{m.get('experiment', '')}/{m.get('model', '')}"
-        figures.setdefault(key, {"codes": {}})["codes"][m.get("code", "")] = round(float(row["value"][1]))
+    for key, n in counts.items():
+        arm, code = key.rsplit("/", 1)
+        figures.setdefault(arm, {"codes": {}})["codes"][code] = round(n)
     latencies = histogram_quantiles(client, GATEWAY_BUCKETS, window, by=("experiment", "model"))
     for key, fig in figures.items():
         fig["latency_s"] = latencies.get(key, {})

@@ -1,0 +1,94 @@
+"""Load tests end to end: real Triton (and gateway), real Prometheus, real Locust; figures read back with PromQL."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from build.data import load_dataset
+from loadtest.images import load_test_images, save_images
+from loadtest.prometheus import PrometheusServer
+from loadtest.promql import Window
+from loadtest.run import Endpoints, LoadSpec, collect, drive_locust, locust_command, run_load, run_window
+from serving.triton import TritonConfig, TritonServer, free_ports
+from tests.conftest import MINI_ARCHIVE
+from tests.e2e.stack import publish
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("prometheus") is None,
+                                                  reason="prometheus absent: apt-get install prometheus (.ci/run)")]
+MODELS = ("tiny_fp32", "tinyb_fp32")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small real models: fast enough that the load generator, not the model, is what a short run measures."""
+    root = tmp_path_factory.mktemp("loadtest")
+    data = load_dataset(str(MINI_ARCHIVE), root / "cache")
+    for arch in ("tiny", "tinyb"):
+        publish(data, root / "repo", arch, root)
+    return root / "repo"
+
+
+def spec(repo: Path, out: Path, **kw) -> LoadSpec:
+    return LoadSpec(repo, MINI_ARCHIVE, out, images=100, interval_s=0.5, **kw)
+
+
+def locust_csv_totals(out: Path) -> tuple[int, int]:
+    """Locust's own count of requests and failures (its stats CSV), to check the exported figures against."""
+    with open(out / "locust_stats.csv") as f:
+        total = next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
+    return int(total["Request Count"]), int(total["Failure Count"])
+
+
+def test_grpc_side_by_side_with_two_locust_processes(repo: Path, tmp_path: Path) -> None:
+    results = run_load(spec(repo, tmp_path, models=MODELS, target="grpc", users=4, seconds=6, processes=2))
+    assert results["partial"] is None and results["locust_returncode"] == 0
+    locust, triton = results["locust"]["requests"], results["triton"]
+    for model in MODELS:
+        assert triton[model]["rps"] > 0 and triton[model]["failures"] == 0
+        assert locust[model] == {"success": triton[model]["requests"], "failure": 0.0}  # every request, once
+        assert triton[model]["avg_batch_size"] >= 1.0 and triton[model]["mean_us"]["queue"] is not None
+        q = results["locust"]["latency_s"][model]
+        assert 0 < q["0.5"] <= q["0.95"] <= q["0.99"]
+    assert sum(c["success"] for c in locust.values()) == locust_csv_totals(tmp_path)[0]
+    assert any(p[1] for s in results["series"]["triton_inferences_per_s"] for p in s["points"])
+    assert (tmp_path / "loadtest.md").read_text().startswith("# Load test: grpc")
+
+
+def test_failed_requests_are_counted_never_dropped(repo: Path, tmp_path: Path) -> None:
+    """Triton serves only the first model: every request to the second fails, and must show as a failure."""
+    s = spec(repo, tmp_path, models=MODELS, target="http", users=2, seconds=5, max_requests=1500)
+    cfg = TritonConfig.on_free_ports(repo, model_control="explicit", extra_args=(f"--load-model={MODELS[0]}",))
+    prom_port, exporter = free_ports(2)
+    with TritonServer(cfg, tmp_path / "triton.log"):
+        targets = {"triton": [f"127.0.0.1:{cfg.metrics_port}"], "locust": [f"127.0.0.1:{exporter}"]}
+        with PrometheusServer(targets, prom_port, s.interval_s) as prom:
+            prom.client.wait_for_targets({"triton"})
+            images = save_images(load_test_images(MINI_ARCHIVE, 100), tmp_path / "images.npy")
+            ends = Endpoints(cfg.http_url, cfg.grpc_url, f"127.0.0.1:{cfg.metrics_port}")
+            outcome = drive_locust(locust_command(s, ends, images, [exporter]), tmp_path / "locust.log", s.seconds)
+            window = run_window(tmp_path, Window(0, 0))
+            time.sleep(2 * s.interval_s)
+            results = collect(prom.client, s, window, outcome)
+    served, missing = results["locust"]["requests"][MODELS[0]], results["locust"]["requests"][MODELS[1]]
+    assert missing["success"] == 0 and missing["failure"] > 0
+    assert served["failure"] == 0 and served["success"] == results["triton"][MODELS[0]]["requests"]
+    requests, failures = locust_csv_totals(tmp_path)
+    assert failures == missing["failure"] and requests == served["success"] + missing["failure"]
+    assert results["locust"]["latency_all_s"]["all"]["0.5"] is not None  # failures are in the latency figures too
+
+
+def test_ab_experiment_through_the_gateway(repo: Path, tmp_path: Path) -> None:
+    results = run_load(spec(repo, tmp_path, models=MODELS, target="experiment", users=4, seconds=5))
+    assert results["partial"] is None
+    gateway, locust = results["gateway"], results["locust"]["requests"]
+    for model in MODELS:
+        answered = gateway[f"ab/{model}"]["codes"]
+        assert answered.get("200", 0) > 0 and set(answered) == {"200"}
+        # Locust names each request by the arm the gateway chose: its count is the gateway's for that arm
+        assert locust[f"ab:{model}"]["success"] == answered["200"]
+        assert locust[f"ab:{model}"]["success"] == results["triton"][model]["requests"]
