@@ -7,6 +7,7 @@ Prometheus holds and writes its results, marked partial.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -15,10 +16,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import loadtest.promql as q
+from loadtest.capacity import Slo, instance_count, plan_capacity
 from loadtest.images import load_test_images, save_images
 from loadtest.processes import interrupt, log_tail, spawn, stop_group
 from loadtest.prometheus import PrometheusServer
@@ -178,6 +180,56 @@ def run_load(spec: LoadSpec) -> dict:
         results = collect(prom.client, spec, window, outcome)
     write_results(results, spec.out)
     return results
+
+
+@dataclass(frozen=True)
+class CapacityGoal:
+    target_rps: float = 0.0             # the load to plan for; 0: only the curve and the max under the SLO
+    headroom: float = 0.2               # fraction of each replica's capacity kept spare
+    price_per_instance_hour: float = 1.0
+    confirm_seconds: float = 0.0        # > 0: a constant-rate run at the predicted capacity must meet the SLO
+
+
+def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
+    """A step-load, its capacity plan, and optionally a confirmation run at the predicted capacity."""
+    results = run_load(replace(spec, shape="step"))
+    slo = Slo(spec.step.slo_ms / 1e3, spec.step.slo_quantile, spec.step.max_error_rate)
+    results["capacity"] = plan_capacity((results["steps"] or {}).get("steps", []), slo, goal.target_rps,
+                                        goal.headroom, goal.price_per_instance_hour, _instances(spec))
+    best = results["capacity"]["max_sustainable"]
+    if goal.confirm_seconds > 0 and best and not results["partial"]:
+        results["confirmation"] = confirm(spec, slo, best, goal.headroom, goal.confirm_seconds)
+    write_results(results, spec.out)
+    return results
+
+
+def confirm(spec: LoadSpec, slo: Slo, best: dict, headroom: float, seconds: float) -> dict:
+    """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), with the
+    users that load needs at the measured latency (Little's law, 1.5x); the prediction holds if the SLO is met and
+    the rate is reached."""
+    rate = best["rps"] * (1 - headroom)
+    users = max(best["users"], math.ceil(1.5 * rate * best["latency_s"]))
+    run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds, max_requests=0,
+                           out=spec.out / "confirm"))
+    locust = run["locust"]["requests"]
+    requests = sum(c["success"] + c["failure"] for c in locust.values())
+    failures = sum(c["failure"] for c in locust.values())
+    measured_rps = (requests - failures) / run["window"]["seconds"]
+    latency = run["locust"]["latency_all_s"].get("all", {}).get(str(slo.quantile))
+    error_rate = failures / requests if requests else 1.0
+    met = latency is not None and latency <= slo.latency_s and error_rate <= slo.max_error_rate and \
+        measured_rps >= 0.95 * rate and run["partial"] is None
+    return {"users": users, "seconds": seconds, "predicted_rps": rate, "measured_rps": measured_rps,
+            "slo_latency_s": slo.latency_s, "measured_latency_s": latency, "error_rate": error_rate,
+            "met": met, "partial": run["partial"]}
+
+
+def _instances(spec: LoadSpec) -> int:
+    """Model instances in one replica (a Triton with the models under test)."""
+    from serving.manifest import load_manifest
+
+    models = spec.models or tuple(load_manifest(spec.repo))
+    return sum(instance_count((spec.repo / m / "config.pbtxt").read_text()) for m in models)
 
 
 def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome) -> dict:

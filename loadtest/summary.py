@@ -23,6 +23,7 @@ def markdown(results: dict) -> str:
     lines += [f"{window['seconds']:.1f} s of load on models {', '.join(spec['models']) or 'all'}, "
               f"{spec['processes']} Locust process(es); every figure below was read back from Prometheus.", ""]
     lines += _locust_table(results) + _triton_table(results) + _gateway_table(results) + _steps_table(results)
+    lines += capacity_lines(results)
     if results.get("locust_log_tail"):
         lines += ["## Locust log (tail)", "", "```", results["locust_log_tail"], "```", ""]
     return "\n".join(lines)
@@ -79,4 +80,34 @@ def _steps_table(results: dict) -> list[str]:
         q = s.get("latency_s", {})
         rows.append(f"| {s['users']} | {s['rps']:.1f} | {s['error_rate']:.2%} | {_ms(q.get('0.5'))} | "
                     f"{_ms(q.get('0.95'))} | {_ms(q.get('0.99'))} | {s['verdict']} |")
+    return rows + [""]
+
+
+def capacity_lines(results: dict) -> list[str]:
+    cap = results.get("capacity")
+    if not cap:
+        return []
+    slo, best, bend, plan = cap["slo"], cap["max_sustainable"], cap["knee"], cap["plan"]
+    rows = [f"## Capacity (SLO: p{slo['quantile'] * 100:g} <= {slo['latency_s'] * 1e3:g} ms, "
+            f"errors <= {slo['max_error_rate']:.1%})", ""]
+    rows.append("- knee of the latency-throughput curve: " + (
+        f"{bend['rps']:.1f} req/s at {bend['users']} users" if bend else "not found (too few or flat points)"))
+    if best is None:
+        return rows + ["- no step met the SLO: no sustainable throughput, no plan", ""]
+    rows.append(f"- max sustainable throughput per replica: {best['rps']:.1f} req/s "
+                f"({best['users']} users, p{slo['quantile'] * 100:g} {_ms(best['latency_s'])} ms)")
+    rows.append(f"- per instance: {plan['instance_rps']:.1f} req/s ({plan['instances_per_replica']} per replica)")
+    if plan["target_rps"] > 0:
+        rows.append(f"- for {plan['target_rps']:g} req/s with {plan['headroom']:.0%} headroom: "
+                    f"**{plan['replicas']} replica(s)**, {_num(plan['cost_per_million'], '.3f')} per million "
+                    f"inferences at {plan['price_per_instance_hour']:g} per instance-hour")
+    conf = results.get("confirmation")
+    if conf:
+        rows += ["", "| confirmation at the planned load per replica | req/s | latency ms | errors | SLO |",
+                 "|---|---|---|---|---|",
+                 f"| predicted (max sustainable less headroom) | {conf['predicted_rps']:.1f} | "
+                 f"<= {_ms(conf['slo_latency_s'])} | – | – |",
+                 f"| measured ({conf['seconds']:g} s, {conf['users']} users) | {conf['measured_rps']:.1f} | "
+                 f"{_ms(conf['measured_latency_s'])} | {conf['error_rate']:.2%} | "
+                 f"{'met' if conf['met'] else 'MISSED'} |"]
     return rows + [""]
