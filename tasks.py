@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent
 TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
 REPO = ROOT / "model_repository"
 REPORTS = ROOT / "reports"
+DEFAULT_RUNTIMES = "onnxruntime,openvino,openvino_bf16"
+RUNTIMES_HELP = ("comma-separated runtimes: onnxruntime, openvino (FP32 forced, INT8 where quantized), openvino_bf16; "
+                 "one that cannot run on this machine is skipped with the reason")
 DATA_HELP = ("dataset: ImageFolder dir or .tar.gz, a cifar-10-python.tar.gz, or 'cifar10' to download "
              "(default: $TRITONZOO_DATA, else 'cifar10')")
 
@@ -67,7 +70,7 @@ def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, seed=
 
 BUILD_HELP = {
     "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository to publish into",
-    "variants": "comma-separated variants, or 'all'", "runtimes": "comma-separated runtimes",
+    "variants": "comma-separated variants, or 'all'", "runtimes": RUNTIMES_HELP,
     "profile": "default (CPU, about 30 min), quick (CI: a subset, a few steps) or long (a GPU)",
     "set": "technique.field=value, repeatable, e.g. --set prune.importance=taylor --set int8.method=entropy",
     "min_accuracy": "reject (do not publish) a variant below this test top-1 (default: the profile's)",
@@ -95,7 +98,7 @@ def _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, 
 
 @task(help={**BUILD_HELP, "eval_images": "test images for accuracy (0: the profile's choice)"}, iterable=["set"])
 @friendly
-def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
+def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
           profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), eval_images=0):
     """Build variants from the teacher: optimize, verify, measure, publish atomically, and write the report."""
     fields = {"eval_images": eval_images} if eval_images else {}
@@ -123,7 +126,7 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
 @task(help={**BUILD_HELP, "images": "test images to classify through the server (0: the build's served-check sample)",
             "triton_url": "use this running Triton (host:grpc_port) instead of starting one"}, iterable=["set"])
 @friendly
-def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes="onnxruntime",
+def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
         profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), images=0, triton_url=None):
     """The main job: build the zoo and its report, serve it on Triton, check every model through the server."""
     from serving.evaluate import run_served_evaluation
@@ -172,7 +175,11 @@ LOADTEST_HELP = {
     "step_seconds": "step shape: seconds per step", "max_users": "step shape: highest user count",
     "slo_ms": "latency SLO in ms (step shape stops beyond it)", "slo_quantile": "quantile the SLO applies to",
     "max_error_rate": "failures per request that break the SLO", "interval": "Prometheus scrape interval, seconds",
-    "out": "folder for the results (loadtest.json, loadtest.md, logs)",
+    "out": "folder for the results (default: reports/loadtest/<shape>-<target>-<models>)",
+    "target_rps": "step shape: plan replicas and cost for this load (0: only the curve and the max under the SLO)",
+    "headroom": "step shape: fraction of each replica's capacity kept spare",
+    "price": "step shape: price per instance-hour, for the cost per million inferences",
+    "confirm_seconds": "step shape: then run this long at the predicted capacity to check the SLO (0: skip)",
 }
 
 
@@ -180,12 +187,12 @@ LOADTEST_HELP = {
 @friendly
 def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="constant", users=4, rate=0.0,
              seconds=30.0, max_requests=0, images=500, processes=1, start_users=1, step_users=2, step_seconds=10.0,
-             max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0,
-             out=str(REPORTS / "loadtest")):
+             max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0, out=None,
+             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
     import os
 
-    from loadtest.run import LoadSpec, run_load
+    from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_load
     from loadtest.shapes import StepPlan
 
     source = data or os.environ.get("TRITONZOO_DATA")
@@ -193,12 +200,56 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
         raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
     step = StepPlan(start_users=start_users, step_users=step_users, step_seconds=step_seconds, max_users=max_users,
                     slo_ms=slo_ms, slo_quantile=slo_quantile, max_error_rate=max_error_rate)
-    spec = LoadSpec(Path(repo), Path(source), Path(out), tuple(m for m in _csv(models) if m != "all"), target, shape,
-                    users, rate, seconds, max_requests, images, processes, interval, step)
+    chosen = tuple(m for m in _csv(models) if m != "all")
+    out = out or str(REPORTS / "loadtest" / f"{shape}-{target}-{'+'.join(chosen) or 'all'}")
+    spec = LoadSpec(Path(repo), Path(source), Path(out), chosen, target, shape, users, rate, seconds, max_requests,
+                    images, processes, interval, step)
     try:
-        results = run_load(spec)
+        if shape == "step":
+            results = run_capacity(spec, CapacityGoal(target_rps, headroom, price, confirm_seconds))
+        else:
+            results = run_load(spec)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print((Path(out) / "loadtest.md").read_text())
     if results["partial"]:
         raise SystemExit(f"partial results ({results['partial']}) in {out}")
+
+
+@task(help={
+    "repo": "model repository (built)", "data": DATA_HELP,
+    "models": "comma-separated models; the first is the baseline of every speed-up",
+    "seconds": "seconds per model per round", "rounds": "interleaved rounds (median)",
+    "in_flight": "batch-64 requests kept outstanding", "out": "folder for saturation.json and saturation.md",
+})
+@friendly
+def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_int8,resnet18_int8_openvino,"
+                 "resnet18_fp32_openvino_bf16,resnet18_pruned_int8_openvino", seconds=10.0, rounds=3, in_flight=4,
+                 out=str(REPORTS / "served")):
+    """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
+    import os
+
+    from loadtest.images import load_test_images
+    from loadtest.saturation import SaturationPlan, run_saturation_benchmark
+
+    source = data or os.environ.get("TRITONZOO_DATA")
+    if not source:
+        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    chosen = _csv(models)
+    plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight)
+    try:
+        path = run_saturation_benchmark(Path(repo), chosen, load_test_images(Path(source), 64), plan, chosen[0],
+                                        Path(out))
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(path.read_text())
+
+
+@task(help={"root": "folder holding the load runs (each a sub-folder with loadtest.json); the report goes here"})
+@friendly
+def report(c, root=str(REPORTS / "loadtest")):
+    """Write the load and capacity report (Markdown and HTML, with charts) from the load runs under --root."""
+    from loadtest.report import write_report
+
+    for path in write_report(Path(root)):
+        print(path)

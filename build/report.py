@@ -11,22 +11,31 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 
+from build.hardware import amx_int8_gmacs  # noqa: E402
+from build.steps.publish import model_name  # noqa: E402
 from build.zoo import BASELINE, ZooBuild  # noqa: E402
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMBINATIONS = ("pruned_int8", "distilled_int8", "pruned_distilled", "pruned_distilled_int8")
-# (label, variants, min speed-up at batch 64, min speed-up at batch 1, max accuracy drop in points)
+# (label, runtime, variants, min speed-up at batch 64, min speed-up at batch 1, max accuracy drop in points)
 TARGETS = [
-    ("int8", ("int8",), 3.0, 2.5, 0.5),
-    ("pruned", ("pruned",), 2.0, None, 1.0),
-    ("distilled", ("distilled",), 5.0, None, 2.0),
-    ("best combination", COMBINATIONS, 10.0, None, 2.0),
+    ("int8", "onnxruntime", ("int8",), 3.0, 2.5, 0.5),
+    ("pruned", "onnxruntime", ("pruned",), 2.0, None, 1.0),
+    ("distilled", "onnxruntime", ("distilled",), 5.0, None, 2.0),
+    ("best combination", "onnxruntime", COMBINATIONS, 10.0, None, 2.0),
+    ("OpenVINO int8", "openvino", ("int8",), 10.0, None, 0.5),
+    ("OpenVINO bf16", "openvino_bf16", ("fp32",), 5.0, None, 0.2),
+    ("OpenVINO best combination", "openvino", COMBINATIONS, 25.0, None, 2.0),
 ]
+MIN_AMX_EFFICIENCY = 0.35  # of the AMX-INT8 ceiling, for the int8 model on OpenVINO at batch 64
+BUDGETS = (0.5, 1.0, 2.0)  # accuracy budgets (points) that recommendations are made for
+NO_HARDWARE = {"isa": [], "cores": 0}
 
 
 def _row(entry: dict, baseline_top1: float | None) -> dict:
     metrics, speed = entry.get("metrics", {}), entry.get("speed", {})
     top1 = entry["accuracy"]["top1"]
+    rate, macs = speed.get("throughput_b64_ips"), metrics.get("macs")
     return {
         "model": entry["model"], "variant": entry["variant"], "runtime": entry["runtime"],
         "parent": entry["parent"], "recipe": entry["recipe"],
@@ -36,6 +45,8 @@ def _row(entry: dict, baseline_top1: float | None) -> dict:
         "latency_b1_p50_ms": speed.get("latency_b1_p50_ms"), "latency_b1_p99_ms": speed.get("latency_b1_p99_ms"),
         "throughput_b64_ips": speed.get("throughput_b64_ips"),
         "speedup_b1": speed.get("speedup_b1"), "speedup_b64": speed.get("speedup_b64"),
+        "gmacs_per_s": round(rate * macs / 1e9, 1) if rate and macs else None,
+        "precision_ran": entry.get("runtime_info", {}).get("precision_ran"),
         "peak_memory_mb": entry.get("memory", {}).get("model_peak_mb"),
         "flags": entry.get("flags", {}),
         "details": {k: metrics[k] for k in ("pruning", "sparsity", "distillation", "quantization", "graph")
@@ -44,10 +55,10 @@ def _row(entry: dict, baseline_top1: float | None) -> dict:
 
 
 def _targets(rows: list[dict]) -> list[dict]:
-    by_variant = {r["variant"]: r for r in rows if r["runtime"] == "onnxruntime"}
+    by_model = {(r["runtime"], r["variant"]): r for r in rows}
     results = []
-    for label, variants, b64, b1, drop in TARGETS:
-        candidates = [by_variant[v] for v in variants if v in by_variant and by_variant[v]["speedup_b64"]]
+    for label, runtime, variants, b64, b1, drop in TARGETS:
+        candidates = [by_model[runtime, v] for v in variants if by_model.get((runtime, v), {}).get("speedup_b64")]
         if not candidates:
             results.append({"target": label, "status": "not built"})
             continue
@@ -60,6 +71,35 @@ def _targets(rows: list[dict]) -> list[dict]:
     return results
 
 
+def efficiency(rows: list[dict], hardware: dict, threads: int) -> dict | None:
+    """Achieved GMAC/s of the int8 model on OpenVINO at batch 64, as a share of the AMX-INT8 ceiling."""
+    ceiling = amx_int8_gmacs(hardware["isa"], min(threads, hardware["cores"]))
+    row = next((r for r in rows if r["runtime"] == "openvino" and r["variant"] == "int8" and r["gmacs_per_s"]), None)
+    if ceiling is None or row is None:
+        return None
+    share = row["gmacs_per_s"] / ceiling
+    return {"model": row["model"], "gmacs_per_s": row["gmacs_per_s"], "ceiling_gmacs_per_s": ceiling,
+            "share": round(share, 3), "min_share": MIN_AMX_EFFICIENCY,
+            "status": "met" if share >= MIN_AMX_EFFICIENCY else "missed"}
+
+
+def recommendations(rows: list[dict]) -> list[dict]:
+    """Per accuracy budget: the (variant, runtime) to serve for throughput and for batch-1 latency."""
+    out = []
+    for budget in BUDGETS:
+        within = [r for r in rows if r["speedup_b64"] and r["drop_points"] is not None and r["drop_points"] <= budget]
+        if not within:
+            continue
+        for goal, key in (("throughput", "speedup_b64"), ("latency", "speedup_b1")):
+            best = max(within, key=lambda r: r[key])
+            out.append({"budget_points": budget, "goal": goal, "model": best["model"], "variant": best["variant"],
+                        "runtime": best["runtime"], "speedup": best[key], "drop_points": best["drop_points"],
+                        "reason": f"{best[key]:.2f}x {BASELINE} at batch {64 if goal == 'throughput' else 1} "
+                                  f"({best['throughput_b64_ips']:.0f} img/s, {best['latency_b1_p50_ms']:.2f} ms), "
+                                  f"{best['drop_points']:+.2f} points, measured on this machine"})
+    return out
+
+
 def report_data(build: ZooBuild) -> dict:
     entries = sorted(build.entries.values(), key=lambda e: (e["runtime"], e["model"]))
     base = next((e for e in entries if e["variant"] == BASELINE and e["runtime"] == "onnxruntime"), None)
@@ -68,6 +108,7 @@ def report_data(build: ZooBuild) -> dict:
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": build.options.profile,
+        "arch": build.options.arch,
         "accuracy_meaningful": build.options.profile != "quick",
         "baseline": base["model"] if base else None,
         "test_images": entries[0]["accuracy"]["images"] if entries else 0,
@@ -75,7 +116,10 @@ def report_data(build: ZooBuild) -> dict:
         **build.provenance,
         "models": rows,
         "rejected": build.rejected,
+        "not_applicable": build.not_applicable,
         "targets": _targets(rows),
+        "efficiency": efficiency(rows, build.provenance.get("hardware", NO_HARDWARE), build.options.threads),
+        "recommendations": recommendations(rows),
     }
 
 
@@ -151,17 +195,19 @@ def markdown(data: dict, charts: bool) -> str:
               f"{data['threads']} threads. Code {data['code_version']}, teacher {data['teacher']['sha256'][:12]}. "
               f"Speed-ups are ratios to `{data['baseline']}` measured in the same interleaved run "
               "(medians over rounds, after warm-up).", "",
-              "| model | top-1 | drop (pts) | params | MMACs | MB | MB zlib | b1 p50 ms | b1 p99 ms | "
-              "b64 img/s | speed-up b1 | speed-up b64 | peak MB | flags |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | runtime | ran as | top-1 | drop (pts) | params | MMACs | MB | MB zlib | b1 p50 ms | "
+              "b1 p99 ms | b64 img/s | GMAC/s | speed-up b1 | speed-up b64 | peak MB | flags |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["models"]:
         flags = "; ".join(r["flags"].values())
         macs = r["macs"] / 1e6 if r["macs"] else None
         lines.append(
-            f"| {r['model']} | {r['top1']:.2%} | {_fmt(r['drop_points'], '+.2f')} | {_fmt(r['params'], ',')} | "
+            f"| {r['model']} | {r['runtime']} | {r['precision_ran'] or '–'} | {r['top1']:.2%} | "
+            f"{_fmt(r['drop_points'], '+.2f')} | {_fmt(r['params'], ',')} | "
             f"{_fmt(macs, '.1f')} | {r['size_mb']:.2f} | {_fmt(r['compressed_mb'], '.2f')} | "
             f"{_fmt(r['latency_b1_p50_ms'], '.2f')} | {_fmt(r['latency_b1_p99_ms'], '.2f')} | "
-            f"{_fmt(r['throughput_b64_ips'], '.0f')} | {_fmt(r['speedup_b1'], '.2f')}x | "
+            f"{_fmt(r['throughput_b64_ips'], '.0f')} | {_fmt(r['gmacs_per_s'], '.0f')} | "
+            f"{_fmt(r['speedup_b1'], '.2f')}x | "
             f"{_fmt(r['speedup_b64'], '.2f')}x | {_fmt(r['peak_memory_mb'], '.1f')} | {flags} |")
     lines += ["", "## Targets", "",
               "| target | model | speed-up b64 (min) | speed-up b1 (min) | drop pts (max) | status |",
@@ -173,13 +219,55 @@ def markdown(data: dict, charts: bool) -> str:
         lines.append(f"| {t['target']} | {t['model']} | {t['speedup_b64']:.2f}x ({t['min_speedup_b64']}x) | "
                      f"{_fmt(t['speedup_b1'], '.2f')}x ({_fmt(t['min_speedup_b1'], '')}) | "
                      f"{t['drop_points']:+.2f} ({t['max_drop_points']}) | {t['status']} |")
+    lines += _efficiency_lines(data["efficiency"]) + _matrix_lines(data) + _recommendation_lines(data)
     if data["rejected"]:
         lines += ["", "## Not published", ""] + [f"- **{v}**: {why}" for v, why in data["rejected"].items()]
+    if data["not_applicable"]:
+        lines += ["", "## Runtimes that do not apply", ""] + [
+            f"- **{m}**: {why}" for m, why in data["not_applicable"].items()]
     lines += ["", "## How each variant was made", ""] + [
         f"- **{r['model']}**: {' → '.join(r['recipe'])}. {_details(r['details'])}" for r in data["models"]]
     if charts:
         lines += ["", "![speed-up](speedup.png)", "", "![accuracy vs latency](accuracy_vs_latency.png)"]
     return "\n".join(lines) + "\n"
+
+
+def _efficiency_lines(eff: dict | None) -> list[str]:
+    if eff is None:
+        return []
+    return ["", "## Hardware efficiency", "",
+            f"`{eff['model']}` computes {eff['gmacs_per_s']:.0f} GMAC/s at batch 64: {eff['share']:.1%} of the "
+            f"AMX-INT8 ceiling of {eff['ceiling_gmacs_per_s']:.0f} GMAC/s for these cores "
+            f"(target {eff['min_share']:.0%}: {eff['status']})."]
+
+
+def _matrix_lines(data: dict) -> list[str]:
+    """Variant x runtime: the batch-64 speed-up of each published model, or why there is none."""
+    runtimes = sorted({r["runtime"] for r in data["models"]})
+    cells = {(r["variant"], r["runtime"]): f"{_fmt(r['speedup_b64'], '.2f')}x, {r['top1']:.2%}" for r in data["models"]}
+    lines = ["", "## Variant × runtime (batch-64 speed-up, top-1)", "",
+             "| variant | " + " | ".join(runtimes) + " |", "|---" * (len(runtimes) + 1) + "|"]
+    for variant in dict.fromkeys(r["variant"] for r in data["models"]):
+        row = [cells.get((variant, rt), _absent(data, variant, rt)) for rt in runtimes]
+        lines.append(f"| {variant} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _absent(data: dict, variant: str, runtime: str) -> str:
+    model = model_name(data["arch"], variant, runtime)
+    if model in data["not_applicable"]:
+        return "n/a"
+    return "rejected" if model in data["rejected"] or variant in data["rejected"] else "–"
+
+
+def _recommendation_lines(data: dict) -> list[str]:
+    if not data["recommendations"]:
+        return []
+    lines = ["", "## What to serve on this machine", "",
+             "| accuracy budget | goal | model | why |", "|---|---|---|---|"]
+    for r in data["recommendations"]:
+        lines.append(f"| {r['budget_points']} pts | {r['goal']} | {r['model']} | {r['reason']} |")
+    return lines
 
 
 def _details(details: dict) -> str:

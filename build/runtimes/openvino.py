@@ -122,8 +122,9 @@ def tune(model_path: Path, threads: int, precision: str, rounds: int = 3) -> tup
     """The candidate with the best batch-64 throughput, measured interleaved (batch-1 latency is recorded)."""
     from serving.backends.openvino.ov_session import OvSession
 
-    images = np.random.default_rng(0).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
     sessions = [OvSession(model_path, s) for s in candidates(threads, precision)]
+    image_shape = [d.get_length() for d in sessions[0].input_shape[1:]]
+    images = np.random.default_rng(0).integers(0, 256, (64, *image_shape), dtype=np.uint8)
     rates: list[list[float]] = [[] for _ in sessions]
     latencies: list[list[float]] = [[] for _ in sessions]
     for session in sessions:

@@ -12,9 +12,10 @@ PROVENANCE = {"hardware": {"machine": "x86_64", "cores": 2, "isa": ["avx512_vnni
 
 
 def _entry(variant: str, top1: float, b1_ms: float, b64_ips: float, base_b1: float = 8.0,
-           base_b64: float = 160.0) -> dict:
+           base_b64: float = 160.0, runtime: str = "onnxruntime") -> dict:
+    suffix = "" if runtime == "onnxruntime" else f"_{runtime}"
     return {
-        "model": f"r18_{variant}", "variant": variant, "runtime": "onnxruntime", "parent": "fp32",
+        "model": f"r18_{variant}{suffix}", "variant": variant, "runtime": runtime, "parent": "fp32",
         "recipe": ["x", "publish:onnxruntime"], "accuracy": {"top1": top1, "images": 10000},
         "size_mb": 10.0, "compressed_mb": 9.0, "metrics": {"params": 1000, "macs": 5_000_000}, "flags": {},
         "memory": {"model_peak_mb": 50.0},
@@ -23,8 +24,38 @@ def _entry(variant: str, top1: float, b1_ms: float, b64_ips: float, base_b1: flo
     }
 
 
-def _build(*entries: dict, rejected: dict | None = None, profile: str = "default") -> ZooBuild:
-    return ZooBuild({}, rejected or {}, {e["model"]: e for e in entries}, BuildOptions(profile=profile), PROVENANCE)
+def _build(*entries: dict, rejected: dict | None = None, profile: str = "default",
+           not_applicable: dict | None = None) -> ZooBuild:
+    return ZooBuild({}, rejected or {}, {e["model"]: e for e in entries}, BuildOptions(arch="r18", profile=profile),
+                    PROVENANCE, not_applicable or {})
+
+
+def test_runtimes_form_a_matrix_with_their_own_targets_and_recommendations() -> None:
+    fp32 = _entry("fp32", 0.87, 8.0, 160.0)
+    ov_int8 = _entry("int8", 0.869, 1.0, 1760.0, runtime="openvino")
+    ov_int8["metrics"]["macs"] = 557_000_000
+    bf16 = _entry("fp32", 0.866, 2.0, 900.0, runtime="openvino_bf16")
+    data = report_data(_build(fp32, ov_int8, bf16, rejected={"r18_pruned_openvino": "could not convert"},
+                              not_applicable={"r18_int8_openvino_bf16": "INT8 runs on openvino"}))
+    targets = {t["target"]: t for t in data["targets"]}
+    assert targets["OpenVINO int8"]["status"] == "met" and targets["OpenVINO int8"]["speedup_b64"] == 11.0
+    assert targets["OpenVINO bf16"]["status"] == "missed", "0.4 points lost is over the 0.2-point budget"
+    # 557 MMACs x 1760 img/s = 980 GMAC/s, against 2 cores x 3550 GMAC/s of AMX-INT8: none on this CPU.
+    assert data["efficiency"] is None, "the test machine has VNNI but no AMX"
+    text = markdown(data, charts=False)
+    assert "| int8 | – | 11.00x, 86.90% | n/a |" in text
+    best = [r for r in data["recommendations"] if r["budget_points"] == 0.5 and r["goal"] == "throughput"]
+    assert best[0]["model"] == "r18_int8_openvino" and "11.00x fp32 at batch 64" in best[0]["reason"]
+
+
+def test_efficiency_is_a_share_of_the_amx_ceiling() -> None:
+    ov_int8 = _entry("int8", 0.87, 1.0, 1760.0, runtime="openvino")
+    ov_int8["metrics"]["macs"] = 557_000_000
+    build = _build(_entry("fp32", 0.87, 8.0, 160.0), ov_int8)
+    build.provenance = {**PROVENANCE, "hardware": {**PROVENANCE["hardware"], "isa": ["amx_int8"]}}
+    eff = report_data(build)["efficiency"]
+    assert eff["gmacs_per_s"] == 980.3 and eff["ceiling_gmacs_per_s"] == 7100.0
+    assert eff["share"] == 0.138 and eff["status"] == "missed"
 
 
 def test_drops_are_points_against_fp32_and_targets_are_judged() -> None:
@@ -59,7 +90,7 @@ def test_report_files_and_quick_profile_warning(tmp_path: Path) -> None:
     assert data["rejected"] == {"pruned": "verification failed"} and data["accuracy_meaningful"] is False
     text = markdown(data, charts=True)
     assert "accuracies are meaningless" in text and "**pruned**: verification failed" in text
-    assert "| r18_int8 | 10.00% | +0.00 |" in text
+    assert "| r18_int8 | onnxruntime | – | 10.00% | +0.00 |" in text
 
 
 def test_report_without_speed_measurements_has_no_charts(tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ import pytest
 
 import build.steps.publish
 from build.data import load_dataset
-from build.errors import VariantRejected, ZooError
+from build.errors import ModelRejected, VariantRejected, ZooError
 from build.models import ARCHITECTURES, build_classifier, save_weights
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
 from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
 from build.repository.publish import read_manifest
+from build.runtimes import RUNTIMES
 from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.quantize import Int8Config
@@ -172,6 +173,35 @@ def _reject(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
         return real(name, *args)
 
     monkeypatch.setattr("build.steps.publish.verify", verify)
+
+
+def test_every_runtime_publishes_where_it_applies(tmp_path: Path, teacher: Path, mini_archive: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    convert = RUNTIMES["openvino"].prepare
+
+    def fail_on_int8(onnx_path: Path, out_dir: Path) -> list[Path]:
+        if "int8" in str(out_dir):
+            raise ModelRejected("OpenVINO could not convert model.onnx: injected")
+        return convert(onnx_path, out_dir)
+
+    monkeypatch.setattr(RUNTIMES["openvino"], "prepare", fail_on_int8)
+    mini = load_dataset(str(mini_archive))
+    data = dataclasses.replace(mini, val=mini.test)
+    options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+    runtimes = ["onnxruntime", "openvino", "openvino_bf16"]
+    result = build_zoo(data, teacher, tmp_path / "repo", ["fp32", "fp16", "int8"], runtimes, options,
+                       log=lambda _: None)
+    manifest = read_manifest(tmp_path / "repo")["models"]
+    assert sorted(manifest) == ["tiny_fp16", "tiny_fp32", "tiny_fp32_openvino", "tiny_fp32_openvino_bf16",
+                                "tiny_int8"]
+    assert "injected" in result.rejected["tiny_int8_openvino"], "only that model is left out"
+    assert sorted(result.not_applicable) == ["tiny_fp16_openvino", "tiny_fp16_openvino_bf16",
+                                             "tiny_int8_openvino_bf16"]
+    bf16 = manifest["tiny_fp32_openvino_bf16"]
+    assert bf16["runtime_info"]["precision_ran"] in ("bf16", "f32"), "f32 where the CPU has no BF16 kernels"
+    assert bf16["runtime_info"]["settings"]["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert manifest["tiny_fp32_openvino"]["runtime_info"]["precision_ran"] == "f32"
+    assert from_pbtxt((tmp_path / "repo" / "tiny_fp32_openvino" / "config.pbtxt").read_text()).backend == "openvino"
 
 
 def test_rejected_variant_is_left_out_and_the_others_publish(tmp_path: Path, teacher: Path, mini_archive: Path,

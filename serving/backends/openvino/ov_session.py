@@ -46,19 +46,29 @@ class OvSession:
     def __init__(self, model_path: Path, settings: OvSettings, core: ov.Core | None = None) -> None:
         self.settings = settings
         self.compiled = (core or ov.Core()).compile_model(str(model_path), "CPU", settings.properties())
-        self.queue = ov.AsyncInferQueue(self.compiled, settings.streams)
+        self.input_shape = self.compiled.input(0).get_partial_shape()
         self._results: dict[int, np.ndarray] = {}
+        self._new_queue()
+
+    def _new_queue(self) -> None:
+        self.queue = ov.AsyncInferQueue(self.compiled, self.settings.streams)
         self.queue.set_callback(self._collect)
 
     def _collect(self, request: ov.InferRequest, index: int) -> None:
         self._results[index] = request.get_output_tensor(0).data.copy()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        if not self.input_shape.compatible(ov.PartialShape(list(images.shape))):
+            raise ValueError(f"input of shape {list(images.shape)} does not fit the model's {self.input_shape}")
         chunks = np.array_split(images, min(self.settings.streams, len(images)))
         self._results.clear()
-        for i, chunk in enumerate(chunks):
-            self.queue.start_async({0: np.ascontiguousarray(chunk)}, userdata=i)
-        self.queue.wait_all()
+        try:
+            for i, chunk in enumerate(chunks):
+                self.queue.start_async({0: np.ascontiguousarray(chunk)}, userdata=i)
+            self.queue.wait_all()
+        except RuntimeError:
+            self._new_queue()  # a failed request keeps its bad input bound: later calls would fail too
+            raise
         return np.concatenate([self._results[i] for i in range(len(chunks))])
 
     def conv_kernels(self) -> dict[str, int]:
