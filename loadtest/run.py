@@ -175,9 +175,10 @@ def run_load(spec: LoadSpec) -> dict:
         started = time.time()
         outcome = drive_locust(locust_command(spec, ends, images_file, exporter_ports), spec.out / "locust.log",
                                spec.seconds)
-        window = run_window(spec.out, q.Window(started, time.time()))
+        exited = time.time()
+        window = run_window(spec.out, q.Window(started, exited))
         time.sleep(2 * spec.interval_s)  # one more scrape of Triton and the gateway after the last request
-        results = collect(prom.client, spec, window, outcome)
+        results = collect(prom.client, spec, window, outcome, exited)
     write_results(results, spec.out)
     return results
 
@@ -232,9 +233,13 @@ def _instances(spec: LoadSpec) -> int:
     return sum(instance_count((spec.repo / m / "config.pbtxt").read_text()) for m in models)
 
 
-def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome) -> dict:
-    """Every figure of the run, read back through PromQL."""
-    settled = q.Window(window.start, window.end + 1.5 * spec.interval_s)  # evaluation point after the final scrape
+def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome, exited: float | None = None) -> dict:
+    """Every figure of the run, read back through PromQL.
+
+    Totals are read after a scrape that followed Locust's exit (`exited`): its test ends on the master before
+    the workers have finished their last requests.
+    """
+    settled = q.Window(window.start, max(window.end, exited or 0.0) + 1.5 * spec.interval_s)
     steps = _steps(client, spec.out / "steps.json")
     return {
         "spec": _spec_dict(spec), "partial": outcome.partial, "locust_returncode": outcome.returncode,
