@@ -12,13 +12,13 @@ import numpy as np
 from torch import nn
 
 from build.data import Dataset, ImageSet
-from build.export import Tolerance
 from build.hardware import Hardware, detect
 from build.models import Classifier
 from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
 from build.runtimes import Runtime
 from build.teacher_logits import teacher_logits
+from build.verification import Tolerance
 
 T = TypeVar("T")
 

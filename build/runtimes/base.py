@@ -7,9 +7,9 @@ from typing import Protocol
 
 import numpy as np
 
-from build.export import Tolerance
 from build.hardware import Hardware
 from build.repository.model_config import RuntimeFields
+from build.verification import Tolerance
 
 
 class Runner(Protocol):

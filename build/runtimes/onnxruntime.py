@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from build.export import Tolerance
 from build.hardware import Hardware
 from build.repository.model_config import RuntimeFields
+from build.verification import Tolerance
 
 FILENAME = "model.onnx"
 

@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 
 from build.errors import ModelRejected
-from build.export import Tolerance
 from build.hardware import Hardware
 from build.repository.model_config import RuntimeFields, from_pbtxt
+from build.verification import Tolerance
 
 if TYPE_CHECKING:  # imported when used: without the openvino package this runtime is skipped, not fatal
     from serving.backends.openvino.ov_session import OvSession, OvSettings

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from build.data.dataset import sha256_file
 from build.errors import ModelRejected, VariantRejected
-from build.export import verify
 from build.measure import compressed_mb, runner_accuracy, size_mb
 from build.pipeline import BuildContext, Step, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
@@ -15,6 +14,7 @@ from build.repository.publish import read_manifest
 from build.runtimes import REFERENCE_RUNTIME, Runtime
 from build.steps.quantize import onnx_accuracy
 from build.variants.base import Variant
+from build.verification import verify
 
 
 def model_name(arch: str, variant: str, runtime: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from build.export import Tolerance
 from build.hardware import Hardware
 from build.pipeline import Step
+from build.verification import Tolerance
 
 
 def _runs_well(hw: Hardware) -> str | None:

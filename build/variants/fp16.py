@@ -1,10 +1,10 @@
 """fp16: FP16 ONNX with FP32 inputs and outputs. For GPU runtimes; ORT's CPU provider casts back."""
 
-from build.export import Tolerance
 from build.hardware import Hardware
 from build.steps.fp16 import ConvertFp16
 from build.steps.source import FromVariant
 from build.variants.base import Variant
+from build.verification import Tolerance
 
 
 def fp16_note(hw: Hardware) -> str | None:

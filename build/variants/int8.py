@@ -1,10 +1,10 @@
 """int8: post-training static quantization to QDQ ONNX (the format TensorRT also reads)."""
 
-from build.export import Tolerance
 from build.hardware import Hardware
 from build.steps.quantize import QuantizeStatic
 from build.steps.source import FromVariant
 from build.variants.base import Variant
+from build.verification import Tolerance
 
 
 def int8_note(hw: Hardware) -> str | None:
