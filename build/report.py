@@ -165,12 +165,15 @@ def pareto_front(rows: list[dict]) -> list[dict]:
 
 
 def pareto_chart(rows: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.scatter([r["latency_b1_p50_ms"] for r in rows], [r["top1"] * 100 for r in rows])
-    for r in rows:
-        ax.annotate(r["model"], (r["latency_b1_p50_ms"], r["top1"] * 100), fontsize=7,
-                    xytext=(4, 2), textcoords="offset points")
+    """One colour per runtime; only the Pareto front is labelled, so the labels stay readable."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for runtime in sorted({r["runtime"] for r in rows}):
+        mine = [r for r in rows if r["runtime"] == runtime]
+        ax.scatter([r["latency_b1_p50_ms"] for r in mine], [r["top1"] * 100 for r in mine], label=runtime, alpha=0.8)
     front = pareto_front(rows)
+    for r in front:
+        ax.annotate(r["model"], (r["latency_b1_p50_ms"], r["top1"] * 100), fontsize=7,
+                    xytext=(4, -10), textcoords="offset points")
     ax.plot([r["latency_b1_p50_ms"] for r in front], [r["top1"] * 100 for r in front], "r--", label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel("batch-1 latency, p50 (ms, log scale)")
