@@ -28,7 +28,7 @@ PROFILES: dict[str, BuildOptions] = {
     # Every variant from the shipped teacher in about half an hour on 2 CPU cores.
     "default": BuildOptions(min_accuracy=0.5),
     # CI: a subset and a few steps of training. Checks the machinery; its accuracies mean nothing.
-    "quick": BuildOptions(verify_images=200, eval_images=1000, train_images=2048, max_train_steps=10,
+    "quick": BuildOptions(verify_images=200, eval_images=500, train_images=2048, max_train_steps=10,
                           profile="quick"),  # no accuracy floor: these accuracies mean nothing
     # For a GPU: fine-tuning and distillation run to convergence.
     "long": BuildOptions(min_accuracy=0.5, profile="long", settings={

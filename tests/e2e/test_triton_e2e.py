@@ -139,6 +139,7 @@ def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
     wanted = set(VARIANTS) if full_data_spec() else set(variants.split(","))
     assert published | set(data["rejected"]) == wanted, "every variant is published, or the report says why not"
     assert {"fp32", "pruned", "distilled"} <= published and not data["accuracy_meaningful"]
+    assert {r["runtime"] for r in data["models"]} == {"onnxruntime", "openvino", "openvino_bf16"}
     assert all(r["speedup_b64"] > 0 and r["peak_memory_mb"] > 0 for r in data["models"])
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("resnet18_")]
     assert sorted(row[0] for row in rows) == sorted(r["model"] for r in data["models"])
