@@ -253,3 +253,81 @@ def report(c, root=str(REPORTS / "loadtest")):
 
     for path in write_report(Path(root)):
         print(path)
+
+
+@task(help={
+    "data": "CIFAR-10 whose first test image is the payload: ImageFolder dir or .tar.gz, or cifar-10-python.tar.gz "
+            "(default: $TRITONZOO_DATA)",
+    "connections": "wrk connections (1 thread) and Locust users", "rounds": "interleaved rounds (median)",
+    "warmup": "seconds after the first answered request before the window opens",
+    "seconds": "seconds in the measured window",
+    "generators": "on the trivial model: wrk, locust-<N>p (the project's TritonHttpUser in N Locust processes), "
+                  "lean-<N>p (loadtest/locust_lean.py's raw-socket user)",
+    "models": "also compare on these zoo variants of --repo (comma-separated, or 'all'); none by default",
+    "variant_generators": "generators run against each variant (wrk is the baseline)",
+    "repo": "model repository (built) for --models", "out": "folder for headroom.json and headroom.md",
+})
+@friendly
+def bench_loadgen(c, data=None, connections=8, rounds=3, warmup=1.5, seconds=4.0,
+                  generators="wrk,locust-1p,locust-2p,lean-1p,lean-2p", models="", variant_generators="wrk,locust-1p",
+                  repo=str(REPO), out=str(REPORTS / "loadgen")):
+    """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
+    import os
+
+    from loadtest.headroom import HeadroomPlan, run_headroom
+    from loadtest.images import load_test_images
+
+    source = data or os.environ.get("TRITONZOO_DATA")
+    if not source:
+        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payload")
+    chosen = _csv(models)
+    if chosen == ["all"]:
+        from serving.manifest import load_manifest
+
+        chosen = sorted(load_manifest(Path(repo)))
+    plan = HeadroomPlan(connections=connections, rounds=rounds, warmup_s=warmup, measure_s=seconds,
+                        generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)))
+    try:
+        _, md = run_headroom(load_test_images(Path(source), 1)[0], plan, Path(out), Path(repo), chosen)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(md.read_text())
+
+
+@task(help={
+    "model": "the model whose config is searched (a name in --repo's manifest)", "repo": "model repository (built)",
+    "data": "CIFAR-10 whose test images are the payloads: ImageFolder dir or .tar.gz, or cifar-10-python.tar.gz "
+            "(default: $TRITONZOO_DATA)",
+    "max_batch_sizes": "comma-separated max_batch_size values to try",
+    "delays_us": "comma-separated dynamic-batching max_queue_delay_microseconds values to try",
+    "instances": "comma-separated instance counts to try",
+    "concurrency": "batch-1 requests kept in flight (closed loop)", "seconds": "measured seconds per trial per round",
+    "warmup": "seconds of load after each reload, not measured", "rounds": "interleaved rounds (median)",
+    "slo_ms": "latency SLO in ms", "slo_quantile": "quantile the SLO applies to",
+    "max_error_rate": "failures per request that break the SLO",
+    "min_gain": "write the winner only if it beats the current config's throughput by this fraction",
+    "dry_run": "search and report, but leave the repository's config as it is",
+    "images": "CIFAR-10 test images to cycle through", "out": "folder for <model>.json and <model>.md",
+})
+@friendly
+def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", delays_us="0,2000", instances="1,2",
+                concurrency=8, seconds=4.0, warmup=1.0, rounds=1, slo_ms=100.0, slo_quantile=0.95,
+                max_error_rate=0.01, min_gain=0.03, dry_run=False, images=64, out=str(REPORTS / "config_search")):
+    """Search max batch size x batching delay x instances for one model; write the best config within the SLO."""
+    import os
+
+    from loadtest.config_search import SearchPlan, trials_from
+    from loadtest.config_search import tune_config as run_search
+    from loadtest.images import load_test_images
+
+    source = data or os.environ.get("TRITONZOO_DATA")
+    if not source:
+        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    plan = SearchPlan(trials_from(max_batch_sizes), trials_from(delays_us), trials_from(instances), concurrency,
+                      seconds, warmup, rounds, slo_ms, slo_quantile, max_error_rate, min_gain)
+    try:
+        _, md = run_search(Path(repo), model, load_test_images(Path(source), images), plan, Path(out),
+                           write=not dry_run)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(md.read_text())

@@ -1,0 +1,57 @@
+"""Load-generator headroom and config search end to end: real Triton, real wrk and Locust, a real model reloaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from build.data import load_dataset
+from loadtest.config_search import SearchPlan, Trial, apply_trial, current_trial, read_config, tune_config
+from loadtest.headroom import HeadroomPlan, run_headroom
+from loadtest.images import load_test_images
+from tests.conftest import MINI_ARCHIVE
+from tests.e2e.stack import publish
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("wrk") is None,
+                                                  reason="wrk absent: apt-get install wrk (.ci/run)")]
+
+
+def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -> None:
+    plan = HeadroomPlan(connections=4, rounds=1, warmup_s=0.5, measure_s=1.5,
+                        generators=("wrk", "locust-1p", "lean-2p"))
+    json_path, md_path = run_headroom(load_test_images(MINI_ARCHIVE, 1)[0], plan, tmp_path)
+    results = json.loads(json_path.read_text())
+    trivial = results["trivial"]
+    assert results["partial"] is None and trivial["answer_shape"] == [1, 10]
+    for name in plan.generators:
+        row = trivial["summary"][name]
+        assert row["rps"] > 0 and row["server_failures"] == 0 and row["client_failures"] == 0, name
+        assert row["cores"]["generator"] > 0 and row["us_per_request"]["triton"] > 0, name
+    wrk = next(s for s in trivial["samples"] if s["generator"] == "wrk")["wrk"]
+    assert wrk["requests"] > 0 and wrk["non_2xx"] == 0  # wrk's own summary came back: its requests succeeded
+    lean = next(s for s in trivial["samples"] if s["generator"] == "lean-2p")
+    assert lean["client"]["success"] > 0 and lean["client"]["failure"] == 0  # both worker processes' exporters
+    assert trivial["verdict"]["best"] in ("locust-1p", "lean-2p") and "| wrk |" in md_path.read_text()
+
+
+def test_config_search_reloads_each_trial_and_writes_the_winner_back(tmp_path: Path) -> None:
+    data = load_dataset(str(MINI_ARCHIVE), tmp_path / "cache")
+    model = publish(data, tmp_path / "repo", "tiny", tmp_path)
+    path = tmp_path / "repo" / model / "config.pbtxt"
+    original = read_config(path)
+    plan = SearchPlan(max_batch_sizes=(8,), delays_us=(0,), instances=(1, 2), concurrency=4, seconds=1.0,
+                      warmup_s=0.3, slo_ms=10_000, min_gain=0.0)
+    json_path, md_path = tune_config(tmp_path / "repo", model, data.test.images[:16], plan, tmp_path / "out")
+    results = json.loads(json_path.read_text())
+    assert len(results["trials"]) == 3  # the grid and the current config
+    assert all(t["requests"] > 0 and t["failures"] == 0 and t["meets_slo"] for t in results["trials"])
+    assert {t["avg_batch"] is not None for t in results["trials"]} == {True}  # Triton's counters moved each trial
+    chosen = Trial(**results["chosen"])
+    if results["written"]:
+        assert read_config(path) == apply_trial(original, chosen)  # only the searched fields changed
+    else:
+        assert chosen == current_trial(original) and read_config(path) == original
+    assert not list(path.parent.glob(".config-*")) and "Config search" in md_path.read_text()
