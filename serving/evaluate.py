@@ -49,10 +49,10 @@ def build_accuracy(recorded: dict, images: int) -> float | None:
 
 
 def format_table(results: list[ServedResult]) -> str:
-    header = f"{'model':<32} {'variant':<22} {'runtime':<14} {'acc (build)':>11} {'acc (served)':>12} " \
+    header = f"{'model':<40} {'variant':<22} {'runtime':<14} {'acc (build)':>11} {'acc (served)':>12} " \
              f"{'images':>7} {'p50 ms':>8} {'p99 ms':>8}"
     rows = [
-        f"{r.model:<32} {r.variant:<22} {r.runtime:<14} {_pct(r.build_accuracy):>11} {r.served_accuracy:>12.2%} "
+        f"{r.model:<40} {r.variant:<22} {r.runtime:<14} {_pct(r.build_accuracy):>11} {r.served_accuracy:>12.2%} "
         f"{r.images:>7} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
         for r in results
     ]
