@@ -268,8 +268,9 @@ def report(c, root=str(REPORTS / "loadtest")):
     "repo": "model repository (built) for --models", "out": "folder for headroom.json and headroom.md",
 })
 @friendly
-def bench_loadgen(c, data=None, connections=8, rounds=3, warmup=1.5, seconds=4.0,
-                  generators="wrk,locust-1p,locust-2p,lean-1p,lean-2p", models="", variant_generators="wrk,locust-1p",
+def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.0,
+                  generators="wrk,locust-1p,locust-2p,lean-1p,lean-2p", models="",
+                  variant_generators="wrk,locust-1p,lean-1p",
                   repo=str(REPO), out=str(REPORTS / "loadgen")):
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
     import os
