@@ -130,23 +130,53 @@ def gateway_figures(client: PromClient, window: Window) -> dict[str, dict]:
     return figures
 
 
-def time_series(client: PromClient, window: Window, step_s: float) -> dict[str, list[dict]]:
-    """Throughput, latency and queueing over the run, for the report's charts."""
-    rate = f"{max(4 * step_s, 2):g}s"  # several scrapes per rate window
+def series_queries(rate: str) -> dict[str, str]:
+    """The time series a run reports (and the Grafana dashboard shows), with `rate` as the rate() window."""
 
     def triton(metric: str) -> str:
         return f'sum by (model) (rate({metric}{{job="triton"}}[{rate}]))'
 
-    queries = {
+    compute = " + ".join(triton(f"nv_inference_{d}_duration_us") for d in ("compute_input", "compute_infer",
+                                                                            "compute_output"))
+    return {
         "triton_inferences_per_s": triton("nv_inference_count"),
         "triton_queue_us_per_request": f'{triton("nv_inference_queue_duration_us")} / '
                                        f'{triton("nv_inference_request_success")}',
+        "triton_compute_us_per_request": f'({compute}) / {triton("nv_inference_request_success")}',
         "triton_avg_batch_size": f'{triton("nv_inference_count")} / {triton("nv_inference_exec_count")}',
         "locust_requests_per_s": f"sum by (outcome) (rate({LOCUST_REQUESTS}[{rate}]))",
         "locust_p95_s": f"histogram_quantile(0.95, sum by (le) (rate({LOCUST_BUCKETS}[{rate}])))",
     }
+
+
+def time_series(client: PromClient, window: Window, step_s: float) -> dict[str, list[dict]]:
+    """Throughput, latency and queueing over the run, for the report's charts."""
+    rate = f"{max(4 * step_s, 2):g}s"  # several scrapes per rate window
     out = {}
-    for name, expr in queries.items():
+    for name, expr in series_queries(rate).items():
         out[name] = [{"labels": s["metric"], "points": [[float(t), clean(float(v))] for t, v in s["values"]]}
                      for s in client.query_range(expr, window.start, window.end, step_s)]
+    return out
+
+
+def histogram_buckets(client: PromClient, buckets: str, window: Window, by: tuple[str, ...] = ("name",)) -> dict:
+    """An exporter's final histogram per `by` labels: cumulative counts per bucket bound ('+Inf' included), exact sum
+    and count, all outcomes. Kept in the results so a report can compute confidence intervals without Prometheus."""
+    base = buckets.removesuffix("_bucket")
+    group = ", ".join(by)
+
+    def final(metric: str, extra: str = "") -> list[dict]:
+        return client.query(f"sum by ({group}{extra}) (last_over_time({metric}[{window.range}]))", window.end)
+
+    def key(row: dict) -> str:
+        return "/".join(row["metric"].get(label, "") for label in by)
+
+    out: dict[str, dict] = {}
+    for row in final(buckets, ", le"):
+        out.setdefault(key(row), {"buckets": []})["buckets"].append([row["metric"]["le"], float(row["value"][1])])
+    for part in ("sum", "count"):
+        for row in final(f"{base}_{part}"):
+            out.setdefault(key(row), {"buckets": []})[part] = float(row["value"][1])
+    for hist in out.values():
+        hist["buckets"].sort(key=lambda b: float(b[0]))
     return out

@@ -28,3 +28,61 @@ def test_report_has_capacity_table_charts_and_partial_marks(tmp_path: Path) -> N
     assert "| step-m | m | 420.0 | 30.10 | 400.0 |" in text and "PARTIAL RESULTS" in text
     assert (tmp_path / "step-m-curve.png").stat().st_size > 0 and (tmp_path / "cut-series.png").exists()
     assert "(PARTIAL)" in page.read_text() and 'src="step-m-curve.png"' in page.read_text()
+
+
+def experiment_run() -> dict:
+    from tests.loadtest.test_abstats import hist
+
+    results = run(None, False)
+    results["spec"] = {"target": "experiment", "shape": "constant", "models": ["a", "b"], "processes": 1}
+    results["locust"] = {"requests": {"ab:a": {"success": 95.0, "failure": 5.0},
+                                      "ab:b": {"success": 100.0, "failure": 0.0}},
+                         "latency_s": {}, "latency_buckets": {"ab:a": hist([0.001] * 50 + [0.003] * 50, [0.002, 0.004]),
+                                                              "ab:b": hist([0.001] * 100, [0.002, 0.004])}}
+    return results
+
+
+def test_report_gathers_zoo_charts_saturation_ab_headroom_config_search_and_grafana(tmp_path: Path) -> None:
+    root, reports = tmp_path / "loadtest", tmp_path
+    (root / "ab-run").mkdir(parents=True)
+    (root / "ab-run" / "loadtest.json").write_text(json.dumps(experiment_run()))
+    (reports / "zoo").mkdir()
+    (reports / "zoo" / "speedup.png").write_bytes(b"png")
+    (reports / "served").mkdir()
+    (reports / "served" / "saturation.json").write_text(json.dumps({
+        "plan": {"batch": 64, "in_flight": 4, "rounds": 3, "seconds": 10.0}, "baseline": "a",
+        "models": {"a": {"served_ips": 300.0, "rounds_ips": [299.0, 300.0], "failed_requests": 0,
+                         "speedup_vs_baseline": 1.0, "in_process_ips": 310, "served_over_in_process": 0.97}}}))
+    write_headroom_and_search(reports)
+    md, page = write_report(root)
+    text = md.read_text()
+    assert "## Load-generator headroom" in text and "| lean-1p | 9000 | 0.69x | 0 / 0 |" in text
+    assert "m: lean-1p NOT within 10%." in text and "## Config search" in text and "| 8 | 0 | 2 | 150.0 |" in text
+    assert (root / "zoo-speedup.png").read_bytes() == b"png" and "![zoo-speedup](zoo-speedup.png)" in text
+    assert "| a | 300 | 299, 300 | 1.00x | 310 | 0.97x | 0 |" in text
+    assert "## A/B results: ab-run" in text and "| a | 100 | 5 | 50.00% [" in text and "95.00% [" in text
+    assert "Against the control arm `a`" in text and "| b | 5.00 pts [" in text
+    assert json.loads((root / "grafana-dashboard.json").read_text())["panels"]
+    assert "<table>" in page.read_text() and 'src="zoo-speedup.png"' in page.read_text()
+
+
+def write_headroom_and_search(reports: Path) -> None:
+    from dataclasses import asdict
+
+    from loadtest.config_search import SearchPlan, Trial
+    from loadtest.headroom import HeadroomPlan, summarize, verdict
+    from tests.loadtest.test_headroom import sample
+
+    summary = summarize([sample("wrk", 0, 13000, 110, 20), sample("lean-1p", 0, 9000, 110, 100)], 2)
+    (reports / "loadgen" / "variants").mkdir(parents=True)
+    (reports / "loadgen" / "headroom.json").write_text(json.dumps({
+        "plan": asdict(HeadroomPlan()), "trivial": {"summary": summary, "verdict": verdict(summary, 2)}}))
+    (reports / "loadgen" / "variants" / "headroom.json").write_text(json.dumps({
+        "plan": asdict(HeadroomPlan()), "trivial": {"summary": {"wrk": summary["wrk"]}},
+        "variants": {"m": {"summary": summary, "within_10pct": {"lean-1p": False}}}}))
+    (reports / "config_search").mkdir()
+    trial = {"max_batch_size": 8, "max_queue_delay_us": 0, "instances": 2, "rps": 150.0, "p95_ms": 4.0,
+             "p99_ms": None, "failures": 0, "meets_slo": True}
+    (reports / "config_search" / "m.json").write_text(json.dumps({
+        "model": "m", "plan": asdict(SearchPlan()), "current": asdict(Trial(64, 200, 1)),
+        "chosen": asdict(Trial(8, 0, 2)), "decision": "best", "written": True, "trials": [trial]}))
