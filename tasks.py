@@ -273,6 +273,7 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
                   variant_generators="wrk,locust-1p,lean-1p",
                   repo=str(REPO), out=str(REPORTS / "loadgen")):
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
+    import json
     import os
 
     from loadtest.headroom import HeadroomPlan, run_headroom
@@ -289,10 +290,12 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
     plan = HeadroomPlan(connections=connections, rounds=rounds, warmup_s=warmup, measure_s=seconds,
                         generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)))
     try:
-        _, md = run_headroom(load_test_images(Path(source), 1)[0], plan, Path(out), Path(repo), chosen)
+        results, md = run_headroom(load_test_images(Path(source), 1)[0], plan, Path(out), Path(repo), chosen)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(md.read_text())
+    if json.loads(results.read_text())["partial"]:
+        raise SystemExit(f"partial results in {out}")
 
 
 @task(help={
@@ -315,6 +318,7 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
                 concurrency=8, seconds=4.0, warmup=1.0, rounds=1, slo_ms=100.0, slo_quantile=0.95,
                 max_error_rate=0.01, min_gain=0.03, dry_run=False, images=64, out=str(REPORTS / "config_search")):
     """Search max batch size x batching delay x instances for one model; write the best config within the SLO."""
+    import json
     import os
 
     from loadtest.config_search import SearchPlan, trials_from
@@ -327,8 +331,10 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
     plan = SearchPlan(trials_from(max_batch_sizes), trials_from(delays_us), trials_from(instances), concurrency,
                       seconds, warmup, rounds, slo_ms, slo_quantile, max_error_rate, min_gain)
     try:
-        _, md = run_search(Path(repo), model, load_test_images(Path(source), images), plan, Path(out),
-                           write=not dry_run)
+        results, md = run_search(Path(repo), model, load_test_images(Path(source), images), plan, Path(out),
+                                 write=not dry_run)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(md.read_text())
+    if json.loads(results.read_text())["partial"]:
+        raise SystemExit(f"partial results (nothing written) in {out}")

@@ -367,8 +367,9 @@ def measure(gen: Generator, target: Target, plan: HeadroomPlan, triton_pgid: int
     return sample
 
 
-def run_rounds(target: Target, generators: list[str], plan: HeadroomPlan, triton_pgid: int) -> list[Sample]:
-    samples = []
+def run_rounds(target: Target, generators: list[str], plan: HeadroomPlan, triton_pgid: int,
+               samples: list[Sample]) -> list[Sample]:
+    """Appends to `samples` as it goes: an interrupted run keeps every window already measured."""
     for round_ in range(plan.rounds):
         for name in generators:
             samples.append(measure(generator(name), target, plan, triton_pgid, round_))
@@ -468,16 +469,20 @@ def check_request(target: Target) -> list[int]:
     return header["outputs"][0]["shape"]
 
 
-def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path) -> dict:
+def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dict) -> None:
+    """Fills `out` (also when interrupted: the summary covers the windows measured until then)."""
     publish_trivial(work / "repo")
-    with triton(work / "repo", (TRIVIAL,), work / "tritonserver.log") as server:
-        target = make_target(server.cfg.http_url, TRIVIAL, image, work / TRIVIAL)
-        shape = check_request(target)
-        samples = run_rounds(target, list(plan.generators), plan, server.process.pid)
-    cpus = os.cpu_count() or 1
-    summary = summarize(samples, cpus)
-    return {"model": TRIVIAL, "answer_shape": shape, "summary": summary, "verdict": verdict(summary, cpus),
-            "samples": [asdict(s) for s in samples]}
+    samples: list[Sample] = []
+    out.update(model=TRIVIAL, answer_shape=None)
+    try:
+        with triton(work / "repo", (TRIVIAL,), work / "tritonserver.log") as server:
+            target = make_target(server.cfg.http_url, TRIVIAL, image, work / TRIVIAL)
+            out["answer_shape"] = check_request(target)
+            run_rounds(target, list(plan.generators), plan, server.process.pid, samples)
+    finally:
+        cpus = os.cpu_count() or 1
+        summary = summarize(samples, cpus)
+        out.update(summary=summary, verdict=verdict(summary, cpus), samples=[asdict(s) for s in samples])
 
 
 def variant_headroom(repo: Path, models: list[str], image: np.ndarray, plan: HeadroomPlan, work: Path,
@@ -493,7 +498,7 @@ def variant_headroom(repo: Path, models: list[str], image: np.ndarray, plan: Hea
             target = make_target(server.cfg.http_url, model, image, work / model, io, repo)
             check_request(target)
             measure(generator("wrk"), target, plan, server.process.pid, -1)  # warm-up: first batches are slow
-            summary = summarize(run_rounds(target, list(plan.variant_generators), plan, server.process.pid),
+            summary = summarize(run_rounds(target, list(plan.variant_generators), plan, server.process.pid, []),
                                 os.cpu_count() or 1)
             out[model] = {"summary": summary, "within_10pct": {n: r["vs_wrk"] >= VARIANT_TARGET for n, r in
                                                              summary.items() if n != "wrk" and r["vs_wrk"]}}
@@ -521,7 +526,8 @@ def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Pat
     results = {"plan": asdict(plan), "cpu_count": os.cpu_count(), "started_at": time.time(), "partial": None}
     try:
         with tempfile.TemporaryDirectory(prefix="tz-headroom-") as tmp:
-            results["trivial"] = trivial_headroom(image, plan, Path(tmp))
+            results["trivial"] = {}
+            trivial_headroom(image, plan, Path(tmp), results["trivial"])
             if models:
                 results["variants"] = {}
                 variant_headroom(repo, models, image, plan, Path(tmp), results["variants"])
