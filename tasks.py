@@ -41,6 +41,16 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _payload_source(data: str | None) -> Path:
+    """CIFAR-10 for load payloads: --data, else $TRITONZOO_DATA (no download: load machines may be offline)."""
+    import os
+
+    source = data or os.environ.get("TRITONZOO_DATA")
+    if not source:
+        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    return Path(source)
+
+
 def _variants(value: str) -> list[str]:
     from build.variants import VARIANTS
 
@@ -190,19 +200,15 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
              max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0, out=None,
              target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
-    import os
-
     from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_load
     from loadtest.shapes import StepPlan
 
-    source = data or os.environ.get("TRITONZOO_DATA")
-    if not source:
-        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    source = _payload_source(data)
     step = StepPlan(start_users=start_users, step_users=step_users, step_seconds=step_seconds, max_users=max_users,
                     slo_ms=slo_ms, slo_quantile=slo_quantile, max_error_rate=max_error_rate)
     chosen = tuple(m for m in _csv(models) if m != "all")
     out = out or str(REPORTS / "loadtest" / f"{shape}-{target}-{'+'.join(chosen) or 'all'}")
-    spec = LoadSpec(Path(repo), Path(source), Path(out), chosen, target, shape, users, rate, seconds, max_requests,
+    spec = LoadSpec(Path(repo), source, Path(out), chosen, target, shape, users, rate, seconds, max_requests,
                     images, processes, interval, step)
     try:
         if shape == "step":
@@ -227,18 +233,14 @@ def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_in
                  "resnet18_fp32_openvino_bf16,resnet18_pruned_int8_openvino", seconds=10.0, rounds=3, in_flight=4,
                  out=str(REPORTS / "served")):
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
-    import os
-
     from loadtest.images import load_test_images
     from loadtest.saturation import SaturationPlan, run_saturation_benchmark
 
-    source = data or os.environ.get("TRITONZOO_DATA")
-    if not source:
-        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    source = _payload_source(data)
     chosen = _csv(models)
     plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight)
     try:
-        path = run_saturation_benchmark(Path(repo), chosen, load_test_images(Path(source), 64), plan, chosen[0],
+        path = run_saturation_benchmark(Path(repo), chosen, load_test_images(source, 64), plan, chosen[0],
                                         Path(out))
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -274,14 +276,11 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
                   repo=str(REPO), out=str(REPORTS / "loadgen")):
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
     import json
-    import os
 
     from loadtest.headroom import HeadroomPlan, run_headroom
     from loadtest.images import load_test_images
 
-    source = data or os.environ.get("TRITONZOO_DATA")
-    if not source:
-        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payload")
+    source = _payload_source(data)
     chosen = _csv(models)
     if chosen == ["all"]:
         from serving.manifest import load_manifest
@@ -290,7 +289,7 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
     plan = HeadroomPlan(connections=connections, rounds=rounds, warmup_s=warmup, measure_s=seconds,
                         generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)))
     try:
-        results, md = run_headroom(load_test_images(Path(source), 1)[0], plan, Path(out), Path(repo), chosen)
+        results, md = run_headroom(load_test_images(source, 1)[0], plan, Path(out), Path(repo), chosen)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(md.read_text())
@@ -319,19 +318,16 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
                 max_error_rate=0.01, min_gain=0.03, dry_run=False, images=64, out=str(REPORTS / "config_search")):
     """Search max batch size x batching delay x instances for one model; write the best config within the SLO."""
     import json
-    import os
 
     from loadtest.config_search import SearchPlan, trials_from
     from loadtest.config_search import tune_config as run_search
     from loadtest.images import load_test_images
 
-    source = data or os.environ.get("TRITONZOO_DATA")
-    if not source:
-        raise SystemExit("error: give --data (or $TRITONZOO_DATA): a CIFAR-10 archive or folder for the payloads")
+    source = _payload_source(data)
     plan = SearchPlan(trials_from(max_batch_sizes), trials_from(delays_us), trials_from(instances), concurrency,
                       seconds, warmup, rounds, slo_ms, slo_quantile, max_error_rate, min_gain)
     try:
-        results, md = run_search(Path(repo), model, load_test_images(Path(source), images), plan, Path(out),
+        results, md = run_search(Path(repo), model, load_test_images(source, images), plan, Path(out),
                                  write=not dry_run)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
