@@ -97,7 +97,7 @@ class VariantState:
     reference_logits: np.ndarray | None = None
     recipe: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-    accuracy: dict[str, float] = field(default_factory=dict)  # runtime -> test top-1 of its model
+    reference_top1: float | None = None  # test top-1 of the variant's own file (the reference runtime's model)
     published: list[str] = field(default_factory=list)
 
 

@@ -31,7 +31,9 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from loadtest.closed_loop import LoopResult, closed_loop
 from loadtest.gateway_overhead import kserve_request
+from serving.triton import TritonConfig, TritonServer, model_stats
 
 
 @dataclass(frozen=True, order=True)
@@ -118,47 +120,6 @@ def write_config_atomically(path: Path, cfg: pb.ModelConfig) -> None:
 # --- the load --------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LoopResult:
-    requests: int
-    failures: int
-    seconds: float
-    latencies_ms: list[float]           # every request's, failures included
-
-
-async def closed_loop(http: str, path: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int,
-                      seconds: float) -> LoopResult:
-    """`concurrency` clients, each sending its next request when the last one returns; a failure is a request too."""
-    from serving.gateway.http_pool import HttpPool, UpstreamError
-
-    host, _, port = http.rpartition(":")
-    pool = HttpPool(host, int(port), timeout_s=30, max_idle=concurrency)
-    latencies: list[float] = []
-    failures = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-
-    async def client(offset: int) -> None:
-        nonlocal failures
-        for i in itertools.count(offset):
-            if time.perf_counter() >= deadline:
-                return
-            body, headers = bodies[i % len(bodies)]
-            t0 = time.perf_counter()
-            try:
-                ok = (await pool.request("POST", path, body, headers)).status == 200
-            except UpstreamError:
-                ok = False
-            latencies.append((time.perf_counter() - t0) * 1e3)
-            failures += not ok
-
-    try:
-        await asyncio.gather(*(client(k * 7) for k in range(concurrency)))
-    finally:
-        await pool.close()
-    return LoopResult(len(latencies), failures, time.perf_counter() - start, latencies)
-
-
 def figures(result: LoopResult, batches: tuple[int, int] | None, slo_quantile: float) -> dict:
     ok = result.requests - result.failures
     lat = np.asarray(result.latencies_ms)
@@ -197,9 +158,8 @@ def reload(http: str, model: str) -> None:
 
 def batch_counts(http: str, model: str) -> tuple[int, int]:
     """(inferences, executions) so far: their ratio over a trial is the average batch size Triton formed."""
-    with urllib.request.urlopen(f"http://{http}/v2/models/{model}/stats", timeout=10) as resp:
-        stats = json.load(resp)["model_stats"]
-    return sum(int(s["inference_count"]) for s in stats), sum(int(s["execution_count"]) for s in stats)
+    stats = model_stats(http, model)
+    return stats["inferences"], stats["executions"]
 
 
 def trial_repository(repo: Path, model: str, root: Path) -> Path:
@@ -270,8 +230,6 @@ def search(repo: Path, model: str, images: np.ndarray, plan: SearchPlan, log: Pa
     """Every trial on a temporary copy, round by round into `rounds` (so an interrupted search keeps what it
     measured)."""
     from serving.manifest import load_manifest
-    from serving.triton import TritonConfig, TritonServer
-
     io = load_manifest(repo)[model]["io"]
     bodies = [kserve_request(image, io["input"], io["output"]) for image in images]
     cfg = read_config(repo / model / "config.pbtxt")

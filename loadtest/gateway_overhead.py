@@ -10,14 +10,13 @@ import asyncio
 import json
 import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from serving.gateway.http_pool import HttpPool
+from loadtest.closed_loop import closed_loop
 
 
 @dataclass(frozen=True)
@@ -60,41 +59,24 @@ def kserve_request(image: np.ndarray, input_name: str, output_name: str) -> tupl
                                       "Inference-Header-Content-Length": str(len(header))}
 
 
-async def closed_loop(target: Target, concurrency: int, seconds: float) -> RunResult:
-    """`concurrency` clients, each sending its next request as soon as the last one returns.
-
-    The client is the gateway's own lean HTTP pool: httpx costs about 2 ms of CPU per request here, which
-    on 2 shared cores would measure the load generator as much as the servers.
-    """
+async def run_target(target: Target, concurrency: int, seconds: float) -> RunResult:
+    """Closed-loop load on one target; every request must succeed, or the comparison means nothing."""
     url = urlsplit(target.url)
-    pool = HttpPool(url.hostname, url.port, timeout_s=30)
-    latencies: list[float] = []
-    start = time.perf_counter()
-    deadline = start + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            r = await pool.request("POST", url.path, target.body, target.headers)
-            if r.status != 200:
-                raise RuntimeError(f"{target.name}: HTTP {r.status}: {r.body[:200]!r}")
-            latencies.append((time.perf_counter() - t0) * 1e3)
-
-    try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    finally:
-        await pool.close()
-    return RunResult(len(latencies), time.perf_counter() - start, latencies)
+    result = await closed_loop(f"{url.hostname}:{url.port}", url.path, [(target.body, target.headers)],
+                               concurrency, seconds)
+    if result.failures:
+        raise RuntimeError(f"{target.name}: {result.failures} of {result.requests} requests failed")
+    return RunResult(result.requests, result.seconds, result.latencies_ms)
 
 
 def benchmark(targets: list[Target], concurrency: int, seconds: float, repeats: int,
               warmup_s: float = 3.0) -> list[Summary]:
     for target in targets:
-        asyncio.run(closed_loop(target, concurrency, warmup_s))
+        asyncio.run(run_target(target, concurrency, warmup_s))
     runs: dict[str, list[RunResult]] = {t.name: [] for t in targets}
     for _ in range(repeats):
         for target in targets:
-            runs[target.name].append(asyncio.run(closed_loop(target, concurrency, seconds)))
+            runs[target.name].append(asyncio.run(run_target(target, concurrency, seconds)))
     return [summarize(name, results) for name, results in runs.items()]
 
 

@@ -24,15 +24,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from loadtest.gateway_overhead import kserve_request
-from loadtest.processes import interrupt, log_tail, spawn, stop_group
+from serving.processes import interrupt, log_tail, spawn, stop_group
+from serving.triton import TritonConfig, TritonServer, model_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "trivial"
@@ -250,16 +249,6 @@ def machine_cpu_seconds() -> tuple[float, float]:
     return (total - idle) / hz, total / hz
 
 
-def model_counts(http: str, model: str) -> dict[str, int]:
-    """Triton's own statistics of the model: successful and failed requests, inferences and executions."""
-    with urllib.request.urlopen(f"http://{http}/v2/models/{model}/stats", timeout=10) as resp:
-        stats = json.load(resp)["model_stats"]
-    return {"success": sum(int(s["inference_stats"]["success"]["count"]) for s in stats),
-            "failure": sum(int(s["inference_stats"]["fail"]["count"]) for s in stats),
-            "inferences": sum(int(s["inference_count"]) for s in stats),
-            "executions": sum(int(s["execution_count"]) for s in stats)}
-
-
 def exporter_counts(ports: list[int]) -> dict[str, float]:
     """Locust's requests by outcome from the project's exporter in each of its processes (failures included)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -289,7 +278,7 @@ class Snapshot:
 
 
 def snapshot(target: Target, triton_pgid: int, gen_pgid: int, exporter_ports: list[int] | None) -> Snapshot:
-    return Snapshot(time.monotonic(), model_counts(target.http, target.model), group_cpu_seconds(triton_pgid),
+    return Snapshot(time.monotonic(), model_stats(target.http, target.model), group_cpu_seconds(triton_pgid),
                     group_cpu_seconds(gen_pgid), machine_cpu_seconds(),
                     exporter_counts(exporter_ports) if exporter_ports else None)
 
@@ -331,9 +320,9 @@ def window_sample(gen: Generator, round_: int, a: Snapshot, b: Snapshot) -> Samp
 
 def wait_flowing(target: Target, proc, timeout: float, log: Path) -> None:
     """Until Triton answers the generator's first request (the generator's start-up does not count)."""
-    start = model_counts(target.http, target.model)["success"]
+    start = model_stats(target.http, target.model)["success"]
     deadline = time.monotonic() + timeout
-    while model_counts(target.http, target.model)["success"] == start:
+    while model_stats(target.http, target.model)["success"] == start:
         if proc.poll() is not None:
             raise RuntimeError(f"the load generator exited with {proc.returncode} before sending:\n{log_tail(log)}")
         if time.monotonic() > deadline:
@@ -450,15 +439,6 @@ def verdict(summary: dict[str, dict], cpu_count: int) -> dict:
 # --- running it ----------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def triton(repo: Path, models: tuple[str, ...], log: Path) -> Iterator:
-    from serving.triton import TritonConfig, TritonServer
-
-    loads = tuple(f"--load-model={m}" for m in models)
-    with TritonServer(TritonConfig.on_free_ports(repo, model_control="explicit", extra_args=loads), log) as server:
-        yield server
-
-
 def check_request(target: Target) -> list[int]:
     """One request, as every generator will send it, must succeed with a [1, 10] answer: else nothing is measured."""
     req = urllib.request.Request(f"http://{target.http}{target.path}", data=target.body, headers=target.headers,
@@ -475,7 +455,7 @@ def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dic
     samples: list[Sample] = []
     out.update(model=TRIVIAL, answer_shape=None)
     try:
-        with triton(work / "repo", (TRIVIAL,), work / "tritonserver.log") as server:
+        with TritonServer(TritonConfig.loading(work / "repo", (TRIVIAL,)), work / "tritonserver.log") as server:
             target = make_target(server.cfg.http_url, TRIVIAL, image, work / TRIVIAL)
             out["answer_shape"] = check_request(target)
             run_rounds(target, list(plan.generators), plan, server.process.pid, samples)
@@ -492,7 +472,7 @@ def variant_headroom(repo: Path, models: list[str], image: np.ndarray, plan: Hea
     from serving.manifest import load_manifest
 
     manifest = load_manifest(repo)
-    with triton(repo, tuple(models), work / "tritonserver-variants.log") as server:
+    with TritonServer(TritonConfig.loading(repo, models), work / "tritonserver-variants.log") as server:
         for model in models:
             io = (manifest[model]["io"]["input"], manifest[model]["io"]["output"])
             target = make_target(server.cfg.http_url, model, image, work / model, io, repo)

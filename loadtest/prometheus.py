@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.processes import log_tail, spawn, stop_group
+from serving.processes import log_tail, spawn, stop_group
 
 JOBS = ("triton", "gateway", "locust")  # job names the queries below select on
 

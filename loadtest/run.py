@@ -22,9 +22,9 @@ from pathlib import Path
 import loadtest.promql as q
 from loadtest.capacity import Slo, instance_count, plan_capacity
 from loadtest.images import load_test_images, save_images
-from loadtest.processes import interrupt, log_tail, spawn, stop_group
 from loadtest.prometheus import PrometheusServer
 from loadtest.shapes import ConstantPlan, StepPlan
+from serving.processes import interrupt, log_tail, spawn, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "GatewayUser",
@@ -85,8 +85,7 @@ def serve(spec: LoadSpec, admin_key: str) -> Iterator[Endpoints]:
         with StackProcess(command, f"http://127.0.0.1:{port}", env, ROOT):
             yield Endpoints(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", f"127.0.0.1:{metrics}", f"127.0.0.1:{port}")
         return
-    loads = tuple(f"--load-model={m}" for m in spec.models) or ("--load-model=*",)
-    cfg = TritonConfig.on_free_ports(spec.repo, model_control="explicit", extra_args=loads)
+    cfg = TritonConfig.loading(spec.repo, spec.models)
     with TritonServer(cfg, spec.out / "tritonserver.log"):
         yield Endpoints(cfg.http_url, cfg.grpc_url, f"{cfg.host}:{cfg.metrics_port}")
 

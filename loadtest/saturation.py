@@ -126,7 +126,6 @@ def run_saturation_benchmark(repo: Path, models: list[str], images: np.ndarray, 
     unknown = [m for m in models if m not in manifest]
     if unknown:
         raise ValueError(f"models {unknown} are not in {repo}; it has {sorted(manifest)}")
-    loads = tuple(f"--load-model={m}" for m in models)
-    with TritonServer(TritonConfig.on_free_ports(repo, model_control="explicit", extra_args=loads)) as server:
+    with TritonServer(TritonConfig.loading(repo, models)) as server:
         results = measure_saturation(server.cfg.grpc_url, models, images, plan)
     return write_results(compare(results, manifest, baseline), plan, baseline, out_dir)

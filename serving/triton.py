@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib.metadata
 import json
@@ -20,6 +19,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from serving.processes import log_tail, spawn, stop_group
 
 BACKENDS_SRC = Path(__file__).resolve().parent / "backends"
 CACHE_ENV = "TRITONZOO_CACHE"
@@ -44,6 +45,12 @@ class TritonConfig:
     def on_free_ports(cls, repository: Path, **kwargs) -> TritonConfig:
         http, grpc, metrics = free_ports(3)
         return cls(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, **kwargs)
+
+    @classmethod
+    def loading(cls, repository: Path, models: tuple[str, ...] | list[str] = ()) -> TritonConfig:
+        """On free ports with explicit model control: only `models` are loaded (every model when empty)."""
+        loads = tuple(f"--load-model={m}" for m in models) or ("--load-model=*",)
+        return cls.on_free_ports(repository, model_control="explicit", extra_args=loads)
 
     @property
     def http_url(self) -> str:
@@ -144,12 +151,10 @@ class TritonServer:
         if not Path(self.cfg.repository).is_dir():
             raise TritonError(f"model repository {self.cfg.repository} does not exist; build it with `invoke build`")
         backend_dir = prepare_backends()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         _exit_on_sigterm()
-        with open(self.log_path, "ab") as log:  # append: a restart must not erase why the last run died
-            # A session of its own: the whole group (server and Python stubs) is stopped together.
-            self.process = subprocess.Popen(command(self.cfg, backend_dir), stdout=log, stderr=subprocess.STDOUT,
-                                            env=environment(), start_new_session=True, preexec_fn=_die_with_parent)
+        # Appended log: a restart must not erase why the last run died. The group (server and Python stubs)
+        # is stopped together.
+        self.process = spawn(command(self.cfg, backend_dir), self.log_path, env=environment())
         try:
             self.wait_ready(timeout)
         except BaseException:
@@ -171,30 +176,10 @@ class TritonServer:
 
     def stop(self, grace: float = 15.0) -> None:
         proc, self.process = self.process, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal_group(proc.pid, signal.SIGKILL)  # stragglers: Python stubs outlive a crashed server
-        proc.wait()
+        stop_group(proc, grace=grace)  # SIGKILL after the grace: Python stubs outlive a crashed server
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child must not load libraries
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child: if this Python process is killed outright, the kernel stops the server too."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        return log_tail(self.log_path, lines)
 
 
 def _exit_on_sigterm() -> None:
@@ -216,13 +201,6 @@ def free_ports(n: int) -> list[int]:
             sock.close()
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def failed_models(http_url: str) -> dict[str, str]:
     """Models the server gave up on (state UNAVAILABLE with a reason), from the repository index."""
     req = urllib.request.Request(f"http://{http_url}/v2/repository/index", data=b"{}", method="POST")
@@ -232,6 +210,16 @@ def failed_models(http_url: str) -> dict[str, str]:
     except OSError:
         return {}
     return {m["name"]: m.get("reason", "") for m in index if m.get("state") == "UNAVAILABLE" and m.get("reason")}
+
+
+def model_stats(http_url: str, model: str) -> dict[str, int]:
+    """Triton's own counts for the model: successful and failed requests, inferences and executions."""
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/{model}/stats", timeout=10) as resp:
+        stats = json.load(resp)["model_stats"]
+    return {"success": sum(int(s["inference_stats"]["success"]["count"]) for s in stats),
+            "failure": sum(int(s["inference_stats"]["fail"]["count"]) for s in stats),
+            "inferences": sum(int(s["inference_count"]) for s in stats),
+            "executions": sum(int(s["execution_count"]) for s in stats)}
 
 
 def is_ready(http_url: str) -> bool:

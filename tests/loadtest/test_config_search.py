@@ -9,13 +9,12 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from loadtest.closed_loop import LoopResult, closed_loop
 from loadtest.config_search import (
-    LoopResult,
     SearchPlan,
     Trial,
     apply_trial,
     choose,
-    closed_loop,
     current_trial,
     failed_trial,
     figures,

@@ -1,4 +1,4 @@
-"""Child processes of a load run (Prometheus, Locust): own process group, stopped with their parent."""
+"""Child processes (Triton, Prometheus, Locust): a process group of their own, stopped with their parent."""
 
 from __future__ import annotations
 
