@@ -190,6 +190,8 @@ LOADTEST_HELP = {
     "headroom": "step shape: fraction of each replica's capacity kept spare",
     "price": "step shape: price per instance-hour, for the cost per million inferences",
     "confirm_seconds": "step shape: then run this long at the predicted capacity to check the SLO (0: skip)",
+    "each": "one run per model, each on its own Triton (per-variant curves and capacity plans), in sub-folders "
+            "of --out (default: reports/loadtest/<shape>-<target>-<model>)",
 }
 
 
@@ -198,28 +200,34 @@ LOADTEST_HELP = {
 def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="constant", users=4, rate=0.0,
              seconds=30.0, max_requests=0, images=500, processes=1, start_users=1, step_users=2, step_seconds=10.0,
              max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0, out=None,
-             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0):
+             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, each=False):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
-    from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_load
+    from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
     from loadtest.shapes import StepPlan
 
     source = _payload_source(data)
     step = StepPlan(start_users=start_users, step_users=step_users, step_seconds=step_seconds, max_users=max_users,
                     slo_ms=slo_ms, slo_quantile=slo_quantile, max_error_rate=max_error_rate)
     chosen = tuple(m for m in _csv(models) if m != "all")
-    out = out or str(REPORTS / "loadtest" / f"{shape}-{target}-{'+'.join(chosen) or 'all'}")
-    spec = LoadSpec(Path(repo), source, Path(out), chosen, target, shape, users, rate, seconds, max_requests,
-                    images, processes, interval, step)
+
+    def folder(name: str) -> Path:
+        return Path(out) / name if out else REPORTS / "loadtest" / f"{shape}-{target}-{name}"
+
+    spec = LoadSpec(Path(repo), source, Path(out) if out else folder("+".join(chosen) or "all"), chosen, target,
+                    shape, users, rate, seconds, max_requests, images, processes, interval, step)
+    goal = CapacityGoal(target_rps, headroom, price, confirm_seconds)
     try:
-        if shape == "step":
-            results = run_capacity(spec, CapacityGoal(target_rps, headroom, price, confirm_seconds))
+        if each:
+            runs = run_each(spec, goal, folder)
         else:
-            results = run_load(spec)
+            runs = {"": run_capacity(spec, goal) if shape == "step" else run_load(spec)}
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print((Path(out) / "loadtest.md").read_text())
-    if results["partial"]:
-        raise SystemExit(f"partial results ({results['partial']}) in {out}")
+    for name in runs:
+        print((folder(name) if each else spec.out).joinpath("loadtest.md").read_text())
+    partial = [name or str(spec.out) for name, r in runs.items() if r["partial"]]
+    if partial:
+        raise SystemExit(f"partial results in {', '.join(partial)}")
 
 
 @task(help={
@@ -263,16 +271,14 @@ def report(c, root=str(REPORTS / "loadtest")):
     "connections": "wrk connections (1 thread) and Locust users", "rounds": "interleaved rounds (median)",
     "warmup": "seconds after the first answered request before the window opens",
     "seconds": "seconds in the measured window",
-    "generators": "on the trivial model: wrk, locust-<N>p (the project's TritonHttpUser in N Locust processes), "
-                  "lean-<N>p (loadtest/locust_lean.py's raw-socket user)",
+    "generators": "on the trivial model: wrk, locust-<N>p (the project's TritonHttpUser in N Locust processes)",
     "models": "also compare on these zoo variants of --repo (comma-separated, or 'all'); none by default",
     "variant_generators": "generators run against each variant (wrk is the baseline)",
     "repo": "model repository (built) for --models", "out": "folder for headroom.json and headroom.md",
 })
 @friendly
 def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.0,
-                  generators="wrk,locust-1p,locust-2p,lean-1p,lean-2p", models="",
-                  variant_generators="wrk,locust-1p,lean-1p",
+                  generators="wrk,locust-1p,locust-2p", models="", variant_generators="wrk,locust-1p",
                   repo=str(REPO), out=str(REPORTS / "loadgen")):
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
     import json

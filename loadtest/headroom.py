@@ -45,17 +45,17 @@ OTHER_WARNING = 0.25    # cores taken by other processes that make a run's absol
 @dataclass(frozen=True)
 class Generator:
     name: str
-    kind: str           # wrk | locust (the project's TritonHttpUser) | lean (loadtest/locust_lean.py)
+    kind: str           # wrk | locust (the project's TritonHttpUser, as `invoke loadtest` runs it)
     processes: int = 1
 
 
 def generator(name: str) -> Generator:
-    """'wrk', or '<locust|lean>-<N>p': the project's TritonHttpUser or the lean user, in N Locust processes."""
-    match = re.fullmatch(r"(locust|lean)-(\d+)p", name)
+    """'wrk', or 'locust-<N>p': the project's TritonHttpUser in N Locust processes."""
+    match = re.fullmatch(r"(locust)-(\d+)p", name)
     if name == "wrk":
         return Generator("wrk", "wrk")
     if match is None or int(match[2]) < 1:
-        raise ValueError(f"unknown generator {name!r}: wrk, locust-<N>p or lean-<N>p (e.g. locust-2p)")
+        raise ValueError(f"unknown generator {name!r}: wrk or locust-<N>p (e.g. locust-2p)")
     return Generator(name, match[1], int(match[2]))
 
 
@@ -65,8 +65,8 @@ class HeadroomPlan:
     rounds: int = 3
     warmup_s: float = 1.5               # after the first answered request
     measure_s: float = 4.0
-    generators: tuple[str, ...] = ("wrk", "locust-1p", "locust-2p", "lean-1p", "lean-2p")
-    variant_generators: tuple[str, ...] = ("wrk", "locust-1p", "lean-1p")
+    generators: tuple[str, ...] = ("wrk", "locust-1p", "locust-2p")
+    variant_generators: tuple[str, ...] = ("wrk", "locust-1p")
     startup_timeout_s: float = 30.0
 
     def validate(self) -> None:
@@ -152,17 +152,9 @@ def make_target(http: str, model: str, image: np.ndarray, work: Path, io: tuple[
     work.mkdir(parents=True, exist_ok=True)
     target = Target(http, model, body, headers, work, repo)
     (work / "body.bin").write_bytes(body)
-    (work / "request.bin").write_bytes(raw_request(target))
     np.save(work / "images.npy", image[None])
     (work / "wrk.lua").write_text(wrk_script(work / "body.bin", headers))
     return target
-
-
-def raw_request(target: Target) -> bytes:
-    """The request as wrk sends it: request line, Host, Content-Length, our headers, body."""
-    head = [f"POST {target.path} HTTP/1.1", f"Host: {target.http}", f"Content-Length: {len(target.body)}"]
-    head += [f"{k}: {v}" for k, v in target.headers.items()]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + target.body
 
 
 def wrk_script(body_file: Path, headers: dict[str, str]) -> str:
@@ -200,9 +192,6 @@ def generator_command(gen: Generator, target: Target, connections: int, bound_s:
            "WARNING", "--stop-timeout", "2", "--tz-exporter-ports", ",".join(map(str, exporter_ports))]
     if gen.processes > 1:
         cmd += ["--processes", str(gen.processes)]
-    if gen.kind == "lean":
-        return cmd + ["-f", "loadtest/locust_lean.py", "LeanHttpUser", "--tz-request-file",
-                      str(target.work / "request.bin"), "--tz-name", target.model]
     cmd += ["-f", "loadtest/locustfile.py", "TritonHttpUser", "--tz-images-file", str(target.work / "images.npy"),
             "--tz-images", "1", "--tz-models", target.model, "--tz-linger", "0"]
     return cmd + (["--tz-repo", str(target.repo)] if target.repo else [])
@@ -577,8 +566,8 @@ def markdown(results: dict) -> str:
               f"interleaved rounds, medians. Throughput is Triton's own count of successful requests over a "
               f"{plan['measure_s']:g} s window that starts {plan['warmup_s']:g} s after the first answer; CPU from "
               f"/proc over the same window (cores = CPU seconds per second; {cpus} cores in all). "
-              "`locust-*`: the project's TritonHttpUser (FastHttpUser); `lean-*`: loadtest/locust_lean.py "
-              "(raw keep-alive socket, request bytes prepared once); "
+              "`locust-*`: the project's TritonHttpUser, as `invoke loadtest` runs it (raw keep-alive socket, request "
+              "bytes prepared once); "
               "`-Np`: N Locust processes (N > 1: Locust's distributed mode, N workers and a master). "
               "'other cores': CPU of every other process (this benchmark's driver included); the shared-CPU ceiling "
               "is what the machine's cores allow at Triton's and the generator's CPU per request.", ""]

@@ -24,15 +24,19 @@ class LoadMetrics:
                                  LABELS, buckets=LATENCY_BUCKETS, registry=self.registry)
         self.requests = Counter("tritonzoo_locust_requests", "Locust requests by outcome", LABELS,
                                 registry=self.registry)
+        self._children: dict[tuple[str, str, str], tuple] = {}
         self.errors = Counter("tritonzoo_locust_errors", "Locust failures by error", ["request_type", "name", "error"],
                               registry=self.registry)
 
     def on_request(self, request_type: str, name: str, response_time: float, exception: BaseException | None = None,
                    **_: object) -> None:
         """An `events.request` listener; `response_time` is in milliseconds, unrounded."""
-        outcome = "failure" if exception is not None else "success"
-        self.latency.labels(request_type, name, outcome).observe(response_time / 1000.0)
-        self.requests.labels(request_type, name, outcome).inc()
+        key = (request_type, name, "failure" if exception is not None else "success")
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a key: once per series, not once per request
+            children = self._children[key] = (self.latency.labels(*key), self.requests.labels(*key))
+        children[0].observe(response_time / 1000.0)
+        children[1].inc()
         if exception is not None:
             self.errors.labels(request_type, name, error_label(exception)).inc()
 

@@ -27,10 +27,12 @@ import numpy as np  # noqa: E402
 from locust import FastHttpUser, User, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
+from locust.user.task import LOCUST_STATE_STOPPING  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
 from loadtest.locust_metrics import LoadMetrics, serve_exporter  # noqa: E402
 from loadtest.payloads import ModelIO, gateway_tensor, triton_grpc, triton_http  # noqa: E402
+from loadtest.rawhttp import HttpStatusError, RawConnection  # noqa: E402
 
 locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the step shape decides on the master's totals: keep them fresh
 
@@ -74,12 +76,14 @@ class Workload:
 
     models: list[ModelIO]
     images: np.ndarray
+    host: str = ""  # Triton's host:port, for the Host header of ready-made HTTP requests
     _payloads: dict[tuple[str, str], list] = field(default_factory=dict)
 
     def payloads(self, kind: str, model: ModelIO) -> list:
         key = (kind, model.name)
         if key not in self._payloads:
-            encode = {"http": lambda: triton_http(model, self.images), "grpc": lambda: triton_grpc(model, self.images),
+            encode = {"http": lambda: triton_http(model, self.images, self.host),
+                      "grpc": lambda: triton_grpc(model, self.images),
                       "gateway": lambda: gateway_tensor(self.images)}[kind]
             self._payloads[key] = encode()
         return self._payloads[key]
@@ -106,7 +110,8 @@ def load_workload(opts) -> Workload:
         images = load_test_images(Path(opts.tz_data), opts.tz_images)
     else:
         raise SystemExit("locustfile: give --tz-images-file or --tz-data (real CIFAR-10 test images)")
-    return Workload(model_ios(opts.tz_repo, opts.tz_models), images)
+    host = (opts.host or "").removeprefix("http://").rstrip("/")
+    return Workload(model_ios(opts.tz_repo, opts.tz_models), images, host)
 
 
 def model_ios(repo: str, models: str) -> list[ModelIO]:
@@ -188,19 +193,54 @@ def _pacing(user: User) -> float:
     return constant_throughput(rate)(user) if rate > 0 else 0.0
 
 
-class TritonHttpUser(FastHttpUser):
-    """Triton's KServe v2 HTTP endpoint with binary tensor data (--host http://127.0.0.1:8000)."""
+class TritonHttpUser(User):
+    """Triton's KServe v2 HTTP endpoint with binary tensor data (--host http://127.0.0.1:8000): ready-made request
+    bytes written to a raw keep-alive socket, the response read with the least parsing that still checks it.
+
+    FastHttpUser builds headers, a request and a response object per request; on cores shared with Triton, that CPU
+    capped Locust at 0.4x wrk (`invoke bench-loadgen`). Every request still goes through `events.request`, so a
+    failure is counted like any other. Closed loop, the task loops by itself: Locust's scheduler, run once per task,
+    costs as much as the request. Paced (--tz-user-rps), it waits between requests.
+    """
 
     wait_time = _pacing
 
     def on_start(self) -> None:
         self.requests = WORKLOAD.cycle("http")
+        self.conn: RawConnection | None = None
+        host, _, port = WORKLOAD.host.rpartition(":")
+        self.address = (host, int(port))
+
+    def on_stop(self) -> None:
+        self._drop()
 
     @task
+    def loop(self) -> None:
+        paced = self.environment.parsed_options.tz_user_rps > 0
+        while self._state != LOCUST_STATE_STOPPING:
+            self.infer()
+            if paced:
+                self.wait()
+
     def infer(self) -> None:
-        model, payload = next(self.requests)
-        self.client.post(f"/v2/models/{model.name}/infer", data=payload.body, headers=payload.headers,
-                         name=model.name, timeout=self.environment.parsed_options.tz_timeout)
+        model, request = next(self.requests)
+        start, exception, length = time.perf_counter(), None, 0
+        try:
+            self.conn = self.conn or RawConnection(*self.address, self.environment.parsed_options.tz_timeout)
+            length = self.conn.exchange(request)
+        except HttpStatusError as exc:  # answered: the connection is still good
+            exception = exc
+        except Exception as exc:  # noqa: BLE001  any other failure is a failed request; the next one reconnects
+            exception = exc
+            self._drop()
+        self.environment.events.request.fire(request_type="POST", name=model.name, context={}, exception=exception,
+                                             response_time=(time.perf_counter() - start) * 1000,
+                                             response_length=length)
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class TritonGrpcUser(User):

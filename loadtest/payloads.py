@@ -23,9 +23,17 @@ class HttpPayload:
     headers: dict[str, str]
 
 
-def triton_http(model: ModelIO, images: np.ndarray) -> list[HttpPayload]:
-    """KServe v2 with the binary tensor extension: one image per request."""
-    return [HttpPayload(*kserve_request(image, model.input, model.output)) for image in images]
+def http_request(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 POST as sent on the wire (keep-alive is HTTP/1.1's default): head, then body."""
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def triton_http(model: ModelIO, images: np.ndarray, host: str) -> list[bytes]:
+    """KServe v2 with the binary tensor extension, one image per request, each a ready-made wire request."""
+    path = f"/v2/models/{model.name}/infer"
+    return [http_request(host, path, *kserve_request(image, model.input, model.output)) for image in images]
 
 
 def gateway_tensor(images: np.ndarray) -> list[HttpPayload]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -200,6 +200,20 @@ def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
     if goal.confirm_seconds > 0 and best and not results["partial"]:
         results["confirmation"] = confirm(spec, slo, best, goal.headroom, goal.confirm_seconds)
     write_results(results, spec.out)
+    return results
+
+
+def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> dict[str, dict]:
+    """One run per model, each on a Triton of its own, into `out(model)`: per-variant curves and capacity plans.
+    Stops at the first partial run (Ctrl-C or a timeout), keeping the runs finished before it."""
+    from serving.manifest import load_manifest
+
+    results: dict[str, dict] = {}
+    for model in spec.models or tuple(sorted(load_manifest(spec.repo))):
+        one = replace(spec, models=(model,), out=out(model))
+        results[model] = run_capacity(one, goal) if spec.shape == "step" else run_load(one)
+        if results[model]["partial"]:
+            break
     return results
 
 

@@ -47,9 +47,8 @@ def test_trivial_model_runs_in_onnxruntime_and_its_config_is_the_zoo_shape(tmp_p
 
 def test_every_generator_sends_the_same_bytes(tmp_path: Path) -> None:
     target = make_target("127.0.0.1:8000", "trivial", IMAGE, tmp_path)
-    assert target.body == triton_http(ModelIO("trivial"), IMAGE[None])[0].body  # the project's Locust user
+    request = triton_http(ModelIO("trivial"), IMAGE[None], "127.0.0.1:8000")[0]  # the project's Locust user
     assert (tmp_path / "body.bin").read_bytes() == target.body
-    request = (tmp_path / "request.bin").read_bytes()
     assert request.startswith(b"POST /v2/models/trivial/infer HTTP/1.1\r\n") and request.endswith(target.body)
     assert f"Inference-Header-Content-Length: {target.headers['Inference-Header-Content-Length']}".encode() in request
     lua = (tmp_path / "wrk.lua").read_text()
@@ -64,8 +63,8 @@ def test_generator_commands(tmp_path: Path) -> None:
     project = generator_command(generator("locust-2p"), target, 8, 40, [9001, 9002])
     assert "TritonHttpUser" in project and project[project.index("--processes") + 1] == "2"
     assert project[project.index("--tz-repo") + 1] == "repo" and project[project.index("-u") + 1] == "8"
-    lean = generator_command(generator("lean-1p"), target, 4, 40, [9001])
-    assert "LeanHttpUser" in lean and "--processes" not in lean and "loadtest/locust_lean.py" in lean
+    single = generator_command(generator("locust-1p"), target, 4, 40, [9001])
+    assert "--processes" not in single and single[single.index("--tz-images") + 1] == "1"
 
 
 def test_wrk_summary_line_is_parsed() -> None:
@@ -100,7 +99,7 @@ def sample(name: str, round_: int, rps: float, triton_us: float, gen_us: float, 
 
 
 def test_window_sample_counts_rates_and_cpu() -> None:
-    s = sample("lean-1p", 0, 1000, 100, 300)
+    s = sample("locust-1p", 0, 1000, 100, 300)
     assert s.rps == 1000 and s.avg_batch == 2.0 and s.client == {"success": 1000.0, "failure": 0.0}
     assert s.us_per_request["triton"] == pytest.approx(100) and s.cores["generator"] == pytest.approx(0.3)
     assert s.cores["other"] == pytest.approx(1.95 - 0.1 - 0.3)
@@ -131,10 +130,12 @@ def test_plan_needs_wrk_and_known_generators() -> None:
     with pytest.raises(ValueError, match="unknown generator"):
         HeadroomPlan(generators=("wrk", "ab")).validate()
     with pytest.raises(ValueError, match="unknown generator"):
-        HeadroomPlan(generators=("wrk", "lean-0p")).validate()
-    assert generator("lean-3p").processes == 3 and generator("locust-1p").kind == "locust"
+        HeadroomPlan(generators=("wrk", "locust-0p")).validate()
+    with pytest.raises(ValueError, match="unknown generator"):
+        generator("lean-1p")
+    assert generator("locust-3p").processes == 3 and generator("locust-1p").kind == "locust"
     with pytest.raises(ValueError, match="baseline"):
-        HeadroomPlan(generators=("lean-1p",)).validate()
+        HeadroomPlan(generators=("locust-1p",)).validate()
 
 
 def test_parse_head() -> None:

@@ -38,9 +38,14 @@ def test_missing_source_or_no_test_split_is_refused(tmp_path: Path) -> None:
 
 def test_payloads_carry_the_image_bytes() -> None:
     images = np.arange(2 * 3 * 32 * 32, dtype=np.uint64).astype(np.uint8).reshape(2, 3, 32, 32)
-    http = triton_http(ModelIO("m", "x", "y"), images)[1]
-    n = int(http.headers["Inference-Header-Content-Length"])
-    assert json.loads(http.body[:n])["inputs"][0]["name"] == "x" and http.body[n:] == images[1].tobytes()
+    http = triton_http(ModelIO("m", "x", "y"), images, "127.0.0.1:8000")[1]
+    head, _, body = http.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert lines[0] == "POST /v2/models/m/infer HTTP/1.1" and headers["Host"] == "127.0.0.1:8000"
+    assert int(headers["Content-Length"]) == len(body)
+    n = int(headers["Inference-Header-Content-Length"])
+    assert json.loads(body[:n])["inputs"][0]["name"] == "x" and body[n:] == images[1].tobytes()
     gw = gateway_tensor(images)[0]
     assert gw.headers["X-Tensor-Shape"] == "1,3,32,32" and gw.body == images[0].tobytes()
     req = triton_grpc(ModelIO("m", "x", "y"), images)[1]

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtest import run
 from loadtest.promql import Window
-from loadtest.run import Endpoints, LoadSpec, locust_command, run_window
+from loadtest.run import CapacityGoal, Endpoints, LoadSpec, locust_command, run_window
 from loadtest.shapes import StepPlan
 from loadtest.summary import markdown
 
@@ -60,3 +61,16 @@ def test_partial_results_are_marked() -> None:
     text = markdown(results)
     assert "PARTIAL RESULTS" in text and "interrupted" in text
     assert "| m | 12 | 2 | 5.0 | 1.20 |" in text
+
+
+def test_each_model_runs_on_its_own_and_a_partial_run_stops_the_rest(monkeypatch, tmp_path: Path) -> None:
+    seen: list[tuple[tuple[str, ...], Path, str]] = []
+
+    def fake_capacity(one: LoadSpec, goal: CapacityGoal) -> dict:
+        seen.append((one.models, one.out, one.shape))
+        return {"partial": "interrupted" if one.models == ("b",) else None}
+
+    monkeypatch.setattr(run, "run_capacity", fake_capacity)
+    results = run.run_each(spec(models=("a", "b", "c"), shape="step"), CapacityGoal(), lambda m: tmp_path / m)
+    assert seen == [(("a",), tmp_path / "a", "step"), (("b",), tmp_path / "b", "step")]
+    assert list(results) == ["a", "b"] and results["b"]["partial"] == "interrupted"
