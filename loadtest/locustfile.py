@@ -188,6 +188,13 @@ def _linger(environment: Environment, **_: object) -> None:
         time.sleep(opts.tz_linger)
 
 
+def _stagger(user: User) -> None:
+    """Paced users spawned together would send in bursts, in step for the whole run: each starts at a random phase."""
+    rate = user.environment.parsed_options.tz_user_rps
+    if rate > 0:
+        gevent.sleep(random.uniform(0, 1 / rate))
+
+
 def _pacing(user: User) -> float:
     rate = user.environment.parsed_options.tz_user_rps
     return constant_throughput(rate)(user) if rate > 0 else 0.0
@@ -206,6 +213,7 @@ class TritonHttpUser(User):
     wait_time = _pacing
 
     def on_start(self) -> None:
+        _stagger(self)
         self.requests = WORKLOAD.cycle("http")
         self.conn: RawConnection | None = None
         host, _, port = WORKLOAD.host.rpartition(":")
@@ -249,6 +257,7 @@ class TritonGrpcUser(User):
     wait_time = _pacing
 
     def on_start(self) -> None:
+        _stagger(self)
         self.channel = grpc.insecure_channel(self.environment.parsed_options.tz_grpc)
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         self.requests = WORKLOAD.cycle("grpc")
@@ -275,6 +284,7 @@ class GatewayUser(FastHttpUser):
     wait_time = _pacing
 
     def on_start(self) -> None:
+        _stagger(self)
         self.requests = WORKLOAD.cycle("gateway")
 
     @task
@@ -290,6 +300,7 @@ class GatewayExperimentUser(FastHttpUser):
     wait_time = _pacing
 
     def on_start(self) -> None:
+        _stagger(self)
         self.requests = WORKLOAD.cycle("gateway")
         self.key = f"user-{random.getrandbits(48):x}"
 

@@ -51,6 +51,27 @@ def curve_chart(name: str, run: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def curves_chart(runs: dict[str, dict], path: Path) -> Path | None:
+    """Every step-load's curve on one log-scale chart, each with its max sustainable point: variants side by side."""
+    caps = {name: run["capacity"] for name, run in runs.items() if (run.get("capacity") or {}).get("curve")}
+    if len(caps) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for name, cap in caps.items():
+        points = [p for p in cap["curve"] if p["latency_s"] is not None]
+        line, = ax.plot([p["rps"] for p in points], [p["latency_s"] * 1e3 for p in points], ".-", lw=1, label=name)
+        if cap["max_sustainable"]:
+            best = cap["max_sustainable"]
+            ax.plot(best["rps"], best["latency_s"] * 1e3, "o", color=line.get_color(), ms=8, mfc="none")
+    slo = next(iter(caps.values()))["slo"]
+    ax.axhline(slo["latency_s"] * 1e3, color="grey", ls="--", label="SLO")
+    ax.set(xscale="log", yscale="log", xlabel="successful requests/s",
+           ylabel=f"p{slo['quantile'] * 100:g} latency (ms)",
+           title="Latency vs throughput per run (circles: max sustainable within the SLO)")
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
 def series_chart(name: str, run: dict, path: Path) -> Path | None:
     """Throughput, client p95, and Triton's queue vs compute time per request over the run, from Prometheus."""
     series = run.get("series") or {}
@@ -306,7 +327,8 @@ def write_report(root: Path, reports: Path | None = None) -> tuple[Path, Path]:
                                  series_chart(name, run, root / f"{name}-series.png")) if c]
               for name, run in runs.items()}
     dashboard = write_dashboard(root / "grafana-dashboard.json")
-    sections = [Section("Capacity", [Table(capacity_rows(runs))])]
+    together = curves_chart(runs, root / "curves.png")
+    sections = [Section("Capacity", [Table(capacity_rows(runs))] + ([Image(together.name)] if together else []))]
     sections += extra_sections(root, reports or root.parent, runs)
     sections += [run_section(name, run, charts[name]) for name, run in runs.items()]
     sections.append(Section("Grafana", [Text(f"`{dashboard.name}` (beside this report): the same PromQL as the time "

@@ -20,7 +20,7 @@ def run(partial: str | None, capacity: bool) -> dict:
 
 
 def test_report_has_capacity_table_charts_and_partial_marks(tmp_path: Path) -> None:
-    for name, partial, capacity in (("step-m", None, True), ("cut", "interrupted", False)):
+    for name, partial, capacity in (("step-m", None, True), ("step-n", None, True), ("cut", "interrupted", False)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "loadtest.json").write_text(json.dumps(run(partial, capacity)))
     md, page = write_report(tmp_path)
@@ -28,6 +28,7 @@ def test_report_has_capacity_table_charts_and_partial_marks(tmp_path: Path) -> N
     assert "| step-m | m | 420.0 | 30.10 | 400.0 |" in text and "PARTIAL RESULTS" in text
     assert (tmp_path / "step-m-curve.png").stat().st_size > 0 and (tmp_path / "cut-series.png").exists()
     assert "(PARTIAL)" in page.read_text() and 'src="step-m-curve.png"' in page.read_text()
+    assert "![curves](curves.png)" in text and (tmp_path / "curves.png").stat().st_size > 0  # the runs side by side
 
 
 def experiment_run() -> dict:
