@@ -180,6 +180,7 @@ LOADTEST_HELP = {
              "stops growing)",
     "users": "constant shape: concurrent users", "rate": "constant shape: total requests/s (0: closed loop)",
     "seconds": "bound on the load phase, seconds", "max_requests": "bound on requests (0: none)",
+    "warmup": "seconds at the start of the load left out of every figure (a fresh Triton's first batches are slow)",
     "images": "CIFAR-10 test images to cycle through", "processes": "Locust processes running users (distributed)",
     "start_users": "step shape: users in the first step", "step_users": "step shape: users added per step",
     "step_seconds": "step shape: seconds per step", "max_users": "step shape: highest user count",
@@ -200,7 +201,7 @@ LOADTEST_HELP = {
 def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="constant", users=4, rate=0.0,
              seconds=30.0, max_requests=0, images=500, processes=1, start_users=1, step_users=2, step_seconds=10.0,
              max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0, out=None,
-             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, each=False):
+             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, each=False, warmup=0.0):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
     from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
     from loadtest.shapes import StepPlan
@@ -214,7 +215,7 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
         return Path(out) / name if out else REPORTS / "loadtest" / f"{shape}-{target}-{name}"
 
     spec = LoadSpec(Path(repo), source, Path(out) if out else folder("+".join(chosen) or "all"), chosen, target,
-                    shape, users, rate, seconds, max_requests, images, processes, interval, step)
+                    shape, users, rate, seconds, max_requests, images, processes, interval, step, warmup_s=warmup)
     goal = CapacityGoal(target_rps, headroom, price, confirm_seconds)
     try:
         if each:

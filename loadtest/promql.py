@@ -90,9 +90,16 @@ def triton_summaries(client: PromClient, model: str, at: float) -> dict[str, dic
     return out
 
 
-def locust_totals(client: PromClient, window: Window) -> dict[str, dict[str, float]]:
+def final_values(selector: str, window: Window, since: float | None = None) -> str:
+    """PromQL for an exporter's final values (it may be gone by the window's end), less its values at `since` when
+    given (a warm-up left out of the figures); a series created after `since` counts from zero."""
+    last = f"last_over_time({selector}[{window.range}])"
+    return last if since is None else f"(({last}) - ({selector} @ {since:.3f})) or ({last})"
+
+
+def locust_totals(client: PromClient, window: Window, since: float | None = None) -> dict[str, dict[str, float]]:
     """Per request name: requests by outcome, from the exporter's final values (failures are never dropped)."""
-    expr = f"sum by (name, outcome) (last_over_time({LOCUST_REQUESTS}[{window.range}]))"
+    expr = f"sum by (name, outcome) ({final_values(LOCUST_REQUESTS, window, since)})"
     totals: dict[str, dict[str, float]] = {}
     for row in client.query(expr, window.end):
         labels = row["metric"]
@@ -101,13 +108,15 @@ def locust_totals(client: PromClient, window: Window) -> dict[str, dict[str, flo
 
 
 def histogram_quantiles(client: PromClient, buckets: str, window: Window, matcher: str = "",
-                        by: tuple[str, ...] = (), final: bool = False) -> dict[str, dict[str, float | None]]:
+                        by: tuple[str, ...] = (), final: bool = False,
+                        since: float | None = None) -> dict[str, dict[str, float | None]]:
     """Quantiles (seconds) of a histogram over the window, keyed by the `by` labels joined with '/' ('all' if none).
 
-    `final`: the cumulative values of an exporter that has finished (Locust's), rather than the window's increase.
+    `final`: the cumulative values of an exporter that has finished (Locust's), since `since` if given, rather than
+    the window's increase.
     """
     selector = f"{buckets}{{{matcher}}}"
-    inner = f"last_over_time({selector}[{window.range}])" if final else f"increase({selector}[{window.range}])"
+    inner = final_values(selector, window, since) if final else f"increase({selector}[{window.range}])"
     group = ", ".join((*by, "le"))
     out: dict[str, dict[str, float | None]] = {}
     for q in QUANTILES:
@@ -159,14 +168,16 @@ def time_series(client: PromClient, window: Window, step_s: float) -> dict[str, 
     return out
 
 
-def histogram_buckets(client: PromClient, buckets: str, window: Window, by: tuple[str, ...] = ("name",)) -> dict:
-    """An exporter's final histogram per `by` labels: cumulative counts per bucket bound ('+Inf' included), exact sum
-    and count, all outcomes. Kept in the results so a report can compute confidence intervals without Prometheus."""
+def histogram_buckets(client: PromClient, buckets: str, window: Window, by: tuple[str, ...] = ("name",),
+                      since: float | None = None) -> dict:
+    """An exporter's final histogram (since `since` if given) per `by` labels: cumulative counts per bucket bound
+    ('+Inf' included), exact sum and count, all outcomes. Kept in the results so a report can compute confidence
+    intervals without Prometheus."""
     base = buckets.removesuffix("_bucket")
     group = ", ".join(by)
 
     def final(metric: str, extra: str = "") -> list[dict]:
-        return client.query(f"sum by ({group}{extra}) (last_over_time({metric}[{window.range}]))", window.end)
+        return client.query(f"sum by ({group}{extra}) ({final_values(metric, window, since)})", window.end)
 
     def key(row: dict) -> str:
         return "/".join(row["metric"].get(label, "") for label in by)

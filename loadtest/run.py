@@ -31,6 +31,7 @@ USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "Gateway
          "experiment": "GatewayExperimentUser"}
 SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_step.py"}
 LOCUST_GRACE_S = 60.0  # beyond its own bounds, before Locust is stopped from outside
+CONFIRM_WARMUP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class LoadSpec:
     interval_s: float = 1.0             # Prometheus scrape interval
     step: StepPlan = field(default_factory=StepPlan)
     experiment: str = "ab"
+    warmup_s: float = 0.0               # left out of every figure: a fresh Triton's first batches are slow
 
     def validate(self) -> None:
         if self.target not in USERS:
@@ -58,6 +60,8 @@ class LoadSpec:
             raise ValueError(f"unknown shape {self.shape!r}; choose from {sorted(SHAPES)}")
         if self.seconds <= 0 or self.users < 1 or self.processes < 1 or self.images < 1:
             raise ValueError("seconds, users, processes and images must be positive")
+        if not 0 <= self.warmup_s < self.seconds:
+            raise ValueError(f"warm-up must be at least 0 s and shorter than the run's {self.seconds} s")
         if self.target == "experiment" and len(self.models) < 2:
             raise ValueError("an A/B experiment needs at least two models (--models a,b)")
 
@@ -176,6 +180,7 @@ def run_load(spec: LoadSpec) -> dict:
                                spec.seconds)
         exited = time.time()
         window = run_window(spec.out, q.Window(started, exited))
+        window = q.Window(min(window.start + spec.warmup_s, window.end), window.end)
         time.sleep(2 * spec.interval_s)  # one more scrape of Triton and the gateway after the last request
         results = collect(prom.client, spec, window, outcome, exited)
     write_results(results, spec.out)
@@ -219,12 +224,12 @@ def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> 
 
 def confirm(spec: LoadSpec, slo: Slo, best: dict, headroom: float, seconds: float) -> dict:
     """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), with the
-    users that load needs at the measured latency (Little's law, 1.5x); the prediction holds if the SLO is met and
-    the rate is reached."""
+    users that load needs at the measured latency (Little's law, 1.5x), measured after a warm-up on its fresh Triton;
+    the prediction holds if the SLO is met and the rate is reached."""
     rate = best["rps"] * (1 - headroom)
     users = max(best["users"], math.ceil(1.5 * rate * best["latency_s"]))
-    run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds, max_requests=0,
-                           out=spec.out / "confirm"))
+    run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds + CONFIRM_WARMUP_S,
+                           warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"))
     locust = run["locust"]["requests"]
     requests = sum(c["success"] + c["failure"] for c in locust.values())
     failures = sum(c["failure"] for c in locust.values())
@@ -253,6 +258,7 @@ def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome, ex
     the workers have finished their last requests.
     """
     settled = q.Window(window.start, max(window.end, exited or 0.0) + 1.5 * spec.interval_s)
+    since = window.start if spec.warmup_s else None  # Locust's exporter counts from its start: leave the warm-up out
     steps = _steps(client, spec.out / "steps.json")
     return {
         "spec": _spec_dict(spec), "partial": outcome.partial, "locust_returncode": outcome.returncode,
@@ -260,10 +266,11 @@ def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome, ex
         "window": {"start": window.start, "end": window.end, "seconds": window.seconds},
         "triton": {m: {**f, "rps": f["requests"] / window.seconds, "inferences_per_s": f["inferences"] / window.seconds}
                    for m, f in q.triton_figures(client, settled).items()},
-        "locust": {"requests": q.locust_totals(client, settled),
-                   "latency_s": q.histogram_quantiles(client, q.LOCUST_BUCKETS, settled, by=("name",), final=True),
-                   "latency_all_s": q.histogram_quantiles(client, q.LOCUST_BUCKETS, settled, final=True),
-                   "latency_buckets": q.histogram_buckets(client, q.LOCUST_BUCKETS, settled)},
+        "locust": {"requests": q.locust_totals(client, settled, since),
+                   "latency_s": q.histogram_quantiles(client, q.LOCUST_BUCKETS, settled, by=("name",), final=True,
+                                                      since=since),
+                   "latency_all_s": q.histogram_quantiles(client, q.LOCUST_BUCKETS, settled, final=True, since=since),
+                   "latency_buckets": q.histogram_buckets(client, q.LOCUST_BUCKETS, settled, since=since)},
         "gateway": q.gateway_figures(client, settled) if spec.target in ("gateway", "experiment") else {},
         "steps": steps,
         "series": q.time_series(client, settled, spec.interval_s),

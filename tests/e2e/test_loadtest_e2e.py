@@ -114,3 +114,17 @@ def test_ab_experiment_through_the_gateway(repo: Path, tmp_path: Path) -> None:
         # Locust names each request by the arm the gateway chose: its count is the gateway's for that arm
         assert locust[f"ab:{model}"]["success"] == answered["200"]
         assert locust[f"ab:{model}"]["success"] == results["triton"][model]["requests"]
+
+
+def test_paced_http_run_leaves_its_warm_up_out_of_every_figure(repo: Path, tmp_path: Path) -> None:
+    s = spec(repo, tmp_path, models=(MODELS[0],), target="http", users=4, rate=100, seconds=6, warmup_s=2)
+    results = run_load(s)
+    assert results["partial"] is None and results["locust_returncode"] == 0
+    locust, triton = results["locust"]["requests"][MODELS[0]], results["triton"][MODELS[0]]
+    # The cut after the warm-up falls between scrapes, at each target's own phase: the counts on both sides may
+    # differ by what one scrape interval carries, no more.
+    assert locust["failure"] == 0 and abs(locust["success"] - triton["requests"]) <= s.rate * s.interval_s
+    assert locust_csv_totals(tmp_path)[0] > locust["success"] > 0  # Locust's own total includes the warm-up
+    assert results["window"]["seconds"] < s.seconds
+    buckets = results["locust"]["latency_buckets"][MODELS[0]]
+    assert buckets["count"] == locust["success"] and buckets["buckets"][-1][1] == locust["success"]
