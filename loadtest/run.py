@@ -115,7 +115,7 @@ def locust_command(spec: LoadSpec, ends: Endpoints, images_file: Path, exporter_
            "--tz-experiment", spec.experiment, "--tz-exporter-ports", ",".join(map(str, exporter_ports)),
            "--tz-run-file", str(spec.out / "run-times.json"), "--tz-max-requests", str(spec.max_requests),
            "--tz-max-seconds", str(spec.seconds), "--tz-linger", str(2.5 * spec.interval_s),
-           "--tz-user-rps", str(plan.user_rate if spec.shape == "constant" else 0.0),
+           "--tz-user-rps", str(plan.user_rate if spec.shape == "constant" else spec.step.user_rps),
            "--tz-users", str(spec.users), "--tz-seconds", str(spec.seconds), "--tz-rate", str(spec.rate),
            "--tz-steps-out", str(spec.out / "steps.json"),
            "--tz-start-users", str(step.start_users), "--tz-step-users", str(step.step_users),
@@ -223,11 +223,17 @@ def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> 
 
 
 def confirm(spec: LoadSpec, slo: Slo, best: dict, headroom: float, seconds: float) -> dict:
-    """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), with the
-    users that load needs at the measured latency (Little's law, 1.5x), measured after a warm-up on its fresh Triton;
-    the prediction holds if the SLO is met and the rate is reached."""
+    """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), measured
+    after a warm-up on its fresh Triton; the prediction holds if the SLO is met and the rate is reached.
+
+    Users are paced as in the step-load (--user-rps), so the server sees the load the curve was measured under:
+    more users at a lower rate each would allow more requests in flight and longer queues. A closed-loop step-load
+    gets the users its load needs at the measured latency (Little's law, 1.5x)."""
     rate = best["rps"] * (1 - headroom)
-    users = max(best["users"], math.ceil(1.5 * rate * best["latency_s"]))
+    if spec.step.user_rps > 0:
+        users = math.ceil(rate / spec.step.user_rps)
+    else:
+        users = max(best["users"], math.ceil(1.5 * rate * best["latency_s"]))
     run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds + CONFIRM_WARMUP_S,
                            warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"))
     locust = run["locust"]["requests"]

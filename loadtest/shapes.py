@@ -66,6 +66,7 @@ class StepPlan:
     max_error_rate: float = 0.01
     min_gain: float = 0.05   # a step must beat the best throughput so far by this fraction to count as growth
     patience: int = 2        # steps without growth before the plateau stops the run
+    user_rps: float = 0.0    # > 0: each user paced to this rate, so every step adds arrival rate; 0: closed loop
 
     def users(self, step: int) -> int:
         return min(self.start_users + step * self.step_users, self.max_users)

@@ -38,6 +38,8 @@ def test_step_shape_gateway_target_and_processes() -> None:
     assert option(cmd, "--processes") == "2" and option(cmd, "--tz-exporter-ports") == "9000,9001"
     assert option(cmd, "--tz-slo-ms") == "25" and option(cmd, "--tz-user-rps") == "0.0"
     assert option(cmd, "-f").endswith("locust_step.py")
+    paced = locust_command(spec(shape="step", step=StepPlan(user_rps=25)), ENDS, Path("i.npy"), [9000])
+    assert option(paced, "--tz-user-rps") == "25"  # each user paced: every step adds arrival rate
 
 
 @pytest.mark.parametrize("bad, message", [({"target": "udp"}, "unknown target"), ({"shape": "ramp"}, "unknown shape"),
@@ -74,3 +76,25 @@ def test_each_model_runs_on_its_own_and_a_partial_run_stops_the_rest(monkeypatch
     results = run.run_each(spec(models=("a", "b", "c"), shape="step"), CapacityGoal(), lambda m: tmp_path / m)
     assert seen == [(("a",), tmp_path / "a", "step"), (("b",), tmp_path / "b", "step")]
     assert list(results) == ["a", "b"] and results["b"]["partial"] == "interrupted"
+
+
+def test_confirmation_paces_users_as_the_step_load_did_and_leaves_a_warm_up_out(monkeypatch) -> None:
+    seen: list[LoadSpec] = []
+
+    def fake_load(one: LoadSpec) -> dict:
+        seen.append(one)
+        return {"partial": None, "window": {"seconds": 10.0},
+                "locust": {"requests": {"m": {"success": 790.0, "failure": 0.0}},
+                           "latency_all_s": {"all": {"0.95": 0.04}}}}
+
+    monkeypatch.setattr(run, "run_load", fake_load)
+    slo = run.Slo(0.05)
+    best = {"rps": 100.0, "users": 8, "latency_s": 0.045}
+    paced = run.confirm(spec(step=StepPlan(user_rps=25)), slo, best, 0.2, 10)
+    assert seen[-1].users == 4 and seen[-1].rate == 80.0 and seen[-1].shape == "constant"
+    assert seen[-1].seconds == 10 + run.CONFIRM_WARMUP_S and seen[-1].warmup_s == run.CONFIRM_WARMUP_S
+    assert paced["met"] and paced["measured_rps"] == 79.0
+    closed = run.confirm(spec(), slo, best, 0.2, 10)
+    assert seen[-1].users == 8 and closed["met"]  # Little's law: 1.5 * 80/s * 45 ms = 5.4 users, fewer than the step's
+    slow = run.confirm(spec(), run.Slo(0.03), best, 0.2, 10)
+    assert not slow["met"]  # p95 40 ms against a 30 ms SLO
