@@ -184,9 +184,9 @@ LOADTEST_HELP = {
     "images": "CIFAR-10 test images to cycle through", "processes": "Locust processes running users (distributed)",
     "start_users": "step shape: users in the first step", "step_users": "step shape: users added per step",
     "step_seconds": "step shape: seconds per step", "max_users": "step shape: highest user count",
-    "user_rps": "step shape: pace each user to this many requests/s, so each step adds arrival rate (open loop, "
-                "as live traffic arrives, and as the confirmation run loads); 0: closed loop, each step adds "
-                "concurrency",
+    "user_rps": "step shape: pace each user to this many requests/s, so each step adds arrival rate (as live traffic "
+                "arrives, and as the confirmation run loads); 'auto': 1/16 of the model's in-process batch-64 "
+                "throughput (manifest); 0: closed loop, each step adds concurrency",
     "slo_ms": "latency SLO in ms (step shape stops beyond it)", "slo_quantile": "quantile the SLO applies to",
     "max_error_rate": "failures per request that break the SLO", "interval": "Prometheus scrape interval, seconds",
     "out": "folder for the results (default: reports/loadtest/<shape>-<target>-<models>)",
@@ -205,14 +205,18 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
              seconds=30.0, max_requests=0, images=500, processes=1, start_users=1, step_users=2, step_seconds=10.0,
              max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0, out=None,
              target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, each=False, warmup=0.0,
-             user_rps=0.0):
+             user_rps="0"):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
     from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
-    from loadtest.shapes import StepPlan
+    from loadtest.shapes import AUTO_PACE, StepPlan
 
     source = _payload_source(data)
+    try:
+        pace = AUTO_PACE if user_rps == "auto" else float(user_rps)
+    except ValueError:
+        raise SystemExit(f"error: --user-rps takes a rate per user or 'auto', not {user_rps!r}") from None
     step = StepPlan(start_users=start_users, step_users=step_users, step_seconds=step_seconds, max_users=max_users,
-                    slo_ms=slo_ms, slo_quantile=slo_quantile, max_error_rate=max_error_rate, user_rps=user_rps)
+                    slo_ms=slo_ms, slo_quantile=slo_quantile, max_error_rate=max_error_rate, user_rps=pace)
     chosen = tuple(m for m in _csv(models) if m != "all")
 
     def folder(name: str) -> Path:

@@ -23,7 +23,7 @@ import loadtest.promql as q
 from loadtest.capacity import Slo, instance_count, plan_capacity
 from loadtest.images import load_test_images, save_images
 from loadtest.prometheus import PrometheusServer
-from loadtest.shapes import ConstantPlan, StepPlan
+from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,7 @@ USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "Gateway
 SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_step.py"}
 LOCUST_GRACE_S = 60.0  # beyond its own bounds, before Locust is stopped from outside
 CONFIRM_WARMUP_S = 5.0
+AUTO_USERS = 16
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,27 @@ class CapacityGoal:
     confirm_seconds: float = 0.0        # > 0: a constant-rate run at the predicted capacity must meet the SLO
 
 
+def resolve_pacing(spec: LoadSpec) -> LoadSpec:
+    """With --user-rps auto, each user is paced at 1/AUTO_USERS of what the models did in process at batch 64 (the
+    manifest's figure; for several models taking turns, the harmonic mean): steps fine enough for a slow model, and
+    few enough for a fast one."""
+    from serving.manifest import load_manifest
+
+    if spec.step.user_rps != AUTO_PACE:
+        return spec
+    manifest = load_manifest(spec.repo)
+    models = spec.models or tuple(manifest)
+    speeds = [manifest[m].get("speed", {}).get("throughput_b64_ips") for m in models if m in manifest]
+    if not speeds or None in speeds:
+        raise ValueError("--user-rps auto needs the models' measured throughput in the manifest (speed."
+                         "throughput_b64_ips); give a rate per user instead")
+    combined = len(speeds) / sum(1 / v for v in speeds)
+    return replace(spec, step=replace(spec.step, user_rps=round(combined / AUTO_USERS, 2)))
+
+
 def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
     """A step-load, its capacity plan, and optionally a confirmation run at the predicted capacity."""
+    spec = resolve_pacing(spec)
     results = run_load(replace(spec, shape="step"))
     slo = Slo(spec.step.slo_ms / 1e3, spec.step.slo_quantile, spec.step.max_error_rate)
     results["capacity"] = plan_capacity((results["steps"] or {}).get("steps", []), slo, goal.target_rps,

@@ -54,6 +54,9 @@ def difference(later: Snapshot, earlier: Snapshot) -> dict[int, int]:
             if n - earlier.response_times.get(ms, 0) > 0}
 
 
+AUTO_PACE = -1.0
+
+
 @dataclass(frozen=True)
 class StepPlan:
     start_users: int = 1
@@ -66,7 +69,8 @@ class StepPlan:
     max_error_rate: float = 0.01
     min_gain: float = 0.05   # a step must beat the best throughput so far by this fraction to count as growth
     patience: int = 2        # steps without growth before the plateau stops the run
-    user_rps: float = 0.0    # > 0: each user paced to this rate, so every step adds arrival rate; 0: closed loop
+    user_rps: float = 0.0    # > 0: each user paced to this rate, so every step adds arrival rate; 0: closed loop;
+    #                          AUTO_PACE: set from the models' measured throughput (loadtest.run.resolve_pacing)
 
     def users(self, step: int) -> int:
         return min(self.start_users + step * self.step_users, self.max_users)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,20 @@ def test_confirmation_paces_users_as_the_step_load_did_and_leaves_a_warm_up_out(
     assert seen[-1].users == 8 and closed["met"]  # Little's law: 1.5 * 80/s * 45 ms = 5.4 users, fewer than the step's
     slow = run.confirm(spec(), run.Slo(0.03), best, 0.2, 10)
     assert not slow["met"]  # p95 40 ms against a 30 ms SLO
+
+
+def test_auto_pacing_comes_from_the_manifests_throughput(tmp_path: Path) -> None:
+    import json
+
+    from serving.manifest import MANIFEST, SCHEMA_VERSION
+
+    models = {"a": {"speed": {"throughput_b64_ips": 160.0}}, "b": {"speed": {"throughput_b64_ips": 480.0}},
+              "c": {}}
+    (tmp_path / MANIFEST).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "models": models}))
+    auto = LoadSpec(tmp_path, Path("d"), Path("o"), ("a",), shape="step", step=StepPlan(user_rps=run.AUTO_PACE))
+    assert run.resolve_pacing(auto).step.user_rps == 10.0  # 160/s over 16 users
+    both = replace(auto, models=("a", "b"))
+    assert run.resolve_pacing(both).step.user_rps == 15.0  # taking turns: 2 / (1/160 + 1/480) = 240/s
+    assert run.resolve_pacing(replace(auto, step=StepPlan(user_rps=7))).step.user_rps == 7
+    with pytest.raises(ValueError, match="throughput"):
+        run.resolve_pacing(replace(auto, models=("c",)))
