@@ -14,6 +14,7 @@ from build.errors import ZooError
 from build.pipeline import BuildOptions
 from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
+from build.steps.qat import QatConfig
 from build.steps.quantize import Int8Config
 from build.steps.sparsify import SparsityConfig
 
@@ -22,6 +23,7 @@ TECHNIQUES: dict[str, type] = {
     "prune": PruneConfig,
     "sparsify": SparsityConfig,
     "distill": DistillConfig,
+    "qat": QatConfig,
 }
 
 PROFILES: dict[str, BuildOptions] = {

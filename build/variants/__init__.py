@@ -11,6 +11,7 @@ from build.variants.fp16 import FP16
 from build.variants.fp32 import FP32
 from build.variants.int8 import INT8, int8_of
 from build.variants.pruned import PRUNED, PRUNED_DISTILLED
+from build.variants.qat import qat_of
 from build.variants.sparse import SPARSE
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -18,6 +19,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     int8_of("pruned", "pruned_int8"),
     int8_of("distilled", "distilled_int8"),
     int8_of("pruned_distilled", "pruned_distilled_int8"),
+    qat_of("distilled", "distilled_int8_qat"),
 )}
 
 __all__ = ["VARIANTS", "Variant"]
