@@ -49,7 +49,7 @@ def _row(entry: dict, baseline_top1: float | None) -> dict:
         "precision_ran": entry.get("runtime_info", {}).get("precision_ran"),
         "peak_memory_mb": entry.get("memory", {}).get("model_peak_mb"),
         "flags": entry.get("flags", {}),
-        "details": {k: metrics[k] for k in ("pruning", "sparsity", "distillation", "quantization", "graph")
+        "details": {k: metrics[k] for k in ("pruning", "sparsity", "distillation", "qat", "quantization", "graph")
                     if k in metrics},
     }
 
@@ -288,6 +288,11 @@ def _details(details: dict) -> str:
     if d := details.get("distillation"):
         parts.append(f"Student {d['student']} ({d['macs_reduction_vs_teacher']}x fewer MACs than the teacher), "
                      f"T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs.")
+    if t := details.get("qat"):
+        parts.append(f"Quantization-aware fine-tuning: {t['steps']} steps at lr {t['lr']}, "
+                     f"{t['layers_fake_quantized']} layers with fake-quantized weights ({t['weights']}) and inputs "
+                     f"({t['inputs']}), "
+                     f"{t['batchnorm_folded']} BatchNorms folded.")
     if q := details.get("quantization"):
         v = q["validation"]
         fallback = ", ".join(q["fp32_fallback_layers"]) or "none"

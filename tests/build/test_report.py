@@ -98,3 +98,11 @@ def test_report_without_speed_measurements_has_no_charts(tmp_path: Path) -> None
     del entry["speed"]
     paths = write_report(_build(entry), tmp_path)
     assert [p.name for p in paths] == ["zoo_report.json", "zoo_report.md"]
+
+
+def test_qat_settings_are_described() -> None:
+    from build.report import _details
+
+    text = _details({"qat": {"steps": 300, "lr": 0.01, "layers_fake_quantized": 22, "batchnorm_folded": 19,
+                             "weights": "QInt8 per-channel symmetric", "inputs": "QUInt8 per-tensor affine"}})
+    assert text.startswith("Quantization-aware fine-tuning: 300 steps at lr 0.01, 22 layers") and "19 BatchNorms" in text
