@@ -7,7 +7,6 @@ Prometheus holds and writes its results, marked partial.
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import subprocess
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import loadtest.promql as q
-from loadtest.capacity import Slo, instance_count, plan_capacity
+from loadtest.capacity import Point, Slo, instance_count, plan_capacity
 from loadtest.images import load_test_images, save_images
 from loadtest.prometheus import PrometheusServer
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
@@ -223,7 +222,8 @@ def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
                                         goal.headroom, goal.price_per_instance_hour, _instances(spec))
     best = results["capacity"]["max_sustainable"]
     if goal.confirm_seconds > 0 and best and not results["partial"]:
-        results["confirmation"] = confirm(spec, slo, best, goal.headroom, goal.confirm_seconds)
+        results["confirmation"] = confirm(spec, slo, results["capacity"]["curve"], best["rps"] * (1 - goal.headroom),
+                                          goal.confirm_seconds)
     write_results(results, spec.out)
     return results
 
@@ -242,18 +242,14 @@ def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> 
     return results
 
 
-def confirm(spec: LoadSpec, slo: Slo, best: dict, headroom: float, seconds: float) -> dict:
+def confirm(spec: LoadSpec, slo: Slo, curve: list[dict], rate: float, seconds: float) -> dict:
     """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), measured
     after a warm-up on its fresh Triton; the prediction holds if the SLO is met and the rate is reached.
 
-    Users are paced as in the step-load (--user-rps), so the server sees the load the curve was measured under:
-    more users at a lower rate each would allow more requests in flight and longer queues. A closed-loop step-load
-    gets the users its load needs at the measured latency (Little's law, 1.5x)."""
-    rate = best["rps"] * (1 - headroom)
-    if spec.step.user_rps > 0:
-        users = math.ceil(rate / spec.step.user_rps)
-    else:
-        users = max(best["users"], math.ceil(1.5 * rate * best["latency_s"]))
+    It runs with the fewest users of any step that met the SLO while carrying at least that rate, each paced to
+    its share: a concurrency measured to deliver the load. Fewer would be bound by latency and miss the rate; more
+    would let more requests queue than the curve was measured with."""
+    users = min(p["users"] for p in curve if slo.met(Point(**p)) and p["rps"] >= rate)
     run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds + CONFIRM_WARMUP_S,
                            warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"))
     locust = run["locust"]["requests"]
