@@ -24,7 +24,7 @@ grpc_gevent.init_gevent()  # gRPC's own threads would block gevent's loop; must 
 import gevent  # noqa: E402  (after the gRPC set-up above, as gRPC requires)
 import locust.runners  # noqa: E402
 import numpy as np  # noqa: E402
-from locust import FastHttpUser, User, constant_throughput, events, task  # noqa: E402
+from locust import FastHttpUser, User, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 from locust.user.task import LOCUST_STATE_STOPPING  # noqa: E402
@@ -196,8 +196,16 @@ def _stagger(user: User) -> None:
 
 
 def _pacing(user: User) -> float:
+    """Seconds until this user's next send, on a fixed schedule at --tz-user-rps: after a slow answer the next
+    request goes at once, so the arrival rate holds as live traffic's does (Locust's constant_throughput would
+    lower it instead). A user more than a second behind its schedule starts it afresh."""
     rate = user.environment.parsed_options.tz_user_rps
-    return constant_throughput(rate)(user) if rate > 0 else 0.0
+    if rate <= 0:
+        return 0.0
+    now = time.monotonic()
+    due = getattr(user, "_tz_due", now) + 1 / rate
+    user._tz_due = due if due >= now - 1.0 else now
+    return max(0.0, user._tz_due - now)
 
 
 class TritonHttpUser(User):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import loadtest.promql as q
-from loadtest.capacity import Point, Slo, instance_count, plan_capacity
+from loadtest.capacity import Slo, instance_count, plan_capacity
 from loadtest.images import load_test_images, save_images
 from loadtest.prometheus import PrometheusServer
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
@@ -222,8 +222,8 @@ def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
                                         goal.headroom, goal.price_per_instance_hour, _instances(spec))
     best = results["capacity"]["max_sustainable"]
     if goal.confirm_seconds > 0 and best and not results["partial"]:
-        results["confirmation"] = confirm(spec, slo, results["capacity"]["curve"], best["rps"] * (1 - goal.headroom),
-                                          goal.confirm_seconds)
+        results["confirmation"] = confirm(spec, slo, best, best["rps"] * (1 - goal.headroom), goal.confirm_seconds)
+        results["partial"] = results["confirmation"]["partial"]  # a Ctrl-C there stops a sweep of models too
     write_results(results, spec.out)
     return results
 
@@ -242,14 +242,14 @@ def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> 
     return results
 
 
-def confirm(spec: LoadSpec, slo: Slo, curve: list[dict], rate: float, seconds: float) -> dict:
+def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float) -> dict:
     """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), measured
     after a warm-up on its fresh Triton; the prediction holds if the SLO is met and the rate is reached.
 
-    It runs with the fewest users of any step that met the SLO while carrying at least that rate, each paced to
-    its share: a concurrency measured to deliver the load. Fewer would be bound by latency and miss the rate; more
-    would let more requests queue than the curve was measured with."""
-    users = min(p["users"] for p in curve if slo.met(Point(**p)) and p["rps"] >= rate)
+    It runs with the users of the step that measured the capacity, each paced to its share of the rate: the
+    concurrency the curve was measured with. Fewer would be bound by latency and miss the rate; more would let
+    more requests queue than at that step."""
+    users = best["users"]
     run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds + CONFIRM_WARMUP_S,
                            warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"))
     locust = run["locust"]["requests"]

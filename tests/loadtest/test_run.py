@@ -79,7 +79,7 @@ def test_each_model_runs_on_its_own_and_a_partial_run_stops_the_rest(monkeypatch
     assert list(results) == ["a", "b"] and results["b"]["partial"] == "interrupted"
 
 
-def test_confirmation_runs_with_the_fewest_users_measured_to_carry_the_load(monkeypatch) -> None:
+def test_confirmation_runs_with_the_users_that_measured_the_capacity(monkeypatch) -> None:
     seen: list[LoadSpec] = []
 
     def fake_load(one: LoadSpec) -> dict:
@@ -89,18 +89,13 @@ def test_confirmation_runs_with_the_fewest_users_measured_to_carry_the_load(monk
                            "latency_all_s": {"all": {"0.95": 0.04}}}}
 
     monkeypatch.setattr(run, "run_load", fake_load)
-    curve = [{"users": 2, "rps": 50.0, "latency_s": 0.01, "error_rate": 0.0},
-             {"users": 4, "rps": 85.0, "latency_s": 0.09, "error_rate": 0.0},  # over a 50 ms SLO
-             {"users": 6, "rps": 82.0, "latency_s": 0.03, "error_rate": 0.0},
-             {"users": 8, "rps": 100.0, "latency_s": 0.045, "error_rate": 0.0}]
-    met = run.confirm(spec(), run.Slo(0.05), curve, 80.0, 10)
+    best = {"users": 6, "rps": 100.0, "latency_s": 0.045, "error_rate": 0.0}
+    met = run.confirm(spec(), run.Slo(0.05), best, 80.0, 10)
     assert seen[-1].users == 6 and seen[-1].rate == 80.0 and seen[-1].shape == "constant"
     assert seen[-1].seconds == 10 + run.CONFIRM_WARMUP_S and seen[-1].warmup_s == run.CONFIRM_WARMUP_S
     assert met["met"] and met["measured_rps"] == 79.0 and met["users"] == 6
-    missed = run.confirm(spec(), run.Slo(0.035), curve, 80.0, 10)
-    assert seen[-1].users == 6 and not missed["met"]  # p95 40 ms against a 35 ms SLO
-    short = run.confirm(spec(), run.Slo(0.05), curve, 90.0, 10)
-    assert seen[-1].users == 8 and not short["met"]  # 79/s measured is under 95% of 90/s
+    assert not run.confirm(spec(), run.Slo(0.035), best, 80.0, 10)["met"]  # p95 40 ms against a 35 ms SLO
+    assert not run.confirm(spec(), run.Slo(0.05), best, 90.0, 10)["met"]  # 79/s is under 95% of 90/s
 
 
 def test_auto_pacing_comes_from_the_manifests_throughput(tmp_path: Path) -> None:
