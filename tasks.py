@@ -284,11 +284,13 @@ def report(c, root=str(REPORTS / "loadtest")):
     "models": "also compare on these zoo variants of --repo (comma-separated, or 'all'); none by default",
     "variant_generators": "generators run against each variant (wrk is the baseline)",
     "repo": "model repository (built) for --models", "out": "folder for headroom.json and headroom.md",
+    "nice": "run every generator at this niceness (0-19), so Triton has the CPU first: what a generator on other "
+            "cores would see",
 })
 @friendly
 def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.0,
                   generators="wrk,locust-1p,locust-2p", models="", variant_generators="wrk,locust-1p",
-                  repo=str(REPO), out=str(REPORTS / "loadgen")):
+                  repo=str(REPO), out=str(REPORTS / "loadgen"), nice=0):
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
     import json
 
@@ -302,7 +304,8 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
 
         chosen = sorted(load_manifest(Path(repo)))
     plan = HeadroomPlan(connections=connections, rounds=rounds, warmup_s=warmup, measure_s=seconds,
-                        generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)))
+                        generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)),
+                        nice=nice)
     try:
         results, md = run_headroom(load_test_images(source, 1)[0], plan, Path(out), Path(repo), chosen)
     except ValueError as exc:

@@ -68,6 +68,7 @@ class HeadroomPlan:
     generators: tuple[str, ...] = ("wrk", "locust-1p", "locust-2p")
     variant_generators: tuple[str, ...] = ("wrk", "locust-1p")
     startup_timeout_s: float = 30.0
+    nice: int = 0                       # > 0: every generator runs at this niceness, so Triton has the CPU first
 
     def validate(self) -> None:
         for name in (*self.generators, *self.variant_generators):
@@ -76,6 +77,8 @@ class HeadroomPlan:
             raise ValueError("wrk is the baseline: keep it among the generators")
         if self.connections < 1 or self.rounds < 1 or self.measure_s <= 0 or self.warmup_s < 0:
             raise ValueError("connections, rounds and seconds must be positive")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"niceness is 0 to 19, got {self.nice}")
 
 
 # --- the trivial model -------------------------------------------------------------------------------------------
@@ -327,7 +330,8 @@ def measure(gen: Generator, target: Target, plan: HeadroomPlan, triton_pgid: int
     bound = plan.startup_timeout_s + plan.warmup_s + plan.measure_s + 5
     log = target.work / f"{gen.name}-r{round_}.log"
     log.unlink(missing_ok=True)
-    proc = spawn(generator_command(gen, target, plan.connections, bound, ports), log, cwd=ROOT)
+    command = generator_command(gen, target, plan.connections, bound, ports)
+    proc = spawn(["nice", "-n", str(plan.nice), *command] if plan.nice else command, log, cwd=ROOT)
     try:
         wait_flowing(target, proc, plan.startup_timeout_s, log)
         time.sleep(plan.warmup_s)
@@ -569,6 +573,8 @@ def markdown(results: dict) -> str:
               "`locust-*`: the project's TritonHttpUser, as `invoke loadtest` runs it (raw keep-alive socket, request "
               "bytes prepared once); "
               "`-Np`: N Locust processes (N > 1: Locust's distributed mode, N workers and a master). "
+              + (f"Every generator ran at niceness {plan['nice']}, so Triton had the CPU first. " if plan.get("nice")
+                 else "") +
               "'other cores': CPU of every other process (this benchmark's driver included); the shared-CPU ceiling "
               "is what the machine's cores allow at Triton's and the generator's CPU per request.", ""]
     if "trivial" in results:

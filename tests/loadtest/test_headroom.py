@@ -136,6 +136,10 @@ def test_plan_needs_wrk_and_known_generators() -> None:
     assert generator("locust-3p").processes == 3 and generator("locust-1p").kind == "locust"
     with pytest.raises(ValueError, match="baseline"):
         HeadroomPlan(generators=("locust-1p",)).validate()
+    with pytest.raises(ValueError, match="niceness"):
+        HeadroomPlan(nice=20).validate()
+    text = markdown({"plan": vars(HeadroomPlan(nice=10)), "cpu_count": 2, "partial": None})
+    assert "niceness 10, so Triton had the CPU first" in text
 
 
 def test_parse_head() -> None:
