@@ -151,7 +151,7 @@ def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runt
 def test(c, all=False):
     """Run the fast unit tests; --all adds the end-to-end tests."""
     marker = '-m ""' if all else ""
-    c.run(f"python -m pytest {marker} -q", pty=False)
+    c.run(f"python -m pytest {marker} -q --durations=15", pty=False)  # the slowest tests, for CI's time budget
 
 
 @task(help={
