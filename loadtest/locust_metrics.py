@@ -60,6 +60,8 @@ def serve_exporter(registry: CollectorRegistry, ports: list[int]) -> int:
 
 def _free(port: int) -> bool:
     with socket.socket() as sock:
+        # As the exporter's HTTP server binds: a port whose last exporter left connections in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -97,6 +97,13 @@ def final_values(selector: str, window: Window, since: float | None = None) -> s
     return last if since is None else f"(({last}) - ({selector} @ {since:.3f})) or ({last})"
 
 
+def sample_time(client: PromClient, selector: str, at: float) -> float:
+    """When the last sample of `selector` at or before `at` was scraped: a cut there counts exactly what came after
+    it (a cut between scrapes would count up to one interval more than its window)."""
+    rows = client.query(f"max(timestamp({selector}))", at)
+    return float(rows[0]["value"][1]) if rows else at
+
+
 def locust_totals(client: PromClient, window: Window, since: float | None = None) -> dict[str, dict[str, float]]:
     """Per request name: requests by outcome, from the exporter's final values (failures are never dropped)."""
     expr = f"sum by (name, outcome) ({final_values(LOCUST_REQUESTS, window, since)})"

@@ -14,14 +14,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import loadtest.promql as q
 from loadtest.capacity import Slo, instance_count, plan_capacity
 from loadtest.images import load_test_images, save_images
-from loadtest.prometheus import PrometheusServer
+from loadtest.prometheus import PromClient, PrometheusServer
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
 
@@ -156,17 +156,23 @@ def run_window(out: Path, fallback: q.Window) -> q.Window:
     return q.Window(times.get("start", fallback.start), times.get("end", fallback.end))
 
 
-def run_load(spec: LoadSpec) -> dict:
-    """The whole run; returns the results (also written to spec.out as loadtest.json and loadtest.md)."""
+@dataclass(frozen=True)
+class Stack:
+    """What a run loads and reads back from: the servers, a Prometheus scraping them, the exporter ports it scrapes."""
+
+    ends: Endpoints
+    prometheus: PromClient
+    exporter_ports: list[int]
+
+
+@contextmanager
+def load_stack(spec: LoadSpec) -> Iterator[Stack]:
+    """Triton (or the gateway stack, with the experiment created) and Prometheus, stopped on the way out."""
     from serving.triton import free_ports
 
-    spec.validate()
-    spec.out.mkdir(parents=True, exist_ok=True)
-    for stale in ("run-times.json", "steps.json"):
-        (spec.out / stale).unlink(missing_ok=True)
-    images_file = save_images(load_test_images(spec.data, spec.images), spec.out / "images.npy")
     admin_key = secrets.token_hex(16)
     prom_port, *exporter_ports = free_ports(1 + spec.processes)
+    spec.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         ends = stack.enter_context(serve(spec, admin_key))
         targets = {"triton": [ends.triton_metrics], "gateway": [ends.gateway] if ends.gateway else [],
@@ -175,14 +181,28 @@ def run_load(spec: LoadSpec) -> dict:
         prom.client.wait_for_targets({"triton", "gateway"})
         if spec.target == "experiment":
             create_experiment(ends.gateway, spec.experiment, spec.models, admin_key)
+        yield Stack(ends, prom.client, exporter_ports)
+
+
+def run_load(spec: LoadSpec, stack: Stack | None = None) -> dict:
+    """The whole run, on `stack` if given, else on servers of its own; returns the results (also written to
+    spec.out as loadtest.json and loadtest.md)."""
+    spec.validate()
+    spec.out.mkdir(parents=True, exist_ok=True)
+    for stale in ("run-times.json", "steps.json"):
+        (spec.out / stale).unlink(missing_ok=True)
+    images_file = save_images(load_test_images(spec.data, spec.images), spec.out / "images.npy")
+    with nullcontext(stack) if stack else load_stack(spec) as on:
         started = time.time()
-        outcome = drive_locust(locust_command(spec, ends, images_file, exporter_ports), spec.out / "locust.log",
-                               spec.seconds)
+        outcome = drive_locust(locust_command(spec, on.ends, images_file, on.exporter_ports),
+                               spec.out / "locust.log", spec.seconds)
         exited = time.time()
         window = run_window(spec.out, q.Window(started, exited))
-        window = q.Window(min(window.start + spec.warmup_s, window.end), window.end)
+        if spec.warmup_s:
+            cut = min(window.start + spec.warmup_s, window.end)
+            window = q.Window(q.sample_time(on.prometheus, q.LOCUST_REQUESTS, cut), window.end)
         time.sleep(2 * spec.interval_s)  # one more scrape of Triton and the gateway after the last request
-        results = collect(prom.client, spec, window, outcome, exited)
+        results = collect(on.prometheus, spec, window, outcome, exited)
     write_results(results, spec.out)
     return results
 
@@ -215,15 +235,17 @@ def resolve_pacing(spec: LoadSpec) -> LoadSpec:
 
 def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
     """A step-load, its capacity plan, and optionally a confirmation run at the predicted capacity."""
-    spec = resolve_pacing(spec)
-    results = run_load(replace(spec, shape="step"))
+    spec = replace(resolve_pacing(spec), shape="step")
     slo = Slo(spec.step.slo_ms / 1e3, spec.step.slo_quantile, spec.step.max_error_rate)
-    results["capacity"] = plan_capacity((results["steps"] or {}).get("steps", []), slo, goal.target_rps,
-                                        goal.headroom, goal.price_per_instance_hour, _instances(spec))
-    best = results["capacity"]["max_sustainable"]
-    if goal.confirm_seconds > 0 and best and not results["partial"]:
-        results["confirmation"] = confirm(spec, slo, best, best["rps"] * (1 - goal.headroom), goal.confirm_seconds)
-        results["partial"] = results["confirmation"]["partial"]  # a Ctrl-C there stops a sweep of models too
+    with load_stack(spec) as stack:
+        results = run_load(spec, stack)
+        results["capacity"] = plan_capacity((results["steps"] or {}).get("steps", []), slo, goal.target_rps,
+                                            goal.headroom, goal.price_per_instance_hour, _instances(spec))
+        best = results["capacity"]["max_sustainable"]
+        if goal.confirm_seconds > 0 and best and not results["partial"]:
+            rate = best["rps"] * (1 - goal.headroom)
+            results["confirmation"] = confirm(spec, slo, best, rate, goal.confirm_seconds, stack)
+            results["partial"] = results["confirmation"]["partial"]  # a Ctrl-C there stops a sweep of models too
     write_results(results, spec.out)
     return results
 
@@ -242,16 +264,17 @@ def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> 
     return results
 
 
-def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float) -> dict:
-    """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), measured
-    after a warm-up on its fresh Triton; the prediction holds if the SLO is met and the rate is reached.
+def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, stack: Stack | None = None) -> dict:
+    """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), on the
+    replica the curve was measured on (`stack`), after a warm-up; the prediction holds if the SLO is met and the
+    rate is reached.
 
     It runs with the users of the step that measured the capacity, each paced to its share of the rate: the
     concurrency the curve was measured with. Fewer would be bound by latency and miss the rate; more would let
     more requests queue than at that step."""
     users = best["users"]
     run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds + CONFIRM_WARMUP_S,
-                           warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"))
+                           warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"), stack)
     locust = run["locust"]["requests"]
     requests = sum(c["success"] + c["failure"] for c in locust.values())
     failures = sum(c["failure"] for c in locust.values())

@@ -82,7 +82,7 @@ def test_each_model_runs_on_its_own_and_a_partial_run_stops_the_rest(monkeypatch
 def test_confirmation_runs_with_the_users_that_measured_the_capacity(monkeypatch) -> None:
     seen: list[LoadSpec] = []
 
-    def fake_load(one: LoadSpec) -> dict:
+    def fake_load(one: LoadSpec, stack: object = None) -> dict:
         seen.append(one)
         return {"partial": None, "window": {"seconds": 10.0},
                 "locust": {"requests": {"m": {"success": 790.0, "failure": 0.0}},
