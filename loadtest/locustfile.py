@@ -213,9 +213,9 @@ class TritonHttpUser(User):
     bytes written to a raw keep-alive socket, the response read with the least parsing that still checks it.
 
     FastHttpUser builds headers, a request and a response object per request; on cores shared with Triton, that CPU
-    capped Locust at 0.4x wrk (`invoke bench-loadgen`). Every request still goes through `events.request`, so a
-    failure is counted like any other. Closed loop, the task loops by itself: Locust's scheduler, run once per task,
-    costs as much as the request. Paced (--tz-user-rps), it waits between requests.
+    is taken from the server (`invoke bench-loadgen` measures it). Every request still goes through
+    `events.request`, so a failure is counted like any other. Closed loop, the task loops by itself: Locust's
+    scheduler, run once per task, costs as much as the request. Paced (--tz-user-rps), it waits between requests.
     """
 
     wait_time = _pacing
