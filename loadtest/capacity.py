@@ -6,6 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+# A paced step that carried less than this share of its offered rate ran closed-loop: users waited on answers
+# instead of sending on schedule, so its latency understates what that arrival rate would see.
+MIN_CARRIED = 0.9
+
 
 @dataclass(frozen=True)
 class Point:
@@ -13,6 +17,11 @@ class Point:
     rps: float               # successful requests per second
     latency_s: float | None  # the SLO's quantile
     error_rate: float
+    offered_rps: float | None = None  # paced users: users x their rate; None for closed-loop users
+
+    @property
+    def kept_pace(self) -> bool:
+        return self.offered_rps is None or self.rps >= MIN_CARRIED * self.offered_rps
 
 
 @dataclass(frozen=True)
@@ -26,14 +35,16 @@ class Slo:
             point.error_rate <= self.max_error_rate
 
 
-def curve(steps: list[dict], quantile: float) -> list[Point]:
-    """Points from a step record: Prometheus's sub-ms quantile where read back, else Locust's whole-ms one."""
+def curve(steps: list[dict], quantile: float, user_rps: float = 0.0) -> list[Point]:
+    """Points from a step record: Prometheus's sub-ms quantile where read back, else Locust's whole-ms one.
+    `user_rps` > 0: each user was paced at that rate."""
     points = []
     for s in steps:
         latency = (s.get("latency_s") or {}).get(str(quantile))
         if latency is None:
             latency = s["latency_ms"] / 1e3
-        points.append(Point(s["users"], s["rps"], latency, s["error_rate"]))
+        offered = s["users"] * user_rps if user_rps > 0 else None
+        points.append(Point(s["users"], s["rps"], latency, s["error_rate"], offered))
     return points
 
 
@@ -57,8 +68,9 @@ def knee(points: list[Point]) -> Point | None:
 
 
 def max_sustainable(points: list[Point], slo: Slo) -> Point | None:
-    """The measured point with the most throughput that met the SLO (no interpolation: only what was seen)."""
-    passing = [p for p in points if slo.met(p)]
+    """The measured point with the most throughput that met the SLO and kept its pace (no interpolation: only what
+    was seen)."""
+    passing = [p for p in points if slo.met(p) and p.kept_pace]
     return max(passing, key=lambda p: p.rps) if passing else None
 
 
@@ -99,9 +111,9 @@ def instance_count(config_text: str) -> int:
 
 
 def plan_capacity(steps: list[dict], slo: Slo, target_rps: float, headroom: float, price_per_instance_hour: float,
-                  instances: int) -> dict:
+                  instances: int, user_rps: float = 0.0) -> dict:
     """Everything the report shows for one variant's step-load."""
-    points = curve(steps, slo.quantile)
+    points = curve(steps, slo.quantile, user_rps)
     best, bend = max_sustainable(points, slo), knee(points)
     plan = Plan(target_rps, headroom, best.rps, instances, price_per_instance_hour) if best else None
     return {"slo": asdict(slo), "curve": [asdict(p) for p in points], "knee": asdict(bend) if bend else None,

@@ -367,7 +367,8 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def summarize(samples: list[Sample], cpu_count: int) -> dict[str, dict]:
-    """Per generator: medians over rounds, failures summed, and the ratio to wrk (of medians, and per round)."""
+    """Per generator: medians over rounds, failures summed, and the ratio to wrk: per round, each window against
+    wrk's window of the same round, and their median (paired, so drift between rounds cancels)."""
     out: dict[str, dict] = {}
     for name in dict.fromkeys(s.generator for s in samples):
         mine = [s for s in samples if s.generator == name]
@@ -380,10 +381,12 @@ def summarize(samples: list[Sample], cpu_count: int) -> dict[str, dict]:
         out[name] = row
     base = out.get("wrk")
     for row in out.values():
-        row["vs_wrk"] = row["rps"] / base["rps"] if base and base["rps"] else None
+        row["vs_wrk"] = None
         if base:
             wrk_rounds = base["rounds_rps"]
-            row["rounds_vs_wrk"] = [round(r / w, 3) if w else None for r, w in zip(row["rounds_rps"], wrk_rounds)]
+            ratios = [r / w if w else None for r, w in zip(row["rounds_rps"], wrk_rounds)]
+            row["rounds_vs_wrk"] = [None if x is None else round(x, 3) for x in ratios]
+            row["vs_wrk"] = _median(ratios)
     return out
 
 
@@ -567,7 +570,8 @@ def markdown(results: dict) -> str:
         lines += [f"**PARTIAL RESULTS** — the run was cut short ({results['partial']}).", ""]
     lines += [f"Same Triton HTTP endpoint, same pre-encoded KServe v2 binary body (one CIFAR-10 image), "
               f"{plan['connections']} connections (wrk: 1 thread; Locust: as many users), {plan['rounds']} "
-              f"interleaved rounds, medians. Throughput is Triton's own count of successful requests over a "
+              "interleaved rounds, medians ('vs wrk': the median of the per-round ratios). Throughput is Triton's own "
+              "count of successful requests over a "
               f"{plan['measure_s']:g} s window that starts {plan['warmup_s']:g} s after the first answer; CPU from "
               f"/proc over the same window (cores = CPU seconds per second; {cpus} cores in all). "
               "`locust-*`: the project's TritonHttpUser, as `invoke loadtest` runs it (raw keep-alive socket, request "

@@ -190,7 +190,8 @@ def saturation_section(path: Path) -> Section | None:
                      _x(r.get("speedup_vs_baseline")), _num(r.get("in_process_ips"), ".0f"),
                      _x(r.get("served_over_in_process")), str(r["failed_requests"])])
     text = (f"Batch {plan['batch']}, {plan['in_flight']} requests in flight, median of {plan['rounds']} interleaved "
-            f"rounds of {plan['seconds']:g} s (`invoke bench-served`); in-process figures are the build's.")
+            f"rounds of {plan['seconds']:g} s (`invoke bench-served`); in process: the backend's own session, "
+            "measured right after each served window; served / in-process: median of the per-round ratios.")
     return Section("Served throughput at saturation", [Text(text), Table(rows)])
 
 

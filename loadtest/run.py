@@ -32,6 +32,9 @@ SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_st
 LOCUST_GRACE_S = 60.0  # beyond its own bounds, before Locust is stopped from outside
 CONFIRM_WARMUP_S = 5.0
 AUTO_USERS = 16
+# A paced user whose answers take longer than its interval turns closed-loop and offers less than its rate; at most
+# 50 req/s (a 20 ms interval) it keeps its rate on the zoo's fast models even as latency climbs near saturation.
+MAX_AUTO_USER_RPS = 50.0
 
 
 @dataclass(frozen=True)
@@ -217,8 +220,8 @@ class CapacityGoal:
 
 def resolve_pacing(spec: LoadSpec) -> LoadSpec:
     """With --user-rps auto, each user is paced at 1/AUTO_USERS of what the models did in process at batch 64 (the
-    manifest's figure; for several models taking turns, the harmonic mean): steps fine enough for a slow model, and
-    few enough for a fast one."""
+    manifest's figure; for several models taking turns, the harmonic mean), and at most MAX_AUTO_USER_RPS: steps
+    fine enough for a slow model, and few enough for a fast one."""
     from serving.manifest import load_manifest
 
     if spec.step.user_rps != AUTO_PACE:
@@ -230,7 +233,8 @@ def resolve_pacing(spec: LoadSpec) -> LoadSpec:
         raise ValueError("--user-rps auto needs the models' measured throughput in the manifest (speed."
                          "throughput_b64_ips); give a rate per user instead")
     combined = len(speeds) / sum(1 / v for v in speeds)
-    return replace(spec, step=replace(spec.step, user_rps=round(combined / AUTO_USERS, 2)))
+    rate = min(combined / AUTO_USERS, MAX_AUTO_USER_RPS)
+    return replace(spec, step=replace(spec.step, user_rps=round(rate, 2)))
 
 
 def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
@@ -240,7 +244,8 @@ def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
     with load_stack(spec) as stack:
         results = run_load(spec, stack)
         results["capacity"] = plan_capacity((results["steps"] or {}).get("steps", []), slo, goal.target_rps,
-                                            goal.headroom, goal.price_per_instance_hour, _instances(spec))
+                                            goal.headroom, goal.price_per_instance_hour, _instances(spec),
+                                            spec.step.user_rps)
         best = results["capacity"]["max_sustainable"]
         if goal.confirm_seconds > 0 and best and not results["partial"]:
             rate = best["rps"] * (1 - goal.headroom)

@@ -2,7 +2,8 @@
 
 Every round visits every model in turn for the same time, so drift on a shared machine hits all alike;
 figures are medians over rounds, and speed-ups are ratios to the baseline model within the same run.
-Served throughput is also set against the build's in-process figure for the same model (serving efficiency).
+Serving efficiency: right after its served window, each model also runs in this process for the same time, on
+the session its Triton backend builds from the same config, and the two are compared round by round.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tqdm import tqdm
+
+from serving.in_process import Runner, in_process_runner
 
 
 @dataclass(frozen=True)
@@ -63,35 +66,59 @@ class InFlight:
         return done[0] / (time.perf_counter() - start), failed[0]
 
 
-def measure_saturation(url: str, models: list[str], images: np.ndarray,
-                       plan: SaturationPlan = SaturationPlan()) -> dict[str, dict]:
-    """Served images per second of each model at saturation: the median over interleaved rounds."""
+def in_process_rate(run: Runner, images: np.ndarray, seconds: float) -> float:
+    """Images per second of back-to-back calls, as the build measures in-process throughput."""
+    start, done = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        run(images)
+        done += len(images)
+    return done / (time.perf_counter() - start)
+
+
+def measure_saturation(url: str, models: list[str], images: np.ndarray, plan: SaturationPlan = SaturationPlan(),
+                       runners: dict[str, Runner] | None = None) -> dict[str, dict]:
+    """Served (and, where a runner is given, in-process) images per second of each model: per round and median."""
+    runners = runners or {}
+    batch = np.ascontiguousarray(images[:plan.batch])
     client = grpcclient.InferenceServerClient(url)
     try:
-        loads = {m: InFlight(client, m, images[:plan.batch]) for m in models}
-        for load in loads.values():
+        loads = {m: InFlight(client, m, batch) for m in models}
+        for model, load in loads.items():
             load.run(plan.warmup_seconds, plan.in_flight)
-        rates: dict[str, list[float]] = {m: [] for m in models}
+            if model in runners:
+                in_process_rate(runners[model], batch, plan.warmup_seconds)
+        served: dict[str, list[float]] = {m: [] for m in models}
+        local: dict[str, list[float]] = {m: [] for m in runners}
         failures = dict.fromkeys(models, 0)
         for _ in tqdm(range(plan.rounds), desc="served saturation (interleaved rounds)", unit="round", leave=False):
             for model, load in loads.items():
                 rate, failed = load.run(plan.seconds, plan.in_flight)
-                rates[model].append(rate)
+                served[model].append(rate)
                 failures[model] += failed
+                if model in runners:
+                    local[model].append(in_process_rate(runners[model], batch, plan.seconds))
     finally:
         client.close()
-    return {m: {"served_ips": round(statistics.median(r), 1), "rounds_ips": [round(x, 1) for x in r],
-                "failed_requests": failures[m]} for m, r in rates.items()}
+    return {m: _row(served[m], local.get(m), failures[m]) for m in models}
 
 
-def compare(results: dict[str, dict], manifest: dict[str, dict], baseline: str) -> dict[str, dict]:
-    """Add each model's speed-up over `baseline` (same run) and served / in-process throughput."""
+def _row(served: list[float], local: list[float] | None, failed: int) -> dict:
+    row = {"served_ips": round(statistics.median(served), 1), "rounds_ips": [round(x, 1) for x in served],
+           "failed_requests": failed, "in_process_ips": None, "in_process_rounds_ips": None,
+           "served_over_in_process": None}
+    if local:
+        ratios = [s / i for s, i in zip(served, local)]
+        row.update(in_process_ips=round(statistics.median(local), 1),
+                   in_process_rounds_ips=[round(x, 1) for x in local],
+                   served_over_in_process=round(statistics.median(ratios), 2))
+    return row
+
+
+def add_speedups(results: dict[str, dict], baseline: str) -> dict[str, dict]:
+    """Each model's served speed-up over `baseline`, measured in the same run."""
     base = results.get(baseline, {}).get("served_ips")
-    for model, row in results.items():
-        in_process = manifest.get(model, {}).get("speed", {}).get("throughput_b64_ips")
+    for row in results.values():
         row["speedup_vs_baseline"] = round(row["served_ips"] / base, 2) if base else None
-        row["in_process_ips"] = in_process
-        row["served_over_in_process"] = round(row["served_ips"] / in_process, 2) if in_process else None
     return results
 
 
@@ -101,7 +128,9 @@ def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str,
         {"plan": asdict(plan), "baseline": baseline, "models": results}, indent=2) + "\n")
     lines = [f"# Served throughput at saturation (batch {plan.batch}, {plan.in_flight} requests in flight)", "",
              f"Median of {plan.rounds} interleaved rounds of {plan.seconds:.0f} s per model, after warm-up. "
-             f"Speed-ups are ratios to `{baseline}` served in the same run; in-process figures are the build's.", "",
+             f"Speed-ups are ratios to `{baseline}` served in the same run. In process: the same model on the same "
+             "runtime session as its Triton backend, right after its served window in every round; served / "
+             "in-process is the median of the per-round ratios.", "",
              "| model | served img/s | speed-up | in-process img/s | served / in-process | failed requests |",
              "|---|---|---|---|---|---|"]
     for model, r in results.items():
@@ -126,6 +155,7 @@ def run_saturation_benchmark(repo: Path, models: list[str], images: np.ndarray, 
     unknown = [m for m in models if m not in manifest]
     if unknown:
         raise ValueError(f"models {unknown} are not in {repo}; it has {sorted(manifest)}")
+    runners = {m: in_process_runner(repo / m) for m in models}
     with TritonServer(TritonConfig.loading(repo, models)) as server:
-        results = measure_saturation(server.cfg.grpc_url, models, images, plan)
-    return write_results(compare(results, manifest, baseline), plan, baseline, out_dir)
+        results = measure_saturation(server.cfg.grpc_url, models, images, plan, runners)
+    return write_results(add_speedups(results, baseline), plan, baseline, out_dir)

@@ -73,12 +73,15 @@ def _steps_table(results: dict) -> list[str]:
     if not steps.get("steps"):
         return []
     plan = steps["plan"]
+    pace = plan.get("user_rps") or 0
     rows = [f"## Steps (SLO: p{plan['slo_quantile'] * 100:g} <= {plan['slo_ms']:g} ms; "
             f"stopped: {steps.get('stop_reason') or 'bound reached'})", "",
-            "| users | success/s | error rate | p50 ms | p95 ms | p99 ms | verdict |", "|---|---|---|---|---|---|---|"]
+            "| users | offered/s | success/s | error rate | p50 ms | p95 ms | p99 ms | verdict |",
+            "|---|---|---|---|---|---|---|---|"]
     for s in steps["steps"]:
         q = s.get("latency_s", {})
-        rows.append(f"| {s['users']} | {s['rps']:.1f} | {s['error_rate']:.2%} | {_ms(q.get('0.5'))} | "
+        offered = f"{s['users'] * pace:.1f}" if pace > 0 else "closed loop"
+        rows.append(f"| {s['users']} | {offered} | {s['rps']:.1f} | {s['error_rate']:.2%} | {_ms(q.get('0.5'))} | "
                     f"{_ms(q.get('0.95'))} | {_ms(q.get('0.99'))} | {s['verdict']} |")
     return rows + [""]
 

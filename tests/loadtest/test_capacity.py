@@ -32,6 +32,14 @@ def test_max_sustainable_meets_latency_and_error_budget() -> None:
     assert max_sustainable(points, Slo(0.005)) is None
 
 
+def test_a_paced_step_that_fell_behind_its_rate_is_not_sustainable() -> None:
+    points = curve(STEPS, 0.95, user_rps=80.0)                 # offered 80, 240, 400, 560, 720 req/s
+    assert points[2].offered_rps == 400.0 and points[2].kept_pace
+    assert not points[3].kept_pace                             # 420 of 560: closed-loop, latency understated
+    assert max_sustainable(points, Slo(0.050)).users == 5
+    assert curve(STEPS, 0.95)[3].kept_pace, "closed-loop users offer no rate to fall behind"
+
+
 def test_replicas_and_cost_for_a_target_load() -> None:
     plan = Plan(target_rps=1000, headroom=0.25, replica_rps=400, instances_per_replica=2, price_per_instance_hour=0.36)
     assert plan.replicas == 4                                   # 1000 / (400 * 0.75) = 3.33 -> 4

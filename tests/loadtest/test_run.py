@@ -104,12 +104,14 @@ def test_auto_pacing_comes_from_the_manifests_throughput(tmp_path: Path) -> None
     from serving.manifest import MANIFEST, SCHEMA_VERSION
 
     models = {"a": {"speed": {"throughput_b64_ips": 160.0}}, "b": {"speed": {"throughput_b64_ips": 480.0}},
-              "c": {}}
+              "c": {}, "fast": {"speed": {"throughput_b64_ips": 6400.0}}}
     (tmp_path / MANIFEST).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "models": models}))
     auto = LoadSpec(tmp_path, Path("d"), Path("o"), ("a",), shape="step", step=StepPlan(user_rps=run.AUTO_PACE))
     assert run.resolve_pacing(auto).step.user_rps == 10.0  # 160/s over 16 users
     both = replace(auto, models=("a", "b"))
     assert run.resolve_pacing(both).step.user_rps == 15.0  # taking turns: 2 / (1/160 + 1/480) = 240/s
     assert run.resolve_pacing(replace(auto, step=StepPlan(user_rps=7))).step.user_rps == 7
+    fast = run.resolve_pacing(replace(auto, models=("fast",))).step.user_rps
+    assert fast == run.MAX_AUTO_USER_RPS, "400/s per user would outrun the model's own latency"
     with pytest.raises(ValueError, match="throughput"):
         run.resolve_pacing(replace(auto, models=("c",)))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
+from serving.backends.onnxruntime.ort_session import session_options
 from tests.serving.backends.conftest import FakeRequest, initialize, sum_model
 
 
@@ -38,8 +40,7 @@ def test_runtime_failure_answers_every_request_with_an_error(backend, tmp_path: 
     assert all(r.error and r.error.startswith("onnxruntime:") for r in responses)
 
 
-def test_graph_level_follows_native_backend_semantics(backend) -> None:
-    ort = backend.ort
-    assert backend.session_options({}).graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts = backend.session_options({"optimization": {"graph": {"level": 2}}})
+def test_graph_level_follows_native_backend_semantics() -> None:
+    assert session_options({}).graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts = session_options({"optimization": {"graph": {"level": 2}}})
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL

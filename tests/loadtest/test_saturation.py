@@ -1,0 +1,33 @@
+"""Serving-efficiency arithmetic of the saturation benchmark: per-round pairing and same-run speed-ups."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loadtest.saturation import _row, add_speedups, in_process_rate
+
+
+def test_served_over_in_process_is_the_median_of_paired_rounds() -> None:
+    row = _row(served=[90, 50, 100], local=[100, 100, 100], failed=0)
+    assert row["served_ips"] == 90 and row["in_process_ips"] == 100
+    assert row["served_over_in_process"] == 0.9
+    paired = _row(served=[50, 90, 100], local=[50, 100, 200], failed=1)
+    assert paired["served_over_in_process"] == 0.9, "a slow round slows both sides of its pair"
+    assert paired["failed_requests"] == 1
+
+
+def test_no_runner_leaves_in_process_empty() -> None:
+    row = _row(served=[10.0], local=None, failed=0)
+    assert row["in_process_ips"] is None and row["served_over_in_process"] is None
+
+
+def test_speedups_are_ratios_to_the_baseline_in_the_same_run() -> None:
+    results = add_speedups({"a": {"served_ips": 100.0}, "b": {"served_ips": 250.0}}, "a")
+    assert results["b"]["speedup_vs_baseline"] == 2.5 and results["a"]["speedup_vs_baseline"] == 1.0
+
+
+def test_in_process_rate_counts_images() -> None:
+    calls = []
+    rate = in_process_rate(lambda x: calls.append(len(x)), np.zeros((4, 1)), 0.05)
+    assert calls and all(n == 4 for n in calls)
+    assert rate > 0
