@@ -185,8 +185,9 @@ LOADTEST_HELP = {
     "start_users": "step shape: users in the first step", "step_users": "step shape: users added per step",
     "step_seconds": "step shape: seconds per step", "max_users": "step shape: highest user count",
     "user_rps": "step shape: pace each user to this many requests/s, so each step adds arrival rate (as live traffic "
-                "arrives, and as the confirmation run loads); 'auto': 1/16 of the model's in-process batch-64 "
-                "throughput (manifest); 0: closed loop, each step adds concurrency",
+                "arrives, and as the confirmation run loads); 'auto': each counted user adds 1/16 of the model's "
+                "in-process batch-64 throughput (manifest), spread over enough real users that each one's interval "
+                "is at least the SLO; 0: closed loop, each step adds concurrency",
     "slo_ms": "latency SLO in ms (step shape stops beyond it)", "slo_quantile": "quantile the SLO applies to",
     "max_error_rate": "failures per request that break the SLO", "interval": "Prometheus scrape interval, seconds",
     "out": "folder for the results (default: reports/loadtest/<shape>-<target>-<models>)",

@@ -7,6 +7,7 @@ Prometheus holds and writes its results, marked partial.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -32,9 +33,6 @@ SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_st
 LOCUST_GRACE_S = 60.0  # beyond its own bounds, before Locust is stopped from outside
 CONFIRM_WARMUP_S = 5.0
 AUTO_USERS = 16
-# A paced user whose answers take longer than its interval turns closed-loop and offers less than its rate; at most
-# 50 req/s (a 20 ms interval) it keeps its rate on the zoo's fast models even as latency climbs near saturation.
-MAX_AUTO_USER_RPS = 50.0
 
 
 @dataclass(frozen=True)
@@ -219,9 +217,13 @@ class CapacityGoal:
 
 
 def resolve_pacing(spec: LoadSpec) -> LoadSpec:
-    """With --user-rps auto, each user is paced at 1/AUTO_USERS of what the models did in process at batch 64 (the
-    manifest's figure; for several models taking turns, the harmonic mean), and at most MAX_AUTO_USER_RPS: steps
-    fine enough for a slow model, and few enough for a fast one."""
+    """With --user-rps auto, every user counted in --start-users, --step-users and --max-users adds 1/AUTO_USERS of
+    what the models did in process at batch 64 (the manifest's figure; for several models taking turns, the
+    harmonic mean): steps fine enough for a slow model, and few enough for a fast one.
+
+    That share is spread over as many real users as keep each user's interval at least the SLO latency: a paced
+    user whose answers take longer than its interval turns closed loop and offers less than its rate, so with
+    shorter intervals a fast model's users would fall behind long before the SLO breaks."""
     from serving.manifest import load_manifest
 
     if spec.step.user_rps != AUTO_PACE:
@@ -232,9 +234,12 @@ def resolve_pacing(spec: LoadSpec) -> LoadSpec:
     if not speeds or None in speeds:
         raise ValueError("--user-rps auto needs the models' measured throughput in the manifest (speed."
                          "throughput_b64_ips); give a rate per user instead")
-    combined = len(speeds) / sum(1 / v for v in speeds)
-    rate = min(combined / AUTO_USERS, MAX_AUTO_USER_RPS)
-    return replace(spec, step=replace(spec.step, user_rps=round(rate, 2)))
+    share = len(speeds) / sum(1 / v for v in speeds) / AUTO_USERS
+    spread = max(1, math.ceil(share * spec.step.slo_ms / 1e3))
+    step = spec.step
+    return replace(spec, step=replace(step, user_rps=round(share / spread, 2), start_users=step.start_users * spread,
+                                      step_users=step.step_users * spread, max_users=step.max_users * spread,
+                                      spawn_rate=step.spawn_rate * spread))
 
 
 def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:

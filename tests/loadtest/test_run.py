@@ -109,9 +109,12 @@ def test_auto_pacing_comes_from_the_manifests_throughput(tmp_path: Path) -> None
     auto = LoadSpec(tmp_path, Path("d"), Path("o"), ("a",), shape="step", step=StepPlan(user_rps=run.AUTO_PACE))
     assert run.resolve_pacing(auto).step.user_rps == 10.0  # 160/s over 16 users
     both = replace(auto, models=("a", "b"))
-    assert run.resolve_pacing(both).step.user_rps == 15.0  # taking turns: 2 / (1/160 + 1/480) = 240/s
+    # taking turns: 2 / (1/160 + 1/480) = 240/s, 15/s per counted user: two real users at 7.5/s each
+    assert run.resolve_pacing(both).step.user_rps == 7.5
     assert run.resolve_pacing(replace(auto, step=StepPlan(user_rps=7))).step.user_rps == 7
-    fast = run.resolve_pacing(replace(auto, models=("fast",))).step.user_rps
-    assert fast == run.MAX_AUTO_USER_RPS, "400/s per user would outrun the model's own latency"
+    fast = run.resolve_pacing(replace(auto, models=("fast",))).step  # 400/s per counted user, SLO 100 ms
+    assert fast.user_rps == 10.0, "each real user's interval is at least the SLO latency"
+    assert (fast.start_users, fast.step_users, fast.max_users) == (40, 80, 2560), "40 real users per counted one"
+    assert fast.spawn_rate == 40 * StepPlan().spawn_rate
     with pytest.raises(ValueError, match="throughput"):
         run.resolve_pacing(replace(auto, models=("c",)))
