@@ -180,7 +180,8 @@ LOADTEST_HELP = {
              "stops growing)",
     "users": "constant shape: concurrent users", "rate": "constant shape: total requests/s (0: closed loop)",
     "seconds": "bound on the load phase, seconds", "max_requests": "bound on requests (0: none)",
-    "warmup": "seconds at the start of the load left out of every figure (a fresh Triton's first batches are slow)",
+    "warmup": "seconds at the start of the load left out of every figure (a fresh Triton's first batches are slow); "
+              "step shape: the first step's users run this long before it starts",
     "images": "CIFAR-10 test images to cycle through", "processes": "Locust processes running users (distributed)",
     "start_users": "step shape: users in the first step", "step_users": "step shape: users added per step",
     "step_seconds": "step shape: seconds per step", "max_users": "step shape: highest user count",

@@ -15,7 +15,7 @@ def plan_from(opts) -> StepPlan:
     return StepPlan(start_users=opts.tz_start_users, step_users=opts.tz_step_users, step_seconds=opts.tz_step_seconds,
                     max_users=opts.tz_max_users, slo_ms=opts.tz_slo_ms, slo_quantile=opts.tz_slo_quantile,
                     max_error_rate=opts.tz_max_error_rate, min_gain=opts.tz_min_gain, patience=opts.tz_patience,
-                    user_rps=opts.tz_user_rps)
+                    user_rps=opts.tz_user_rps, warmup_s=opts.tz_warmup)
 
 
 class StepLoadShape(LoadTestShape):

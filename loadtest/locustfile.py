@@ -68,6 +68,7 @@ def _options(parser) -> None:
     add("--tz-max-error-rate", type=float, default=0.01, help="step shape: failures allowed per request")
     add("--tz-min-gain", type=float, default=0.05, help="step shape: throughput growth that still counts")
     add("--tz-patience", type=int, default=2, help="step shape: steps without growth before stopping")
+    add("--tz-warmup", type=float, default=0.0, help="step shape: seconds at the first step's users before it starts")
 
 
 @dataclass

@@ -123,7 +123,7 @@ def locust_command(spec: LoadSpec, ends: Endpoints, images_file: Path, exporter_
            "--tz-step-seconds", str(step.step_seconds), "--tz-max-users", str(step.max_users),
            "--tz-slo-ms", str(step.slo_ms), "--tz-slo-quantile", str(step.slo_quantile),
            "--tz-max-error-rate", str(step.max_error_rate), "--tz-min-gain", str(step.min_gain),
-           "--tz-patience", str(step.patience)]
+           "--tz-patience", str(step.patience), "--tz-warmup", str(spec.warmup_s)]
     if spec.processes > 1:
         cmd += ["--processes", str(spec.processes)]
     return cmd

@@ -71,6 +71,7 @@ class StepPlan:
     patience: int = 2        # steps without growth before the plateau stops the run
     user_rps: float = 0.0    # > 0: each user paced to this rate, so every step adds arrival rate; 0: closed loop;
     #                          AUTO_PACE: set from the models' measured throughput (loadtest.run.resolve_pacing)
+    warmup_s: float = 0.0    # start_users run this long before the first step: a fresh Triton's first batches are slow
 
     def users(self, step: int) -> int:
         return min(self.start_users + step * self.step_users, self.max_users)
@@ -84,12 +85,20 @@ class StepLoad:
     steps: list[StepResult] = field(default_factory=list)
     stop_reason: str | None = None
     _step_start: Snapshot | None = None
+    _began: float | None = None
+
+    def _warm(self, now: Snapshot) -> bool:
+        """True once the warm-up is over; the first step then starts from `now`."""
+        if self._began is None:
+            self._began = now.at
+        return now.at - self._began >= self.plan.warmup_s
 
     def tick(self, now: Snapshot) -> tuple[int, float] | None:
         if self.stop_reason is not None:
             return None
         if self._step_start is None:
-            self._step_start = now
+            if self._warm(now):
+                self._step_start = now
         elif now.at - self._step_start.at >= self.plan.step_seconds:
             if self._close_step(now) != "ok":
                 return None

@@ -85,6 +85,14 @@ def test_decisions_wait_for_the_step_to_end() -> None:
     assert load.tick(clock.advance(9.9, 100)) == (1, 50.0) and not load.steps
 
 
+def test_warmup_runs_the_first_users_before_any_step_counts() -> None:
+    load, clock = StepLoad(StepPlan(start_users=4, step_seconds=10, slo_ms=50, warmup_s=5)), Clock()
+    assert load.tick(clock.snap()) == (4, 50.0)
+    assert load.tick(clock.advance(5, 100, ms=900)) == (4, 50.0), "a cold start's slow answers break no SLO"
+    load.tick(clock.advance(10, 200, ms=5))
+    assert [(s.users, s.requests, s.latency_ms) for s in load.steps] == [(4, 200, 5.0)]
+
+
 def test_constant_plan_paces_users_to_the_total_rate() -> None:
     plan = ConstantPlan(users=4, seconds=20, rate=100)
     assert plan.user_rate == 25 and plan.tick(0) == (4, 50.0) and plan.tick(19.9) == (4, 50.0)
