@@ -243,7 +243,8 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
 
 @task(help={
     "repo": "model repository (built)", "data": DATA_HELP,
-    "models": "comma-separated models; the first is the baseline of every speed-up",
+    "models": "comma-separated models, or 'all'; the first is the baseline of every speed-up (with 'all': the fp32 "
+              "teacher's export)",
     "seconds": "seconds per model per round", "rounds": "interleaved rounds (median)",
     "in_flight": "batch-64 requests kept outstanding", "out": "folder for saturation.json and saturation.md",
 })
@@ -253,10 +254,14 @@ def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_in
                  out=str(REPORTS / "served")):
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
     from loadtest.images import load_test_images
-    from loadtest.saturation import SaturationPlan, run_saturation_benchmark
+    from loadtest.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
 
     source = _payload_source(data)
     chosen = _csv(models)
+    if chosen == ["all"]:
+        from serving.manifest import load_manifest
+
+        chosen = baseline_first(load_manifest(Path(repo)))
     plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight)
     try:
         path = run_saturation_benchmark(Path(repo), chosen, load_test_images(source, 64), plan, chosen[0],

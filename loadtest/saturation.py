@@ -114,6 +114,12 @@ def _row(served: list[float], local: list[float] | None, failed: int) -> dict:
     return row
 
 
+def baseline_first(manifest: dict[str, dict]) -> list[str]:
+    """Every model, by name, with the FP32 model on ONNX Runtime first: the baseline of every speed-up."""
+    return sorted(manifest, key=lambda m: ((manifest[m].get("variant"), manifest[m].get("runtime")) !=
+                                           ("fp32", "onnxruntime"), m))
+
+
 def add_speedups(results: dict[str, dict], baseline: str) -> dict[str, dict]:
     """Each model's served speed-up over `baseline`, measured in the same run."""
     base = results.get(baseline, {}).get("served_ips")

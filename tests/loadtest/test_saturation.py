@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loadtest.saturation import _row, add_speedups, in_process_rate
+from loadtest.saturation import _row, add_speedups, baseline_first, in_process_rate
 
 
 def test_served_over_in_process_is_the_median_of_paired_rounds() -> None:
@@ -31,3 +31,10 @@ def test_in_process_rate_counts_images() -> None:
     rate = in_process_rate(lambda x: calls.append(len(x)), np.zeros((4, 1)), 0.05)
     assert calls and all(n == 4 for n in calls)
     assert rate > 0
+
+
+def test_all_models_put_the_fp32_onnxruntime_baseline_first() -> None:
+    manifest = {"a_int8": {"variant": "int8", "runtime": "onnxruntime"},
+                "b_fp32_openvino": {"variant": "fp32", "runtime": "openvino"},
+                "z_fp32": {"variant": "fp32", "runtime": "onnxruntime"}}
+    assert baseline_first(manifest) == ["z_fp32", "a_int8", "b_fp32_openvino"]
