@@ -196,6 +196,8 @@ LOADTEST_HELP = {
     "headroom": "step shape: fraction of each replica's capacity kept spare",
     "price": "step shape: price per instance-hour, for the cost per million inferences",
     "confirm_seconds": "step shape: then run this long at the predicted capacity to check the SLO (0: skip)",
+    "confirm_attempts": "step shape: on a missed confirmation, back off to the next lower step that met the SLO and "
+                        "confirm again, this many runs in all; the plan follows the one that is met",
     "each": "one run per model, each on its own Triton (per-variant curves and capacity plans), in sub-folders "
             "of --out (default: reports/loadtest/<shape>-<target>-<model>)",
 }
@@ -206,8 +208,8 @@ LOADTEST_HELP = {
 def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="constant", users=4, rate=0.0,
              seconds=30.0, max_requests=0, images=500, processes=1, start_users=1, step_users=2, step_seconds=10.0,
              max_users=64, slo_ms=100.0, slo_quantile=0.95, max_error_rate=0.01, interval=1.0, out=None,
-             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, each=False, warmup=0.0,
-             user_rps="0"):
+             target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, confirm_attempts=2, each=False,
+             warmup=0.0, user_rps="0"):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
     from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
     from loadtest.shapes import AUTO_PACE, StepPlan
@@ -226,7 +228,7 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
 
     spec = LoadSpec(Path(repo), source, Path(out) if out else folder("+".join(chosen) or "all"), chosen, target,
                     shape, users, rate, seconds, max_requests, images, processes, interval, step, warmup_s=warmup)
-    goal = CapacityGoal(target_rps, headroom, price, confirm_seconds)
+    goal = CapacityGoal(target_rps, headroom, price, confirm_seconds, confirm_attempts)
     try:
         if each:
             runs = run_each(spec, goal, folder)

@@ -67,11 +67,15 @@ def knee(points: list[Point]) -> Point | None:
     return best if gap(best) > 0 else None
 
 
+def sustainable(points: list[Point], slo: Slo) -> list[Point]:
+    """The measured points that met the SLO and kept their pace, most throughput first (no interpolation: only
+    what was seen)."""
+    return sorted((p for p in points if slo.met(p) and p.kept_pace), key=lambda p: p.rps, reverse=True)
+
+
 def max_sustainable(points: list[Point], slo: Slo) -> Point | None:
-    """The measured point with the most throughput that met the SLO and kept its pace (no interpolation: only what
-    was seen)."""
-    passing = [p for p in points if slo.met(p) and p.kept_pace]
-    return max(passing, key=lambda p: p.rps) if passing else None
+    passing = sustainable(points, slo)
+    return passing[0] if passing else None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,18 @@ def plan_capacity(steps: list[dict], slo: Slo, target_rps: float, headroom: floa
                   instances: int, user_rps: float = 0.0) -> dict:
     """Everything the report shows for one variant's step-load."""
     points = curve(steps, slo.quantile, user_rps)
-    best, bend = max_sustainable(points, slo), knee(points)
+    passing, bend = sustainable(points, slo), knee(points)
+    best = passing[0] if passing else None
     plan = Plan(target_rps, headroom, best.rps, instances, price_per_instance_hour) if best else None
     return {"slo": asdict(slo), "curve": [asdict(p) for p in points], "knee": asdict(bend) if bend else None,
-            "max_sustainable": asdict(best) if best else None, "plan": plan.to_dict() if plan else None}
+            "max_sustainable": asdict(best) if best else None, "sustainable": [asdict(p) for p in passing],
+            "plan": plan.to_dict() if plan else None, "planned_from": asdict(best) if best else None}
+
+
+def replan(capacity: dict, point: dict) -> dict:
+    """The capacity record with its plan taken from `point`, a lower sustainable step, after a confirmation at the
+    higher one missed."""
+    old = capacity["plan"]
+    plan = Plan(old["target_rps"], old["headroom"], point["rps"], old["instances_per_replica"],
+                old["price_per_instance_hour"])
+    return {**capacity, "plan": plan.to_dict(), "planned_from": point}

@@ -119,6 +119,7 @@ def capacity_rows(runs: dict[str, dict]) -> list[list[str]]:
         if not cap:
             continue
         best, plan, conf = cap["max_sustainable"], cap["plan"], run.get("confirmation")
+        backed_off = len(run.get("confirmations") or []) - 1
         rows.append([
             name + (" (partial)" if run.get("partial") else ""), ", ".join(run["spec"]["models"]) or "all",
             f"{best['rps']:.1f}" if best else "none met the SLO",
@@ -127,6 +128,7 @@ def capacity_rows(runs: dict[str, dict]) -> list[list[str]]:
             str(plan["replicas"]) if plan and plan["target_rps"] > 0 else "–",
             f"{plan['cost_per_million']:.3f}" if plan and plan["cost_per_million"] is not None else "–",
             (f"{conf['predicted_rps']:.1f} / {conf['measured_rps']:.1f}, {'met' if conf['met'] else 'MISSED'}"
+             + (f" (backed off {backed_off} step{'s' if backed_off > 1 else ''})" if backed_off > 0 else "")
              if conf else "–")])
     return rows
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import loadtest.promql as q
-from loadtest.capacity import Slo, instance_count, plan_capacity
+from loadtest.capacity import Slo, instance_count, plan_capacity, replan
 from loadtest.images import load_test_images, save_images
 from loadtest.prometheus import PromClient, PrometheusServer
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
@@ -214,6 +214,7 @@ class CapacityGoal:
     headroom: float = 0.2               # fraction of each replica's capacity kept spare
     price_per_instance_hour: float = 1.0
     confirm_seconds: float = 0.0        # > 0: a constant-rate run at the predicted capacity must meet the SLO
+    confirm_attempts: int = 2           # on a miss, back off to the next lower sustainable step, this many in all
 
 
 def resolve_pacing(spec: LoadSpec) -> LoadSpec:
@@ -251,10 +252,9 @@ def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
         results["capacity"] = plan_capacity((results["steps"] or {}).get("steps", []), slo, goal.target_rps,
                                             goal.headroom, goal.price_per_instance_hour, _instances(spec),
                                             spec.step.user_rps)
-        best = results["capacity"]["max_sustainable"]
-        if goal.confirm_seconds > 0 and best and not results["partial"]:
-            rate = best["rps"] * (1 - goal.headroom)
-            results["confirmation"] = confirm(spec, slo, best, rate, goal.confirm_seconds, stack)
+        if goal.confirm_seconds > 0 and results["capacity"]["plan"] and not results["partial"]:
+            results["confirmations"] = confirm_plan(spec, slo, goal, results, stack)
+            results["confirmation"] = results["confirmations"][-1]
             results["partial"] = results["confirmation"]["partial"]  # a Ctrl-C there stops a sweep of models too
     write_results(results, spec.out)
     return results
@@ -274,7 +274,24 @@ def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> 
     return results
 
 
-def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, stack: Stack | None = None) -> dict:
+def confirm_plan(spec: LoadSpec, slo: Slo, goal: CapacityGoal, results: dict, stack: Stack) -> list[dict]:
+    """Confirm the plan at the max sustainable step; if that misses, back off to the next lower sustainable step and
+    confirm again, up to `goal.confirm_attempts` runs. The plan follows the step whose confirmation was met; if none
+    was, it stays on the max sustainable step and every attempt is reported missed."""
+    attempts: list[dict] = []
+    for point in results["capacity"]["sustainable"][:max(1, goal.confirm_attempts)]:
+        folder = spec.out / ("confirm" if not attempts else f"confirm-{len(attempts) + 1}")
+        attempts.append(confirm(spec, slo, point, point["rps"] * (1 - goal.headroom), goal.confirm_seconds, stack,
+                                folder))
+        if attempts[-1]["met"] and len(attempts) > 1:
+            results["capacity"] = replan(results["capacity"], point)
+        if attempts[-1]["met"] or attempts[-1]["partial"]:
+            break
+    return attempts
+
+
+def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, stack: Stack | None = None,
+            out: Path | None = None) -> dict:
     """A constant arrival rate at the predicted per-replica capacity (max sustainable less the headroom), on the
     replica the curve was measured on (`stack`), after a warm-up; the prediction holds if the SLO is met and the
     rate is reached.
@@ -284,7 +301,7 @@ def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, s
     more requests queue than at that step."""
     users = best["users"]
     run = run_load(replace(spec, shape="constant", rate=rate, users=users, seconds=seconds + CONFIRM_WARMUP_S,
-                           warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=spec.out / "confirm"), stack)
+                           warmup_s=CONFIRM_WARMUP_S, max_requests=0, out=out or spec.out / "confirm"), stack)
     locust = run["locust"]["requests"]
     requests = sum(c["success"] + c["failure"] for c in locust.values())
     failures = sum(c["failure"] for c in locust.values())
@@ -293,7 +310,8 @@ def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, s
     error_rate = failures / requests if requests else 1.0
     met = latency is not None and latency <= slo.latency_s and error_rate <= slo.max_error_rate and \
         measured_rps >= 0.95 * rate and run["partial"] is None
-    return {"users": users, "seconds": seconds, "predicted_rps": rate, "measured_rps": measured_rps,
+    return {"users": users, "step_rps": best["rps"], "seconds": seconds, "predicted_rps": rate,
+            "measured_rps": measured_rps,
             "slo_latency_s": slo.latency_s, "measured_latency_s": latency, "error_rate": error_rate,
             "met": met, "partial": run["partial"]}
 

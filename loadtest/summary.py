@@ -99,18 +99,23 @@ def capacity_lines(results: dict) -> list[str]:
         return rows + ["- no step met the SLO: no sustainable throughput, no plan", ""]
     rows.append(f"- max sustainable throughput per replica: {best['rps']:.1f} req/s "
                 f"({best['users']} users, p{slo['quantile'] * 100:g} {_ms(best['latency_s'])} ms)")
+    planned = cap.get("planned_from") or best
+    if planned != best:
+        rows.append(f"- planned from the next lower step, {planned['rps']:.1f} req/s ({planned['users']} users): the "
+                    "confirmation at the max sustainable step missed")
     rows.append(f"- per instance: {plan['instance_rps']:.1f} req/s ({plan['instances_per_replica']} per replica)")
     if plan["target_rps"] > 0:
         rows.append(f"- for {plan['target_rps']:g} req/s with {plan['headroom']:.0%} headroom: "
                     f"**{plan['replicas']} replica(s)**, {_num(plan['cost_per_million'], '.3f')} per million "
                     f"inferences at {plan['price_per_instance_hour']:g} per instance-hour")
-    conf = results.get("confirmation")
-    if conf:
-        rows += ["", "| confirmation at the planned load per replica | req/s | latency ms | errors | SLO |",
-                 "|---|---|---|---|---|",
-                 f"| predicted (max sustainable less headroom) | {conf['predicted_rps']:.1f} | "
-                 f"<= {_ms(conf['slo_latency_s'])} | – | – |",
-                 f"| measured ({conf['seconds']:g} s, {conf['users']} users) | {conf['measured_rps']:.1f} | "
-                 f"{_ms(conf['measured_latency_s'])} | {conf['error_rate']:.2%} | "
-                 f"{'met' if conf['met'] else 'MISSED'} |"]
+    attempts = results.get("confirmations") or ([results["confirmation"]] if results.get("confirmation") else [])
+    if attempts:
+        q = f"p{slo['quantile'] * 100:g}"
+        rows += ["", f"| confirmation at the planned load per replica | predicted req/s (step less headroom) | "
+                     f"measured req/s | {q} ms (SLO {_ms(slo['latency_s'])}) | errors | SLO |",
+                 "|---|---|---|---|---|---|"]
+        for n, conf in enumerate(attempts, 1):
+            rows.append(f"| {n}: {conf['seconds']:g} s, {conf['users']} users | {conf['predicted_rps']:.1f} | "
+                        f"{conf['measured_rps']:.1f} | {_ms(conf['measured_latency_s'])} | {conf['error_rate']:.2%} "
+                        f"| {'met' if conf['met'] else 'MISSED'} |")
     return rows + [""]

@@ -65,3 +65,20 @@ def test_capacity_section_reports_plan_and_confirmation() -> None:
                                 "slo_latency_s": 0.05, "measured_latency_s": 0.061, "error_rate": 0.0, "met": False}}
     text = "\n".join(capacity_lines(results))
     assert "420.0 req/s (7 users" in text and "**4 replica(s)**" in text and "MISSED" in text
+
+
+def test_capacity_section_shows_a_back_off_and_every_confirmation() -> None:
+    from loadtest.capacity import replan
+    from loadtest.summary import capacity_lines
+
+    cap = plan_capacity(STEPS, Slo(0.050), 1000, 0.2, 1.0, 1)
+    attempt = {"seconds": 10, "predicted_rps": 336.0, "measured_rps": 330.0, "slo_latency_s": 0.05,
+               "measured_latency_s": 0.07, "error_rate": 0.0, "users": 7, "met": False}
+    met = {**attempt, "predicted_rps": 320.0, "measured_rps": 318.0, "measured_latency_s": 0.02, "users": 5,
+           "met": True}
+    results = {"capacity": replan(cap, cap["sustainable"][1]), "confirmations": [attempt, met], "confirmation": met}
+    text = "\n".join(capacity_lines(results))
+    assert "max sustainable throughput per replica: 420.0 req/s" in text
+    assert "planned from the next lower step, 400.0 req/s (5 users)" in text
+    assert "| 1: 10 s, 7 users | 336.0 | 330.0 | 70.00 | 0.00% | MISSED |" in text
+    assert "| 2: 10 s, 5 users | 320.0 | 318.0 | 20.00 | 0.00% | met |" in text

@@ -118,3 +118,32 @@ def test_auto_pacing_comes_from_the_manifests_throughput(tmp_path: Path) -> None
     assert fast.spawn_rate == 40 * StepPlan().spawn_rate
     with pytest.raises(ValueError, match="throughput"):
         run.resolve_pacing(replace(auto, models=("c",)))
+
+
+def test_a_missed_confirmation_backs_off_to_the_next_step_and_the_plan_follows(monkeypatch) -> None:
+    from loadtest.capacity import plan_capacity
+
+    steps = [{"users": u, "rps": r, "latency_ms": 10, "latency_s": {"0.95": 0.010}, "error_rate": 0.0}
+             for u, r in ((2, 100.0), (4, 200.0), (6, 300.0))]
+    results = {"capacity": plan_capacity(steps, run.Slo(0.05), 1000, 0.2, 1.0, 1)}
+    calls: list[tuple[int, float, Path]] = []
+
+    def fake_confirm(spec, slo, best, rate, seconds, stack, out) -> dict:
+        calls.append((best["users"], rate, out))
+        return {"met": best["users"] < 6, "partial": None}
+
+    monkeypatch.setattr(run, "confirm", fake_confirm)
+    attempts = run.confirm_plan(spec(), run.Slo(0.05), CapacityGoal(confirm_seconds=10), results, None)
+    out = spec().out
+    assert calls == [(6, 240.0, out / "confirm"), (4, 160.0, out / "confirm-2")]
+    assert [a["met"] for a in attempts] == [False, True]
+    cap = results["capacity"]
+    assert cap["max_sustainable"]["users"] == 6, "the curve's maximum is still reported"
+    assert cap["planned_from"]["users"] == 4 and cap["plan"]["replica_rps"] == 200.0 and cap["plan"]["replicas"] == 7
+
+    calls.clear()
+    results = {"capacity": plan_capacity(steps, run.Slo(0.05), 1000, 0.2, 1.0, 1)}
+    monkeypatch.setattr(run, "confirm", lambda *a, **k: calls.append(a) or {"met": False, "partial": None})
+    attempts = run.confirm_plan(spec(), run.Slo(0.05), CapacityGoal(confirm_seconds=10, confirm_attempts=2),
+                                results, None)
+    assert len(attempts) == 2 and results["capacity"]["planned_from"]["users"] == 6, "nothing met: plan unchanged"
