@@ -73,11 +73,6 @@ def sustainable(points: list[Point], slo: Slo) -> list[Point]:
     return sorted((p for p in points if slo.met(p) and p.kept_pace), key=lambda p: p.rps, reverse=True)
 
 
-def max_sustainable(points: list[Point], slo: Slo) -> Point | None:
-    passing = sustainable(points, slo)
-    return passing[0] if passing else None
-
-
 @dataclass(frozen=True)
 class Plan:
     target_rps: float

@@ -310,8 +310,7 @@ def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, s
     error_rate = failures / requests if requests else 1.0
     met = latency is not None and latency <= slo.latency_s and error_rate <= slo.max_error_rate and \
         measured_rps >= 0.95 * rate and run["partial"] is None
-    return {"users": users, "step_rps": best["rps"], "seconds": seconds, "predicted_rps": rate,
-            "measured_rps": measured_rps,
+    return {"users": users, "seconds": seconds, "predicted_rps": rate, "measured_rps": measured_rps,
             "slo_latency_s": slo.latency_s, "measured_latency_s": latency, "error_rate": error_rate,
             "met": met, "partial": run["partial"]}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.capacity import Plan, Point, Slo, curve, instance_count, knee, max_sustainable, plan_capacity
+from loadtest.capacity import Plan, Point, Slo, curve, instance_count, knee, plan_capacity, sustainable
 
 # A typical curve: throughput grows with users until the server saturates, then only latency grows.
 STEPS = [
@@ -27,16 +27,16 @@ def test_knee_is_where_throughput_stops_paying_for_latency() -> None:
 
 def test_max_sustainable_meets_latency_and_error_budget() -> None:
     points = curve(STEPS, 0.95)
-    assert max_sustainable(points, Slo(0.050)).users == 7       # 9 users: 60 ms and 2% errors
-    assert max_sustainable(points, Slo(0.020)).users == 5
-    assert max_sustainable(points, Slo(0.005)) is None
+    assert [p.users for p in sustainable(points, Slo(0.050))] == [7, 5, 3, 1]  # 9 users: 60 ms and 2% errors
+    assert sustainable(points, Slo(0.020))[0].users == 5
+    assert sustainable(points, Slo(0.005)) == []
 
 
 def test_a_paced_step_that_fell_behind_its_rate_is_not_sustainable() -> None:
     points = curve(STEPS, 0.95, user_rps=80.0)                 # offered 80, 240, 400, 560, 720 req/s
     assert points[2].offered_rps == 400.0 and points[2].kept_pace
     assert not points[3].kept_pace                             # 420 of 560: closed-loop, latency understated
-    assert max_sustainable(points, Slo(0.050)).users == 5
+    assert sustainable(points, Slo(0.050))[0].users == 5
     assert curve(STEPS, 0.95)[3].kept_pace, "closed-loop users offer no rate to fall behind"
 
 
