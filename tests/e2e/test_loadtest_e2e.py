@@ -105,7 +105,7 @@ def test_failed_requests_are_counted_never_dropped(repo: Path, tmp_path: Path) -
 
 
 def test_ab_experiment_through_the_gateway(repo: Path, tmp_path: Path) -> None:
-    # Each user keeps one sticky key on an equal split: with 4 users both arms were empty 1 run in 8; with 16,
+    # Each user keeps one sticky key on an equal split: with 4 users one arm got none 1 run in 8; with 16,
     # 1 in 32,768.
     results = run_load(spec(repo, tmp_path, models=MODELS, target="experiment", users=16, seconds=5))
     assert results["partial"] is None
