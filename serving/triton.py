@@ -147,7 +147,9 @@ class TritonServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 300.0) -> None:
+        # Every model's Python stub imports its runtime at load: the 26 quick-profile models took over 120 s to
+        # load on 2 busy cores.
         if not Path(self.cfg.repository).is_dir():
             raise TritonError(f"model repository {self.cfg.repository} does not exist; build it with `invoke build`")
         backend_dir = prepare_backends()
