@@ -33,6 +33,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from loadtest.closed_loop import LoopResult, closed_loop
 from loadtest.gateway_overhead import kserve_request
+from serving.in_process import read_config
 from serving.triton import TritonConfig, TritonServer, model_stats
 
 
@@ -72,10 +73,6 @@ class SearchPlan:
 
 
 # --- config.pbtxt through Triton's protobuf -------------------------------------------------------------------------
-
-
-def read_config(path: Path) -> pb.ModelConfig:
-    return text_format.Parse(path.read_text(), pb.ModelConfig())
 
 
 def current_trial(cfg: pb.ModelConfig) -> Trial:

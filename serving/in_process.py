@@ -13,13 +13,17 @@ from tritonclient.grpc import model_config_pb2 as pb
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
+def read_config(path: Path) -> pb.ModelConfig:
+    """A config.pbtxt through Triton's own protobuf."""
+    return text_format.Parse(path.read_text(), pb.ModelConfig())
+
+
 def model_config(model_dir: Path) -> dict:
     """config.pbtxt as the JSON a Python backend receives (proto field names, e.g. `max_batch_size`)."""
     path = model_dir / "config.pbtxt"
     if not path.is_file():
         raise ValueError(f"{model_dir} has no config.pbtxt: not a Triton model folder")
-    cfg = text_format.Parse(path.read_text(), pb.ModelConfig())
-    return json_format.MessageToDict(cfg, preserving_proto_field_name=True)
+    return json_format.MessageToDict(read_config(path), preserving_proto_field_name=True)
 
 
 def latest_version(model_dir: Path) -> Path:
