@@ -289,7 +289,8 @@ def report(c, root=str(REPORTS / "loadtest")):
     "connections": "wrk connections (1 thread) and Locust users", "rounds": "interleaved rounds (median)",
     "warmup": "seconds after the first answered request before the window opens",
     "seconds": "seconds in the measured window",
-    "generators": "on the trivial model: wrk, locust-<N>p (the project's TritonHttpUser in N Locust processes)",
+    "generators": "on the trivial model: wrk, locust-<N>p (the project's TritonHttpUser in N Locust processes), "
+                  "wrk+tax (wrk beside a process burning the CPU Locust spent above wrk: the shared-CPU control)",
     "models": "also compare on these zoo variants of --repo (comma-separated, or 'all'); none by default",
     "variant_generators": "generators run against each variant (wrk is the baseline)",
     "repo": "model repository (built) for --models", "out": "folder for headroom.json and headroom.md",
@@ -298,7 +299,7 @@ def report(c, root=str(REPORTS / "loadtest")):
 })
 @friendly
 def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.0,
-                  generators="wrk,locust-1p,locust-2p", models="", variant_generators="wrk,locust-1p",
+                  generators="wrk,locust-1p,locust-2p,wrk+tax", models="", variant_generators="wrk,locust-1p,wrk+tax",
                   repo=str(REPO), out=str(REPORTS / "loadgen"), nice=0):
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
     import json

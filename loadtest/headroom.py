@@ -8,7 +8,8 @@ warm-up, so start-up costs (Locust imports, forking) do not count against anyone
 
 Over the same window, CPU seconds are read from /proc for Triton's process group, the generator's process group and
 the whole machine: if Locust falls short of wrk while the machine is busy, the gap is the CPU the two share, and the
-per-request CPU costs say how large a share each needs.
+per-request CPU costs say how large a share each needs. The `wrk+tax` control tests that directly: wrk again, beside a
+process that burns the CPU the round's Locust window spent above wrk's (`loadtest.cpu_tax`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -35,6 +37,7 @@ from serving.triton import TritonConfig, TritonServer, model_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "trivial"
+TAXED = "wrk+tax"       # wrk beside a CPU tax equal to what Locust spent above wrk in the same round
 LOCUST_TARGET = 0.8     # the issue's bar on the trivial model: Locust at 0.8x wrk or better
 VARIANT_TARGET = 0.9    # on a zoo variant: Locust within 10% of wrk
 BUSY_FRACTION = 0.9     # a machine this busy (of all its cores) has no CPU left for a hungrier generator
@@ -47,15 +50,16 @@ class Generator:
     name: str
     kind: str           # wrk | locust (the project's TritonHttpUser, as `invoke loadtest` runs it)
     processes: int = 1
+    tax: bool = False   # wrk+tax: wrk beside a CPU tax (the control for "the gap is the shared CPU")
 
 
 def generator(name: str) -> Generator:
-    """'wrk', or 'locust-<N>p': the project's TritonHttpUser in N Locust processes."""
+    """'wrk', 'wrk+tax', or 'locust-<N>p': the project's TritonHttpUser in N Locust processes."""
     match = re.fullmatch(r"(locust)-(\d+)p", name)
-    if name == "wrk":
-        return Generator("wrk", "wrk")
+    if name in ("wrk", TAXED):
+        return Generator(name, "wrk", tax=name == TAXED)
     if match is None or int(match[2]) < 1:
-        raise ValueError(f"unknown generator {name!r}: wrk or locust-<N>p (e.g. locust-2p)")
+        raise ValueError(f"unknown generator {name!r}: wrk, {TAXED} or locust-<N>p (e.g. locust-2p)")
     return Generator(name, match[1], int(match[2]))
 
 
@@ -65,8 +69,8 @@ class HeadroomPlan:
     rounds: int = 3
     warmup_s: float = 1.5               # after the first answered request
     measure_s: float = 4.0
-    generators: tuple[str, ...] = ("wrk", "locust-1p", "locust-2p")
-    variant_generators: tuple[str, ...] = ("wrk", "locust-1p")
+    generators: tuple[str, ...] = ("wrk", "locust-1p", "locust-2p", TAXED)
+    variant_generators: tuple[str, ...] = ("wrk", "locust-1p", TAXED)
     startup_timeout_s: float = 30.0
     nice: int = 0                       # > 0: every generator runs at this niceness, so Triton has the CPU first
 
@@ -75,6 +79,9 @@ class HeadroomPlan:
             generator(name)
         if "wrk" not in self.generators or "wrk" not in self.variant_generators:
             raise ValueError("wrk is the baseline: keep it among the generators")
+        for names in (self.generators, self.variant_generators):
+            if TAXED in names and not any(generator(n).kind == "locust" for n in names[:names.index(TAXED)]):
+                raise ValueError(f"{TAXED} takes the CPU of the Locust run before it: list a locust-<N>p first")
         if self.connections < 1 or self.rounds < 1 or self.measure_s <= 0 or self.warmup_s < 0:
             raise ValueError("connections, rounds and seconds must be positive")
         if not 0 <= self.nice <= 19:
@@ -186,10 +193,16 @@ def parse_wrk(output: str) -> dict | None:
 
 
 def generator_command(gen: Generator, target: Target, connections: int, bound_s: float,
-                      exporter_ports: list[int]) -> list[str]:
+                      exporter_ports: list[int], tax_cores: float = 0.0) -> list[str]:
     if gen.kind == "wrk":
-        return [_wrk(), "-t1", f"-c{connections}", f"-d{math.ceil(bound_s)}s", "--timeout", "10s",
-                "-s", str(target.work / "wrk.lua"), f"http://{target.http}{target.path}"]
+        wrk = [_wrk(), "-t1", f"-c{connections}", f"-d{math.ceil(bound_s)}s", "--timeout", "10s",
+               "-s", str(target.work / "wrk.lua"), f"http://{target.http}{target.path}"]
+        if not gen.tax:
+            return wrk
+        # One process group: the tax's CPU counts as the generator's, and stopping wrk's group stops the tax.
+        tax = [sys.executable, "-m", "loadtest.cpu_tax", "--cores", f"{tax_cores:.3f}", "--seconds",
+               str(math.ceil(bound_s))]
+        return ["sh", "-c", f'{shlex.join(tax)} & exec "$@"', "sh", *wrk]
     cmd = [sys.executable, "-m", "locust", "--headless", "-u", str(connections), "-r", str(max(connections, 100)),
            "-t", f"{math.ceil(bound_s)}s", "--host", f"http://{target.http}", "--only-summary", "--loglevel",
            "WARNING", "--stop-timeout", "2", "--tz-exporter-ports", ",".join(map(str, exporter_ports))]
@@ -290,6 +303,7 @@ class Sample:
     cores: dict[str, float]             # CPU seconds per second: triton, generator, machine_busy, other
     us_per_request: dict[str, float | None]  # CPU microseconds per successful request: triton, generator
     wrk: dict | None = None             # wrk's summary over its whole run: requests, non_2xx, socket errors
+    tax_cores: float | None = None      # wrk+tax: the CPU tax it ran beside (cores)
     returncode: int | None = None
     log_tail: str = ""
 
@@ -322,7 +336,8 @@ def wait_flowing(target: Target, proc, timeout: float, log: Path) -> None:
         time.sleep(0.05)
 
 
-def measure(gen: Generator, target: Target, plan: HeadroomPlan, triton_pgid: int, round_: int) -> Sample:
+def measure(gen: Generator, target: Target, plan: HeadroomPlan, triton_pgid: int, round_: int,
+            tax_cores: float = 0.0) -> Sample:
     """Start the generator, let it settle, read the window's counters and CPU, stop it, keep its own summary."""
     from serving.triton import free_ports
 
@@ -330,7 +345,7 @@ def measure(gen: Generator, target: Target, plan: HeadroomPlan, triton_pgid: int
     bound = plan.startup_timeout_s + plan.warmup_s + plan.measure_s + 5
     log = target.work / f"{gen.name}-r{round_}.log"
     log.unlink(missing_ok=True)
-    command = generator_command(gen, target, plan.connections, bound, ports)
+    command = generator_command(gen, target, plan.connections, bound, ports, tax_cores)
     proc = spawn(["nice", "-n", str(plan.nice), *command] if plan.nice else command, log, cwd=ROOT)
     try:
         wait_flowing(target, proc, plan.startup_timeout_s, log)
@@ -345,6 +360,7 @@ def measure(gen: Generator, target: Target, plan: HeadroomPlan, triton_pgid: int
     sample.returncode = proc.returncode
     output = log.read_text(errors="replace")
     sample.wrk = parse_wrk(output) if gen.kind == "wrk" else None
+    sample.tax_cores = tax_cores if gen.tax else None
     sample.log_tail = log_tail(log, 8) if proc.returncode not in (0, None) or "Traceback" in output else ""
     return sample
 
@@ -354,8 +370,17 @@ def run_rounds(target: Target, generators: list[str], plan: HeadroomPlan, triton
     """Appends to `samples` as it goes: an interrupted run keeps every window already measured."""
     for round_ in range(plan.rounds):
         for name in generators:
-            samples.append(measure(generator(name), target, plan, triton_pgid, round_))
+            gen = generator(name)
+            tax = tax_cores([s for s in samples if s.round == round_]) if gen.tax else 0.0
+            samples.append(measure(gen, target, plan, triton_pgid, round_, tax))
     return samples
+
+
+def tax_cores(round_samples: list[Sample]) -> float:
+    """The CPU the round's first Locust window spent above its wrk window (cores, at most one)."""
+    wrk = next(s for s in round_samples if s.generator == "wrk")
+    locust = next(s for s in round_samples if generator(s.generator).kind == "locust")
+    return min(max(locust.cores["generator"] - wrk.cores["generator"], 0.0), 1.0)
 
 
 # --- summaries -------------------------------------------------------------------------------------------------------
@@ -379,20 +404,17 @@ def summarize(samples: list[Sample], cpu_count: int) -> dict[str, dict]:
         row["client_failures"] = _client_failures(mine)
         row["shared_cpu_ceiling_rps"] = _ceiling(row["us_per_request"], cpu_count - (row["cores"]["other"] or 0.0))
         out[name] = row
-    base = out.get("wrk")
     for row in out.values():
-        row["vs_wrk"] = None
-        if base:
-            wrk_rounds = base["rounds_rps"]
-            ratios = [r / w if w else None for r, w in zip(row["rounds_rps"], wrk_rounds)]
-            row["rounds_vs_wrk"] = [None if x is None else round(x, 3) for x in ratios]
-            row["vs_wrk"] = _median(ratios)
+        for key, base in (("wrk", out.get("wrk")), ("taxed", out.get(TAXED))):
+            ratios = [r / w if w else None for r, w in zip(row["rounds_rps"], base["rounds_rps"])] if base else []
+            row[f"rounds_vs_{key}"] = [None if x is None else round(x, 3) for x in ratios]
+            row[f"vs_{key}"] = _median(ratios)
     return out
 
 
 def _client_failures(samples: list[Sample]) -> int | None:
     """Failures the generator itself saw: wrk's non-2xx and socket errors over its runs, Locust's in the window."""
-    if samples[0].generator == "wrk":
+    if generator(samples[0].generator).kind == "wrk":
         if any(s.wrk is None for s in samples):
             return None  # a summary missing: unknown, never reported as zero
         return sum(int(s.wrk["non_2xx"] + s.wrk["connect"] + s.wrk["read"] + s.wrk["write"] + s.wrk["timeout"])
@@ -412,13 +434,14 @@ def _ceiling(us: dict[str, float | None], cores: float) -> float | None:
 
 def verdict(summary: dict[str, dict], cpu_count: int) -> dict:
     """The best Locust configuration against the 0.8x bar; where short, whether the shared CPU explains the gap."""
-    locusts = {n: r for n, r in summary.items() if n != "wrk" and r["vs_wrk"] is not None}
+    locusts = {n: r for n, r in summary.items() if generator(n).kind == "locust" and r["vs_wrk"] is not None}
     if not locusts:
         return {}
     best = max(locusts, key=lambda n: locusts[n]["vs_wrk"])
     row = locusts[best]
     busy = row["cores"]["machine_busy"]
-    out = {"best": best, "vs_wrk": row["vs_wrk"], "target": LOCUST_TARGET, "met": row["vs_wrk"] >= LOCUST_TARGET,
+    out = {"best": best, "vs_wrk": row["vs_wrk"], "vs_taxed": row["vs_taxed"], "target": LOCUST_TARGET,
+           "met": row["vs_wrk"] >= LOCUST_TARGET,
            "machine_busy_fraction": busy / cpu_count if busy is not None else None,
            "other_cores": max(r["cores"]["other"] or 0.0 for r in summary.values())}
     if not out["met"]:
@@ -476,8 +499,14 @@ def variant_headroom(repo: Path, models: list[str], image: np.ndarray, plan: Hea
             measure(generator("wrk"), target, plan, server.process.pid, -1)  # warm-up: first batches are slow
             summary = summarize(run_rounds(target, list(plan.variant_generators), plan, server.process.pid, []),
                                 os.cpu_count() or 1)
-            out[model] = {"summary": summary, "within_10pct": {n: r["vs_wrk"] >= VARIANT_TARGET for n, r in
-                                                             summary.items() if n != "wrk" and r["vs_wrk"]}}
+            out[model] = {"summary": summary, **within_10pct(summary)}
+
+
+def within_10pct(summary: dict[str, dict]) -> dict[str, dict[str, bool]]:
+    """Per Locust configuration: within 10% of wrk, and of wrk beside Locust's CPU (when the control ran)."""
+    locusts = {n: r for n, r in summary.items() if generator(n).kind == "locust"}
+    return {"within_10pct": {n: r["vs_wrk"] >= VARIANT_TARGET for n, r in locusts.items() if r["vs_wrk"]},
+            "within_10pct_taxed": {n: r["vs_taxed"] >= VARIANT_TARGET for n, r in locusts.items() if r["vs_taxed"]}}
 
 
 def check_models(repo: Path | None, models: list[str]) -> None:
@@ -528,13 +557,14 @@ def _x(value: float | None) -> str:
 
 
 def _table(summary: dict[str, dict]) -> list[str]:
-    rows = ["| generator | success/s (Triton) | vs wrk | per round vs wrk | failures (Triton / client) | "
+    rows = ["| generator | success/s (Triton) | vs wrk | per round vs wrk | vs wrk+tax | failures (Triton / client) | "
             "Triton cores | generator cores | other cores | machine busy | Triton µs/req | generator µs/req | "
-            "shared-CPU ceiling/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "shared-CPU ceiling/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in summary.items():
         c, us = r["cores"], r["us_per_request"]
         rounds = ", ".join(_x(v) for v in r.get("rounds_vs_wrk", []))
-        rows.append(f"| {name} | {_f(r['rps'])} | {_x(r['vs_wrk'])} | {rounds} | {r['server_failures']} / "
+        rows.append(f"| {name} | {_f(r['rps'])} | {_x(r['vs_wrk'])} | {rounds} | {_x(r.get('vs_taxed'))} | "
+                    f"{r['server_failures']} / "
                     f"{_f(r['client_failures'])} | {_f(c['triton'], '.2f')} | {_f(c['generator'], '.2f')} | "
                     f"{_f(c['other'], '.2f')} | {_f(c['machine_busy'], '.2f')} | {_f(us['triton'])} | "
                     f"{_f(us['generator'])} | {_f(r['shared_cpu_ceiling_rps'])} |")
@@ -548,7 +578,9 @@ def _verdict_lines(v: dict, cpus: int) -> list[str]:
         f"**Shared machine**: other processes took up to {v['other_cores']:.2f} cores during a window; every figure "
         "here is lower than on an idle machine, the ratios less so (rounds are interleaved).", ""]
     lines += [f"Best Locust configuration: **{v['best']}** at **{_x(v['vs_wrk'])} wrk** "
-             f"(target {v['target']:.1f}x: {'met' if v['met'] else 'not met'}).", ""]
+             f"(target {v['target']:.1f}x: {'met' if v['met'] else 'not met'})"
+             + (f"; against wrk beside Locust's extra CPU ({TAXED}): **{_x(v['vs_taxed'])}**" if v.get("vs_taxed")
+                else "") + ".", ""]
     if not v["met"]:
         lines += [f"While it ran, the machine's {cpus} cores were {_f(100 * (v['machine_busy_fraction'] or 0))}% busy; "
                   f"at the CPU Triton and Locust each spend per request, {cpus} cores allow at most "
@@ -577,6 +609,9 @@ def markdown(results: dict) -> str:
               "`locust-*`: the project's TritonHttpUser, as `invoke loadtest` runs it (raw keep-alive socket, request "
               "bytes prepared once); "
               "`-Np`: N Locust processes (N > 1: Locust's distributed mode, N workers and a master). "
+              f"`{TAXED}`: wrk beside a process that burns, per second, the CPU the same round's Locust window spent "
+              "above wrk's: if Locust matches it, Locust loads Triton as well as wrk does with the same CPU left to "
+              "Triton, and its gap to plain wrk is the CPU the two share. "
               + (f"Every generator ran at niceness {plan['nice']}, so Triton had the CPU first. " if plan.get("nice")
                  else "") +
               "'other cores': CPU of every other process (this benchmark's driver included); the shared-CPU ceiling "
@@ -585,7 +620,33 @@ def markdown(results: dict) -> str:
         t = results["trivial"]
         lines += ["## Trivial model (the generator is the bottleneck, if anything is)", "", *_table(t["summary"]), ""]
         lines += _verdict_lines(t["verdict"], cpus)
-    for model, v in (results.get("variants") or {}).items():
-        ok = ", ".join(f"{n}: {'within 10%' if w else 'NOT within 10%'}" for n, w in v["within_10pct"].items())
-        lines += [f"## {model}", "", *(_table(v["summary"])), "", f"Locust vs wrk on this variant: {ok}.", ""]
+    variants = results.get("variants") or {}
+    if variants:
+        lines += ["## Zoo variants", "", *_variant_overview(variants), ""]
+    for model, v in variants.items():
+        lines += [f"### {model}", "", *(_table(v["summary"])), "", f"Locust on this variant: {_within(v)}.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _within(v: dict) -> str:
+    def word(ok: bool) -> str:
+        return "within 10%" if ok else "NOT within 10%"
+
+    parts = [f"{n}: {word(ok)} of wrk" for n, ok in v["within_10pct"].items()]
+    parts += [f"{n}: {word(ok)} of {TAXED}" for n, ok in v.get("within_10pct_taxed", {}).items()]
+    return "; ".join(parts)
+
+
+def _variant_overview(variants: dict[str, dict]) -> list[str]:
+    """One line per variant and Locust configuration, under the count that meets the 10% bar."""
+    rows = ["| variant | generator | wrk/s | Locust/s | vs wrk | vs wrk+tax |", "|---|---|---|---|---|---|"]
+    for model, v in variants.items():
+        summary = v["summary"]
+        rows += [f"| {model} | {name} | {_f(summary['wrk']['rps'])} | {_f(summary[name]['rps'])} | "
+                 f"{_x(summary[name]['vs_wrk'])} | {_x(summary[name].get('vs_taxed'))} |" for name in v["within_10pct"]]
+    met = []
+    for key, against in (("within_10pct", "wrk"), ("within_10pct_taxed", TAXED)):
+        oks = [ok for v in variants.values() for ok in v.get(key, {}).values()]
+        if oks:
+            met.append(f"within 10% of {against}: **{sum(oks)} of {len(oks)}**")
+    return [f"Locust at saturation, {'; '.join(met)}.", "", *rows]

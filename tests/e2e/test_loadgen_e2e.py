@@ -10,7 +10,7 @@ import pytest
 
 from build.data import load_dataset
 from loadtest.config_search import SearchPlan, Trial, apply_trial, current_trial, read_config, tune_config
-from loadtest.headroom import HeadroomPlan, run_headroom
+from loadtest.headroom import TAXED, HeadroomPlan, run_headroom
 from loadtest.images import load_test_images
 from tests.conftest import MINI_ARCHIVE
 from tests.e2e.stack import publish
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("wrk") is None,
 
 
 def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -> None:
-    plan = HeadroomPlan(connections=4, rounds=1, warmup_s=0.5, measure_s=1.5, generators=("wrk", "locust-2p"))
+    plan = HeadroomPlan(connections=4, rounds=1, warmup_s=0.5, measure_s=1.5, generators=("wrk", "locust-2p", TAXED))
     json_path, md_path = run_headroom(load_test_images(MINI_ARCHIVE, 1)[0], plan, tmp_path)
     results = json.loads(json_path.read_text())
     trivial = results["trivial"]
@@ -33,6 +33,8 @@ def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -
     assert wrk["requests"] > 0 and wrk["non_2xx"] == 0  # wrk's own summary came back: its requests succeeded
     two = next(s for s in trivial["samples"] if s["generator"] == "locust-2p")
     assert two["client"]["success"] > 0 and two["client"]["failure"] == 0  # both worker processes' exporters
+    taxed = next(s for s in trivial["samples"] if s["generator"] == TAXED)
+    assert taxed["tax_cores"] is not None and taxed["wrk"]["requests"] > 0  # wrk ran beside the tax, in its group
     assert trivial["verdict"]["best"] == "locust-2p" and "| wrk |" in md_path.read_text()
 
 

@@ -11,7 +11,9 @@ from google.protobuf import text_format
 from prometheus_client import start_http_server
 from tritonclient.grpc import model_config_pb2 as pb
 
+from loadtest.cpu_tax import SLICE_S, burn
 from loadtest.headroom import (
+    TAXED,
     HeadroomPlan,
     Sample,
     Snapshot,
@@ -24,8 +26,10 @@ from loadtest.headroom import (
     proc_stat_fields,
     publish_trivial,
     summarize,
+    tax_cores,
     verdict,
     window_sample,
+    within_10pct,
 )
 from loadtest.locust_metrics import LoadMetrics
 from loadtest.payloads import ModelIO, triton_http
@@ -186,3 +190,47 @@ def test_exporter_counts_read_every_process_and_skip_unused_ports() -> None:
     used, unused = free_ports(2)
     start_http_server(used, addr="127.0.0.1", registry=metrics.registry)
     assert exporter_counts([used, unused]) == {"success": 1.0, "failure": 1.0}
+
+
+def test_taxed_wrk_runs_wrk_and_the_tax_in_one_process_group(tmp_path: Path) -> None:
+    target = make_target("127.0.0.1:8000", "m", IMAGE, tmp_path)
+    taxed = generator(TAXED)
+    assert taxed.kind == "wrk" and taxed.tax and not generator("wrk").tax
+    command = generator_command(taxed, target, 8, 40.2, [], tax_cores=0.125)
+    assert command[:2] == ["sh", "-c"] and command[3] == "sh"  # "$@" is wrk's own command line
+    assert "-m loadtest.cpu_tax --cores 0.125 --seconds 41 &" in command[2] and command[2].endswith('exec "$@"')
+    assert command[4:] == generator_command(generator("wrk"), target, 8, 40.2, [])
+
+
+def test_the_tax_is_what_the_rounds_locust_spent_above_wrk() -> None:
+    round_ = [sample("wrk", 0, 1000, 100, 20), sample("locust-1p", 0, 900, 100, 200)]
+    assert tax_cores(round_) == pytest.approx(0.9 * 200 / 1e6 * 1e3 - 1000 * 20 / 1e6)
+    assert tax_cores([sample("wrk", 0, 1000, 100, 300), sample("locust-1p", 0, 900, 100, 200)]) == 0.0
+    with pytest.raises(ValueError, match="list a locust"):
+        HeadroomPlan(variant_generators=("wrk", TAXED, "locust-1p")).validate()
+    HeadroomPlan().validate()
+
+
+def test_locust_is_compared_with_wrk_and_with_the_taxed_control() -> None:
+    samples = []
+    for r in range(3):
+        samples += [sample("wrk", r, 1000, 800, 20), sample("locust-1p", r, 850, 800, 120),
+                    sample(TAXED, r, 870, 800, 120)]
+    summary = summarize(samples, cpu_count=2)
+    assert summary["locust-1p"]["vs_wrk"] == pytest.approx(0.85)
+    assert summary["locust-1p"]["vs_taxed"] == pytest.approx(850 / 870)
+    assert within_10pct(summary) == {"within_10pct": {"locust-1p": False}, "within_10pct_taxed": {"locust-1p": True}}
+    assert verdict(summary, 2)["best"] == "locust-1p"  # the control is not a Locust configuration
+    text = markdown({"plan": vars(HeadroomPlan()), "cpu_count": 2, "partial": None,
+                     "variants": {"m": {"summary": summary, **within_10pct(summary)}}})
+    assert "within 10% of wrk: **0 of 1**; within 10% of wrk+tax: **1 of 1**" in text
+    assert "| m | locust-1p | 1000 | 850 | 0.85x | 0.98x |" in text
+    assert "locust-1p: NOT within 10% of wrk; locust-1p: within 10% of wrk+tax" in text
+
+
+def test_cpu_tax_never_spends_more_than_its_share() -> None:
+    import time
+
+    wall = time.monotonic()
+    spent = burn(0.25, 0.3)
+    assert 0 < spent <= 0.25 * (time.monotonic() - wall) + SLICE_S + 0.005
