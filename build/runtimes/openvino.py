@@ -114,8 +114,9 @@ class OpenVinoRuntime:
 def candidates(threads: int, precision: str) -> list[OvSettings]:
     from serving.backends.openvino.ov_session import OvSettings
 
+    # INFERENCE_NUM_THREADS is the total over all streams: one thread per stream is `threads` threads.
     latency = OvSettings("LATENCY", 1, threads, precision)
-    return [latency] if threads < 2 else [latency, OvSettings("THROUGHPUT", threads, 1, precision)]
+    return [latency] if threads < 2 else [latency, OvSettings("THROUGHPUT", threads, threads, precision)]
 
 
 def tune(model_path: Path, threads: int, precision: str, rounds: int = 3) -> tuple[OvSettings, dict]:
