@@ -80,8 +80,10 @@ class HeadroomPlan:
         if "wrk" not in self.generators or "wrk" not in self.variant_generators:
             raise ValueError("wrk is the baseline: keep it among the generators")
         for names in (self.generators, self.variant_generators):
-            if TAXED in names and not any(generator(n).kind == "locust" for n in names[:names.index(TAXED)]):
-                raise ValueError(f"{TAXED} takes the CPU of the Locust run before it: list a locust-<N>p first")
+            before = names[:names.index(TAXED)] if TAXED in names else None
+            if before is not None and ("wrk" not in before or all(generator(n).kind != "locust" for n in before)):
+                raise ValueError(f"{TAXED} takes the CPU a Locust run spent above wrk: list wrk and a locust-<N>p "
+                                 "before it")
         if self.connections < 1 or self.rounds < 1 or self.measure_s <= 0 or self.warmup_s < 0:
             raise ValueError("connections, rounds and seconds must be positive")
         if not 0 <= self.nice <= 19:

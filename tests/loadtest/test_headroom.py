@@ -206,8 +206,10 @@ def test_the_tax_is_what_the_rounds_locust_spent_above_wrk() -> None:
     round_ = [sample("wrk", 0, 1000, 100, 20), sample("locust-1p", 0, 900, 100, 200)]
     assert tax_cores(round_) == pytest.approx(0.9 * 200 / 1e6 * 1e3 - 1000 * 20 / 1e6)
     assert tax_cores([sample("wrk", 0, 1000, 100, 300), sample("locust-1p", 0, 900, 100, 200)]) == 0.0
-    with pytest.raises(ValueError, match="list a locust"):
+    with pytest.raises(ValueError, match="list wrk and a locust"):
         HeadroomPlan(variant_generators=("wrk", TAXED, "locust-1p")).validate()
+    with pytest.raises(ValueError, match="list wrk and a locust"):
+        HeadroomPlan(variant_generators=("locust-1p", TAXED, "wrk")).validate()
     HeadroomPlan().validate()
 
 
