@@ -80,14 +80,18 @@ class HeadroomPlan:
         if "wrk" not in self.generators or "wrk" not in self.variant_generators:
             raise ValueError("wrk is the baseline: keep it among the generators")
         for names in (self.generators, self.variant_generators):
-            before = names[:names.index(TAXED)] if TAXED in names else None
-            if before is not None and ("wrk" not in before or all(generator(n).kind != "locust" for n in before)):
+            if TAXED in names and not _taxable(names[:names.index(TAXED)]):
                 raise ValueError(f"{TAXED} takes the CPU a Locust run spent above wrk: list wrk and a locust-<N>p "
                                  "before it")
         if self.connections < 1 or self.rounds < 1 or self.measure_s <= 0 or self.warmup_s < 0:
             raise ValueError("connections, rounds and seconds must be positive")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"niceness is 0 to 19, got {self.nice}")
+
+
+def _taxable(before: tuple[str, ...]) -> bool:
+    """wrk+tax's tax is the difference of a wrk and a Locust window earlier in the same round."""
+    return "wrk" in before and any(generator(n).kind == "locust" for n in before)
 
 
 # --- the trivial model -------------------------------------------------------------------------------------------
