@@ -78,6 +78,34 @@ def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, seed=
           f"{result.seconds / 60:.1f} min -> {result.weights}")
 
 
+@task(help={
+    "data": DATA_HELP, "teacher": "teacher weights file (the student is saved in its folder)",
+    "set": "distill.field=value, repeatable, e.g. --set distill.epochs=30 (the build looks for the same settings)",
+}, iterable=["set"])
+@friendly
+def distill(c, data=None, teacher=str(TEACHER), set=None):
+    """Distil the teacher into the student the build ships and loads (CUDA when present; about 1 h on 2 cores)."""
+    from build.data import load_dataset
+    from build.profiles import options_for
+    from build.steps.distill import DistillConfig
+    from build.students import distill_student
+
+    cfg = options_for("default", set or []).setting("distill", DistillConfig())
+    result = distill_student(Path(teacher), load_dataset(data), cfg, Path(teacher).parent)
+    print(f"student {cfg.student}: test {result['test_accuracy']:.4f}, {result['train_seconds'] / 60:.1f} min "
+          f"on {result['hardware']} -> {result['weights']}")
+
+
+@task(help={"model": "an OpenVINO model of the repository", "repo": "model repository (built)",
+            "batch": "batch size"})
+@friendly
+def ov_layers(c, model="resnet18_int8_openvino", repo=str(REPO), batch=64):
+    """Where an OpenVINO model's batch time goes: per convolution, its kernel, milliseconds and GMAC/s."""
+    from build.ov_layers import profile, table
+
+    print(table(*profile(Path(repo) / model, batch)))
+
+
 BUILD_HELP = {
     "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository to publish into",
     "variants": "comma-separated variants, or 'all'", "runtimes": RUNTIMES_HELP,

@@ -57,16 +57,18 @@ def fit(model: nn.Module, data: ImageSet, soft_targets: np.ndarray, cfg: FitConf
     model.to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.15)
-    images, labels = torch.from_numpy(data.images), torch.from_numpy(data.labels).long()
-    soft = torch.from_numpy(soft_targets)
+    # On a GPU the whole set moves there once: cropping on the CPU would leave it idle.
+    images, labels = torch.from_numpy(data.images).to(device), torch.from_numpy(data.labels).long().to(device)
+    soft = torch.from_numpy(soft_targets).to(device)
     batch_size = min(cfg.batch_size, len(data))
     losses = []
     bar = tqdm(batches(len(data), batch_size, cfg.steps, gen), total=cfg.steps, desc=desc, unit="step", leave=False)
     for idx in bar:
-        x = augment(images[idx], gen).to(device).contiguous(memory_format=torch.channels_last)
+        idx = idx.to(device)
+        x = augment(images[idx], gen).contiguous(memory_format=torch.channels_last)
         with autocast(device):
             logits = model(x)
-        loss = kd_loss(logits.float(), soft[idx].to(device), labels[idx].to(device), cfg.temperature, cfg.alpha)
+        loss = kd_loss(logits.float(), soft[idx], labels[idx], cfg.temperature, cfg.alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -60,6 +60,7 @@ class BuildContext:
     done: dict[str, VariantState] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # variant or model -> why it was left out
     not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
+    weights_dir: Path | None = None  # the teacher's folder, where shipped students are looked up
     _soft_targets: np.ndarray | None = None
 
     @property

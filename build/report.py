@@ -287,7 +287,8 @@ def _details(details: dict) -> str:
         parts.append(f"{s['achieved']:.0%} of weights zeroed, {s['finetune_steps']} fine-tuning steps.")
     if d := details.get("distillation"):
         parts.append(f"Student {d['student']} ({d['macs_reduction_vs_teacher']}x fewer MACs than the teacher), "
-                     f"T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs.")
+                     f"T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs"
+                     + (f" (the shipped {d['shipped']}, trained on {d['trained_on']})." if "shipped" in d else "."))
     if t := details.get("qat"):
         parts.append(f"Quantization-aware fine-tuning: {t['steps']} steps at lr {t['lr']}, "
                      f"{t['layers_fake_quantized']} layers with fake-quantized weights ({t['weights']}) and inputs "

@@ -44,13 +44,15 @@ class TrainResult:
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with zero padding plus horizontal flip, vectorised over the batch."""
     b, _, h, w = x.shape
+    dev = x.device  # the draws come from the CPU generator, so a run is the same on any device
     padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
-    crops = padded[torch.arange(b)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
-    flip = torch.rand(b, generator=gen) < 0.5
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    index = torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None]
+    crops = padded[index[0], index[1], rows, cols]
+    flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
     return torch.where(flip[:, None, None, None], crops.flip(3), crops)
 
 

@@ -56,7 +56,8 @@ def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str]
         "code_version": code_version(),
     }
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work, Publication(repo) as publication:
-        ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance, hardware=hardware)
+        ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance, hardware=hardware,
+                           weights_dir=Path(teacher_path).parent)
         plan = [(name, _steps(name, publish, usable)) for name, publish in build_order(variants)]
         for _, steps in plan:  # every setting is checked before the first expensive step
             for step in steps:

@@ -40,7 +40,7 @@ def model_kind(onnx_path: Path) -> str:
     return "fp32"
 
 
-def _config_parameters(model_dir: Path) -> dict[str, str]:
+def config_parameters(model_dir: Path) -> dict[str, str]:
     config = from_pbtxt((model_dir.parent / "config.pbtxt").read_text())
     return {k: v.string_value for k, v in config.parameters.items()}
 
@@ -90,7 +90,7 @@ class OpenVinoRuntime:
     def runner(self, model_dir: Path, threads: int) -> OvSession:
         from serving.backends.openvino.ov_session import OvSession, OvSettings
 
-        return OvSession(model_dir / FILENAME, OvSettings.from_parameters(_config_parameters(model_dir)))
+        return OvSession(model_dir / FILENAME, OvSettings.from_parameters(config_parameters(model_dir)))
 
     def tolerance(self, variant: Tolerance) -> Tolerance:
         if self.precision == "bf16":  # 8-bit mantissas move every logit: hold top-1 only

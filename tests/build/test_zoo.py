@@ -10,8 +10,7 @@ import pytest
 import build.steps.publish
 from build.data import load_dataset
 from build.errors import ModelRejected, VariantRejected, ZooError
-from build.models import ARCHITECTURES, build_classifier, save_weights
-from build.models.resnet import CifarResNet
+from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions
 from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
@@ -24,15 +23,6 @@ from build.steps.sparsify import SparsityConfig
 from build.zoo import build_order, build_zoo
 
 FAST = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
-
-
-@pytest.fixture
-def teacher(tmp_path: Path, tiny_arch: str, mini_archive: Path) -> Path:
-    classes = load_dataset(str(mini_archive)).classes
-    path = tmp_path / "teacher.pt"
-    save_weights(build_classifier(tiny_arch), path, {"arch": tiny_arch, "num_classes": 10, "classes": classes,
-                                                      "test_accuracy": 0.1})
-    return path
 
 
 def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
@@ -123,12 +113,6 @@ def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, te
         build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
                   FAST, log=ran.append)
     assert ran == [] and not (tmp_path / "repo" / "manifest.json").exists()
-
-
-@pytest.fixture
-def micro_student(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setitem(ARCHITECTURES, "micro", lambda n: CifarResNet([1], [4], n))
-    return "micro"
 
 
 def test_every_technique_builds_measures_and_reports(tmp_path: Path, teacher: Path, mini_archive: Path,

@@ -1,0 +1,26 @@
+"""Fixtures for build tests: a tiny teacher checkpoint and a micro student architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from build.data import load_dataset
+from build.models import ARCHITECTURES, build_classifier, save_weights
+from build.models.resnet import CifarResNet
+
+
+@pytest.fixture
+def teacher(tmp_path: Path, tiny_arch: str, mini_archive: Path) -> Path:
+    classes = load_dataset(str(mini_archive)).classes
+    path = tmp_path / "teacher.pt"
+    save_weights(build_classifier(tiny_arch), path, {"arch": tiny_arch, "num_classes": 10, "classes": classes,
+                                                      "test_accuracy": 0.1})
+    return path
+
+
+@pytest.fixture
+def micro_student(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(ARCHITECTURES, "micro", lambda n: CifarResNet([1], [4], n))
+    return "micro"

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import build.steps.distill
+from build.data import load_dataset
+from build.pipeline import BuildOptions
+from build.repository.publish import read_manifest
+from build.steps.distill import DistillConfig
+from build.students import distill_student, run_key
+from build.zoo import build_zoo
+
+OPTIONS = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
+
+
+def test_the_run_key_names_the_run_not_where_its_student_comes_from() -> None:
+    cfg = DistillConfig()
+    key = run_key("teacher", "data", 45000, 100, cfg)
+    assert key == run_key("teacher", "data", 45000, 100, dataclasses.replace(cfg, shipped=False))
+    changed = [run_key("other", "data", 45000, 100, cfg), run_key("teacher", "other", 45000, 100, cfg),
+               run_key("teacher", "data", 2048, 100, cfg), run_key("teacher", "data", 45000, 10, cfg),
+               run_key("teacher", "data", 45000, 100, dataclasses.replace(cfg, alpha=0.9))]
+    assert key not in changed and len(set(changed)) == len(changed)
+
+
+def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
+        tmp_path: Path, teacher: Path, mini_archive: Path, micro_student: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_dataset(str(mini_archive))
+    cfg = DistillConfig(student=micro_student, epochs=1)
+    shipped = distill_student(teacher, data, cfg, teacher.parent)
+    assert Path(shipped["weights"]).exists() and Path(shipped["weights"]).with_suffix(".json").exists()
+    assert shipped["steps"] == 1 and 0 <= shipped["val_accuracy"] <= 1 and 0 <= shipped["test_accuracy"] <= 1
+
+    trained: list[str] = []
+    real_distill = build.steps.distill.distill
+    monkeypatch.setattr(build.steps.distill, "distill", lambda *a: trained.append(a[-1]) or real_distill(*a))
+
+    def zoo(config: DistillConfig) -> dict:
+        options = dataclasses.replace(OPTIONS, settings={"distill": config})
+        build_zoo(data, teacher, tmp_path / "repo", ["distilled"], ["onnxruntime"], options, log=lambda _: None)
+        return read_manifest(tmp_path / "repo")["models"]["tiny_distilled"]["metrics"]["distillation"]
+
+    loaded = zoo(cfg)
+    assert trained == [] and loaded["shipped"] == Path(shipped["weights"]).name
+    assert loaded["run_key"] == shipped["run_key"] and loaded["trained_on"] == shipped["hardware"]
+    # Other settings are another run, and asking for a fresh one skips the shipped student: both train.
+    assert zoo(dataclasses.replace(cfg, alpha=0.7))["trained_in_build"]
+    assert zoo(dataclasses.replace(cfg, shipped=False))["run_key"] == shipped["run_key"]
+    assert len(trained) == 2
