@@ -43,7 +43,9 @@ WEIGHT_RANGES = {False: (-127, 127), True: (-64, 64)}
 @dataclass(frozen=True)
 class QatConfig:
     steps: int = 300  # 0.85 epoch at batch 128: about 2.5 minutes for ResNet-20 on 2 CPU cores
-    lr: float = 0.01  # small: the network is trained already, QAT only adapts it to the rounding
+    # Small: the network is trained already, and with BatchNorm folded its weights lose their scale
+    # invariance. 0.01 took the shipped student from 88% to 9% in 20 steps; 0.001 kept it at 88%.
+    lr: float = 0.001
     batch_size: int = 128
     temperature: float = 4.0
     alpha: float = 0.9
