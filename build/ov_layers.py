@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from build.errors import ZooError
 from build.hardware import amx_int8_gmacs, detect
 
 
@@ -49,9 +50,10 @@ def profile(model_dir: Path, batch: int = 64, runs: int = 10) -> tuple[list[Laye
     from build.runtimes.openvino import FILENAME, config_parameters
     from serving.backends.openvino.ov_session import OvSettings
 
-    settings = OvSettings.from_parameters(config_parameters(model_dir / "1"))
+    version = latest_version(model_dir, FILENAME)
+    settings = OvSettings.from_parameters(config_parameters(version))
     core = ov.Core()
-    model = core.read_model(str(model_dir / "1" / FILENAME))
+    model = core.read_model(str(version / FILENAME))
     image_shape = [d.get_length() for d in model.input(0).get_partial_shape()[1:]]
     model.reshape([batch, *image_shape])
     macs = conv_macs(model)
@@ -70,6 +72,14 @@ def profile(model_dir: Path, batch: int = 64, runs: int = 10) -> tuple[list[Laye
     layers = [LayerTime(name, kernels[name], macs[name][1], macs[name][0], ms)
               for name, ms in medians.items() if name in macs]
     return layers, sum(medians.values()), int(compiled.get_property("INFERENCE_NUM_THREADS"))
+
+
+def latest_version(model_dir: Path, filename: str) -> Path:
+    """The newest version folder of a Triton model (a rebuild publishes the next number)."""
+    versions = sorted((p for p in model_dir.glob("[0-9]*") if p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions or not (versions[-1] / filename).exists():
+        raise ZooError(f"{model_dir} holds no OpenVINO model ({filename} in a version folder)")
+    return versions[-1]
 
 
 def table(layers: list[LayerTime], total_ms: float, threads: int) -> str:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from build.ov_layers import LayerTime, conv_macs, table
+from build.errors import ZooError
+from build.ov_layers import LayerTime, conv_macs, latest_version, table
 
 ov = pytest.importorskip("openvino")
 
@@ -25,3 +26,12 @@ def test_the_table_ranks_layers_by_time_and_sums_them() -> None:
     assert text[1].startswith("slow") and text[2].startswith("fast")
     assert "250" in text[1] and "1000" in text[2], "GMAC/s per layer"
     assert text[-1].startswith("convolutions: 10.00 of 12.00 ms per batch, 400 GMAC/s")
+
+
+def test_the_newest_version_is_profiled_and_a_missing_model_is_named(tmp_path: Path) -> None:
+    for version in ("1", "2", "10"):
+        (tmp_path / "m" / version).mkdir(parents=True)
+        (tmp_path / "m" / version / "model.xml").touch()
+    assert latest_version(tmp_path / "m", "model.xml").name == "10"
+    with pytest.raises(ZooError, match="no OpenVINO model"):
+        latest_version(tmp_path / "missing", "model.xml")
