@@ -84,7 +84,7 @@ def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, seed=
 }, iterable=["set"])
 @friendly
 def distill(c, data=None, teacher=str(TEACHER), set=None):
-    """Distil the teacher into the student the build ships and loads (CUDA when present; about 1 h on 2 cores)."""
+    """Distil the teacher into the student the build ships and loads (CUDA when present; slow on 2 cores)."""
     from build.data import load_dataset
     from build.profiles import options_for
     from build.steps.distill import DistillConfig
