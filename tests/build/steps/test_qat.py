@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from build.data import load_dataset
 from build.errors import ZooError
 from build.hardware import Int8Types, detect, int8_types
-from build.models import ARCHITECTURES, Classifier, build_classifier, save_weights
+from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildContext, BuildOptions, VariantState
 from build.profiles import options_for
@@ -194,15 +194,11 @@ def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: P
 
 
 def test_distilled_int8_qat_variant_builds_verifies_and_publishes(tmp_path: Path, mini_archive: Path,
-                                                                  tiny_arch: str,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ARCHITECTURES, "micro", lambda n: CifarResNet([1], [4], n))
+                                                                  teacher: Path, micro_student: str) -> None:
     mini = load_dataset(str(mini_archive))
-    teacher = tmp_path / "teacher.pt"
-    save_weights(build_classifier(tiny_arch), teacher, {"arch": tiny_arch, "classes": mini.classes})
     options = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1, max_train_steps=2,
                            settings={"int8": Int8Config(calibration_images=100, check_images=100),
-                                     "distill": DistillConfig(student="micro")})
+                                     "distill": DistillConfig(student=micro_student)})
     assert build_order(["distilled_int8_qat"]) == [("distilled", False), ("distilled_int8_qat", True)]
     repo = tmp_path / "repo"
     result = build_zoo(dataclasses.replace(mini, val=mini.test), teacher, repo, ["distilled_int8_qat"],
