@@ -80,8 +80,8 @@ class BuildContext:
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""
         if self._soft_targets is None:
-            key = f"{self.provenance['teacher']['sha256']}-{self.data.checksum}-{len(self.train_set)}"
-            self._soft_targets = teacher_logits(self.teacher, self.train_set.images, key)
+            self._soft_targets = teacher_logits(self.teacher, self.train_set.images,
+                                                self.provenance["teacher"]["sha256"], self.data.checksum)
         return self._soft_targets
 
 

@@ -17,7 +17,7 @@ from build.data import Dataset
 from build.data.dataset import sha256_file
 from build.device import autocast, pick_device
 from build.evaluate import torch_accuracy
-from build.models import load_weights, save_weights
+from build.models import load_weights, save_weights, write_provenance
 from build.teacher_logits import teacher_logits
 from build.train import hardware_summary
 
@@ -42,7 +42,7 @@ def distill_student(teacher_path: Path, data: Dataset, cfg: DistillConfig, weigh
 
     teacher, _ = load_weights(teacher_path)
     sha, train = sha256_file(teacher_path), data.train
-    soft = teacher_logits(teacher, train.images, f"{sha}-{data.checksum}-{len(train)}")
+    soft = teacher_logits(teacher, train.images, sha, data.checksum)
     steps = cfg.steps(len(train))
     start = time.perf_counter()
     student, loss = distill(cfg, steps, train, soft, len(data.classes), f"distil into {cfg.student}")
@@ -58,5 +58,5 @@ def distill_student(teacher_path: Path, data: Dataset, cfg: DistillConfig, weigh
                                                    amp=autocast(device))
     path = student_path(weights_dir, cfg.student, meta["run_key"])
     save_weights(student.cpu(), path, meta)
-    path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2))
+    write_provenance(path, meta)
     return {**meta, "weights": str(path)}

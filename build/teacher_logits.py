@@ -19,7 +19,9 @@ from build.device import autocast, configure_threads, pick_device
 from build.evaluate import torch_logits
 
 
-def teacher_logits(teacher: nn.Module, images: np.ndarray, key: str) -> np.ndarray:
+def teacher_logits(teacher: nn.Module, images: np.ndarray, teacher_sha256: str, data_checksum: str) -> np.ndarray:
+    """Logits on `images`, the first len(images) training images of the dataset `data_checksum` names."""
+    key = f"{teacher_sha256}-{data_checksum}-{len(images)}"
     path = default_cache_dir() / f"teacher-logits-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
     if path.exists():
         return np.load(path)

@@ -17,7 +17,7 @@ from build.data import Dataset, ImageSet
 from build.device import autocast, configure_threads, pick_device
 from build.errors import ZooError
 from build.evaluate import torch_accuracy
-from build.models import Classifier, build_classifier, save_weights
+from build.models import Classifier, build_classifier, save_weights, write_provenance
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,7 @@ def train(cfg: TrainConfig, data: Dataset, run_dir: Path, weights_out: Path) -> 
     }
     save_weights(trainer.model.cpu(), weights_out, meta)
     # The log and the result travel with the weights, so a shipped teacher documents itself.
-    result = json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2) + "\n"
-    weights_out.with_suffix(".json").write_text(result)
+    write_provenance(weights_out, meta)
     shutil.copyfile(log, weights_out.with_suffix(".train_log.jsonl"))
     return TrainResult(trainer.best_val, test, trainer.elapsed, weights_out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def save_weights(model: Classifier, path: Path, meta: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"state_dict": state, **meta}, tmp)
     tmp.replace(path)
+
+
+def write_provenance(path: Path, meta: dict) -> None:
+    """The checkpoint's metadata as readable JSON beside it (`.json`), so a shipped file documents itself."""
+    path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2) + "\n")
 
 
 def load_weights(path: Path) -> tuple[Classifier, dict]:
