@@ -17,6 +17,7 @@ from build.models import Classifier
 from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
 from build.runtimes import Runtime
+from build.shipped import shipped_path
 from build.teacher_logits import teacher_logits
 from build.verification import Tolerance
 
@@ -60,7 +61,7 @@ class BuildContext:
     done: dict[str, VariantState] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # variant or model -> why it was left out
     not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
-    weights_dir: Path | None = None  # the teacher's folder, where shipped students are looked up
+    weights_dir: Path | None = None  # the teacher's folder, where shipped training runs are looked up
     _soft_targets: np.ndarray | None = None
 
     @property
@@ -76,6 +77,10 @@ class BuildContext:
     def train_set(self) -> ImageSet:
         n = self.options.train_images
         return self.data.train if n is None else self.data.train.head(n)
+
+    def shipped(self, stem: str, key: str, wanted: bool) -> Path | None:
+        """Where `invoke distill` or `invoke prune` ships this run's result, when the build should look for it."""
+        return shipped_path(self.weights_dir, stem, key) if wanted and self.weights_dir else None
 
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""

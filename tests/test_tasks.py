@@ -3,13 +3,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import MINI_ARCHIVE, ROOT
 
 
 def test_invoke_lists_every_task_with_help() -> None:
     out = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
-    for name in ("train", "build", "serve", "zoo", "test"):
+    for name in ("train", "distill", "prune", "build", "serve", "zoo", "test"):
         line = next(row for row in out.splitlines() if row.strip().startswith(name + " "))
         assert len(line.split()) > 2, f"task {name} has no help text"
 
@@ -20,3 +20,10 @@ def test_bad_dataset_path_is_one_line_error(tmp_path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "dataset not found" in proc.stderr
     assert not (tmp_path / "repo").exists()
+
+
+def test_prune_names_a_variant_it_cannot_ship() -> None:
+    proc = subprocess.run([sys.executable, "-m", "invoke", "prune", "--variants", "int8", "--data", str(MINI_ARCHIVE)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: 'int8' is not a pruned variant"), proc.stderr
+    assert proc.stderr.count("\n") == 1, "it fails before loading any data"

@@ -55,6 +55,26 @@ def write_provenance(path: Path, meta: dict) -> None:
     path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "classes"}, indent=2) + "\n")
 
 
+def take_widths(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Resize every layer to its saved tensors, so a channel-pruned network loads into its base architecture."""
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        for key, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            saved = state.get(prefix + key)
+            if saved is None or saved.shape == tensor.shape:
+                continue
+            if isinstance(tensor, nn.Parameter):
+                setattr(module, key, nn.Parameter(torch.empty(saved.shape)))
+            else:
+                module.register_buffer(key, torch.empty(saved.shape))
+        if isinstance(module, nn.Conv2d):
+            module.out_channels, module.in_channels = module.weight.shape[0], module.weight.shape[1] * module.groups
+        elif isinstance(module, nn.BatchNorm2d):
+            module.num_features = module.weight.shape[0]
+        elif isinstance(module, nn.Linear):
+            module.out_features, module.in_features = module.weight.shape
+
+
 def load_weights(path: Path) -> tuple[Classifier, dict]:
     """Rebuild the classifier a weights file describes; a mismatch is a one-line ZooError."""
     if not Path(path).exists():
@@ -66,7 +86,10 @@ def load_weights(path: Path) -> tuple[Classifier, dict]:
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     model = build_classifier(meta.get("arch", "resnet18"), int(meta.get("num_classes", 10)))
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+        if meta.get("channel_pruned"):
+            take_widths(model, state)
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ZooError(

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from build.complexity import macs_and_params
-from build.data import ImageSet
+from build.data import Dataset, ImageSet
+from build.data.dataset import sha256_file
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import ARCHITECTURES, Classifier, build_classifier, load_weights
 from build.pipeline import BuildContext, Step, VariantState
-from build.students import run_key, student_path
+from build.shipped import load_or_train, run_key, ship, shipped_path
+from build.teacher_logits import teacher_logits
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,37 @@ def distill(cfg: DistillConfig, steps: int, train: ImageSet, soft_targets: np.nd
     return student, fit(student, train, soft_targets, fit_cfg, desc)
 
 
+def student_run(cfg: DistillConfig, teacher_sha256: str, data_checksum: str, train_images: int,
+                steps: int) -> tuple[str, str]:
+    """The run's key, and the stem its shipped student's file is named with."""
+    key = run_key(cfg, teacher=teacher_sha256, data=data_checksum, train_images=train_images, steps=steps)
+    return key, f"{cfg.student}_distilled"
+
+
+def distill_student(teacher_path: Path, data: Dataset, cfg: DistillConfig) -> dict:
+    """Train the student the build would, on the whole training split, and ship it beside the teacher."""
+    teacher, _ = load_weights(teacher_path)
+    sha, train = sha256_file(teacher_path), data.train
+    soft = teacher_logits(teacher, train.images, sha, data.checksum)
+    steps = cfg.steps(len(train))
+    start = time.perf_counter()
+    student, loss = distill(cfg, steps, train, soft, len(data.classes), f"distil into {cfg.student}")
+    key, stem = student_run(cfg, sha, data.checksum, len(train), steps)
+    meta = {"arch": cfg.student, "run_key": key, "teacher_sha256": sha, "train_images": len(train), "steps": steps,
+            "config": asdict(cfg), "final_loss": loss, "train_seconds": round(time.perf_counter() - start)}
+    return ship(student, shipped_path(teacher_path.parent, stem, key), data, meta)
+
+
+def shipped_student(teacher_path: Path, data: Dataset, cfg: DistillConfig) -> tuple[Classifier, dict]:
+    """The student `distill_student` shipped for `cfg` beside the teacher; a ZooError if there is none."""
+    steps = cfg.steps(len(data.train))
+    key, stem = student_run(cfg, sha256_file(teacher_path), data.checksum, len(data.train), steps)
+    path = shipped_path(teacher_path.parent, stem, key)
+    if not path.exists():
+        raise ZooError(f"no shipped student {path.name} for these distillation settings; run `invoke distill`")
+    return load_weights(path)
+
+
 class Distill(Step):
     name = "distill"
 
@@ -61,20 +96,19 @@ class Distill(Step):
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         cfg: DistillConfig = ctx.options.setting("distill", DistillConfig())
         steps = ctx.options.train_steps(cfg.steps(len(ctx.train_set)))
-        key = run_key(ctx.provenance["teacher"]["sha256"], ctx.data.checksum, len(ctx.train_set), steps, cfg)
-        shipped = student_path(ctx.weights_dir, cfg.student, key) if cfg.shipped and ctx.weights_dir else None
-        if shipped is not None and shipped.exists():
-            student, meta = load_weights(shipped)
-            loss, origin = meta["final_loss"], {"shipped": shipped.name, "trained_on": meta["hardware"],
-                                                "train_seconds": meta["train_seconds"]}
-        else:
+        key, stem = student_run(cfg, ctx.provenance["teacher"]["sha256"], ctx.data.checksum, len(ctx.train_set), steps)
+
+        def train() -> tuple[Classifier, dict]:
             student, loss = distill(cfg, steps, ctx.train_set, ctx.soft_targets(), len(ctx.data.classes),
                                     f"{state.name}: distil into {cfg.student}")
-            origin = {"trained_in_build": True}
+            return student, {"final_loss": loss}
+
+        student, record, origin = load_or_train(ctx.shipped(stem, key, cfg.shipped), train)
         teacher_macs, student_macs = macs_and_params(ctx.teacher)[0], macs_and_params(student)[0]
         state.model = student
         state.metrics["distillation"] = {
             "student": cfg.student, "temperature": cfg.temperature, "alpha": cfg.alpha, "steps": steps,
-            "epochs": round(steps * cfg.batch_size / len(ctx.train_set), 2), "final_loss": round(loss, 4),
+            "epochs": round(steps * cfg.batch_size / len(ctx.train_set), 2),
+            "final_loss": round(record["final_loss"], 4),
             "macs_reduction_vs_teacher": round(teacher_macs / student_macs, 2), "run_key": key, **origin,
         }

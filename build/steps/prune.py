@@ -7,17 +7,25 @@ are removed together and the result stays a dense, smaller network that every ru
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 
 from build.complexity import macs_and_params
+from build.data import Dataset, ImageSet
+from build.data.dataset import sha256_file
 from build.errors import ZooError
 from build.fit import FitConfig, fit
-from build.pipeline import BuildContext, Step, VariantState
+from build.models import Classifier, load_weights
+from build.pipeline import BuildContext, BuildOptions, Step, VariantState
+from build.shipped import load_or_train, model_sha256, run_key, ship, shipped_path
+from build.teacher_logits import teacher_logits
 
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -37,6 +45,7 @@ class PruneConfig:
     final_steps: int = 450  # after the last one
     lr: float = 0.04
     alpha: float = 0.5  # weight of the teacher's soft targets; 0.5 and lr 0.04 won on validation (README)
+    shipped: bool = True  # load the network `invoke prune` shipped for this very run, when there is one
 
     def validate(self) -> None:
         if self.importance not in IMPORTANCES:
@@ -47,6 +56,10 @@ class PruneConfig:
             raise ZooError(f"a MACs reduction target must exceed 1, got {self.macs_reduction}")
         if self.iterations < 1 or self.round_to < 1:
             raise ZooError(f"pruning needs iterations >= 1 and round_to >= 1, got {self.iterations}, {self.round_to}")
+
+    def schedule(self) -> list[int]:
+        """Fine-tuning steps after each pruning step."""
+        return [self.finetune_steps] * (self.iterations - 1) + [self.final_steps]
 
 
 def _classifier_head(model: nn.Module) -> nn.Linear:
@@ -78,14 +91,79 @@ def ratio_for_macs(model: nn.Module, reduction: float, round_to: int | None, tol
     return high
 
 
-def accumulate_gradients(model: nn.Module, ctx: BuildContext, batches: int = 8, batch_size: int = 64) -> None:
+def accumulate_gradients(model: nn.Module, data: ImageSet, batches: int = 8, batch_size: int = 64) -> None:
     """Gradients of the loss on a few training batches, which Taylor importance reads."""
     model.eval().zero_grad()
-    data = ctx.train_set
     for i in range(batches):
         x = torch.from_numpy(data.images[i * batch_size:(i + 1) * batch_size])
         y = torch.from_numpy(data.labels[i * batch_size:(i + 1) * batch_size]).long()
         F.cross_entropy(model(x), y).backward()
+
+
+def prune(source: Classifier, cfg: PruneConfig, train: ImageSet, soft_targets: np.ndarray, schedule: list[int],
+          desc: str) -> tuple[Classifier, dict]:
+    """A pruned copy of `source`, fine-tuned for `schedule[i]` steps after pruning step i, and the run's record."""
+    model = copy.deepcopy(source)
+    macs_before, params_before = macs_and_params(model)
+    round_to = effective_round_to(model, cfg.round_to)
+    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to)
+    pruner = _pruner(model, ratio, len(schedule), cfg.importance, round_to)
+    loss = float("nan")
+    for i, steps in enumerate(schedule):
+        if cfg.importance == "taylor":
+            accumulate_gradients(model, train)
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        loss = fit(model, train, soft_targets, FitConfig(steps=steps, lr=cfg.lr, alpha=cfg.alpha),
+                   f"{desc}: prune {i + 1}/{len(schedule)}, fine-tune")
+    macs, params = macs_and_params(model)
+    return model, {"pruning": {
+        "method": "structured", "importance": cfg.importance, "channel_ratio": round(ratio, 4), "round_to": round_to,
+        "iterations": len(schedule), "finetune_steps": sum(schedule), "final_loss": round(loss, 4),
+        "macs_before": macs_before, "macs_after": macs, "macs_reduction": round(macs_before / macs, 3),
+        "params_before": params_before, "params_after": params,
+    }}
+
+
+def pruning_run(cfg: PruneConfig, source: Classifier, teacher_sha256: str, data_checksum: str, train_images: int,
+                schedule: list[int]) -> str:
+    """The run's key: its source network, the teacher whose soft targets it fine-tunes on, data and settings."""
+    return run_key(cfg, source=model_sha256(source), teacher=teacher_sha256, data=data_checksum,
+                   train_images=train_images, steps=schedule)
+
+
+def pruned_parent(variant: str) -> str:
+    """The parent `variant` prunes: the teacher or the distilled student; a ZooError for any other variant."""
+    from build.variants import VARIANTS  # they list this step in their recipes: imported late
+
+    pruned = [n for n, v in VARIANTS.items() if any(isinstance(s, StructuredPrune) for s in v.steps())]
+    parent = VARIANTS[variant].parent if variant in pruned else None
+    if parent not in ("teacher", "distilled"):
+        raise ZooError(f"'{variant}' is not a pruned variant of the teacher or of the student; choose from {pruned}")
+    return parent
+
+
+def prune_shipped(variant: str, teacher_path: Path, data: Dataset, options: BuildOptions) -> dict:
+    """Prune `variant`'s source as the build would, on the whole training split, and ship the result."""
+    from build.steps.distill import DistillConfig, shipped_student
+
+    parent = pruned_parent(variant)
+    cfg: PruneConfig = options.setting("prune", PruneConfig())
+    cfg.validate()
+    teacher, source_meta = load_weights(teacher_path)
+    source = teacher
+    if parent == "distilled":
+        source, source_meta = shipped_student(teacher_path, data, options.setting("distill", DistillConfig()))
+    train, schedule = data.train, [options.train_steps(n) for n in cfg.schedule()]
+    teacher_sha = sha256_file(teacher_path)
+    soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
+    start = time.perf_counter()
+    model, record = prune(source, cfg, train, soft, schedule, variant)
+    key = pruning_run(cfg, source, teacher_sha, data.checksum, len(train), schedule)
+    meta = {"arch": source_meta["arch"], "channel_pruned": True, "run_key": key, "source_sha256": model_sha256(source),
+            "teacher_sha256": teacher_sha, "train_images": len(train), "steps": schedule, "config": asdict(cfg),
+            **record, "train_seconds": round(time.perf_counter() - start)}
+    return ship(model, shipped_path(teacher_path.parent, variant, key), data, meta)
 
 
 class StructuredPrune(Step):
@@ -97,27 +175,11 @@ class StructuredPrune(Step):
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         cfg: PruneConfig = ctx.options.setting("prune", PruneConfig())
         assert state.model is not None
-        model = copy.deepcopy(state.model)
-        macs_before, params_before = macs_and_params(model)
-        round_to = effective_round_to(model, cfg.round_to)
-        ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to)
-        pruner = _pruner(model, ratio, cfg.iterations, cfg.importance, round_to)
-        steps, loss = 0, float("nan")
-        for i in range(cfg.iterations):
-            if cfg.importance == "taylor":
-                accumulate_gradients(model, ctx)
-            pruner.step()
-            model.zero_grad(set_to_none=True)
-            n = ctx.options.train_steps(cfg.final_steps if i == cfg.iterations - 1 else cfg.finetune_steps)
-            loss = fit(model, ctx.train_set, ctx.soft_targets(), FitConfig(steps=n, lr=cfg.lr, alpha=cfg.alpha),
-                       f"{state.name}: prune {i + 1}/{cfg.iterations}, fine-tune")
-            steps += n
-        macs, params = macs_and_params(model)
+        source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
+        key = pruning_run(cfg, source, ctx.provenance["teacher"]["sha256"], ctx.data.checksum, len(ctx.train_set),
+                          schedule)
+        model, record, origin = load_or_train(
+            ctx.shipped(state.name, key, cfg.shipped),
+            lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule, state.name))
         state.model = model
-        state.metrics["pruning"] = {
-            "method": "structured", "importance": cfg.importance, "channel_ratio": round(ratio, 4),
-            "round_to": round_to,
-            "iterations": cfg.iterations, "finetune_steps": steps, "final_loss": round(loss, 4),
-            "macs_before": macs_before, "macs_after": macs, "macs_reduction": round(macs_before / macs, 3),
-            "params_before": params_before, "params_after": params,
-        }
+        state.metrics["pruning"] = {**record["pruning"], "run_key": key, **origin}

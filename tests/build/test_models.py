@@ -55,3 +55,18 @@ def test_missing_and_corrupt_weights(tmp_path: Path) -> None:
 def test_unknown_architecture() -> None:
     with pytest.raises(ZooError, match="unknown architecture 'vgg'"):
         build_classifier("vgg")
+
+
+def test_a_channel_pruned_network_loads_into_its_base_architecture(tmp_path: Path, tiny_arch: str) -> None:
+    from build.steps.prune import _pruner
+
+    model = build_classifier(tiny_arch).eval()
+    _pruner(model, 0.5, 1, "l2", None).step()
+    save_weights(model, tmp_path / "w.pt", {"arch": tiny_arch, "channel_pruned": True})
+    loaded, _ = load_weights(tmp_path / "w.pt")
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(model(x), loaded(x), atol=5e-2)
+    assert loaded.backbone.fc.in_features == model.backbone.fc.in_features < 16
+    save_weights(model, tmp_path / "unmarked.pt", {"arch": tiny_arch})
+    with pytest.raises(ZooError, match="does not fit architecture 'tiny'"):
+        load_weights(tmp_path / "unmarked.pt")

@@ -1,14 +1,23 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
+import build.steps.prune
 from build.complexity import macs_and_params
+from build.data import load_dataset
+from build.errors import ZooError
 from build.models import Classifier
 from build.models.resnet import CifarResNet
-from build.steps.prune import _pruner, effective_round_to, ratio_for_macs
+from build.pipeline import BuildOptions
+from build.repository.publish import read_manifest
+from build.steps.distill import DistillConfig, distill_student
+from build.steps.prune import PruneConfig, _pruner, effective_round_to, prune_shipped, ratio_for_macs
+from build.zoo import build_zoo
 
 
 @pytest.fixture
@@ -41,3 +50,42 @@ def test_channels_are_rounded_unless_the_network_is_too_narrow(model: Classifier
     assert effective_round_to(model, 4) == 4 and effective_round_to(model, 16) is None
     _pruner(model, 0.3, 1, "l2", 4).step()
     assert all(m.out_channels % 4 == 0 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
+        tmp_path: Path, teacher: Path, mini_archive: Path, micro_student: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_dataset(str(mini_archive))
+    distill = DistillConfig(student=micro_student, epochs=1)
+    distill_student(teacher, data, distill)
+    cfg = PruneConfig(iterations=2, finetune_steps=1, final_steps=2)
+    options = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1,
+                           settings={"distill": distill, "prune": cfg})
+    variants = ["pruned", "pruned_distilled"]
+    shipped = {v: prune_shipped(v, teacher, data, options) for v in variants}
+    assert all(r["steps"] == [1, 2] and r["pruning"]["macs_reduction"] >= 2.5 for r in shipped.values())
+    assert shipped["pruned_distilled"]["arch"] == micro_student
+
+    trained: list[str] = []
+    real_prune = build.steps.prune.prune
+    monkeypatch.setattr(build.steps.prune, "prune", lambda *a: trained.append(a[-1]) or real_prune(*a))
+
+    def zoo(prune: PruneConfig) -> dict:
+        settings = {**options.settings, "prune": prune}
+        build_zoo(data, teacher, tmp_path / "repo", variants, ["onnxruntime"],
+                  dataclasses.replace(options, settings=settings), log=lambda _: None)
+        return {v: read_manifest(tmp_path / "repo")["models"][f"tiny_{v}"]["metrics"]["pruning"] for v in variants}
+
+    loaded = zoo(cfg)
+    assert trained == [], "both pruned networks come from weights/, pruned_distilled's from the shipped student"
+    for v in variants:
+        assert loaded[v]["shipped"] == Path(shipped[v]["weights"]).name
+        assert loaded[v]["run_key"] == shipped[v]["run_key"]
+        assert loaded[v]["macs_after"] == shipped[v]["pruning"]["macs_after"]
+    assert all(r["trained_in_build"] for r in zoo(dataclasses.replace(cfg, lr=0.01)).values())
+    assert trained == variants
+
+
+def test_only_pruned_variants_can_be_shipped(teacher: Path, mini_archive: Path) -> None:
+    with pytest.raises(ZooError, match="'int8' is not a pruned variant.*'pruned', 'pruned_distilled'"):
+        prune_shipped("int8", teacher, load_dataset(str(mini_archive)), BuildOptions())

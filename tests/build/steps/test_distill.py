@@ -7,23 +7,13 @@ import pytest
 
 import build.steps.distill
 from build.data import load_dataset
+from build.errors import ZooError
 from build.pipeline import BuildOptions
 from build.repository.publish import read_manifest
-from build.steps.distill import DistillConfig
-from build.students import distill_student, run_key
+from build.steps.distill import DistillConfig, distill_student, shipped_student
 from build.zoo import build_zoo
 
 OPTIONS = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
-
-
-def test_the_run_key_names_the_run_not_where_its_student_comes_from() -> None:
-    cfg = DistillConfig()
-    key = run_key("teacher", "data", 45000, 100, cfg)
-    assert key == run_key("teacher", "data", 45000, 100, dataclasses.replace(cfg, shipped=False))
-    changed = [run_key("other", "data", 45000, 100, cfg), run_key("teacher", "other", 45000, 100, cfg),
-               run_key("teacher", "data", 2048, 100, cfg), run_key("teacher", "data", 45000, 10, cfg),
-               run_key("teacher", "data", 45000, 100, dataclasses.replace(cfg, alpha=0.9))]
-    assert key not in changed and len(set(changed)) == len(changed)
 
 
 def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
@@ -31,7 +21,7 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     data = load_dataset(str(mini_archive))
     cfg = DistillConfig(student=micro_student, epochs=1)
-    shipped = distill_student(teacher, data, cfg, teacher.parent)
+    shipped = distill_student(teacher, data, cfg)
     assert Path(shipped["weights"]).exists() and Path(shipped["weights"]).with_suffix(".json").exists()
     assert shipped["steps"] == 1 and 0 <= shipped["val_accuracy"] <= 1 and 0 <= shipped["test_accuracy"] <= 1
 
@@ -51,3 +41,8 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
     assert zoo(dataclasses.replace(cfg, alpha=0.7))["trained_in_build"]
     assert zoo(dataclasses.replace(cfg, shipped=False))["run_key"] == shipped["run_key"]
     assert len(trained) == 2
+
+
+def test_a_missing_shipped_student_is_named(teacher: Path, mini_archive: Path, micro_student: str) -> None:
+    with pytest.raises(ZooError, match="no shipped student micro_distilled_.*run `invoke distill`"):
+        shipped_student(teacher, load_dataset(str(mini_archive)), DistillConfig(student=micro_student))

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from build.models import build_classifier, load_weights, save_weights
+from build.shipped import load_or_train, model_sha256, run_key
+from build.steps.distill import DistillConfig, student_run
+from build.steps.prune import PruneConfig, pruning_run
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+
+
+def test_the_run_key_names_the_run_not_where_its_result_comes_from() -> None:
+    cfg = DistillConfig()
+    key = run_key(cfg, teacher="t", data="d", steps=100)
+    assert key == run_key(dataclasses.replace(cfg, shipped=False), teacher="t", data="d", steps=100)
+    changed = [run_key(cfg, teacher="other", data="d", steps=100), run_key(cfg, teacher="t", data="other", steps=100),
+               run_key(cfg, teacher="t", data="d", steps=10),
+               run_key(dataclasses.replace(cfg, alpha=0.9), teacher="t", data="d", steps=100)]
+    assert key not in changed and len(set(changed)) == len(changed)
+
+
+def test_a_model_is_identified_by_its_values_not_its_layout(tiny_arch: str) -> None:
+    model = build_classifier(tiny_arch)
+    same = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
+    assert model_sha256(model) == model_sha256(same)
+    with torch.no_grad():
+        next(same.parameters())[0, 0, 0, 0] += 1e-3
+    assert model_sha256(model) != model_sha256(same)
+
+
+def test_a_shipped_result_is_loaded_and_anything_else_trains(tmp_path: Path, tiny_arch: str) -> None:
+    model = build_classifier(tiny_arch).eval()
+    runs: list[int] = []
+
+    def train() -> tuple:
+        runs.append(1)
+        return model, {"final_loss": 0.5}
+
+    assert load_or_train(None, train)[1:] == ({"final_loss": 0.5}, {"trained_in_build": True})
+    assert load_or_train(tmp_path / "absent.pt", train)[2] == {"trained_in_build": True}
+    save_weights(model, tmp_path / "run.pt", {"arch": tiny_arch, "final_loss": 0.25, "hardware": "gpu",
+                                              "train_seconds": 3})
+    loaded, record, origin = load_or_train(tmp_path / "run.pt", train)
+    assert len(runs) == 2 and record["final_loss"] == 0.25
+    assert origin == {"shipped": "run.pt", "trained_on": "gpu", "train_seconds": 3}
+
+
+def test_the_default_build_finds_every_shipped_run() -> None:
+    """Each shipped file's own record, under today's key scheme and default settings, gives back its name; a change
+    to either would leave the build training what it ships, silently."""
+    records = {p.with_suffix(".pt"): json.loads(p.read_text()) for p in WEIGHTS.glob("*_*.json")}
+    students = {p: r for p, r in records.items() if "student" in r.get("config", {})}
+    pruned = {p: r for p, r in records.items() if r.get("channel_pruned")}
+    assert len(students) == 1 and len(pruned) == 2
+    for path, record in students.items():
+        key, stem = student_run(DistillConfig(), record["teacher_sha256"], record["dataset_checksum"],
+                                record["train_images"], record["steps"])
+        assert path.name == f"{stem}_{key}.pt" and path.exists()
+    sources = {"pruned": WEIGHTS / "resnet18_cifar10.pt", "pruned_distilled": next(iter(students))}
+    for path, record in pruned.items():
+        variant = path.stem.rsplit("_", 1)[0]
+        key = pruning_run(PruneConfig(), load_weights(sources[variant])[0], record["teacher_sha256"],
+                          record["dataset_checksum"], record["train_images"], PruneConfig().schedule())
+        assert path.name == f"{variant}_{key}.pt" and path.exists()
