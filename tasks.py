@@ -194,7 +194,8 @@ def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runt
     dataset, result = _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report)
     checked = min(result.options.served_check_images, result.options.eval_images or len(dataset.test))
     test = dataset.test.head(images or checked)
-    print(run_served_evaluation(Path(repo), test.images, test.labels, triton_url))
+    print(run_served_evaluation(Path(repo), test.images, test.labels, triton_url,
+                                result.options.served_latency_requests))
 
 
 @task(help={"all": "also run the slow end-to-end tests (real tritonserver)"})

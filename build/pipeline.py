@@ -30,6 +30,7 @@ class BuildOptions:
     verify_images: int = 1000
     eval_images: int | None = None  # None: the whole test set
     served_check_images: int = 2000  # accuracy is also recorded on this prefix, which `invoke zoo` serves
+    served_latency_requests: int = 200  # batch-1 requests per model that `invoke zoo` times through the server
     measure_speed: bool = True
     threads: int = 2
     min_accuracy: float = 0.0  # a variant below this test accuracy is rejected, not published

@@ -63,13 +63,14 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.2%}"
 
 
-def run_served_evaluation(repo: Path, images: np.ndarray, labels: np.ndarray, triton_url: str | None = None) -> str:
+def run_served_evaluation(repo: Path, images: np.ndarray, labels: np.ndarray, triton_url: str | None = None,
+                          latency_requests: int = 200) -> str:
     """Evaluate every model in the manifest through Triton: an external one, or one started here."""
     server = nullcontext() if triton_url else TritonServer(TritonConfig.on_free_ports(repo))
     with server as running:
         url = triton_url or running.cfg.grpc_url
         client = TritonClassifier(url)
         try:
-            return format_table(evaluate_served(client, load_manifest(repo), images, labels))
+            return format_table(evaluate_served(client, load_manifest(repo), images, labels, latency_requests))
         finally:
             client.close()

@@ -30,6 +30,10 @@ class TritonError(RuntimeError):
     """Triton could not be started, or did not become ready."""
 
 
+class TritonStalled(TritonError):
+    """Triton stopped making progress while loading its models."""
+
+
 @dataclass(frozen=True)
 class TritonConfig:
     repository: Path
@@ -113,6 +117,8 @@ def command(cfg: TritonConfig, backend_dir: Path) -> list[str]:
         "--metrics-config=summary_latencies=true",
         f"--model-control-mode={cfg.model_control}",
         "--strict-readiness=true", "--exit-on-error=false",
+        # Every config.pbtxt is complete: auto-complete would start one more Python stub per model at load.
+        "--disable-auto-complete-config",
         f"--log-verbose={cfg.log_verbose}",
         *cfg.extra_args,
     ]
@@ -147,24 +153,32 @@ class TritonServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 300.0) -> None:
+    def start(self, timeout: float = 300.0, stall: float = 90.0) -> None:
         # Every model's Python stub imports its runtime at load: the 26 quick-profile models took over 120 s to
-        # load on 2 busy cores.
+        # load on 2 busy cores. A load that stops logging for `stall` seconds is stuck (seen here with 26 models,
+        # one of them never initialising); it gets one fresh server before the error.
         if not Path(self.cfg.repository).is_dir():
             raise TritonError(f"model repository {self.cfg.repository} does not exist; build it with `invoke build`")
         backend_dir = prepare_backends()
         _exit_on_sigterm()
-        # Appended log: a restart must not erase why the last run died. The group (server and Python stubs)
-        # is stopped together.
-        self.process = spawn(command(self.cfg, backend_dir), self.log_path, env=environment())
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):
+            # Appended log: a restart must not erase why the last run died. The group (server and Python stubs)
+            # is stopped together.
+            self.process = spawn(command(self.cfg, backend_dir), self.log_path, env=environment())
+            try:
+                self.wait_ready(timeout, stall)
+                return
+            except TritonStalled:
+                self.stop()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, stall: float) -> None:
         deadline = time.monotonic() + timeout
+        progress, logged = time.monotonic(), -1
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise TritonError(f"tritonserver exited with {self.process.returncode}:\n{self.log_tail()}")
@@ -173,6 +187,11 @@ class TritonServer:
             failed = failed_models(self.cfg.http_url)
             if failed:
                 raise TritonError("models failed to load: " + "; ".join(f"{m}: {r}" for m, r in failed.items()))
+            size = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if size != logged:
+                progress, logged = time.monotonic(), size
+            elif time.monotonic() - progress > stall:
+                raise TritonStalled(f"tritonserver logged nothing for {stall:.0f}s while loading:\n{self.log_tail()}")
             time.sleep(0.25)
         raise TritonError(f"tritonserver not ready after {timeout:.0f}s:\n{self.log_tail()}")
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from serving.triton import (
     TritonConfig,
     TritonError,
     TritonServer,
+    TritonStalled,
     command,
     environment,
     free_ports,
@@ -40,6 +42,21 @@ def test_environment_reaches_wheel_libraries_and_packages() -> None:
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TritonError, match="model repository .*missing does not exist"):
         TritonServer(TritonConfig(tmp_path / "missing")).start()
+
+
+def test_a_load_that_stops_logging_gets_one_fresh_server_then_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[subprocess.Popen] = []
+
+    def silent_server(*args, **kwargs) -> subprocess.Popen:  # never ready, never logs
+        started.append(subprocess.Popen(["sleep", "60"], start_new_session=True))
+        return started[-1]
+
+    monkeypatch.setattr("serving.triton.spawn", silent_server)
+    server = TritonServer(TritonConfig.on_free_ports(tmp_path), log_path=tmp_path / "triton.log")
+    with pytest.raises(TritonStalled, match="logged nothing for 1s while loading"):
+        server.start(timeout=30, stall=1)
+    assert len(started) == 2 and all(p.poll() is not None for p in started), "both servers were stopped"
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:
