@@ -125,11 +125,11 @@ def prune(source: Classifier, cfg: PruneConfig, train: ImageSet, soft_targets: n
     }}
 
 
-def pruning_run(cfg: PruneConfig, source: Classifier, teacher_sha256: str, data_checksum: str, train_images: int,
+def pruning_run(cfg: PruneConfig, source_sha256: str, teacher_sha256: str, data_checksum: str, train_images: int,
                 schedule: list[int]) -> str:
     """The run's key: its source network, the teacher whose soft targets it fine-tunes on, data and settings."""
-    return run_key(cfg, source=model_sha256(source), teacher=teacher_sha256, data=data_checksum,
-                   train_images=train_images, steps=schedule)
+    return run_key(cfg, source=source_sha256, teacher=teacher_sha256, data=data_checksum, train_images=train_images,
+                   steps=schedule)
 
 
 def pruned_parent(variant: str) -> str:
@@ -159,8 +159,9 @@ def prune_shipped(variant: str, teacher_path: Path, data: Dataset, options: Buil
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
     start = time.perf_counter()
     model, record = prune(source, cfg, train, soft, schedule, variant)
-    key = pruning_run(cfg, source, teacher_sha, data.checksum, len(train), schedule)
-    meta = {"arch": source_meta["arch"], "channel_pruned": True, "run_key": key, "source_sha256": model_sha256(source),
+    source_sha = model_sha256(source)
+    key = pruning_run(cfg, source_sha, teacher_sha, data.checksum, len(train), schedule)
+    meta = {"arch": source_meta["arch"], "channel_pruned": True, "run_key": key, "source_sha256": source_sha,
             "teacher_sha256": teacher_sha, "train_images": len(train), "steps": schedule, "config": asdict(cfg),
             **record, "train_seconds": round(time.perf_counter() - start)}
     return ship(model, shipped_path(teacher_path.parent, variant, key), data, meta)
@@ -176,8 +177,8 @@ class StructuredPrune(Step):
         cfg: PruneConfig = ctx.options.setting("prune", PruneConfig())
         assert state.model is not None
         source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
-        key = pruning_run(cfg, source, ctx.provenance["teacher"]["sha256"], ctx.data.checksum, len(ctx.train_set),
-                          schedule)
+        key = pruning_run(cfg, model_sha256(source), ctx.provenance["teacher"]["sha256"], ctx.data.checksum,
+                          len(ctx.train_set), schedule)
         model, record, origin = load_or_train(
             ctx.shipped(state.name, key, cfg.shipped),
             lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule, state.name))

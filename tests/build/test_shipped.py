@@ -65,6 +65,6 @@ def test_the_default_build_finds_every_shipped_run() -> None:
     sources = {"pruned": WEIGHTS / "resnet18_cifar10.pt", "pruned_distilled": next(iter(students))}
     for path, record in pruned.items():
         variant = path.stem.rsplit("_", 1)[0]
-        key = pruning_run(PruneConfig(), load_weights(sources[variant])[0], record["teacher_sha256"],
+        key = pruning_run(PruneConfig(), model_sha256(load_weights(sources[variant])[0]), record["teacher_sha256"],
                           record["dataset_checksum"], record["train_images"], PruneConfig().schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()
