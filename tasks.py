@@ -118,14 +118,29 @@ def _shipped(what: str, result: dict) -> None:
           f"on {result['hardware']} -> {result['weights']}")
 
 
+@task(help={"threads": "threads to run at once (0: all cores)", "seconds": "length of each timed run"})
+@friendly
+def peak(c, threads=0, seconds=0.5):
+    """This CPU's peak MAC rates (AVX-512 FP32, AMX INT8 and BF16): the denominators of the report's efficiency."""
+    from build.hardware import detect
+    from build.peak import measure
+
+    hardware = detect()
+    peaks = measure(int(threads) or hardware.cores, hardware.cpu_flags, float(seconds))
+    for kernel, rate in peaks.gmacs_per_s.items():
+        print(f"{kernel:12s} {rate:8.0f} GMAC/s on {peaks.threads} thread(s), median of 3 runs")
+    for kernel, why in peaks.unmeasured.items():
+        print(f"{kernel:12s} not measured: {why}")
+
+
 @task(help={"model": "an OpenVINO model of the repository", "repo": "model repository (built)",
             "batch": "batch size"})
 @friendly
 def ov_layers(c, model="resnet18_int8_openvino", repo=str(REPO), batch=64):
     """Where an OpenVINO model's batch time goes: per convolution, its kernel, milliseconds and GMAC/s."""
-    from build.ov_layers import profile, table
+    from build.ov_layers import layer_report
 
-    print(table(*profile(Path(repo) / model, batch)))
+    print(layer_report(Path(repo) / model, batch))
 
 
 BUILD_HELP = {

@@ -33,16 +33,6 @@ class Hardware:
                 "gpu_capability": list(self.gpu_capability) if self.gpu_capability else None}
 
 
-# AMX-INT8 peak per core: a peak-instruction test on this project's Sapphire Rapids machines (NOTES.md)
-# reached 12,750 img/s of ResNet18-CIFAR (0.557 GMACs) on 2 cores: 1,024 MACs per cycle at about 3.5 GHz.
-AMX_INT8_GMACS_PER_CORE = 3550.0
-
-
-def amx_int8_gmacs(isa: list[str], cores: int) -> float | None:
-    """The AMX-INT8 ceiling of `cores` cores in GMAC/s, or None on a CPU without AMX-INT8."""
-    return AMX_INT8_GMACS_PER_CORE * cores if "amx_int8" in isa else None
-
-
 @dataclass(frozen=True)
 class Int8Types:
     activation: QuantType

@@ -14,6 +14,7 @@ from build.errors import VariantRejected, ZooError
 from build.hardware import Hardware, detect
 from build.measure import SpeedPlan, measure_speeds, peak_memory_mb
 from build.models import load_weights
+from build.peak import measure as measure_peaks
 from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantState
 from build.repository.publish import Publication
 from build.runtimes import RUNTIMES, Runtime
@@ -120,6 +121,8 @@ def _measure(ctx: BuildContext, log) -> None:
     plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=2) if quick else SpeedPlan()
     log(f"measuring {len(runners)} model(s), interleaved, {plan.rounds} rounds")
     speeds = measure_speeds(runners, ctx.data.test.images, plan)
+    log("measuring this CPU's peak MAC rates (build/peak.c), the report's efficiency denominators")
+    ctx.provenance["peaks"] = measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags).summary()
     baseline = speeds.get(model_name(ctx.options.arch, BASELINE, "onnxruntime"))
     # Each peak is a process of its own, so they run side by side, one per thread the build may use.
     with ThreadPoolExecutor(ctx.options.threads) as pool:

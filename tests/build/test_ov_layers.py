@@ -22,10 +22,12 @@ def test_convolution_macs_come_from_the_static_shapes(tmp_path: Path) -> None:
 def test_the_table_ranks_layers_by_time_and_sums_them() -> None:
     layers = [LayerTime("fast", "brgconv_avx512_amx_I8", (64, 64, 32, 32), 2_000_000_000, 2.0),
               LayerTime("slow", "brgconv_avx512_amx_I8", (64, 512, 4, 4), 2_000_000_000, 8.0)]
-    text = table(layers, 12.0, 2).splitlines()
+    text = table(layers, 12.0, 2, ceiling=2000.0).splitlines()
     assert text[1].startswith("slow") and text[2].startswith("fast")
     assert "250" in text[1] and "1000" in text[2], "GMAC/s per layer"
-    assert text[-1].startswith("convolutions: 10.00 of 12.00 ms per batch, 400 GMAC/s")
+    assert text[-1] == ("convolutions: 10.00 of 12.00 ms per batch, 400 GMAC/s "
+                        "(20.0% of the measured AMX-INT8 peak of 2 threads)")
+    assert table(layers, 12.0, 2, ceiling=None).splitlines()[-1].endswith("400 GMAC/s"), "no peak, no share"
 
 
 def test_the_newest_version_is_profiled_and_a_missing_model_is_named(tmp_path: Path) -> None:

@@ -40,22 +40,28 @@ def test_runtimes_form_a_matrix_with_their_own_targets_and_recommendations() -> 
     targets = {t["target"]: t for t in data["targets"]}
     assert targets["OpenVINO int8"]["status"] == "met" and targets["OpenVINO int8"]["speedup_b64"] == 11.0
     assert targets["OpenVINO bf16"]["status"] == "missed", "0.4 points lost is over the 0.2-point budget"
-    # 557 MMACs x 1760 img/s = 980 GMAC/s, against 2 cores x 3550 GMAC/s of AMX-INT8: none on this CPU.
-    assert data["efficiency"] is None, "the test machine has VNNI but no AMX"
+    assert data["efficiency"] is None, "no peak was measured"
     text = markdown(data, charts=False)
     assert "| int8 | – | 11.00x, 86.90% | n/a |" in text
     best = [r for r in data["recommendations"] if r["budget_points"] == 0.5 and r["goal"] == "throughput"]
     assert best[0]["model"] == "r18_int8_openvino" and "11.00x fp32 at batch 64" in best[0]["reason"]
 
 
-def test_efficiency_is_a_share_of_the_amx_ceiling() -> None:
+def test_efficiency_is_a_share_of_the_measured_peaks() -> None:
     ov_int8 = _entry("int8", 0.87, 1.0, 1760.0, runtime="openvino")
-    ov_int8["metrics"]["macs"] = 557_000_000
-    build = _build(_entry("fp32", 0.87, 8.0, 160.0), ov_int8)
-    build.provenance = {**PROVENANCE, "hardware": {**PROVENANCE["hardware"], "isa": ["amx_int8"]}}
+    fp32 = _entry("fp32", 0.87, 8.0, 160.0)
+    for entry in (ov_int8, fp32):
+        entry["metrics"]["macs"] = 557_000_000
+    build = _build(fp32, ov_int8)
+    build.provenance = {**PROVENANCE, "peaks": {"gmacs_per_s": {"fp32_avx512": 200.0, "int8_amx": 2000.0}}}
     eff = report_data(build)["efficiency"]
-    assert eff["gmacs_per_s"] == 980.3 and eff["ceiling_gmacs_per_s"] == 7100.0
-    assert eff["share"] == 0.138 and eff["status"] == "missed"
+    # 557 MMACs x 1760 img/s = 980 GMAC/s on AMX; x 160 img/s = 89 GMAC/s on AVX-512.
+    assert [(m["model"], m["share"]) for m in eff["models"]] == [("r18_fp32", 0.445), ("r18_int8_openvino", 0.49)]
+    assert eff["target"] == {"model": "r18_int8_openvino", "share": 0.49, "min_share": 0.35, "status": "met"}
+    assert eff["int8_amx_over_fp32_peak"] == 10.0
+    text = markdown(report_data(build), charts=False)
+    assert "| r18_int8_openvino | int8_amx | 980 | 2000 | 49.0% |" in text
+    assert "The AMX-INT8 peak is 10.0x the AVX-512 FP32 peak" in text
 
 
 def test_drops_are_points_against_fp32_and_targets_are_judged() -> None:

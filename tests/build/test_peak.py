@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from build import peak
+from build.hardware import detect
+
+needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                    reason="no C compiler to build peak.c")
+
+
+@needs_compiler
+def test_every_kernel_this_cpu_has_is_timed_and_the_others_are_named() -> None:
+    flags = detect().cpu_flags
+    peaks = peak.measure(1, flags, seconds=0.05, runs=1)
+    for kernel, flag in peak.KERNELS.items():
+        if flag in flags:
+            assert peaks.gmacs_per_s[kernel] > 0, peaks.unmeasured.get(kernel)
+        else:
+            assert peaks.unmeasured[kernel] == f"this CPU lacks {flag}"
+    assert peaks.summary()["threads"] == 1
+
+
+@needs_compiler
+def test_a_kernel_the_cpu_is_said_to_lack_is_not_run() -> None:
+    peaks = peak.measure(1, frozenset(), seconds=0.05, runs=1)
+    assert peaks.gmacs_per_s == {}
+    assert set(peaks.unmeasured) == set(peak.KERNELS)
+
+
+def test_without_a_compiler_nothing_is_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    peaks = peak.measure(2, frozenset({"avx512f", "amx_int8"}))
+    assert peaks.gmacs_per_s == {}
+    assert all("no C compiler" in why for why in peaks.unmeasured.values())
+
+
+@needs_compiler
+def test_a_source_that_does_not_compile_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    broken = tmp_path / "peak.c"
+    broken.write_text("int main( {")
+    monkeypatch.setattr(peak, "SOURCE", broken)
+    peaks = peak.measure(1, frozenset({"avx512f"}))
+    assert "could not build peak.c" in peaks.unmeasured["fp32_avx512"]
