@@ -1,8 +1,9 @@
 """This CPU's peak multiply-accumulate rates, measured: the denominators of the report's efficiency figures.
 
-A nominal ceiling (cores x MACs per cycle x a clock) is not what a shared virtual machine delivers: the same
-AMX-INT8 instruction stream ran about 3x slower on one of this project's machines than on another. So `peak.c`
-is compiled with the system's C compiler and timed on the build's own threads, in the same run as the models.
+A nominal ceiling (cores x MACs per cycle x a clock) is not what a shared virtual machine delivers, and on this
+project's machines the AMX rate moved by a factor of two between two `invoke peak` runs a minute apart. So
+`peak.c` is compiled with the system's C compiler and timed on the build's own threads, around the models'
+own timing in the same build.
 """
 
 from __future__ import annotations
@@ -22,15 +23,25 @@ KERNELS = {"fp32_avx512": "avx512f", "int8_amx": "amx_int8", "bf16_amx": "amx_bf
 @dataclass(frozen=True)
 class Peaks:
     threads: int
-    gmacs_per_s: dict[str, float] = field(default_factory=dict)  # kernel -> median of the runs
+    runs: dict[str, list[float]] = field(default_factory=dict)  # kernel -> GMAC/s of each timed run
     unmeasured: dict[str, str] = field(default_factory=dict)  # kernel -> why not
 
+    @property
+    def gmacs_per_s(self) -> dict[str, float]:
+        return {k: round(statistics.median(r), 1) for k, r in self.runs.items()}
+
+    def merged(self, later: Peaks) -> Peaks:
+        """Both measurements' runs: the AMX rate of a shared host moves by a factor of two within minutes."""
+        runs = {k: self.runs.get(k, []) + later.runs.get(k, []) for k in self.runs.keys() | later.runs.keys()}
+        return Peaks(self.threads, runs, {k: v for k, v in self.unmeasured.items() if k not in runs})
+
     def summary(self) -> dict:
-        return {"threads": self.threads, "gmacs_per_s": self.gmacs_per_s, "unmeasured": self.unmeasured,
-                "method": "peak-instruction test (build/peak.c), median of runs, all threads at once"}
+        return {"threads": self.threads, "gmacs_per_s": self.gmacs_per_s, "runs": self.runs,
+                "unmeasured": self.unmeasured,
+                "method": "peak-instruction test (build/peak.c), all threads at once; median of the runs"}
 
 
-def measure(threads: int, cpu_flags: frozenset[str], seconds: float = 0.5, runs: int = 3) -> Peaks:
+def measure(threads: int, cpu_flags: frozenset[str], seconds: float = 0.5, repeats: int = 3) -> Peaks:
     """Times each kernel this CPU has; a kernel that cannot run is listed with the reason, never guessed."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
@@ -42,16 +53,16 @@ def measure(threads: int, cpu_flags: frozenset[str], seconds: float = 0.5, runs:
         if built.returncode != 0:
             reason = f"{Path(compiler).name} could not build peak.c: {built.stderr.strip()[-300:]}"
             return Peaks(threads, unmeasured={k: reason for k in KERNELS})
-        rates, unmeasured = {}, {}
+        runs, unmeasured = {}, {}
         for kernel, flag in KERNELS.items():
             if flag not in cpu_flags:
                 unmeasured[kernel] = f"this CPU lacks {flag}"
                 continue
             try:
-                rates[kernel] = statistics.median(_run(binary, kernel, threads, seconds) for _ in range(runs))
+                runs[kernel] = [_run(binary, kernel, threads, seconds) for _ in range(repeats)]
             except RuntimeError as exc:
                 unmeasured[kernel] = str(exc)
-    return Peaks(threads, rates, unmeasured)
+    return Peaks(threads, runs, unmeasured)
 
 
 def _run(binary: Path, kernel: str, threads: int, seconds: float) -> float:

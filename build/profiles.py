@@ -32,7 +32,7 @@ PROFILES: dict[str, BuildOptions] = {
     # CI: a subset and a few steps of training. Checks the machinery; its accuracies mean nothing.
     # No accuracy floor: these accuracies mean nothing. Fewer images everywhere keep it within 5 minutes.
     "quick": BuildOptions(verify_images=200, eval_images=200, served_check_images=200, served_latency_requests=50,
-                          train_images=2048, max_train_steps=5, profile="quick",
+                          train_images=2048, max_train_steps=3, profile="quick",
                           settings={"int8": Int8Config(calibration_images=128, check_images=500)}),
     # For a GPU: fine-tuning runs to convergence (the default profile's distillation already does).
     "long": BuildOptions(min_accuracy=0.5, profile="long", settings={

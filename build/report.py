@@ -235,7 +235,8 @@ def markdown(data: dict, charts: bool) -> str:
         lines.append(f"| {t['target']} | {t['model']} | {t['speedup_b64']:.2f}x ({t['min_speedup_b64']}x) | "
                      f"{_fmt(t['speedup_b1'], '.2f')}x ({_fmt(t['min_speedup_b1'], '')}) | "
                      f"{t['drop_points']:+.2f} ({t['max_drop_points']}) | {t['status']} |")
-    lines += _efficiency_lines(data["efficiency"]) + _matrix_lines(data) + _recommendation_lines(data)
+    lines += _efficiency_lines(data["efficiency"], data.get("peaks"))
+    lines += _matrix_lines(data) + _recommendation_lines(data)
     if data["rejected"]:
         lines += ["", "## Not published", ""] + [f"- **{v}**: {why}" for v, why in data["rejected"].items()]
     if data["not_applicable"]:
@@ -248,12 +249,13 @@ def markdown(data: dict, charts: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _efficiency_lines(eff: dict | None) -> list[str]:
+def _efficiency_lines(eff: dict | None, peaks: dict | None) -> list[str]:
     if eff is None:
         return []
+    runs = "; ".join(f"{k} {', '.join(f'{r:.0f}' for r in v)}" for k, v in (peaks or {}).get("runs", {}).items())
     lines = ["", "## Hardware efficiency", "",
-             "Batch-64 rate against this CPU's peak, both measured in this build (peak: `build/peak.c`, "
-             "all threads at once).", "",
+             "Batch-64 rate against this CPU's peak, both measured in this build. The peak is the median of "
+             f"`build/peak.c` runs before and after the models' timing, all threads at once (GMAC/s: {runs}).", "",
              "| model | peak kernel | GMAC/s | peak GMAC/s | share |", "|---|---|---:|---:|---:|"]
     lines += [f"| {m['model']} | {m['kernel']} | {m['gmacs_per_s']:.0f} | {m['peak_gmacs_per_s']:.0f} | "
               f"{m['share']:.1%} |" for m in eff["models"]]

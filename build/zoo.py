@@ -120,9 +120,12 @@ def _measure(ctx: BuildContext, log) -> None:
     quick = ctx.options.profile == "quick"
     plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=2) if quick else SpeedPlan()
     log(f"measuring {len(runners)} model(s), interleaved, {plan.rounds} rounds")
+    # This CPU's peak MAC rates, the report's efficiency denominators: before and after the models' timing.
+    peak_seconds = 0.1 if quick else 0.5
+    peaks = measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags, peak_seconds)
     speeds = measure_speeds(runners, ctx.data.test.images, plan)
-    log("measuring this CPU's peak MAC rates (build/peak.c), the report's efficiency denominators")
-    ctx.provenance["peaks"] = measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags).summary()
+    peaks = peaks.merged(measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags, peak_seconds))
+    ctx.provenance["peaks"] = peaks.summary()
     baseline = speeds.get(model_name(ctx.options.arch, BASELINE, "onnxruntime"))
     # Each peak is a process of its own, so they run side by side, one per thread the build may use.
     with ThreadPoolExecutor(ctx.options.threads) as pool:

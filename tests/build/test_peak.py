@@ -15,7 +15,7 @@ needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which(
 @needs_compiler
 def test_every_kernel_this_cpu_has_is_timed_and_the_others_are_named() -> None:
     flags = detect().cpu_flags
-    peaks = peak.measure(1, flags, seconds=0.05, runs=1)
+    peaks = peak.measure(1, flags, seconds=0.05, repeats=1)
     for kernel, flag in peak.KERNELS.items():
         if flag in flags:
             assert peaks.gmacs_per_s[kernel] > 0, peaks.unmeasured.get(kernel)
@@ -26,7 +26,7 @@ def test_every_kernel_this_cpu_has_is_timed_and_the_others_are_named() -> None:
 
 @needs_compiler
 def test_a_kernel_the_cpu_is_said_to_lack_is_not_run() -> None:
-    peaks = peak.measure(1, frozenset(), seconds=0.05, runs=1)
+    peaks = peak.measure(1, frozenset(), seconds=0.05, repeats=1)
     assert peaks.gmacs_per_s == {}
     assert set(peaks.unmeasured) == set(peak.KERNELS)
 
@@ -45,3 +45,12 @@ def test_a_source_that_does_not_compile_is_reported(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(peak, "SOURCE", broken)
     peaks = peak.measure(1, frozenset({"avx512f"}))
     assert "could not build peak.c" in peaks.unmeasured["fp32_avx512"]
+
+
+def test_merged_measurements_pool_their_runs() -> None:
+    before = peak.Peaks(2, {"int8_amx": [2000.0, 2100.0]}, {"bf16_amx": "this CPU lacks amx_bf16"})
+    after = peak.Peaks(2, {"int8_amx": [4000.0], "fp32_avx512": [200.0]})
+    merged = before.merged(after)
+    assert merged.runs["int8_amx"] == [2000.0, 2100.0, 4000.0]
+    assert merged.gmacs_per_s == {"int8_amx": 2100.0, "fp32_avx512": 200.0}
+    assert merged.unmeasured == {"bf16_amx": "this CPU lacks amx_bf16"}
