@@ -127,7 +127,7 @@ def _measure(ctx: BuildContext, log) -> None:
     peaks = peaks.merged(measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags, peak_seconds))
     ctx.provenance["peaks"] = peaks.summary()
     baseline = speeds.get(model_name(ctx.options.arch, BASELINE, "onnxruntime"))
-    # Each peak is a process of its own, so they run side by side, one per thread the build may use.
+    # Each memory peak is a process of its own, so they run side by side, one per thread the build may use.
     with ThreadPoolExecutor(ctx.options.threads) as pool:
         memory = dict(zip(speeds, pool.map(
             lambda n: peak_memory_mb(entries[n]["runtime"], _version_dir(ctx, n), ctx.options.threads), speeds)))
