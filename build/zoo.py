@@ -118,7 +118,7 @@ def _measure(ctx: BuildContext, log) -> None:
     runners = {name: RUNTIMES[e["runtime"]].runner(_version_dir(ctx, name), ctx.options.threads)
                for name, e in entries.items()}
     quick = ctx.options.profile == "quick"
-    plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=2) if quick else SpeedPlan()
+    plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=1) if quick else SpeedPlan()
     log(f"measuring {len(runners)} model(s), interleaved, {plan.rounds} rounds")
     # This CPU's peak MAC rates, the report's efficiency denominators: before and after the models' timing.
     peak_seconds = 0.1 if quick else 0.5

@@ -8,6 +8,7 @@ Two runtimes share this module:
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from build.repository.model_config import RuntimeFields, from_pbtxt
 from build.verification import Tolerance
 
 if TYPE_CHECKING:  # imported when used: without the openvino package this runtime is skipped, not fatal
+    import openvino as ov
+
     from serving.backends.openvino.ov_session import OvSession, OvSettings
 
 FILENAME = "model.xml"
@@ -73,7 +76,7 @@ class OpenVinoRuntime:
         import openvino as ov
 
         try:
-            model = ov.convert_model(str(onnx_path))
+            model = _converted(str(onnx_path), onnx_path.stat().st_mtime_ns)
             # compress_to_fp16 would store FP16 weights: an FP32 model must stay FP32 on disk.
             ov.save_model(model, str(out_dir / FILENAME), compress_to_fp16=False)
         except Exception as exc:  # the converter raises bare RuntimeErrors and OpConversionFailure
@@ -109,6 +112,14 @@ class OpenVinoRuntime:
         if threads not in self._tuned:
             self._tuned[threads] = tune(model_dir / FILENAME, threads, self.precision)
         return self._tuned[threads]
+
+
+@functools.lru_cache(maxsize=1)
+def _converted(onnx_path: str, mtime_ns: int) -> ov.Model:
+    """Both OpenVINO runtimes publish the same ONNX file one after the other: convert it once."""
+    import openvino as ov
+
+    return ov.convert_model(onnx_path)
 
 
 def candidates(threads: int, precision: str) -> list[OvSettings]:
