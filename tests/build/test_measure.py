@@ -4,25 +4,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from build.measure import SpeedPlan, compressed_mb, measure_speeds, peak_memory_mb
 
 
-def test_speeds_are_measured_interleaved_and_rank_models_correctly() -> None:
+def test_speeds_are_measured_interleaved_and_rank_models_correctly(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
+    clock = [0.0]  # a fake clock that only the models advance: the figures are exact, whatever the machine's load
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
 
     def runner(name: str, seconds_per_image: float):
         def run(images: np.ndarray) -> np.ndarray:
             calls.append(name)
-            time.sleep(seconds_per_image * len(images))
+            clock[0] += seconds_per_image * len(images)
             return np.zeros((len(images), 10), np.float32)
         return run
 
     images = np.zeros((64, 3, 32, 32), np.uint8)
     plan = SpeedPlan(rounds=2, latency_iters=3, throughput_batches=1, warmup=1)
     speeds = measure_speeds({"slow": runner("slow", 2e-4), "fast": runner("fast", 5e-5)}, images, plan)
-    assert speeds["fast"]["throughput_b64_ips"] > 2 * speeds["slow"]["throughput_b64_ips"]
-    assert speeds["fast"]["latency_b1_p50_ms"] < speeds["slow"]["latency_b1_p50_ms"]
+    assert speeds["slow"]["throughput_b64_ips"] == pytest.approx(5000) and speeds["slow"]["latency_b1_p50_ms"] == 0.2
+    assert speeds["fast"]["throughput_b64_ips"] == pytest.approx(20000) and speeds["fast"]["latency_b1_p50_ms"] == 0.05
     measured = calls[4:]  # after each model's warm-up
     assert measured[:4] == ["slow"] * 4 and measured[4:8] == ["fast"] * 4 and measured[8] == "slow", \
         "every round visits every model in turn"
