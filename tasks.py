@@ -126,12 +126,7 @@ def peak(c, threads=0, seconds=0.5):
     from build.peak import measure
 
     hardware = detect()
-    peaks = measure(int(threads) or hardware.cores, hardware.cpu_flags, float(seconds))
-    for kernel, rate in peaks.gmacs_per_s.items():
-        runs = ", ".join(f"{r:.0f}" for r in peaks.runs[kernel])
-        print(f"{kernel:12s} {rate:8.0f} GMAC/s on {peaks.threads} thread(s), median of runs {runs}")
-    for kernel, why in peaks.unmeasured.items():
-        print(f"{kernel:12s} not measured: {why}")
+    print(measure(int(threads) or hardware.cores, hardware.cpu_flags, float(seconds)).text())
 
 
 @task(help={"model": "an OpenVINO model of the repository", "repo": "model repository (built)",

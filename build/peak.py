@@ -31,9 +31,14 @@ class Peaks:
         return {k: round(statistics.median(r), 1) for k, r in self.runs.items()}
 
     def merged(self, later: Peaks) -> Peaks:
-        """Both measurements' runs: the AMX rate of a shared host moves by a factor of two within minutes."""
+        """Both measurements' runs, pooled."""
         runs = {k: self.runs.get(k, []) + later.runs.get(k, []) for k in self.runs.keys() | later.runs.keys()}
         return Peaks(self.threads, runs, {k: v for k, v in self.unmeasured.items() if k not in runs})
+
+    def text(self) -> str:
+        lines = [f"{k:12s} {rate:8.0f} GMAC/s on {self.threads} thread(s), median of runs "
+                 f"{', '.join(f'{r:.0f}' for r in self.runs[k])}" for k, rate in self.gmacs_per_s.items()]
+        return "\n".join(lines + [f"{k:12s} not measured: {why}" for k, why in self.unmeasured.items()])
 
     def summary(self) -> dict:
         return {"threads": self.threads, "gmacs_per_s": self.gmacs_per_s, "runs": self.runs,
