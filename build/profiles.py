@@ -29,8 +29,8 @@ TECHNIQUES: dict[str, type] = {
 PROFILES: dict[str, BuildOptions] = {
     # Every variant from the shipped teacher in about half an hour on 2 CPU cores.
     "default": BuildOptions(min_accuracy=0.5),
-    # CI: a subset and a few steps of training. Checks the machinery; its accuracies mean nothing.
-    # No accuracy floor: these accuracies mean nothing. Fewer images everywhere keep it within 5 minutes.
+    # CI: a subset and a few steps of training. Checks the machinery; its accuracies mean nothing, hence no
+    # accuracy floor. Fewer images everywhere keep it within 5 minutes.
     "quick": BuildOptions(verify_images=200, eval_images=200, served_check_images=200, served_latency_requests=50,
                           train_images=2048, max_train_steps=3, profile="quick",
                           settings={"int8": Int8Config(calibration_images=128, check_images=500)}),

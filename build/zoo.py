@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from build.data import Dataset
@@ -121,11 +122,10 @@ def _measure(ctx: BuildContext, log) -> None:
     plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=1) if quick else SpeedPlan()
     log(f"measuring {len(runners)} model(s), interleaved, {plan.rounds} rounds")
     # This CPU's peak MAC rates, the report's efficiency denominators: before and after the models' timing.
-    peak_seconds = 0.1 if quick else 0.5
-    peaks = measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags, peak_seconds)
+    peaks = partial(measure_peaks, ctx.options.threads, ctx.hardware.cpu_flags, 0.1 if quick else 0.5)
+    before = peaks()
     speeds = measure_speeds(runners, ctx.data.test.images, plan)
-    peaks = peaks.merged(measure_peaks(ctx.options.threads, ctx.hardware.cpu_flags, peak_seconds))
-    ctx.provenance["peaks"] = peaks.summary()
+    ctx.provenance["peaks"] = before.merged(peaks()).summary()
     baseline = speeds.get(model_name(ctx.options.arch, BASELINE, "onnxruntime"))
     # Each memory peak is a process of its own, so they run side by side, one per thread the build may use.
     with ThreadPoolExecutor(ctx.options.threads) as pool:

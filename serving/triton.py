@@ -168,13 +168,10 @@ class TritonServer:
             try:
                 self.wait_ready(timeout, stall)
                 return
-            except TritonStalled:
+            except BaseException as exc:
                 self.stop()
-                if attempt == 2:
+                if attempt == 2 or not isinstance(exc, TritonStalled):
                     raise
-            except BaseException:
-                self.stop()
-                raise
 
     def wait_ready(self, timeout: float, stall: float) -> None:
         deadline = time.monotonic() + timeout
