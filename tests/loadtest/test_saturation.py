@@ -26,11 +26,33 @@ def test_speedups_are_ratios_to_the_baseline_in_the_same_run() -> None:
     assert results["b"]["speedup_vs_baseline"] == 2.5 and results["a"]["speedup_vs_baseline"] == 1.0
 
 
-def test_in_process_rate_counts_images() -> None:
+def test_in_process_rate_runs_plain_runners_back_to_back() -> None:
     calls = []
     rate = in_process_rate(lambda x: calls.append(len(x)), np.zeros((4, 1)), 0.05)
     assert calls and all(n == 4 for n in calls)
     assert rate > 0
+
+
+class StreamsFake:
+    """A session with `start` and `wait`, as the OpenVINO backend drives it: batches finish only when waited on."""
+
+    def __init__(self) -> None:
+        self.started, self.waited = 0, 0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        raise AssertionError("a session with streams is driven through start, as its backend drives it")
+
+    def start(self, images: np.ndarray, done) -> None:
+        self.started += 1
+
+    def wait(self) -> None:
+        self.waited = self.started
+
+
+def test_in_process_rate_keeps_batches_in_flight_on_a_session_with_streams() -> None:
+    session = StreamsFake()
+    assert in_process_rate(session, np.zeros((4, 1)), 0.05) > 0
+    assert session.started > 1 and session.waited == session.started, "the batches in flight are waited for"
 
 
 def test_all_models_put_the_fp32_onnxruntime_baseline_first() -> None:

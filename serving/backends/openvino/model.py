@@ -6,6 +6,11 @@ The pip-installed tritonserver has no native OpenVINO backend. Placed at
 NVIDIA's container with the native C++ backend. It reads the native backend's parameters
 (PERFORMANCE_HINT, NUM_STREAMS, INFERENCE_NUM_THREADS, HINT_BF16), plus INFERENCE_PRECISION_HINT.
 Batches stay dynamic, so ENABLE_BATCH_PADDING, which the native backend needs, changes nothing here.
+
+`execute` starts each batch on a free stream and returns at once; the stream answers its requests through
+their response senders when it finishes. So every stream computes a batch of its own, without splitting one
+batch across threads that wait for each other whenever the server's other work preempts one of them, and
+Triton forms the next batch while the cores compute.
 """
 
 from __future__ import annotations
@@ -28,15 +33,25 @@ class TritonPythonModel:
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
 
-    def execute(self, requests: list) -> list:
-        """Dynamic batching hands over several requests: run them as one batch, then split."""
+    def execute(self, requests: list) -> None:
+        """Dynamic batching hands over several requests: start them as one batch, answered when it finishes."""
         arrays = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
+        senders = [r.get_response_sender() for r in requests]
         offsets = np.cumsum([0] + [a.shape[0] for a in arrays])
-        try:
-            logits = self.session(np.concatenate(arrays))
+        try:  # waits here while every stream is busy: Triton queues the next batch meanwhile
+            self.session.start(np.concatenate(arrays), lambda logits: self._answer(senders, offsets, logits))
         except Exception as exc:  # OpenVINO raises RuntimeError subtypes; report, keep serving
-            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"openvino: {exc}"))] * len(requests)
-        return [
-            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, logits[lo:hi])])
-            for lo, hi in zip(offsets[:-1], offsets[1:])
-        ]
+            _send(senders, [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"openvino: {exc}"))] * len(senders))
+        return None
+
+    def _answer(self, senders: list, offsets: np.ndarray, logits: np.ndarray) -> None:
+        _send(senders, [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, logits[lo:hi])])
+                        for lo, hi in zip(offsets[:-1], offsets[1:])])
+
+    def finalize(self) -> None:
+        self.session.wait()
+
+
+def _send(senders: list, responses: list) -> None:
+    for sender, response in zip(senders, responses):
+        sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)

@@ -6,7 +6,9 @@ build, which verifies and measures a model exactly as the server will run it.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,35 +43,51 @@ class OvSettings:
 
 
 class OvSession:
-    """A compiled model; a call splits its batch across `streams` requests in flight and joins the logits."""
+    """A compiled model with one infer request per stream.
+
+    `start` runs a whole batch on the next free stream and hands its logits to a callback: the backend keeps
+    every stream busy with its own batch. A call splits one batch across the streams and joins the logits.
+    """
 
     def __init__(self, model_path: Path, settings: OvSettings, core: ov.Core | None = None) -> None:
         self.settings = settings
         self.compiled = (core or ov.Core()).compile_model(str(model_path), "CPU", settings.properties())
         self.input_shape = self.compiled.input(0).get_partial_shape()
-        self._results: dict[int, np.ndarray] = {}
+        self.input_type = self.compiled.input(0).get_element_type().to_dtype()
         self._new_queue()
 
     def _new_queue(self) -> None:
         self.queue = ov.AsyncInferQueue(self.compiled, self.settings.streams)
-        self.queue.set_callback(self._collect)
+        # The request's output buffer is reused by its next batch: hand over a copy.
+        self.queue.set_callback(lambda request, done: done(request.get_output_tensor(0).data.copy()))
 
-    def _collect(self, request: ov.InferRequest, index: int) -> None:
-        self._results[index] = request.get_output_tensor(0).data.copy()
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        if not self.input_shape.compatible(ov.PartialShape(list(images.shape))):
-            raise ValueError(f"input of shape {list(images.shape)} does not fit the model's {self.input_shape}")
-        chunks = np.array_split(images, min(self.settings.streams, len(images)))
-        self._results.clear()
+    def start(self, images: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+        """Run `images` on the next free stream (waiting while all are busy); `done(logits)` is then called on
+        OpenVINO's thread. Inputs are checked first: a request that fails inside OpenVINO never calls back."""
+        if images.dtype != self.input_type or not self.input_shape.compatible(ov.PartialShape(list(images.shape))):
+            raise ValueError(f"input {images.dtype}{list(images.shape)} does not fit the model's "
+                             f"{self.input_type}{self.input_shape}")
         try:
-            for i, chunk in enumerate(chunks):
-                self.queue.start_async({0: np.ascontiguousarray(chunk)}, userdata=i)
-            self.queue.wait_all()
+            self.queue.start_async({0: np.ascontiguousarray(images)}, userdata=done)
         except RuntimeError:
             self._new_queue()  # a failed request keeps its bad input bound: later calls would fail too
             raise
-        return np.concatenate([self._results[i] for i in range(len(chunks))])
+
+    def wait(self) -> None:
+        """Until every started batch has called back."""
+        try:
+            self.queue.wait_all()
+        except RuntimeError:
+            self._new_queue()
+            raise
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        chunks = np.array_split(images, min(self.settings.streams, len(images)))
+        results: dict[int, np.ndarray] = {}
+        for i, chunk in enumerate(chunks):
+            self.start(chunk, functools.partial(results.__setitem__, i))
+        self.wait()
+        return np.concatenate([results[i] for i in range(len(chunks))])
 
     def conv_kernels(self) -> dict[str, int]:
         """The convolution kernels that run: e.g. brgconv_avx512_amx_I8 is AMX INT8. The precision property

@@ -32,9 +32,26 @@ class FakeResponse:
         self.output_tensors, self.error = list(output_tensors), error
 
 
+FINAL = 1  # TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+class FakeSender:
+    """A request's response sender: records what is sent, and with which flags."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[FakeResponse, int]] = []
+
+    def send(self, response: FakeResponse, flags: int = 0) -> None:
+        self.sent.append((response, flags))
+
+
 class FakeRequest:
     def __init__(self, **inputs) -> None:
         self.inputs = inputs
+        self.sender = FakeSender()
+
+    def get_response_sender(self) -> FakeSender:
+        return self.sender
 
 
 @pytest.fixture
@@ -44,6 +61,7 @@ def load_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], types.Modul
     fake.Tensor = FakeTensor
     fake.InferenceResponse = FakeResponse
     fake.TritonError = lambda msg: msg
+    fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL
     fake.get_input_tensor_by_name = lambda req, name: FakeTensor(name, req.inputs[name])
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
 
