@@ -10,6 +10,8 @@ compared round by round.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import threading
 import time
@@ -142,9 +144,11 @@ def add_speedups(results: dict[str, dict], baseline: str) -> dict[str, dict]:
 
 def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
+    cpu = machine()
     (out_dir / "saturation.json").write_text(json.dumps(
-        {"plan": asdict(plan), "baseline": baseline, "models": results}, indent=2) + "\n")
+        {"plan": asdict(plan), "baseline": baseline, "machine": cpu, "models": results}, indent=2) + "\n")
     lines = [f"# Served throughput at saturation (batch {plan.batch}, {plan.in_flight} requests in flight)", "",
+             f"On {cpu['cpu']}, {cpu['logical_cpus']} logical CPUs, {'with' if cpu['amx'] else 'without'} AMX.", "",
              f"Median of {plan.rounds} interleaved rounds of {plan.seconds:.0f} s per model, after warm-up. "
              f"Speed-ups are ratios to `{baseline}` served in the same run. In process: the same model on the same "
              "runtime session as its Triton backend, right after its served window in every round; served / "
@@ -157,6 +161,16 @@ def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str,
     path = out_dir / "saturation.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def machine() -> dict:
+    """The CPU the figures come from: served and in-process rates both move with it (AMX above all)."""
+    cpuinfo, fields = Path("/proc/cpuinfo"), {}
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first CPU's entry
+    return {"cpu": fields.get("model name") or platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
+            "amx": "amx_tile" in fields.get("flags", "").split()}
 
 
 def _x(value: float | None) -> str:

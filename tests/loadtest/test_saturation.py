@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
-from loadtest.saturation import _row, add_speedups, baseline_first, in_process_rate
+from loadtest.saturation import SaturationPlan, _row, add_speedups, baseline_first, in_process_rate, write_results
 
 
 def test_served_over_in_process_is_the_median_of_paired_rounds() -> None:
@@ -60,3 +63,11 @@ def test_all_models_put_the_fp32_onnxruntime_baseline_first() -> None:
                 "b_fp32_openvino": {"variant": "fp32", "runtime": "openvino"},
                 "z_fp32": {"variant": "fp32", "runtime": "onnxruntime"}}
     assert baseline_first(manifest) == ["z_fp32", "a_int8", "b_fp32_openvino"]
+
+
+def test_results_name_the_machine_they_come_from(tmp_path) -> None:
+    results = add_speedups({"a": _row(served=[10.0], local=[10.0], failed=0)}, "a")
+    md = write_results(results, SaturationPlan(), "a", tmp_path)
+    data = json.loads((tmp_path / "saturation.json").read_text())
+    assert data["machine"]["logical_cpus"] == os.cpu_count() and isinstance(data["machine"]["amx"], bool)
+    assert f"{os.cpu_count()} logical CPUs" in md.read_text()
