@@ -311,11 +311,12 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
               "teacher's export)",
     "seconds": "seconds per model per round", "rounds": "interleaved rounds (median)",
     "in_flight": "batch-64 requests kept outstanding", "out": "folder for saturation.json and saturation.md",
+    "client_tax": "also run in process beside a CPU tax the size of the client's CPU",
 })
 @friendly
 def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_int8,resnet18_int8_openvino,"
                  "resnet18_fp32_openvino_bf16,resnet18_pruned_int8_openvino", seconds=10.0, rounds=3, in_flight=4,
-                 out=str(REPORTS / "served")):
+                 client_tax=True, out=str(REPORTS / "served")):
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
     from loadtest.images import load_test_images
     from loadtest.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
@@ -326,7 +327,7 @@ def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_in
         from serving.manifest import load_manifest
 
         chosen = baseline_first(load_manifest(Path(repo)))
-    plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight)
+    plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight, client_tax=client_tax)
     try:
         path = run_saturation_benchmark(Path(repo), chosen, load_test_images(source, 64), plan, chosen[0],
                                         Path(out))

@@ -186,14 +186,18 @@ def saturation_section(path: Path) -> Section | None:
     data = json.loads(path.read_text())
     plan = data["plan"]
     rows = [["model", "served img/s", "rounds img/s", f"speed-up vs {data['baseline']}", "in-process img/s",
-             "served / in-process", "failed requests"]]
+             "served / in-process", "client cores", "served / in-process beside the client's CPU", "failed requests"]]
     for model, r in data["models"].items():
         rows.append([model, f"{r['served_ips']:.0f}", ", ".join(f"{v:.0f}" for v in r.get("rounds_ips", [])),
                      _x(r.get("speedup_vs_baseline")), _num(r.get("in_process_ips"), ".0f"),
-                     _x(r.get("served_over_in_process")), str(r["failed_requests"])])
+                     _x(r.get("served_over_in_process")), _num(r.get("client_cores"), ".2f"),
+                     _x(r.get("served_over_in_process_taxed")), str(r["failed_requests"])])
+    on = f" on {data['machine']['cpu']}" if "machine" in data else ""
     text = (f"Batch {plan['batch']}, {plan['in_flight']} requests in flight, median of {plan['rounds']} interleaved "
-            f"rounds of {plan['seconds']:g} s (`invoke bench-served`); in process: the backend's own session, "
-            "measured right after each served window; served / in-process: median of the per-round ratios.")
+            f"rounds of {plan['seconds']:g} s (`invoke bench-served`){on}; "
+            "in process: the backend's own session, driven as the backend drives it, right after each served "
+            "window, then again beside a CPU tax the size of the client's CPU; ratios: medians of the per-round "
+            "ratios.")
     return Section("Served throughput at saturation", [Text(text), Table(rows)])
 
 

@@ -13,6 +13,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +34,9 @@ class SaturationPlan:
     in_flight: int = 4  # requests outstanding at once: enough to keep one instance busy between batches
     batch: int = 64
     warmup_seconds: float = 3.0
+    # Also run in process beside a CPU tax equal to the client's CPU in the served window: on a machine where the
+    # client shares the server's cores, served over that isolates what serving costs from what loading costs.
+    client_tax: bool = True
 
 
 class InFlight:
@@ -89,6 +94,16 @@ def _ignore(logits: np.ndarray) -> None:
     pass
 
 
+def taxed_in_process_rate(run: Runner, images: np.ndarray, seconds: float, cores: float) -> float:
+    """In-process rate beside `loadtest.cpu_tax` spending `cores` of a core: the CPU the client took while served."""
+    tax = subprocess.Popen([sys.executable, "-m", "loadtest.cpu_tax", "--cores", f"{min(cores, 1.0):.3f}",
+                            "--seconds", f"{seconds:.3f}"])
+    try:
+        return in_process_rate(run, images, seconds)
+    finally:
+        tax.wait()
+
+
 def measure_saturation(url: str, models: list[str], images: np.ndarray, plan: SaturationPlan = SaturationPlan(),
                        runners: dict[str, Runner] | None = None) -> dict[str, dict]:
     """Served (and, where a runner is given, in-process) images per second of each model: per round and median."""
@@ -101,31 +116,40 @@ def measure_saturation(url: str, models: list[str], images: np.ndarray, plan: Sa
             load.run(plan.warmup_seconds, plan.in_flight)
             if model in runners:
                 in_process_rate(runners[model], batch, plan.warmup_seconds)
-        served: dict[str, list[float]] = {m: [] for m in models}
-        local: dict[str, list[float]] = {m: [] for m in runners}
+        rounds: dict[str, dict[str, list[float]]] = {m: {"served": [], "local": [], "taxed": [], "client_cores": []}
+                                                     for m in models}
         failures = dict.fromkeys(models, 0)
         for _ in tqdm(range(plan.rounds), desc="served saturation (interleaved rounds)", unit="round", leave=False):
             for model, load in loads.items():
+                cpu0, wall0 = time.process_time(), time.perf_counter()  # this process is the client meanwhile
                 rate, failed = load.run(plan.seconds, plan.in_flight)
-                served[model].append(rate)
+                cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
                 failures[model] += failed
+                row = rounds[model]
+                row["served"].append(rate)
+                row["client_cores"].append(cores)
                 if model in runners:
-                    local[model].append(in_process_rate(runners[model], batch, plan.seconds))
+                    row["local"].append(in_process_rate(runners[model], batch, plan.seconds))
+                    if plan.client_tax:
+                        row["taxed"].append(taxed_in_process_rate(runners[model], batch, plan.seconds, cores))
     finally:
         client.close()
-    return {m: _row(served[m], local.get(m), failures[m]) for m in models}
+    return {m: _row(failed=failures[m], **rounds[m]) for m in models}
 
 
-def _row(served: list[float], local: list[float] | None, failed: int) -> dict:
+def _row(served: list[float], local: list[float], failed: int, taxed: list[float] = (),
+         client_cores: list[float] = ()) -> dict:
     row = {"served_ips": round(statistics.median(served), 1), "rounds_ips": [round(x, 1) for x in served],
-           "failed_requests": failed, "in_process_ips": None, "in_process_rounds_ips": None,
-           "served_over_in_process": None}
-    if local:
-        ratios = [s / i for s, i in zip(served, local)]
-        row.update(in_process_ips=round(statistics.median(local), 1),
-                   in_process_rounds_ips=[round(x, 1) for x in local],
-                   served_over_in_process=round(statistics.median(ratios), 2))
+           "failed_requests": failed, "client_cores": _median(client_cores, 3)}
+    for key, ref in (("in_process", local), ("in_process_taxed", taxed)):
+        row[f"{key}_ips"] = _median(ref, 1)
+        row[f"{key}_rounds_ips"] = [round(x, 1) for x in ref] or None
+        row[f"served_over_{key}"] = _median([s / i for s, i in zip(served, ref)], 2)
     return row
+
+
+def _median(values: list[float], digits: int) -> float | None:
+    return round(statistics.median(values), digits) if values else None
 
 
 def baseline_first(manifest: dict[str, dict]) -> list[str]:
@@ -151,13 +175,17 @@ def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str,
              f"On {cpu['cpu']}, {cpu['logical_cpus']} logical CPUs, {'with' if cpu['amx'] else 'without'} AMX.", "",
              f"Median of {plan.rounds} interleaved rounds of {plan.seconds:.0f} s per model, after warm-up. "
              f"Speed-ups are ratios to `{baseline}` served in the same run. In process: the same model on the same "
-             "runtime session as its Triton backend, right after its served window in every round; served / "
-             "in-process is the median of the per-round ratios.", "",
-             "| model | served img/s | speed-up | in-process img/s | served / in-process | failed requests |",
-             "|---|---|---|---|---|---|"]
+             "runtime session as its Triton backend, driven as the backend drives it, right after its served window "
+             "in every round; served / in-process is the median of the per-round ratios. Client cores: the CPU the "
+             "load generator (this process) spent per second served, on the server's cores; 'beside the client's "
+             "CPU': in process again, beside a CPU tax of that size.", "",
+             "| model | served img/s | speed-up | in-process img/s | served / in-process | client cores "
+             "| served / in-process beside the client's CPU | failed requests |",
+             "|---|---|---|---|---|---|---|---|"]
     for model, r in results.items():
         lines.append(f"| {model} | {r['served_ips']:.0f} | {_x(r['speedup_vs_baseline'])} | "
-                     f"{r['in_process_ips'] or '–'} | {_x(r['served_over_in_process'])} | {r['failed_requests']} |")
+                     f"{r['in_process_ips'] or '–'} | {_x(r['served_over_in_process'])} | {r['client_cores'] or '–'} | "
+                     f"{_x(r['served_over_in_process_taxed'])} | {r['failed_requests']} |")
     path = out_dir / "saturation.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -52,15 +52,17 @@ def test_report_gathers_zoo_charts_saturation_ab_headroom_config_search_and_graf
     (reports / "served").mkdir()
     (reports / "served" / "saturation.json").write_text(json.dumps({
         "plan": {"batch": 64, "in_flight": 4, "rounds": 3, "seconds": 10.0}, "baseline": "a",
+        "machine": {"cpu": "Some Xeon", "logical_cpus": 2, "amx": False},
         "models": {"a": {"served_ips": 300.0, "rounds_ips": [299.0, 300.0], "failed_requests": 0,
-                         "speedup_vs_baseline": 1.0, "in_process_ips": 310, "served_over_in_process": 0.97}}}))
+                         "speedup_vs_baseline": 1.0, "in_process_ips": 310, "served_over_in_process": 0.97,
+                         "client_cores": 0.12, "served_over_in_process_taxed": 1.01}}}))
     write_headroom_and_search(reports)
     md, page = write_report(root)
     text = md.read_text()
     assert "## Load-generator headroom" in text and "| locust-1p | 9000 | 0.69x | 0 / 0 |" in text
     assert "m: locust-1p NOT within 10%." in text and "## Config search" in text and "| 8 | 0 | 2 | 150.0 |" in text
     assert (root / "zoo-speedup.png").read_bytes() == b"png" and "![zoo-speedup](zoo-speedup.png)" in text
-    assert "| a | 300 | 299, 300 | 1.00x | 310 | 0.97x | 0 |" in text
+    assert "| a | 300 | 299, 300 | 1.00x | 310 | 0.97x | 0.12 | 1.01x | 0 |" in text and "on Some Xeon" in text
     assert "## A/B results: ab-run" in text and "| a | 100 | 5 | 50.00% [" in text and "95.00% [" in text
     assert "Against the control arm `a`" in text and "| b | 5.00 pts [" in text
     assert json.loads((root / "grafana-dashboard.json").read_text())["panels"]

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from loadtest import saturation
 from loadtest.saturation import SaturationPlan, _row, add_speedups, baseline_first, in_process_rate, write_results
 
 
@@ -20,8 +21,33 @@ def test_served_over_in_process_is_the_median_of_paired_rounds() -> None:
 
 
 def test_no_runner_leaves_in_process_empty() -> None:
-    row = _row(served=[10.0], local=None, failed=0)
+    row = _row(served=[10.0], local=[], failed=0)
     assert row["in_process_ips"] is None and row["served_over_in_process"] is None
+    assert row["served_over_in_process_taxed"] is None and row["client_cores"] is None
+
+
+def test_the_client_tax_control_is_paired_by_round_like_the_plain_ratio() -> None:
+    row = _row(served=[80, 90, 100], local=[100, 100, 100], taxed=[90, 90, 100], client_cores=[0.1, 0.2, 0.12],
+               failed=0)
+    assert row["served_over_in_process"] == 0.9 and row["served_over_in_process_taxed"] == 1.0
+    assert row["client_cores"] == 0.12 and row["in_process_taxed_rounds_ips"] == [90, 90, 100]
+
+
+def test_the_taxed_run_burns_the_clients_cpu_beside_the_model(monkeypatch) -> None:
+    started = []
+
+    class FakeTax:
+        def __init__(self, command: list[str]) -> None:
+            started.append(command)
+
+        def wait(self) -> None:
+            started.append("waited")
+
+    monkeypatch.setattr(saturation.subprocess, "Popen", FakeTax)
+    assert saturation.taxed_in_process_rate(lambda x: x, np.zeros((4, 1)), 0.05, cores=1.7) > 0
+    command, waited = started
+    assert command[1:] == ["-m", "loadtest.cpu_tax", "--cores", "1.000", "--seconds", "0.050"], "one core at most"
+    assert waited == "waited"
 
 
 def test_speedups_are_ratios_to_the_baseline_in_the_same_run() -> None:
