@@ -45,8 +45,11 @@ class TritonPythonModel:
         return None
 
     def _answer(self, senders: list, offsets: np.ndarray, logits: np.ndarray) -> None:
-        _send(senders, [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, logits[lo:hi])])
-                        for lo, hi in zip(offsets[:-1], offsets[1:])])
+        try:
+            _send(senders, [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, logits[lo:hi])])
+                            for lo, hi in zip(offsets[:-1], offsets[1:])])
+        except Exception as exc:  # raised on OpenVINO's thread it would abort the stub: log it, keep serving
+            pb_utils.Logger.log_error(f"openvino: could not answer a batch of {len(senders)} request(s): {exc}")
 
     def finalize(self) -> None:
         self.session.wait()

@@ -62,6 +62,8 @@ def load_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], types.Modul
     fake.InferenceResponse = FakeResponse
     fake.TritonError = lambda msg: msg
     fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL
+    fake.Logger = types.SimpleNamespace(errors=[])
+    fake.Logger.log_error = fake.Logger.errors.append
     fake.get_input_tensor_by_name = lambda req, name: FakeTensor(name, req.inputs[name])
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
 

@@ -67,6 +67,18 @@ def test_a_bad_batch_answers_every_request_with_an_error_and_serving_goes_on(bac
     assert np.all(good.output_tensors[0].as_numpy() == 4)
 
 
+def test_a_response_that_cannot_be_sent_is_logged_and_serving_goes_on(backend, tmp_path: Path) -> None:
+    model = initialize(backend, _model_dir(tmp_path))
+    gone = FakeRequest(images=np.ones((1, 3, 2, 2), np.uint8))
+    gone.sender.send = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("the client went away"))
+    assert model.execute([gone]) is None
+    model.session.wait()
+    (error,) = backend.pb_utils.Logger.errors
+    assert error == "openvino: could not answer a batch of 1 request(s): the client went away"
+    (good,) = _answers(model, [FakeRequest(images=np.ones((1, 3, 2, 2), np.uint8))])
+    assert np.all(good.output_tensors[0].as_numpy() == 4)
+
+
 def test_settings_round_trip_through_triton_parameters(backend) -> None:
     settings = backend.OvSettings("THROUGHPUT", 2, 1, "bf16")
     params = settings.parameters()
