@@ -192,7 +192,8 @@ def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str,
 
 
 def machine() -> dict:
-    """The CPU the figures come from: served and in-process rates both move with it (AMX above all)."""
+    """The CPU the figures come from: served and in-process rates both move with it (AMX above all).
+    Read here rather than from build.hardware: a load generator has no build code."""
     cpuinfo, fields = Path("/proc/cpuinfo"), {}
     for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
         key, _, value = line.partition(":")

@@ -6,9 +6,10 @@ build, which verifies and measures a model exactly as the server will run it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,18 +68,20 @@ class OvSession:
         if images.dtype != self.input_type or not self.input_shape.compatible(ov.PartialShape(list(images.shape))):
             raise ValueError(f"input {images.dtype}{list(images.shape)} does not fit the model's "
                              f"{self.input_type}{self.input_shape}")
-        try:
+        with self._fresh_queue_on_failure():
             self.queue.start_async({0: np.ascontiguousarray(images)}, userdata=done)
-        except RuntimeError:
-            self._new_queue()  # a failed request keeps its bad input bound: later calls would fail too
-            raise
 
     def wait(self) -> None:
         """Until every started batch has called back."""
-        try:
+        with self._fresh_queue_on_failure():
             self.queue.wait_all()
+
+    @contextlib.contextmanager
+    def _fresh_queue_on_failure(self) -> Iterator[None]:
+        try:
+            yield
         except RuntimeError:
-            self._new_queue()
+            self._new_queue()  # a failed request keeps its bad input bound: later calls would fail too
             raise
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
