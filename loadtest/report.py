@@ -247,19 +247,22 @@ def headroom_section(folder: Path) -> Section | None:
                             f"connections){flag}:"), Table(_headroom_rows(trivial["summary"]))]
             v = trivial.get("verdict") or {}
             if v:
+                taxed = f"; {_x(v['vs_taxed'])} wrk+tax" if v.get("vs_taxed") else ""
                 blocks.append(Text(f"Best Locust configuration: {v['best']} at {_x(v['vs_wrk'])} wrk (target "
-                                   f"{v['target']:.1f}x: {'met' if v['met'] else 'not met'})."))
+                                   f"{v['target']:.1f}x: {'met' if v['met'] else 'not met'}){taxed}."))
         for model, var in variants.items():
-            within = ", ".join(f"{n} {'within' if w else 'NOT within'} 10%" for n, w in var["within_10pct"].items())
-            blocks += [Text(f"{model}{flag}: {within}."), Table(_headroom_rows(var["summary"]))]
+            within = [f"{n} {'within' if w else 'NOT within'} 10% of wrk" for n, w in var["within_10pct"].items()]
+            within += [f"{n} {'within' if w else 'NOT within'} 10% of wrk+tax"
+                       for n, w in var.get("within_10pct_taxed", {}).items()]
+            blocks += [Text(f"{model}{flag}: {', '.join(within)}."), Table(_headroom_rows(var["summary"]))]
     return Section("Load-generator headroom", blocks)
 
 
 def _headroom_rows(summary: dict) -> list[list[str]]:
-    rows = [["generator", "success/s", "vs wrk", "failures (Triton / client)", "Triton cores", "generator cores",
-             "generator µs/req"]]
+    rows = [["generator", "success/s", "vs wrk", "vs wrk+tax", "failures (Triton / client)", "Triton cores",
+             "generator cores", "generator µs/req"]]
     for name, r in summary.items():
-        rows.append([name, _num(r["rps"], ".0f"), _x(r["vs_wrk"]), f"{r['server_failures']} / "
+        rows.append([name, _num(r["rps"], ".0f"), _x(r["vs_wrk"]), _x(r.get("vs_taxed")), f"{r['server_failures']} / "
                      f"{_num(r['client_failures'], '.0f')}", _num(r["cores"]["triton"], ".2f"),
                      _num(r["cores"]["generator"], ".2f"), _num(r["us_per_request"]["generator"], ".0f")])
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import build.runtimes.openvino as ov_runtime
 from build.errors import ModelRejected
 from build.hardware import Hardware
 from build.repository.model_config import build_config, to_pbtxt
-from build.runtimes.openvino import OpenVinoRuntime, model_kind
+from build.runtimes.openvino import OpenVinoRuntime, _served_rate, model_kind
+from serving.backends.openvino.ov_session import OvSettings
 
 SPR = Hardware("x86_64", 2, frozenset({"avx512f", "avx512_vnni", "amx_int8", "amx_bf16"}))
 F32, BF16 = OpenVinoRuntime("openvino", "f32"), OpenVinoRuntime("openvino_bf16", "bf16")
@@ -101,6 +103,23 @@ def test_tuning_measures_each_candidate_and_records_the_choice(tmp_path: Path) -
     assert [c["settings"]["PERFORMANCE_HINT"] for c in tuning["candidates"]] == ["LATENCY", "THROUGHPUT"]
     assert all(c["throughput_b64_ips"] > 0 and c["latency_b1_p50_ms"] > 0 for c in tuning["candidates"])
     assert tuning["chosen"] == settings.parameters() and fields.parameters["NUM_STREAMS"] == str(settings.streams)
+
+
+def test_tuning_throughput_keeps_a_whole_batch_on_every_stream_as_the_backend_does() -> None:
+    class Streams:
+        settings = OvSettings("THROUGHPUT", streams=2, threads=2)
+        started: list[int] = []
+        waits = 0
+
+        def start(self, images: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+            self.started.append(len(images))
+
+        def wait(self) -> None:
+            self.waits += 1
+
+    session = Streams()
+    assert _served_rate(session, np.zeros((64, 3, 32, 32), np.uint8), batches_per_stream=3) > 0
+    assert session.started == [64] * 6 and session.waits == 1
 
 
 def onnx_reference(path: Path, images: np.ndarray) -> np.ndarray:
