@@ -108,8 +108,10 @@ def test_tuning_measures_each_candidate_and_records_the_choice(tmp_path: Path) -
 def test_tuning_throughput_keeps_a_whole_batch_on_every_stream_as_the_backend_does() -> None:
     class Streams:
         settings = OvSettings("THROUGHPUT", streams=2, threads=2)
-        started: list[int] = []
-        waits = 0
+
+        def __init__(self) -> None:
+            self.started: list[int] = []
+            self.waits = 0
 
         def start(self, images: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
             self.started.append(len(images))
