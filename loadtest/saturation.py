@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,17 +82,13 @@ def in_process_rate(run: Runner, images: np.ndarray, seconds: float) -> float:
     begin, done = time.perf_counter(), 0
     while time.perf_counter() - begin < seconds:
         if start:
-            start(images, _ignore)  # waits while every stream is busy
+            start(images)  # waits while every stream is busy
         else:
             run(images)
         done += len(images)
     if start:  # the batches still in flight count, and so does their time
         run.wait()
     return done / (time.perf_counter() - begin)
-
-
-def _ignore(logits: np.ndarray) -> None:
-    pass
 
 
 def taxed_in_process_rate(run: Runner, images: np.ndarray, seconds: float, cores: float) -> float:
@@ -137,8 +134,8 @@ def measure_saturation(url: str, models: list[str], images: np.ndarray, plan: Sa
     return {m: _row(failed=failures[m], **rounds[m]) for m in models}
 
 
-def _row(served: list[float], local: list[float], failed: int, taxed: list[float] = (),
-         client_cores: list[float] = ()) -> dict:
+def _row(served: list[float], local: list[float], failed: int, taxed: Sequence[float] = (),
+         client_cores: Sequence[float] = ()) -> dict:
     row = {"served_ips": round(statistics.median(served), 1), "rounds_ips": [round(x, 1) for x in served],
            "failed_requests": failed, "client_cores": _median(client_cores, 3)}
     for key, ref in (("in_process", local), ("in_process_taxed", taxed)):
@@ -148,7 +145,7 @@ def _row(served: list[float], local: list[float], failed: int, taxed: list[float
     return row
 
 
-def _median(values: list[float], digits: int) -> float | None:
+def _median(values: Sequence[float], digits: int) -> float | None:
     return round(statistics.median(values), digits) if values else None
 
 

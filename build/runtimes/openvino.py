@@ -162,10 +162,6 @@ def _served_rate(session: OvSession, images: np.ndarray, batches_per_stream: int
     batches = batches_per_stream * session.settings.streams
     start = time.perf_counter()
     for _ in range(batches):
-        session.start(images, _discard)  # waits while every stream is busy
+        session.start(images)  # waits while every stream is busy
     session.wait()
     return batches * len(images) / (time.perf_counter() - start)
-
-
-def _discard(logits: np.ndarray) -> None:
-    pass

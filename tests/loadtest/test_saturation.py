@@ -71,7 +71,7 @@ class StreamsFake:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         raise AssertionError("a session with streams is driven through start, as its backend drives it")
 
-    def start(self, images: np.ndarray, done) -> None:
+    def start(self, images: np.ndarray) -> None:
         self.started += 1
 
     def wait(self) -> None:

@@ -62,9 +62,10 @@ class OvSession:
         # The request's output buffer is reused by its next batch: hand over a copy.
         self.queue.set_callback(lambda request, done: done(request.get_output_tensor(0).data.copy()))
 
-    def start(self, images: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+    def start(self, images: np.ndarray, done: Callable[[np.ndarray], None] = lambda logits: None) -> None:
         """Run `images` on the next free stream (waiting while all are busy); `done(logits)` is then called on
-        OpenVINO's thread. Inputs are checked first: a request that fails inside OpenVINO never calls back."""
+        OpenVINO's thread (by default nothing: a throughput measurement). Inputs are checked first: a request
+        that fails inside OpenVINO never calls back."""
         if images.dtype != self.input_type or not self.input_shape.compatible(ov.PartialShape(list(images.shape))):
             raise ValueError(f"input {images.dtype}{list(images.shape)} does not fit the model's "
                              f"{self.input_type}{self.input_shape}")

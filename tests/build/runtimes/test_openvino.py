@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +112,7 @@ def test_tuning_throughput_keeps_a_whole_batch_on_every_stream_as_the_backend_do
             self.started: list[int] = []
             self.waits = 0
 
-        def start(self, images: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+        def start(self, images: np.ndarray) -> None:
             self.started.append(len(images))
 
         def wait(self) -> None:
