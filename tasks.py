@@ -61,18 +61,21 @@ def _variants(value: str) -> list[str]:
     "data": DATA_HELP, "epochs": "training epochs", "warmup_epochs": "epochs of rising learning rate (one-cycle)",
     "batch_size": "batch size", "lr": "peak learning rate (one-cycle)",
     "seed": "random seed", "device": "auto, cpu or cuda", "run_dir": "checkpoints and log (resumes from here)",
-    "out": "where to write the teacher weights",
+    "out": "where to write the teacher weights", "weight_decay": "SGD weight decay",
+    "label_smoothing": "label smoothing of the loss", "cutout": "side of the square cut out of each image (0: none)",
+    "anneal": "learning-rate decay after the peak: cos, or linear (the triangular schedule)",
 })
 @friendly
-def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, seed=0, device="auto",
-          run_dir="runs/teacher", out=str(TEACHER)):
+def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
+          cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=str(TEACHER)):
     """Train the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last on CPU, CUDA when present)."""
     from build.data import load_dataset
     from build.train import TrainConfig
     from build.train import train as run_training
 
-    cfg = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                      device=device)
+    cfg = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=float(lr),
+                      weight_decay=float(weight_decay), label_smoothing=float(label_smoothing), cutout=int(cutout),
+                      anneal=anneal, seed=seed, device=device)
     result = run_training(cfg, load_dataset(data), Path(run_dir), Path(out))
     print(f"teacher: val {result.val_accuracy:.4f}, test {result.test_accuracy:.4f}, "
           f"{result.seconds / 60:.1f} min -> {result.weights}")

@@ -29,6 +29,8 @@ class TrainConfig:
     lr: float = 0.1
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    cutout: int = 0  # side of a random square zeroed in each training image (DeVries & Taylor 2017); 0: off
+    anneal: str = "cos"  # one-cycle shape: "cos", or "linear" for the triangular schedule of fast CIFAR recipes
     seed: int = 0
     device: str = "auto"
 
@@ -41,8 +43,8 @@ class TrainResult:
     weights: Path
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding plus horizontal flip, vectorised over the batch."""
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, cutout: int = 0) -> torch.Tensor:
+    """Random crop with zero padding plus horizontal flip (and cutout), vectorised over the batch."""
     b, _, h, w = x.shape
     dev = x.device  # the draws come from the CPU generator, so a run is the same on any device
     padded = nn.functional.pad(x, (pad, pad, pad, pad))
@@ -53,7 +55,20 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
     index = torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None]
     crops = padded[index[0], index[1], rows, cols]
     flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
-    return torch.where(flip[:, None, None, None], crops.flip(3), crops)
+    out = torch.where(flip[:, None, None, None], crops.flip(3), crops)
+    return apply_cutout(out, gen, cutout) if cutout else out
+
+
+def apply_cutout(x: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
+    """Zero one size x size square per image, its centre anywhere in the image (so it may be clipped)."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=gen).to(x.device)
+    cx = torch.randint(0, w, (b,), generator=gen).to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    in_y = ((rows - cy[:, None]).abs() <= (size - 1) // 2)[:, :, None]
+    in_x = ((cols - cx[:, None]).abs() <= (size - 1) // 2)[:, None, :]
+    return x * ~(in_y & in_x)[:, None]
 
 
 class Trainer:
@@ -73,7 +88,8 @@ class Trainer:
             raise ZooError(f"warm-up must be shorter than training: {cfg.warmup_epochs} of {cfg.epochs} epochs")
         steps = cfg.epochs * (len(data.train) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, cfg.lr, total_steps=steps,
-                                                         pct_start=cfg.warmup_epochs / cfg.epochs)
+                                                         pct_start=cfg.warmup_epochs / cfg.epochs,
+                                                         anneal_strategy=cfg.anneal)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.epoch, self.best_val, self.elapsed = 0, 0.0, 0.0
 
@@ -116,7 +132,8 @@ class Trainer:
         bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False)
         for i in bar:
             idx = order[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
-            x = augment(images[idx], self.gen).to(self.device).contiguous(memory_format=torch.channels_last)
+            x = augment(images[idx], self.gen, cutout=self.cfg.cutout).to(self.device)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = labels[idx].to(self.device)
             with autocast(self.device):
                 logits = self.model(x)

@@ -61,3 +61,13 @@ def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_a
 def test_warmup_must_be_shorter_than_training(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
     with pytest.raises(ZooError, match="warm-up must be shorter"):
         Trainer(TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=2), load_dataset(str(mini_archive)), tmp_path)
+
+
+def test_cutout_zeroes_one_square_per_image() -> None:
+    from build.train import apply_cutout
+
+    x = torch.full((8, 3, 32, 32), 255, dtype=torch.uint8)
+    out = apply_cutout(x, torch.Generator().manual_seed(0), 12)
+    zeroed = (out[:, 0] == 0).sum(dim=(1, 2))
+    assert (zeroed > 0).all() and (zeroed <= 12 * 12).all()
+    assert torch.equal(out[:, 0] == 0, out[:, 2] == 0)  # the same square in every channel
