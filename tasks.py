@@ -10,14 +10,16 @@ from pathlib import Path
 from invoke import task
 
 ROOT = Path(__file__).resolve().parent
+CARD = ROOT / "models" / "resnet18_cifar10.toml"
 TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
 REPO = ROOT / "model_repository"
 REPORTS = ROOT / "reports"
 DEFAULT_RUNTIMES = "onnxruntime,openvino,openvino_bf16"
 RUNTIMES_HELP = ("comma-separated runtimes: onnxruntime, openvino (FP32 forced, INT8 where quantized), openvino_bf16; "
                  "one that cannot run on this machine is skipped with the reason")
-DATA_HELP = ("dataset: ImageFolder dir or .tar.gz, a cifar-10-python.tar.gz, or 'cifar10' to download "
-             "(default: $TRITONZOO_DATA, else 'cifar10')")
+DATA_HELP = ("dataset of cards that name none: ImageFolder dir or .tar.gz, a cifar-10-python.tar.gz, or 'cifar10' "
+             "to download (default: $TRITONZOO_DATA, else 'cifar10')")
+CARD_HELP = "model card (.toml), repeatable for several models (default: models/resnet18_cifar10.toml)"
 
 
 def friendly(fn: Callable) -> Callable:
@@ -51,6 +53,24 @@ def _payload_source(data: str | None) -> Path:
     return Path(source)
 
 
+def _cards(paths: list[str] | None, data: str | None, teacher: str | None = None) -> list:
+    """The cards to build, parsed and checked; --teacher replaces the weights of a single card."""
+    from build.card import load_card
+
+    cards = [load_card(Path(p), data) for p in paths or [CARD]]
+    if teacher:
+        if len(cards) != 1:
+            raise SystemExit("error: --teacher replaces one card's weights; give one --card, or put weights in each")
+        from dataclasses import replace
+
+        cards = [replace(cards[0], weights=Path(teacher).resolve())]
+    return cards
+
+
+def _card(path: str | None, data: str | None):
+    return _cards([path] if path else None, data)[0]
+
+
 def _variants(value: str) -> list[str]:
     from build.variants import VARIANTS
 
@@ -58,7 +78,8 @@ def _variants(value: str) -> list[str]:
 
 
 @task(help={
-    "data": DATA_HELP, "epochs": "training epochs", "warmup_epochs": "epochs of rising learning rate (one-cycle)",
+    "data": DATA_HELP, "card": "model card of a builtin architecture (default: the ResNet18 card)",
+    "epochs": "training epochs", "warmup_epochs": "epochs of rising learning rate (one-cycle)",
     "batch_size": "batch size", "lr": "peak learning rate (one-cycle)",
     "seed": "random seed", "device": "auto, cpu or cuda", "run_dir": "checkpoints and log (resumes from here)",
     "out": "where to write the teacher weights", "weight_decay": "SGD weight decay",
@@ -66,43 +87,48 @@ def _variants(value: str) -> list[str]:
     "anneal": "learning-rate decay after the peak: cos, or linear (the triangular schedule)",
 })
 @friendly
-def train(c, data=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.1,
-          cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=str(TEACHER)):
-    """Train the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last on CPU, CUDA when present)."""
+def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4,
+          label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=str(TEACHER)):
+    """Train a card's builtin network, by default the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last
+    on CPU, CUDA when present)."""
     from build.data import load_dataset
     from build.train import TrainConfig
     from build.train import train as run_training
 
-    cfg = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=float(lr),
+    model = _card(card, data)
+    if model.kind != "builtin":
+        raise SystemExit(f"error: invoke train trains builtin networks; {model.path} has source {model.source}")
+    cfg = TrainConfig(arch=model.spec, epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=float(lr),
                       weight_decay=float(weight_decay), label_smoothing=float(label_smoothing), cutout=int(cutout),
                       anneal=anneal, seed=seed, device=device)
-    result = run_training(cfg, load_dataset(data), Path(run_dir), Path(out))
+    result = run_training(cfg, load_dataset(model.data, model.input), Path(run_dir), Path(out), model.preprocess)
     print(f"teacher: val {result.val_accuracy:.4f}, test {result.test_accuracy:.4f}, "
           f"{result.seconds / 60:.1f} min -> {result.weights}")
 
 
 @task(help={
-    "data": DATA_HELP, "teacher": "teacher weights file (the student is saved in its folder)",
+    "data": DATA_HELP, "card": "the teacher's card (the student is saved beside its weights)",
     "set": "distill.field=value, repeatable, e.g. --set distill.epochs=30 (the build looks for the same settings)",
 }, iterable=["set"])
 @friendly
-def distill(c, data=None, teacher=str(TEACHER), set=None):
+def distill(c, data=None, card=None, set=None):
     """Distil the teacher into the student the build ships and loads (CUDA when present; slow on 2 cores)."""
     from build.data import load_dataset
     from build.profiles import options_for
     from build.steps.distill import DistillConfig, distill_student
 
     cfg = options_for("default", set or []).setting("distill", DistillConfig())
-    _shipped(f"student {cfg.student}", distill_student(Path(teacher), load_dataset(data), cfg))
+    model = _card(card, data)
+    _shipped(f"student {cfg.student}", distill_student(model, load_dataset(model.data, model.input), cfg))
 
 
 @task(help={
-    "data": DATA_HELP, "teacher": "teacher weights file (the pruned networks are saved in its folder)",
+    "data": DATA_HELP, "card": "the teacher's card (the pruned networks are saved beside its weights)",
     "variants": "pruned variants to ship: pruned (from the teacher), pruned_distilled (from the shipped student)",
     "set": "prune.field=value or distill.field=value, repeatable (the build looks for the same settings)",
 }, iterable=["set"])
 @friendly
-def prune(c, data=None, teacher=str(TEACHER), variants="pruned,pruned_distilled", set=None):
+def prune(c, data=None, card=None, variants="pruned,pruned_distilled", set=None):
     """Prune and fine-tune the networks the build ships and loads (CUDA when present; 17 min on 2 cores)."""
     from build.data import load_dataset
     from build.profiles import options_for
@@ -111,9 +137,10 @@ def prune(c, data=None, teacher=str(TEACHER), variants="pruned,pruned_distilled"
     options, names = options_for("default", set or []), _csv(variants)
     for name in names:  # a bad name fails before the dataset loads
         pruned_parent(name)
-    dataset = load_dataset(data)
+    model = _card(card, data)
+    dataset = load_dataset(model.data, model.input)
     for name in names:
-        _shipped(name, prune_shipped(name, Path(teacher), dataset, options))
+        _shipped(name, prune_shipped(name, model, dataset, options))
 
 
 def _shipped(what: str, result: dict) -> None:
@@ -143,7 +170,8 @@ def ov_layers(c, model="resnet18_int8_openvino", repo=str(REPO), batch=64):
 
 
 BUILD_HELP = {
-    "data": DATA_HELP, "teacher": "teacher weights file", "repo": "model repository to publish into",
+    "data": DATA_HELP, "card": CARD_HELP, "teacher": "weights file replacing the card's (one card only)",
+    "repo": "model repository to publish into",
     "variants": "comma-separated variants, or 'all'", "runtimes": RUNTIMES_HELP,
     "profile": "default (CPU, about 30 min), quick (CI: a subset, a few steps) or long (a GPU)",
     "set": "technique.field=value, repeatable, e.g. --set prune.importance=taylor --set int8.method=entropy",
@@ -152,31 +180,31 @@ BUILD_HELP = {
 }
 
 
-def _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields):
-    from build.data import load_dataset
+def _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields):
     from build.profiles import options_for
-    from build.report import write_report
+    from build.report import write_reports
     from build.zoo import build_zoo
 
     if min_accuracy is not None:
         fields["min_accuracy"] = float(min_accuracy)
     options = options_for(profile, set or [], **fields)
-    dataset = load_dataset(data)
-    result = build_zoo(dataset, Path(teacher), Path(repo), _variants(variants), _csv(runtimes), options)
-    paths = write_report(result, Path(report))
-    print(f"published {len(result.entries)} model(s) to {repo}; report: {paths[-1]}")
-    for variant, why in result.rejected.items():
-        print(f"not published: {variant}: {why}")
-    return dataset, result
+    builds = build_zoo(_cards(card, data, teacher), Path(repo), _variants(variants), _csv(runtimes), options)
+    paths = write_reports(builds, Path(report))
+    print(f"published {sum(len(b.entries) for b in builds)} model(s) to {repo}; report: {paths[-1]}")
+    for b in builds:
+        for variant, why in b.rejected.items():
+            print(f"not published: {b.card.name} {variant}: {why}")
+    return builds
 
 
-@task(help={**BUILD_HELP, "eval_images": "test images for accuracy (0: the profile's choice)"}, iterable=["set"])
+@task(help={**BUILD_HELP, "eval_images": "test images for accuracy (0: the profile's choice)"},
+      iterable=["set", "card"])
 @friendly
-def build(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
+def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
           profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), eval_images=0):
-    """Build variants from the teacher: optimize, verify, measure, publish atomically, and write the report."""
+    """Build each card's variants: optimize, verify, measure, publish atomically, and write the report."""
     fields = {"eval_images": eval_images} if eval_images else {}
-    _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields)
+    _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields)
 
 
 @task(help={
@@ -198,18 +226,23 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
 
 
 @task(help={**BUILD_HELP, "images": "test images to classify through the server (0: the build's served-check sample)",
-            "triton_url": "use this running Triton (host:grpc_port) instead of starting one"}, iterable=["set"])
+            "triton_url": "use this running Triton (host:grpc_port) instead of starting one"},
+      iterable=["set", "card"])
 @friendly
-def zoo(c, data=None, teacher=str(TEACHER), repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
+def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
         profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), images=0, triton_url=None):
-    """The main job: build the zoo and its report, serve it on Triton, check every model through the server."""
+    """The main job: build each card's models and the report, serve them on Triton, check each through the server."""
+    from build.data import load_dataset
     from serving.evaluate import run_served_evaluation
 
-    dataset, result = _build(data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report)
-    checked = min(result.options.served_check_images, result.options.eval_images or len(dataset.test))
-    test = dataset.test.head(images or checked)
-    print(run_served_evaluation(Path(repo), test.images, test.labels, triton_url,
-                                result.options.served_latency_requests))
+    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report)
+    samples = {}
+    for b in builds:
+        test = load_dataset(b.card.data, b.card.input).test  # decoded by the build: read back from the cache
+        checked = min(b.options.served_check_images, b.options.eval_images or len(test))
+        sample = test.head(images or checked)
+        samples[b.card.name] = (sample.images, sample.labels)
+    print(run_served_evaluation(Path(repo), samples, triton_url, builds[0].options.served_latency_requests))
 
 
 @task(help={"all": "also run the slow end-to-end tests (real tritonserver)"})
@@ -229,8 +262,12 @@ def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurren
     """Benchmark the gateway against direct Triton (same model, same images, same run)."""
     from build.data import load_dataset
     from loadtest.gateway_overhead import run_gateway_benchmark
+    from serving.manifest import load_manifest
 
-    image = load_dataset(data).test.images[0]
+    entry = load_manifest(Path(repo)).get(model)
+    if entry is None:
+        raise SystemExit(f"error: {model} is not in {repo}'s manifest")
+    image = load_dataset(data, entry.io.input_dims).test.images[0]
     levels = [int(v) for v in _csv(concurrency)]
     print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS))
 

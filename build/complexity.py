@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 import torch_pruning as tp
-from torch import nn
+
+from build.models import Classifier
 
 
-def macs_and_params(model: nn.Module, image_shape: tuple[int, ...] = (3, 32, 32)) -> tuple[int, int]:
-    example = torch.zeros((1, *image_shape), dtype=torch.uint8)
-    macs, params = tp.utils.count_ops_and_params(model.eval(), example)
+def macs_and_params(model: Classifier) -> tuple[int, int]:
+    """On one image of the size the classifier takes."""
+    macs, params = tp.utils.count_ops_and_params(model.eval(), model.example())
     return int(macs), int(params)

@@ -82,10 +82,10 @@ def measure_speeds(runners: dict[str, Runner], images: np.ndarray, plan: SpeedPl
     } for name in runners}
 
 
-def peak_memory_mb(runtime: str, model_dir: Path, threads: int) -> dict[str, float]:
-    """Peak resident memory of a fresh process that loads the model and runs a batch of 64."""
-    out = subprocess.run([sys.executable, "-m", "build.peak_memory", runtime, str(model_dir), str(threads)],
-                         capture_output=True, text=True)
+def peak_memory_mb(runtime: str, model_dir: Path, threads: int, shape: tuple[int, ...]) -> dict[str, float]:
+    """Peak resident memory of a fresh process that loads the model and runs a batch of 64 images of `shape`."""
+    out = subprocess.run([sys.executable, "-m", "build.peak_memory", runtime, str(model_dir), str(threads),
+                          "x".join(map(str, shape))], capture_output=True, text=True)
     if out.returncode != 0:
         raise ZooError(f"measuring the memory of {model_dir} failed: {out.stderr.strip().splitlines()[-1]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""`python -m build.peak_memory RUNTIME MODEL_DIR THREADS`: print the peak RSS of loading and running.
+"""`python -m build.peak_memory RUNTIME MODEL_DIR THREADS CxHxW`: print the peak RSS of loading and running.
 
 A process of its own, because a peak never goes down: measured inside the build it would report the
 largest thing the build ever held. VmHWM rather than ru_maxrss, which Linux carries across exec from
@@ -22,8 +22,8 @@ def _max_rss_mb() -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
-def main(runtime: str, model_dir: str, threads: str) -> None:
-    images = np.zeros((64, 3, 32, 32), dtype=np.uint8)
+def main(runtime: str, model_dir: str, threads: str, shape: str) -> None:
+    images = np.zeros((64, *map(int, shape.split("x"))), dtype=np.uint8)
     before = _max_rss_mb()  # the runtime's libraries are loaded: this counts the model and its buffers
     run = RUNTIMES[runtime].runner(Path(model_dir), int(threads))
     for _ in range(3):

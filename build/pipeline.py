@@ -13,11 +13,11 @@ from torch import nn
 
 from build.data import Dataset, ImageSet
 from build.hardware import Hardware, detect
-from build.models import Classifier
 from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
 from build.runtimes import Runtime
 from build.shipped import shipped_path
+from build.sources import Teacher
 from build.teacher_logits import teacher_logits
 from build.verification import Tolerance
 
@@ -26,7 +26,6 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class BuildOptions:
-    arch: str = "resnet18"
     verify_images: int = 1000
     eval_images: int | None = None  # None: the whole test set
     served_check_images: int = 2000  # accuracy is also recorded on this prefix, which `invoke zoo` serves
@@ -48,22 +47,27 @@ class BuildOptions:
 
 @dataclass
 class BuildContext:
-    """What every step may read: data, the teacher, options, runtimes and the open publication."""
+    """What every step may read: the card's data and teacher, options, runtimes and the open publication."""
 
     data: Dataset
-    teacher: Classifier
+    teacher: Teacher
     options: BuildOptions
     runtimes: list[Runtime]
     publication: Publication
     workdir: Path
     provenance: dict
-    io: TensorIO = field(default_factory=TensorIO)
+    io: TensorIO
     hardware: Hardware = field(default_factory=detect)
     done: dict[str, VariantState] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # variant or model -> why it was left out
     not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
     weights_dir: Path | None = None  # the teacher's folder, where shipped training runs are looked up
     _soft_targets: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        """The card's name: the prefix of every model this build publishes."""
+        return self.teacher.card.name
 
     @property
     def verify_set(self) -> np.ndarray:
@@ -86,8 +90,9 @@ class BuildContext:
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""
         if self._soft_targets is None:
-            self._soft_targets = teacher_logits(self.teacher, self.train_set.images,
-                                                self.provenance["teacher"]["sha256"], self.data.checksum)
+            source = self.teacher.module if self.teacher.is_torch else self.teacher.runner(self.options.threads)
+            self._soft_targets = teacher_logits(source, self.train_set.images, self.teacher.sha256,
+                                                self.data.checksum)
         return self._soft_targets
 
 

@@ -121,7 +121,8 @@ def report_data(build: ZooBuild) -> dict:
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": build.options.profile,
-        "arch": build.options.arch,
+        "family": build.card.name,
+        "card": {"source": build.card.source, "input": list(build.card.input), "classes": build.classes},
         "accuracy_meaningful": build.options.profile != "quick",
         "baseline": base["model"] if base else None,
         "test_images": entries[0]["accuracy"]["images"] if entries else 0,
@@ -134,6 +135,37 @@ def report_data(build: ZooBuild) -> dict:
         "efficiency": efficiency(rows, build.provenance.get("peaks")),
         "recommendations": recommendations(rows),
     }
+
+
+def write_reports(builds: list[ZooBuild], out_dir: Path) -> list[Path]:
+    """One card: its report in `out_dir`. Several: each card's in `out_dir/<name>/`, and a cross-model page."""
+    if len(builds) == 1:
+        return write_report(builds[0], out_dir)
+    paths = [p for b in builds for p in write_report(b, out_dir / b.card.name)]
+    cross = out_dir / "models.md"
+    cross.parent.mkdir(parents=True, exist_ok=True)
+    cross.write_text(cross_model_markdown([report_data(b) for b in builds]))
+    return [*paths, cross]
+
+
+def cross_model_markdown(reports: list[dict]) -> str:
+    """Models of different cards side by side, one table per dataset they share: accuracy, latency, throughput."""
+    lines = ["# Models across cards", "",
+             "Each card's models against each other, for cards built on the same dataset (its checksum). Speed "
+             "figures come from each card's own interleaved run in this build; compare them across cards as "
+             "separate runs on the same machine.", ""]
+    by_data: dict[str, list[dict]] = {}
+    for data in reports:
+        by_data.setdefault(data["dataset"]["checksum"], []).append(data)
+    for checksum, group in by_data.items():
+        lines += [f"## Dataset {group[0]['dataset']['source']} ({checksum[:12]})", "",
+                  "| model | card | input | top-1 | b1 p50 ms | b64 img/s |", "|---|---|---|---:|---:|---:|"]
+        rows = sorted(((d, r) for d in group for r in d["models"]), key=lambda dr: -dr[1]["top1"])
+        lines += [f"| {r['model']} | {d['family']} | {'x'.join(map(str, d['card']['input']))} | {r['top1']:.2%} | "
+                  f"{_fmt(r['latency_b1_p50_ms'], '.2f')} | {_fmt(r['throughput_b64_ips'], '.0f')} |"
+                  for d, r in rows]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_report(build: ZooBuild, out_dir: Path) -> list[Path]:
@@ -202,7 +234,9 @@ def _fmt(value, spec: str) -> str:
 
 
 def markdown(data: dict, charts: bool) -> str:
-    lines = [f"# Zoo build report ({data['profile']} profile)", ""]
+    card = data["card"]
+    lines = [f"# Zoo build report: {data['family']} ({data['profile']} profile)", "",
+             f"Source `{card['source']}`, input {card['input']} (C, H, W), {len(card['classes'])} classes.", ""]
     if not data["accuracy_meaningful"]:
         lines += ["> **Quick profile: trained on a subset for a few steps. Its accuracies are meaningless;** "
                   "it checks the machinery, not the models.", ""]
@@ -240,7 +274,7 @@ def markdown(data: dict, charts: bool) -> str:
     if data["rejected"]:
         lines += ["", "## Not published", ""] + [f"- **{v}**: {why}" for v, why in data["rejected"].items()]
     if data["not_applicable"]:
-        lines += ["", "## Runtimes that do not apply", ""] + [
+        lines += ["", "## Variants and runtimes that do not apply", ""] + [
             f"- **{m}**: {why}" for m, why in data["not_applicable"].items()]
     lines += ["", "## How each variant was made", ""] + [
         f"- **{r['model']}**: {' → '.join(r['recipe'])}. {_details(r['details'])}" for r in data["models"]]
@@ -282,8 +316,8 @@ def _matrix_lines(data: dict) -> list[str]:
 
 
 def _absent(data: dict, variant: str, runtime: str) -> str:
-    model = model_name(data["arch"], variant, runtime)
-    if model in data["not_applicable"]:
+    model = model_name(data["family"], variant, runtime)
+    if model in data["not_applicable"] or variant in data["not_applicable"]:
         return "n/a"
     return "rejected" if model in data["rejected"] or variant in data["rejected"] else "–"
 

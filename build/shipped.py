@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from build.card import ModelCard, Preprocess
 from build.data import Dataset
 from build.device import autocast, pick_device
 from build.evaluate import torch_accuracy
@@ -45,10 +46,18 @@ def shipped_path(weights_dir: Path, stem: str, key: str) -> Path:
     return weights_dir / f"{stem}_{key}.pt"
 
 
-def load_or_train(path: Path | None, train: Trainer) -> tuple[Classifier, dict, dict]:
+def shipped_teacher(card: ModelCard) -> Path:
+    """The teacher file that `invoke distill` and `invoke prune` train from: a builtin card's weights."""
+    if card.kind != "builtin" or card.weights is None:
+        raise card.error("source", f"{card.source} is not a builtin network with weights",
+                         "ship runs for builtin cards; the build trains other sources' runs itself")
+    return card.weights
+
+
+def load_or_train(path: Path | None, pre: Preprocess, train: Trainer) -> tuple[Classifier, dict, dict]:
     """The shipped result at `path` when it exists, else a fresh run: the model, its record and where it came from."""
     if path is not None and path.exists():
-        model, meta = load_weights(path)
+        model, meta = load_weights(path, pre)
         return model, meta, {"shipped": path.name, "trained_on": meta["hardware"],
                              "train_seconds": meta["train_seconds"]}
     model, record = train()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 from torch import nn
@@ -19,16 +20,21 @@ from build.device import autocast, configure_threads, pick_device
 from build.evaluate import torch_logits
 
 
-def teacher_logits(teacher: nn.Module, images: np.ndarray, teacher_sha256: str, data_checksum: str) -> np.ndarray:
-    """Logits on `images`, the first len(images) training images of the dataset `data_checksum` names."""
+def teacher_logits(teacher: nn.Module | Callable[[np.ndarray], np.ndarray], images: np.ndarray, teacher_sha256: str,
+                   data_checksum: str) -> np.ndarray:
+    """Logits on `images`, the first len(images) training images of the dataset `data_checksum` names; `teacher` is
+    a torch network, or a function of images (an ONNX source run by ONNX Runtime)."""
     key = f"{teacher_sha256}-{data_checksum}-{len(images)}"
     path = default_cache_dir() / f"teacher-logits-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
     if path.exists():
         return np.load(path)
-    configure_threads()
-    device = pick_device()
-    logits = torch_logits(teacher.to(device), images, device=device, amp=autocast(device), desc="teacher logits")
-    teacher.cpu()
+    if isinstance(teacher, nn.Module):
+        configure_threads()
+        device = pick_device()
+        logits = torch_logits(teacher.to(device), images, device=device, amp=autocast(device), desc="teacher logits")
+        teacher.cpu()
+    else:
+        logits = teacher(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
     np.save(tmp, logits)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from build.card import Preprocess
 from build.data import Dataset, ImageSet
 from build.device import autocast, configure_threads, pick_device
 from build.errors import ZooError
@@ -74,13 +75,13 @@ def apply_cutout(x: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tens
 class Trainer:
     """Owns model, optimiser, schedule and RNG, so that a checkpoint restores all of them."""
 
-    def __init__(self, cfg: TrainConfig, data: Dataset, run_dir: Path) -> None:
+    def __init__(self, cfg: TrainConfig, data: Dataset, run_dir: Path, pre: Preprocess) -> None:
         configure_threads()
         self.cfg, self.data, self.run_dir = cfg, data, run_dir
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.model: Classifier = build_classifier(cfg.arch, len(data.classes)).to(self.device)
+        self.model: Classifier = build_classifier(cfg.arch, len(data.classes), pre).to(self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                                    weight_decay=cfg.weight_decay)
@@ -152,9 +153,10 @@ class Trainer:
         return torch_accuracy(self.model, split, device=self.device, amp=autocast(self.device))
 
 
-def train(cfg: TrainConfig, data: Dataset, run_dir: Path, weights_out: Path) -> TrainResult:
+def train(cfg: TrainConfig, data: Dataset, run_dir: Path, weights_out: Path, pre: Preprocess) -> TrainResult:
+    """Train `cfg.arch` behind the card's preprocessing `pre`; resumes from `run_dir` when it holds a checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, data, run_dir)
+    trainer = Trainer(cfg, data, run_dir, pre)
     if trainer.resume():
         print(f"resumed {trainer.last_path} after epoch {trainer.epoch}")
     log = run_dir / "train_log.jsonl"

@@ -9,70 +9,142 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from build.data import Dataset
-from build.data.dataset import sha256_file
+from build.card import ModelCard, check_unique
+from build.data import Dataset, load_dataset
 from build.errors import VariantRejected, ZooError
 from build.hardware import Hardware, detect
 from build.measure import SpeedPlan, measure_speeds, peak_memory_mb
-from build.models import load_weights
 from build.peak import measure as measure_peaks
 from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantState
+from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
 from build.runtimes import RUNTIMES, Runtime
+from build.sources import Teacher, load_teacher
 from build.steps.publish import PublishRuntime, model_name
 from build.variants import VARIANTS
+from serving.manifest import CardRecord
 
 BASELINE = "fp32"  # every speedup is a ratio to this variant on ONNX Runtime, measured in the same run
 
 
 @dataclass
 class ZooBuild:
-    """What a build did: the variants built, those rejected and why, and the entries it published."""
+    """What a build did for one card: the variants built, those rejected and why, and the entries it published."""
 
     states: dict[str, VariantState]
     rejected: dict[str, str]
     entries: dict[str, dict]
     options: BuildOptions
     provenance: dict = field(default_factory=dict)
-    not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
+    not_applicable: dict[str, str] = field(default_factory=dict)  # model or variant -> why it does not apply
+    card: ModelCard | None = None
+    classes: list[str] = field(default_factory=list)
 
 
-def build_zoo(data: Dataset, teacher_path: Path, repo: Path, variants: list[str], runtimes: list[str],
-              options: BuildOptions = BuildOptions(), log=print) -> ZooBuild:
-    """Build `variants` for `runtimes` into `repo`. A rejected variant is left out; any other failure
-    publishes nothing."""
+@dataclass
+class CardInputs:
+    """A card with what it was checked against: its data and its loaded source network."""
+
+    card: ModelCard
+    data: Dataset
+    teacher: Teacher
+
+
+def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes: list[str],
+              options: BuildOptions = BuildOptions(), log=print, data: dict[str, Dataset] | None = None
+              ) -> list[ZooBuild]:
+    """Build `variants` for `runtimes` of every card into `repo`, in one publication. Every card, source and
+    setting is checked before the first expensive step; a rejected variant is left out; any other failure
+    publishes nothing, and models of other cards are never touched. `data`: datasets already loaded, by card
+    name (the others are loaded from each card's data)."""
     unknown = [v for v in variants if v not in VARIANTS] + [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ZooError(f"unknown variant or runtime {unknown}; "
                        f"variants: {sorted(VARIANTS)}, runtimes: {sorted(RUNTIMES)}")
-    teacher, meta = load_weights(teacher_path)
-    if meta.get("classes") and meta["classes"] != data.classes:
-        raise ZooError(f"teacher {teacher_path} was trained on classes {meta['classes']}, "
-                       f"the dataset has {data.classes}")
+    check_unique(cards)
     hardware = detect()
     usable = _usable_runtimes(runtimes, hardware, log)
+    with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work:
+        inputs = [_load(card, Path(work), (data or {}).get(card.name)) for card in cards]
+        with Publication(repo) as publication:
+            return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log)
+
+
+def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runtime], options: BuildOptions,
+               publication: Publication, work: Path, hardware: Hardware, log) -> list[ZooBuild]:
+    contexts = [_context(i, options, usable, publication, work / i.card.name, hardware) for i in inputs]
+    plans = [_plan(ctx, variants, usable) for ctx in contexts]
+    for ctx, plan in zip(contexts, plans):  # every setting is checked before the first expensive step
+        for _, steps in plan:
+            for step in steps:
+                step.check(ctx)
+    builds = [_build_card(ctx, plan, variants, log) for ctx, plan in zip(contexts, plans)]
+    for build in builds:
+        publication.describe(build.card.name, card_record(build))
+    return builds
+
+
+def _load(card: ModelCard, work: Path, data: Dataset | None) -> CardInputs:
+    data = data or load_dataset(card.data, card.input)
+    return CardInputs(card, data, load_teacher(card, data, work))
+
+
+def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime], publication: Publication,
+             workdir: Path, hardware: Hardware) -> BuildContext:
+    card, data, teacher = inputs.card, inputs.data, inputs.teacher
+    workdir.mkdir(exist_ok=True)
     provenance = {
         "hardware": hardware.summary(),
         "dataset": {"source": data.source, "checksum": data.checksum},
-        "teacher": {"file": Path(teacher_path).name, "sha256": sha256_file(Path(teacher_path)),
-                    "test_accuracy": meta.get("test_accuracy")},
+        "teacher": {"source": card.source, "file": card.weights.name if card.weights else Path(card.spec).name,
+                    "sha256": teacher.sha256},
         "code_version": code_version(),
     }
-    with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work, Publication(repo) as publication:
-        ctx = BuildContext(data, teacher, options, usable, publication, Path(work), provenance, hardware=hardware,
-                           weights_dir=Path(teacher_path).parent)
-        plan = [(name, _steps(name, publish, usable)) for name, publish in build_order(variants)]
-        for _, steps in plan:  # every setting is checked before the first expensive step
-            for step in steps:
-                step.check(ctx)
-        for name, steps in plan:
-            _build_or_reject(name, steps, ctx, log)
-        if options.measure_speed and publication.entries:
-            _measure(ctx, log)
-        entries = dict(publication.entries)
+    io = TensorIO(input_dims=card.input, num_classes=len(data.classes))
+    return BuildContext(data, teacher, options, runtimes, publication, workdir, provenance, io, hardware=hardware,
+                        weights_dir=card.weights.parent if card.kind == "builtin" and card.weights else None)
+
+
+def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime]) -> list[tuple[str, list[Step]]]:
+    """The variants this card's source can make, each with its steps; the others are recorded as not applicable."""
+    plan = []
+    for name, publish in build_order(variants):
+        why = _not_for_source(name, ctx)
+        if why:
+            ctx.not_applicable[name] = why
+            continue
+        plan.append((name, _steps(name, publish, runtimes)))
+    return plan
+
+
+def _not_for_source(name: str, ctx: BuildContext) -> str | None:
+    lineage = [name]
+    while lineage[-1] in VARIANTS:
+        lineage.append(VARIANTS[lineage[-1]].parent)
+    if not ctx.teacher.is_torch and any(VARIANTS[v].transforms_source for v in lineage if v in VARIANTS):
+        return f"needs the PyTorch model; this card's source is ONNX ({Path(ctx.teacher.card.spec).name})"
+    return None
+
+
+def _build_card(ctx: BuildContext, plan: list[tuple[str, list[Step]]], variants: list[str], log) -> ZooBuild:
+    log(f"model {ctx.name}: {ctx.teacher.card.source}, input {list(ctx.io.input_dims)}, "
+        f"{len(ctx.data.classes)} classes")
+    for name, steps in plan:
+        _build_or_reject(name, steps, ctx, log)
+    entries = {n: e for n, e in ctx.publication.entries.items() if e["family"] == ctx.name}
+    if ctx.options.measure_speed and entries:
+        _measure(ctx, entries, log)
     rejected = {n: r for n, r in ctx.rejected.items() if n in variants or n not in VARIANTS}  # or a model
-    return ZooBuild({n: ctx.done[n] for n in variants if n in ctx.done}, rejected, entries, options, provenance,
-                    ctx.not_applicable)
+    not_applicable = {n: r for n, r in ctx.not_applicable.items() if n not in VARIANTS or n in variants}
+    return ZooBuild({n: ctx.done[n] for n in variants if n in ctx.done}, rejected, entries, ctx.options,
+                    ctx.provenance, not_applicable, ctx.teacher.card, ctx.data.classes)
+
+
+def card_record(build: ZooBuild) -> CardRecord:
+    card = build.card
+    return CardRecord(name=card.name, source=card.source, input=card.input, mean=card.mean, std=card.std,
+                      classes=tuple(build.classes), data=build.provenance["dataset"]["source"],
+                      data_checksum=build.provenance["dataset"]["checksum"], normalized=card.normalize)
 
 
 def build_order(requested: list[str]) -> list[tuple[str, bool]]:
@@ -108,14 +180,13 @@ def _build_or_reject(name: str, steps: list[Step], ctx: BuildContext, log) -> No
         ctx.done[name] = Pipeline(steps).run(state, ctx, log)
     except VariantRejected as exc:
         for runtime in ctx.runtimes:
-            ctx.publication.discard(model_name(ctx.options.arch, name, runtime.name))
+            ctx.publication.discard(model_name(ctx.name, name, runtime.name))
         ctx.rejected[name] = str(exc)
         log(f"  [{name}] rejected, not published: {exc}")
 
 
-def _measure(ctx: BuildContext, log) -> None:
-    """Speed of every staged model in one interleaved run, then each one's peak memory."""
-    entries = ctx.publication.entries
+def _measure(ctx: BuildContext, entries: dict[str, dict], log) -> None:
+    """Speed of the card's staged models in one interleaved run, then each one's peak memory."""
     runners = {name: RUNTIMES[e["runtime"]].runner(_version_dir(ctx, name), ctx.options.threads)
                for name, e in entries.items()}
     quick = ctx.options.profile == "quick"
@@ -126,11 +197,12 @@ def _measure(ctx: BuildContext, log) -> None:
     before = peaks()
     speeds = measure_speeds(runners, ctx.data.test.images, plan)
     ctx.provenance["peaks"] = before.merged(peaks()).summary()
-    baseline = speeds.get(model_name(ctx.options.arch, BASELINE, "onnxruntime"))
+    baseline = speeds.get(model_name(ctx.name, BASELINE, "onnxruntime"))
     # Each memory peak is a process of its own, so they run side by side, one per thread the build may use.
     with ThreadPoolExecutor(ctx.options.threads) as pool:
         memory = dict(zip(speeds, pool.map(
-            lambda n: peak_memory_mb(entries[n]["runtime"], _version_dir(ctx, n), ctx.options.threads), speeds)))
+            lambda n: peak_memory_mb(entries[n]["runtime"], _version_dir(ctx, n), ctx.options.threads,
+                                     ctx.io.input_dims), speeds)))
     for name, speed in speeds.items():
         if baseline:
             speed["speedup_b1"] = round(baseline["latency_b1_p50_ms"] / speed["latency_b1_p50_ms"], 3)

@@ -29,16 +29,18 @@ async def _cost_ms(call: Callable[[], Awaitable[object]], calls: int, warmup: in
     return (_cpu_seconds() - start) / calls * 1e3
 
 
-async def _measure(http_url: str, grpc_url: str, model: str, image: np.ndarray, calls: int) -> dict[str, float]:
-    body, headers = kserve_request(image, "images", "logits")
+async def _measure(http_url: str, grpc_url: str, model: str, image: np.ndarray, calls: int,
+                   names: tuple[str, str]) -> dict[str, float]:
+    input_name, output_name = names
+    body, headers = kserve_request(image, input_name, output_name)
     path = f"/v2/models/{model}/infer"
     pool = HttpPool.for_url(http_url)
     grpc = grpcaio.InferenceServerClient(grpc_url)
     async with httpx.AsyncClient(base_url=f"http://{http_url}") as hx:
         async def grpc_call() -> object:
-            inp = InferInput("images", [1, *image.shape], "UINT8")
+            inp = InferInput(input_name, [1, *image.shape], "UINT8")
             inp.set_data_from_numpy(image[None])
-            return await grpc.infer(model, [inp], outputs=[InferRequestedOutput("logits")])
+            return await grpc.infer(model, [inp], outputs=[InferRequestedOutput(output_name)])
 
         clients = {
             "tritonclient gRPC aio": grpc_call,
@@ -51,5 +53,7 @@ async def _measure(http_url: str, grpc_url: str, model: str, image: np.ndarray, 
     return costs
 
 
-def client_cpu_costs(http_url: str, grpc_url: str, model: str, image: np.ndarray, calls: int = 300) -> dict[str, float]:
-    return asyncio.run(_measure(http_url, grpc_url, model, image, calls))
+def client_cpu_costs(http_url: str, grpc_url: str, model: str, image: np.ndarray, calls: int = 300,
+                     names: tuple[str, str] = ("images", "logits")) -> dict[str, float]:
+    """`names`: the model's input and output tensor names (the manifest's io)."""
+    return asyncio.run(_measure(http_url, grpc_url, model, image, calls, names))

@@ -8,8 +8,8 @@ current config is always one of the trials, and a winner must beat it by `min_ga
 within the noise of a shared machine is no reason to change a served config.
 
 The load: `concurrency` batch-1 requests kept in flight over Triton's HTTP endpoint (KServe v2 binary tensors, real
-CIFAR-10 images, bodies encoded once) through the gateway's lean asyncio client; every request is timed, failures
-included. Rounds are interleaved (every trial once per round) and figures are medians over rounds.
+test images at the model's input shape, bodies encoded once) through the gateway's lean asyncio client; every request
+is timed, failures included. Rounds are interleaved (every trial once per round) and figures are medians over rounds.
 """
 
 from __future__ import annotations
@@ -225,10 +225,13 @@ def choose(rows: dict[Trial, dict], current: Trial, plan: SearchPlan) -> tuple[T
 def search(repo: Path, model: str, images: np.ndarray, plan: SearchPlan, log: Path,
            rounds: list[dict[Trial, dict]]) -> None:
     """Every trial on a temporary copy, round by round into `rounds` (so an interrupted search keeps what it
-    measured)."""
+    measured). `images` are resized to the model's input where they differ."""
+    from loadtest.images import fit_payloads
     from serving.manifest import load_manifest
-    io = load_manifest(repo)[model]["io"]
-    bodies = [kserve_request(image, io["input"], io["output"]) for image in images]
+
+    entries = load_manifest(repo)
+    io = entries[model].io
+    bodies = [kserve_request(image, io.input, io.output) for image in fit_payloads(images, entries, [model])[model]]
     cfg = read_config(repo / model / "config.pbtxt")
     trials = sorted(set(plan.trials()) | {current_trial(cfg)})
     with tempfile.TemporaryDirectory(prefix="tz-config-search-") as tmp:
@@ -267,7 +270,7 @@ def tune_config(repo: Path, model: str, images: np.ndarray, plan: SearchPlan, ou
         written = True
     results = {"model": model, "repo": str(repo), "partial": partial, "plan": asdict(plan), "current": asdict(current),
                "chosen": asdict(chosen) if chosen else None, "decision": why, "written": written,
-               "manifest_max_batch_size": manifest[model].get("max_batch_size"),
+               "manifest_max_batch_size": manifest[model].max_batch_size,
                "trials": [{**asdict(t), **rows[t], "meets_slo": meets_slo(rows[t], plan)} for t in sorted(rows)],
                "finished_at": time.time()}
     return write_results(results, out_dir)

@@ -101,16 +101,21 @@ def format_report(summaries: list[Summary], baseline: str) -> str:
 
 def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrencies: list[int], seconds: float,
                           repeats: int, report_dir: Path) -> str:
-    """Start the stack locally (Triton + gateway, separate processes), load it three ways, report."""
+    """Start the stack locally (Triton + gateway, separate processes), load it three ways, report. `image` (C, H, W)
+    is converted and resized to the model's input where it differs."""
     from loadtest.client_cost import client_cpu_costs
+    from serving.manifest import load_manifest
+    from serving.pixels import refit
     from serving.stack import StackProcess  # only this entry point needs the serving side installed
     from serving.triton import free_ports
 
+    io = load_manifest(repo)[model].io
+    image = refit(image[None], io.input_dims)[0]
     port, *ports = free_ports(4)
     command = [sys.executable, "-m", "serving.stack", "--repo", str(repo), "--port", str(port),
                "--triton-ports", ",".join(map(str, ports)), "--state-file", str(report_dir / "bench-state.json")]
     gateway, triton = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ports[0]}"
-    kserve, kserve_headers = kserve_request(image, "images", "logits")
+    kserve, kserve_headers = kserve_request(image, io.input, io.output)
     targets = [
         Target("triton direct (KServe v2)", f"{triton}/v2/models/{model}/infer", kserve, kserve_headers),
         Target("gateway /v1 predict", f"{gateway}/v1/models/{model}/predict", image.tobytes(),
@@ -119,7 +124,8 @@ def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrenci
     ]
     with StackProcess(command, gateway):
         results = {c: benchmark(targets, c, seconds, repeats) for c in concurrencies}
-        costs = client_cpu_costs(f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}", model, image)
+        costs = client_cpu_costs(f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}", model, image,
+                                 names=(io.input, io.output))
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "gateway_overhead.json").write_text(json.dumps({
         "model": model, "image_shape": list(image.shape), "seconds": seconds, "repeats": repeats,

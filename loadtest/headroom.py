@@ -1,6 +1,6 @@
 """Load-generator headroom: does Locust drive Triton as hard as wrk does, on the same endpoint and the same payload?
 
-Every generator sends the same pre-encoded KServe v2 binary-tensor body (one real CIFAR-10 image) to the same Triton
+Every generator sends the same pre-encoded KServe v2 binary-tensor body (one real test image) to the same Triton
 HTTP endpoint with the same number of connections. Rounds are interleaved (every generator once per round) and
 figures are medians over rounds, so drift on a shared machine hits all alike. Throughput is counted by Triton itself
 (its per-model statistics) over the same steady window for every generator: after the first answered request and a
@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from serving.triton import TritonConfig, TritonServer, model_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "trivial"
+DEFAULT_DIMS = (3, 32, 32)  # the trivial model's input when it stands in for no particular model
 TAXED = "wrk+tax"       # wrk beside a CPU tax equal to what Locust spent above wrk in the same round
 LOCUST_TARGET = 0.8     # the issue's bar on the trivial model: Locust at 0.8x wrk or better
 VARIANT_TARGET = 0.9    # on a zoo variant: Locust within 10% of wrk
@@ -97,32 +99,35 @@ def _taxable(before: tuple[str, ...]) -> bool:
 # --- the trivial model -------------------------------------------------------------------------------------------
 
 
-def trivial_model():
-    """uint8 [N,3,32,32] -> float [N,10]: per-channel sums times a fixed 3x10 matrix; a few microseconds of work."""
+def trivial_model(dims: tuple[int, int, int] = DEFAULT_DIMS):
+    """uint8 [N,C,H,W] -> float [N,10]: per-channel sums times a fixed Cx10 matrix; a few microseconds of work.
+    It takes the input of the model it stands in for, so its requests carry the same bytes as that model's."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weights = numpy_helper.from_array(np.linspace(-1, 1, 30, dtype=np.float32).reshape(3, 10), "weights")
+    channels = dims[0]
+    weights = numpy_helper.from_array(np.linspace(-1, 1, channels * 10, dtype=np.float32).reshape(channels, 10),
+                                      "weights")
     axes = numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes")
     nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
              helper.make_node("ReduceSum", ["pixels", "axes"], ["sums"], keepdims=0),
              helper.make_node("MatMul", ["sums", "weights"], ["logits"])]
     graph = helper.make_graph(
-        nodes, TRIVIAL, [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", 3, 32, 32])],
+        nodes, TRIVIAL, [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", *dims])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], initializer=[weights, axes])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.checker.check_model(model)
     return model
 
 
-def trivial_config(name: str = TRIVIAL) -> str:
+def trivial_config(name: str = TRIVIAL, dims: tuple[int, int, int] = DEFAULT_DIMS) -> str:
     """The zoo's config shape (onnxruntime_onnx, dynamic batching, one CPU instance), through Triton's protobuf."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
     cfg = pb.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=64,
                          default_model_filename="model.onnx")
-    cfg.input.append(pb.ModelInput(name="images", data_type=pb.TYPE_UINT8, dims=[3, 32, 32],
+    cfg.input.append(pb.ModelInput(name="images", data_type=pb.TYPE_UINT8, dims=list(dims),
                                    format=pb.ModelInput.FORMAT_NCHW))
     cfg.output.append(pb.ModelOutput(name="logits", data_type=pb.TYPE_FP32, dims=[10]))
     cfg.instance_group.append(pb.ModelInstanceGroup(count=1, kind=pb.ModelInstanceGroup.KIND_CPU))
@@ -132,14 +137,14 @@ def trivial_config(name: str = TRIVIAL) -> str:
     return text_format.MessageToString(cfg)
 
 
-def publish_trivial(repo: Path, name: str = TRIVIAL) -> Path:
+def publish_trivial(repo: Path, name: str = TRIVIAL, dims: tuple[int, int, int] = DEFAULT_DIMS) -> Path:
     """A one-model repository for Triton (no manifest: nothing here comes from the build)."""
     import onnx
 
     version = repo / name / "1"
     version.mkdir(parents=True, exist_ok=True)
-    onnx.save(trivial_model(), version / "model.onnx")
-    (repo / name / "config.pbtxt").write_text(trivial_config(name))
+    onnx.save(trivial_model(dims), version / "model.onnx")
+    (repo / name / "config.pbtxt").write_text(trivial_config(name, dims))
     return repo
 
 
@@ -465,7 +470,8 @@ def verdict(summary: dict[str, dict], cpu_count: int) -> dict:
 
 
 def check_request(target: Target) -> list[int]:
-    """One request, as every generator will send it, must succeed with a [1, 10] answer: else nothing is measured."""
+    """One request, as every generator will send it, must succeed: else nothing is measured. Returns the answer's
+    shape ([1, classes])."""
     req = urllib.request.Request(f"http://{target.http}{target.path}", data=target.body, headers=target.headers,
                                  method="POST")
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -475,10 +481,12 @@ def check_request(target: Target) -> list[int]:
 
 
 def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dict) -> None:
-    """Fills `out` (also when interrupted: the summary covers the windows measured until then)."""
-    publish_trivial(work / "repo")
+    """Fills `out` (also when interrupted: the summary covers the windows measured until then). The trivial model
+    takes the image's shape (C, H, W)."""
+    dims = tuple(image.shape)
+    publish_trivial(work / "repo", dims=dims)
     samples: list[Sample] = []
-    out.update(model=TRIVIAL, answer_shape=None)
+    out.update(model=TRIVIAL, input_dims=list(dims), answer_shape=None)
     try:
         with TritonServer(TritonConfig.loading(work / "repo", (TRIVIAL,)), work / "tritonserver.log") as server:
             target = make_target(server.cfg.http_url, TRIVIAL, image, work / TRIVIAL)
@@ -490,17 +498,29 @@ def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dic
         out.update(summary=summary, verdict=verdict(summary, cpus), samples=[asdict(s) for s in samples])
 
 
-def variant_headroom(repo: Path, models: list[str], image: np.ndarray, plan: HeadroomPlan, work: Path,
+def variant_images(repo: Path, models: list[str], image: np.ndarray,
+                   payloads: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Each variant's one image (C, H, W): its own payload where given (`loadtest.images.payloads_for`, first
+    image), else `image` converted and resized to the variant's input."""
+    from loadtest.images import fit_payloads
+    from serving.manifest import load_manifest
+
+    given = {m: np.asarray(payloads[m])[:1] if m in (payloads or {}) else image[None] for m in models}
+    return {m: batch[0] for m, batch in fit_payloads(given, load_manifest(repo), models).items()}
+
+
+def variant_headroom(repo: Path, models: list[str], images: Mapping[str, np.ndarray], plan: HeadroomPlan, work: Path,
                      out: dict) -> None:
     """Each zoo variant at saturation, wrk against Locust: within 10% means Locust is not the bottleneck.
-    Fills `out` model by model, so an interrupted run keeps the variants already measured."""
+    Each is sent its own image (`images[model]`, at its input). Fills `out` model by model, so an interrupted run
+    keeps the variants already measured."""
     from serving.manifest import load_manifest
 
     manifest = load_manifest(repo)
     with TritonServer(TritonConfig.loading(repo, models), work / "tritonserver-variants.log") as server:
         for model in models:
-            io = (manifest[model]["io"]["input"], manifest[model]["io"]["output"])
-            target = make_target(server.cfg.http_url, model, image, work / model, io, repo)
+            io = (manifest[model].io.input, manifest[model].io.output)
+            target = make_target(server.cfg.http_url, model, images[model], work / model, io, repo)
             check_request(target)
             measure(generator("wrk"), target, plan, server.process.pid, -1)  # warm-up: first batches are slow
             summary = summarize(run_rounds(target, list(plan.variant_generators), plan, server.process.pid, []),
@@ -527,21 +547,28 @@ def check_models(repo: Path | None, models: list[str]) -> None:
 
 
 def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Path | None = None,
-                 models: list[str] | None = None) -> tuple[Path, Path]:
-    """The trivial-model comparison, then (with `models`) the per-variant one; JSON and Markdown under `out_dir`."""
+                 models: list[str] | None = None,
+                 payloads: Mapping[str, np.ndarray] | None = None) -> tuple[Path, Path]:
+    """The trivial-model comparison, then (with `models`) the per-variant one; JSON and Markdown under `out_dir`.
+
+    `image` (C, H, W) is the payload; with `models`, each variant is sent its own (`payloads[model]`, e.g. from
+    `loadtest.images.payloads_for`, else `image` resized to its input), and the trivial model takes the input of
+    the first variant, with that variant's image: it stands in for the models it is compared with."""
     plan.validate()
     _wrk()
+    images: dict[str, np.ndarray] = {}
     if models:
         check_models(repo, models)
+        images = variant_images(repo, models, image, payloads)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"plan": asdict(plan), "cpu_count": os.cpu_count(), "started_at": time.time(), "partial": None}
     try:
         with tempfile.TemporaryDirectory(prefix="tz-headroom-") as tmp:
             results["trivial"] = {}
-            trivial_headroom(image, plan, Path(tmp), results["trivial"])
+            trivial_headroom(images[models[0]] if models else image, plan, Path(tmp), results["trivial"])
             if models:
                 results["variants"] = {}
-                variant_headroom(repo, models, image, plan, Path(tmp), results["variants"])
+                variant_headroom(repo, models, images, plan, Path(tmp), results["variants"])
     except KeyboardInterrupt:
         results["partial"] = "interrupted"  # what was measured so far is still written
     return write_results(results, out_dir)
@@ -606,7 +633,7 @@ def markdown(results: dict) -> str:
     lines = ["# Load-generator headroom: Locust against wrk", ""]
     if results.get("partial"):
         lines += [f"**PARTIAL RESULTS** — the run was cut short ({results['partial']}).", ""]
-    lines += [f"Same Triton HTTP endpoint, same pre-encoded KServe v2 binary body (one CIFAR-10 image), "
+    lines += [f"Same Triton HTTP endpoint, same pre-encoded KServe v2 binary body (one real test image), "
               f"{plan['connections']} connections (wrk: 1 thread; Locust: as many users), {plan['rounds']} "
               "interleaved rounds, medians ('vs wrk': the median of the per-round ratios). Throughput is Triton's own "
               "count of successful requests over a "
@@ -624,7 +651,9 @@ def markdown(results: dict) -> str:
               "is what the machine's cores allow at Triton's and the generator's CPU per request.", ""]
     if "trivial" in results:
         t = results["trivial"]
-        lines += ["## Trivial model (the generator is the bottleneck, if anything is)", "", *_table(t["summary"]), ""]
+        dims = "x".join(map(str, t.get("input_dims") or DEFAULT_DIMS))
+        lines += ["## Trivial model (the generator is the bottleneck, if anything is)", "",
+                  f"Input {dims} uint8, the payload's shape.", "", *_table(t["summary"]), ""]
         lines += _verdict_lines(t["verdict"], cpus)
     variants = results.get("variants") or {}
     if variants:

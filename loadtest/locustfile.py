@@ -9,11 +9,9 @@ Every option of ours starts with --tz- (`locust -f loadtest/locustfile.py --help
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -23,7 +21,6 @@ grpc_gevent.init_gevent()  # gRPC's own threads would block gevent's loop; must 
 
 import gevent  # noqa: E402  (after the gRPC set-up above, as gRPC requires)
 import locust.runners  # noqa: E402
-import numpy as np  # noqa: E402
 from locust import FastHttpUser, User, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
@@ -31,8 +28,8 @@ from locust.user.task import LOCUST_STATE_STOPPING  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
 from loadtest.locust_metrics import LoadMetrics, serve_exporter  # noqa: E402
-from loadtest.payloads import ModelIO, gateway_tensor, triton_grpc, triton_http  # noqa: E402
 from loadtest.rawhttp import HttpStatusError, RawConnection  # noqa: E402
+from loadtest.workload import Workload, load_workload  # noqa: E402
 
 locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the step shape decides on the master's totals: keep them fresh
 
@@ -43,8 +40,10 @@ def _options(parser) -> None:
     add = group.add_argument
     add("--tz-models", default="", help="comma-separated models, or 'all' (from --tz-repo's manifest)")
     add("--tz-repo", default="", help="model repository whose manifest names the models and their inputs")
-    add("--tz-images-file", default="", help="pre-decoded images (.npy, uint8 N,3,32,32), from `invoke loadtest`")
-    add("--tz-data", default="", help="or: CIFAR-10 ImageFolder dir/.tar.gz or cifar-10-python.tar.gz")
+    add("--tz-images-file", default="", help="pre-decoded images from `invoke loadtest`: .npz, one uint8 N,C,H,W "
+        "array per model, or .npy, one array for every model")
+    add("--tz-data", default="", help="or: test images, an ImageFolder dir/.tar.gz or cifar-10-python.tar.gz (with "
+        "--tz-repo, a model whose card names a dataset on this disk takes its images from there, at its input)")
     add("--tz-images", type=int, default=500, help="test images to cycle through")
     add("--tz-grpc", default="127.0.0.1:8001", help="Triton gRPC address for TritonGrpcUser")
     add("--tz-experiment", default="ab", help="gateway experiment for GatewayExperimentUser")
@@ -71,64 +70,8 @@ def _options(parser) -> None:
     add("--tz-warmup", type=float, default=0.0, help="step shape: seconds at the first step's users before it starts")
 
 
-@dataclass
-class Workload:
-    """What every user of this process sends: models, images, and request bodies encoded once per kind."""
-
-    models: list[ModelIO]
-    images: np.ndarray
-    host: str = ""  # Triton's host:port, for the Host header of ready-made HTTP requests
-    _payloads: dict[tuple[str, str], list] = field(default_factory=dict)
-
-    def payloads(self, kind: str, model: ModelIO) -> list:
-        key = (kind, model.name)
-        if key not in self._payloads:
-            encode = {"http": lambda: triton_http(model, self.images, self.host),
-                      "grpc": lambda: triton_grpc(model, self.images),
-                      "gateway": lambda: gateway_tensor(self.images)}[kind]
-            self._payloads[key] = encode()
-        return self._payloads[key]
-
-    def cycle(self, kind: str):
-        """Endless (model, payload) pairs: models side by side, images in turn, each user from its own offset."""
-        start = random.randrange(len(self.images))
-        for i in itertools.count(start):
-            model = self.models[i % len(self.models)]
-            payloads = self.payloads(kind, model)
-            yield model, payloads[(i // len(self.models)) % len(payloads)]
-
-
 WORKLOAD: Workload | None = None
 METRICS = LoadMetrics()
-
-
-def load_workload(opts) -> Workload:
-    from loadtest.images import load_test_images
-
-    if opts.tz_images_file:
-        images = np.load(opts.tz_images_file)[:opts.tz_images]
-    elif opts.tz_data:
-        images = load_test_images(Path(opts.tz_data), opts.tz_images)
-    else:
-        raise SystemExit("locustfile: give --tz-images-file or --tz-data (real CIFAR-10 test images)")
-    host = (opts.host or "").removeprefix("http://").rstrip("/")
-    return Workload(model_ios(opts.tz_repo, opts.tz_models), images, host)
-
-
-def model_ios(repo: str, models: str) -> list[ModelIO]:
-    if not repo:
-        names = [m for m in models.split(",") if m and m != "all"]
-        if not names:
-            raise SystemExit("locustfile: --tz-models is required (or --tz-repo with 'all')")
-        return [ModelIO(n) for n in names]
-    from serving.manifest import load_manifest
-
-    manifest = load_manifest(Path(repo))
-    names = sorted(manifest) if models in ("", "all") else models.split(",")
-    missing = [n for n in names if n not in manifest]
-    if missing:
-        raise SystemExit(f"locustfile: models not in {repo}: {missing}")
-    return [ModelIO(n, manifest[n]["io"]["input"], manifest[n]["io"]["output"]) for n in names]
 
 
 @events.init.add_listener
@@ -304,19 +247,20 @@ class GatewayUser(FastHttpUser):
 
 
 class GatewayExperimentUser(FastHttpUser):
-    """An A/B experiment through the gateway: a sticky assignment key per user; requests named by their arm."""
+    """An A/B experiment through the gateway: a sticky assignment key per user; requests named by their arm.
+    Arms of different input dims are sent PNG images, which the gateway resizes for each (`experiment_payloads`)."""
 
     wait_time = _pacing
 
     def on_start(self) -> None:
         _stagger(self)
-        self.requests = WORKLOAD.cycle("gateway")
+        self.requests = WORKLOAD.experiment_cycle()
         self.key = f"user-{random.getrandbits(48):x}"
 
     @task
     def predict(self) -> None:
         opts = self.environment.parsed_options
-        _, payload = next(self.requests)
+        payload = next(self.requests)
         headers = {**payload.headers, "X-Assignment-Key": self.key}
         with self.client.post(f"/v1/experiments/{opts.tz_experiment}/predict", data=payload.body, headers=headers,
                               name=f"{opts.tz_experiment}:unassigned", timeout=opts.tz_timeout,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from tritonclient.grpc import service_pb2
 
 from loadtest.gateway_overhead import kserve_request
+from serving.pixels import from_chw
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,23 @@ def triton_grpc(model: ModelIO, images: np.ndarray) -> list[service_pb2.ModelInf
         req.raw_input_contents.append(image.tobytes())
         requests.append(req)
     return requests
+
+
+def gateway_image(images: np.ndarray) -> list[HttpPayload]:
+    """PNG bodies (lossless): what a client that does not know the model's input sends; the gateway converts and
+    resizes each image for whichever model answers it."""
+    payloads = []
+    for image in images:
+        buf = io.BytesIO()
+        from_chw(image).save(buf, format="PNG")
+        payloads.append(HttpPayload(buf.getvalue(), {"Content-Type": "image/png"}))
+    return payloads
+
+
+def experiment_payloads(images: Mapping[str, np.ndarray]) -> list[HttpPayload]:
+    """Bodies for an A/B experiment, where the gateway picks the arm: raw tensors when every arm takes the same dims
+    (the cheapest form for the gateway), else PNG images of the largest input any arm takes, so that no arm is sent
+    pixels scaled up from a smaller model's; the gateway resizes them for each arm."""
+    shapes = {tuple(a.shape[1:]) for a in images.values()}
+    largest = max(images.values(), key=lambda a: int(np.prod(a.shape[1:])))  # the first of equals: dicts keep order
+    return gateway_tensor(largest) if len(shapes) == 1 else gateway_image(largest)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import loadtest.promql as q
 from loadtest.capacity import Slo, instance_count, plan_capacity, replan
-from loadtest.images import load_test_images, save_images
+from loadtest.images import payloads_for, save_payloads
 from loadtest.prometheus import PromClient, PrometheusServer
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
@@ -38,7 +38,7 @@ AUTO_USERS = 16
 @dataclass(frozen=True)
 class LoadSpec:
     repo: Path
-    data: Path
+    data: Path | None                   # payload images for models whose card names no dataset on this disk
     out: Path
     models: tuple[str, ...] = ()        # empty: every model of the manifest
     target: str = "http"                # http | grpc | gateway | experiment
@@ -192,7 +192,8 @@ def run_load(spec: LoadSpec, stack: Stack | None = None) -> dict:
     spec.out.mkdir(parents=True, exist_ok=True)
     for stale in ("run-times.json", "steps.json"):
         (spec.out / stale).unlink(missing_ok=True)
-    images_file = save_images(load_test_images(spec.data, spec.images), spec.out / "images.npy")
+    images_file = save_payloads(payloads_for(spec.repo, models_of(spec), spec.data, spec.images),
+                                spec.out / "images.npz")
     with nullcontext(stack) if stack else load_stack(spec) as on:
         started = time.time()
         outcome = drive_locust(locust_command(spec, on.ends, images_file, on.exporter_ports),
@@ -230,8 +231,7 @@ def resolve_pacing(spec: LoadSpec) -> LoadSpec:
     if spec.step.user_rps != AUTO_PACE:
         return spec
     manifest = load_manifest(spec.repo)
-    models = spec.models or tuple(manifest)
-    speeds = [manifest[m].get("speed", {}).get("throughput_b64_ips") for m in models if m in manifest]
+    speeds = [manifest[m].throughput_b64 for m in models_of(spec) if m in manifest]
     if not speeds or None in speeds:
         raise ValueError("--user-rps auto needs the models' measured throughput in the manifest (speed."
                          "throughput_b64_ips); give a rate per user instead")
@@ -263,10 +263,8 @@ def run_capacity(spec: LoadSpec, goal: CapacityGoal) -> dict:
 def run_each(spec: LoadSpec, goal: CapacityGoal, out: Callable[[str], Path]) -> dict[str, dict]:
     """One run per model, each on a Triton of its own, into `out(model)`: per-variant curves and capacity plans.
     Stops at the first partial run (Ctrl-C or a timeout), keeping the runs finished before it."""
-    from serving.manifest import load_manifest
-
     results: dict[str, dict] = {}
-    for model in spec.models or tuple(sorted(load_manifest(spec.repo))):
+    for model in models_of(spec):
         one = replace(spec, models=(model,), out=out(model))
         results[model] = run_capacity(one, goal) if spec.shape == "step" else run_load(one)
         if results[model]["partial"]:
@@ -315,12 +313,16 @@ def confirm(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, s
             "met": met, "partial": run["partial"]}
 
 
-def _instances(spec: LoadSpec) -> int:
-    """Model instances in one replica (a Triton with the models under test)."""
+def models_of(spec: LoadSpec) -> tuple[str, ...]:
+    """The models under test: those named, else every model of the manifest (by name, as Locust takes 'all')."""
     from serving.manifest import load_manifest
 
-    models = spec.models or tuple(load_manifest(spec.repo))
-    return sum(instance_count((spec.repo / m / "config.pbtxt").read_text()) for m in models)
+    return spec.models or tuple(sorted(load_manifest(spec.repo)))
+
+
+def _instances(spec: LoadSpec) -> int:
+    """Model instances in one replica (a Triton with the models under test)."""
+    return sum(instance_count((spec.repo / m / "config.pbtxt").read_text()) for m in models_of(spec))
 
 
 def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome, exited: float | None = None) -> dict:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import tritonclient.grpc as grpcclient
 from tqdm import tqdm
 
 from serving.in_process import Runner, in_process_runner
+from serving.manifest import ModelEntry
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,21 @@ def taxed_in_process_rate(run: Runner, images: np.ndarray, seconds: float, cores
         tax.wait()
 
 
-def measure_saturation(url: str, models: list[str], images: np.ndarray, plan: SaturationPlan = SaturationPlan(),
-                       runners: dict[str, Runner] | None = None) -> dict[str, dict]:
-    """Served (and, where a runner is given, in-process) images per second of each model: per round and median."""
-    runners = runners or {}
-    batch = np.ascontiguousarray(images[:plan.batch])
+def measure_saturation(url: str, models: list[str], images: np.ndarray | Mapping[str, np.ndarray],
+                       plan: SaturationPlan = SaturationPlan(), runners: dict[str, Runner] | None = None,
+                       input_names: Mapping[str, str] | None = None) -> dict[str, dict]:
+    """Served (and, where a runner is given, in-process) images per second of each model: per round and median.
+    `images`: one array for every model, or each model's own (models of other families take other shapes)."""
+    runners, input_names = runners or {}, input_names or {}
+    batches = {m: np.ascontiguousarray((images[m] if isinstance(images, Mapping) else images)[:plan.batch])
+               for m in models}
     client = grpcclient.InferenceServerClient(url)
     try:
-        loads = {m: InFlight(client, m, batch) for m in models}
+        loads = {m: InFlight(client, m, batches[m], input_names.get(m, "images")) for m in models}
         for model, load in loads.items():
             load.run(plan.warmup_seconds, plan.in_flight)
             if model in runners:
-                in_process_rate(runners[model], batch, plan.warmup_seconds)
+                in_process_rate(runners[model], batches[model], plan.warmup_seconds)
         rounds: dict[str, dict[str, list[float]]] = {m: {"served": [], "local": [], "taxed": [], "client_cores": []}
                                                      for m in models}
         failures = dict.fromkeys(models, 0)
@@ -126,9 +130,10 @@ def measure_saturation(url: str, models: list[str], images: np.ndarray, plan: Sa
                 row["served"].append(rate)
                 row["client_cores"].append(cores)
                 if model in runners:
-                    row["local"].append(in_process_rate(runners[model], batch, plan.seconds))
+                    row["local"].append(in_process_rate(runners[model], batches[model], plan.seconds))
                     if plan.client_tax:
-                        row["taxed"].append(taxed_in_process_rate(runners[model], batch, plan.seconds, cores))
+                        row["taxed"].append(taxed_in_process_rate(runners[model], batches[model], plan.seconds,
+                                                                  cores))
     finally:
         client.close()
     return {m: _row(failed=failures[m], **rounds[m]) for m in models}
@@ -149,10 +154,9 @@ def _median(values: Sequence[float], digits: int) -> float | None:
     return round(statistics.median(values), digits) if values else None
 
 
-def baseline_first(manifest: dict[str, dict]) -> list[str]:
+def baseline_first(manifest: Mapping[str, ModelEntry]) -> list[str]:
     """Every model, by name, with the FP32 model on ONNX Runtime first: the baseline of every speed-up."""
-    return sorted(manifest, key=lambda m: ((manifest[m].get("variant"), manifest[m].get("runtime")) !=
-                                           ("fp32", "onnxruntime"), m))
+    return sorted(manifest, key=lambda m: ((manifest[m].variant, manifest[m].runtime) != ("fp32", "onnxruntime"), m))
 
 
 def add_speedups(results: dict[str, dict], baseline: str) -> dict[str, dict]:
@@ -203,9 +207,12 @@ def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}x"
 
 
-def run_saturation_benchmark(repo: Path, models: list[str], images: np.ndarray, plan: SaturationPlan,
-                             baseline: str, out_dir: Path) -> Path:
-    """Start Triton with just `models` loaded, measure them, and write JSON and Markdown; return the latter."""
+def run_saturation_benchmark(repo: Path, models: list[str], images: np.ndarray | Mapping[str, np.ndarray],
+                             plan: SaturationPlan, baseline: str, out_dir: Path) -> Path:
+    """Start Triton with just `models` loaded, measure them, and write JSON and Markdown; return the latter.
+    `images`: each model's own payloads (`loadtest.images.payloads_for`), or one array, resized to each model's
+    input."""
+    from loadtest.images import fit_payloads
     from serving.manifest import load_manifest
     from serving.triton import TritonConfig, TritonServer
 
@@ -213,7 +220,9 @@ def run_saturation_benchmark(repo: Path, models: list[str], images: np.ndarray, 
     unknown = [m for m in models if m not in manifest]
     if unknown:
         raise ValueError(f"models {unknown} are not in {repo}; it has {sorted(manifest)}")
+    payloads = fit_payloads(images, manifest, models)
     runners = {m: in_process_runner(repo / m) for m in models}
     with TritonServer(TritonConfig.loading(repo, models)) as server:
-        results = measure_saturation(server.cfg.grpc_url, models, images, plan, runners)
+        results = measure_saturation(server.cfg.grpc_url, models, payloads, plan, runners,
+                                     {m: manifest[m].io.input for m in models})
     return write_results(add_speedups(results, baseline), plan, baseline, out_dir)

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 
 
 class TritonClassifier:
-    def __init__(self, url: str, input_name: str = "images", output_name: str = "logits") -> None:
+    """`names` gives a model's (input, output) tensor names where they are not the defaults: models of other
+    families (an ONNX model brought as it is) may name them otherwise."""
+
+    def __init__(self, url: str, input_name: str = "images", output_name: str = "logits",
+                 names: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.client = grpcclient.InferenceServerClient(url)
         self.input_name, self.output_name = input_name, output_name
+        self.names = dict(names or {})
 
     def _infer(self, model: str, images: np.ndarray, class_count: int = 0) -> np.ndarray:
-        inp = grpcclient.InferInput(self.input_name, list(images.shape), "UINT8")
+        input_name, output_name = self.names.get(model, (self.input_name, self.output_name))
+        inp = grpcclient.InferInput(input_name, list(images.shape), "UINT8")
         inp.set_data_from_numpy(np.ascontiguousarray(images))
-        out = grpcclient.InferRequestedOutput(self.output_name, class_count=class_count)
-        return self.client.infer(model, [inp], outputs=[out]).as_numpy(self.output_name)
+        out = grpcclient.InferRequestedOutput(output_name, class_count=class_count)
+        return self.client.infer(model, [inp], outputs=[out]).as_numpy(output_name)
 
     def logits(self, model: str, images: np.ndarray) -> np.ndarray:
         return self._infer(model, images)

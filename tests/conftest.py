@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from build.card import Preprocess
+
 DATA_DIR = Path(__file__).parent / "data"
+CIFAR = (3, 32, 32)  # the test archive's images, and the tiny networks' input
+PRE = Preprocess(CIFAR, (125.307, 122.961, 113.8575), (62.985, 62.0925, 66.708))
 MINI_ARCHIVE = DATA_DIR / "cifar10-mini.tar.gz"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,10 +35,37 @@ def tiny_arch(monkeypatch: pytest.MonkeyPatch) -> str:
     from build.models import ARCHITECTURES
     from build.models.resnet import CifarResNet
 
-    monkeypatch.setitem(ARCHITECTURES, "tiny", lambda n: CifarResNet([1, 1], [8, 16], n))
+    monkeypatch.setitem(ARCHITECTURES, "tiny", lambda n, in_channels=3: CifarResNet([1, 1], [8, 16], n, in_channels))
     return "tiny"
 
 
 def full_data_spec() -> str | None:
     """The full dataset when the environment points at one (CI does), for the e2e tests."""
     return os.environ.get("TRITONZOO_DATA")
+
+
+def card_for(weights: Path, name: str = "tiny", data: str | None = None, **fields):
+    """A card for a builtin checkpoint (its architecture read from the file), as a test builds it in memory."""
+    import torch
+
+    from build.card import ModelCard
+
+    arch = torch.load(weights, weights_only=True)["arch"]
+    return ModelCard(name=name, source=f"builtin:{arch}", input=PRE.input, mean=PRE.mean, std=PRE.std,
+                     weights=Path(weights), data=data, **fields)
+
+
+def build_one(data, teacher: Path, repo: Path, variants: list[str], runtimes: list[str], options, log=None,
+              name: str = "tiny"):
+    """Build one card of `teacher` on an already loaded dataset: the ZooBuild of that card."""
+    from build.zoo import build_zoo
+
+    card = card_for(teacher, name)
+    return build_zoo([card], repo, variants, runtimes, options, log or (lambda _: None), data={name: data})[0]
+
+
+def models_of(repo: Path) -> dict[str, dict]:
+    """The manifest's models as the flat dicts the build recorded."""
+    from serving.manifest import read_manifest
+
+    return {name: entry.to_dict() for name, entry in read_manifest(repo).models.items()}

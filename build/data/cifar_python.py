@@ -11,8 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
+from build.data.image_folder import to_array
 from build.errors import ZooError
 
 SPEC = "cifar10"
@@ -21,6 +23,7 @@ MD5 = "c58f30108f718f92721af3b95e74349a"  # published with the release
 FILENAME = "cifar-10-python.tar.gz"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
+NATIVE = (3, 32, 32)  # the release's own image format
 
 
 def download(cache_dir: Path, url: str = URL, md5: str = MD5) -> Path:
@@ -70,15 +73,16 @@ def _archive_has(path: Path, name: str) -> bool:
         raise ZooError(f"dataset archive {path} is corrupt or not a tar archive ({exc}); fetch it again") from exc
 
 
-def decode(path: Path) -> dict[str, np.ndarray]:
+def decode(path: Path, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """The release's 32x32 RGB images, converted to `shape` (C, H, W) where a model takes another."""
     batches = _read_batches(path)
     train = [batches[name] for name in TRAIN_BATCHES]
     test = batches[TEST_BATCH]
     classes = [c.decode() for c in batches["batches.meta"][b"label_names"]]
     return {
-        "train_x": np.concatenate([_images(b) for b in train]),
+        "train_x": _reshape(np.concatenate([_images(b) for b in train]), shape),
         "train_y": np.concatenate([_labels(b) for b in train]),
-        "test_x": _images(test),
+        "test_x": _reshape(_images(test), shape),
         "test_y": _labels(test),
         "classes": np.array(classes),
     }
@@ -106,7 +110,14 @@ def _read_batches(path: Path) -> dict[str, dict]:
 
 
 def _images(batch: dict) -> np.ndarray:
-    return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, *NATIVE)
+
+
+def _reshape(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    if tuple(shape) == NATIVE:
+        return images
+    return np.stack([to_array(Image.fromarray(img.transpose(1, 2, 0)), shape)
+                     for img in tqdm(images, desc=f"resize to {shape}", unit="img", mininterval=1.0)])
 
 
 def _labels(batch: dict) -> np.ndarray:

@@ -52,11 +52,12 @@ def resolve_data_spec(spec: str | None) -> str:
     return spec or os.environ.get(DATA_ENV) or cifar_python.SPEC
 
 
-def load_dataset(spec: str | None = None, cache_dir: Path | None = None) -> Dataset:
+def load_dataset(spec: str | None, shape: tuple[int, int, int], cache_dir: Path | None = None) -> Dataset:
+    """The dataset `spec` names, every image as uint8 `shape` (C, H, W): decoded once, then read from the cache."""
     spec = resolve_data_spec(spec)
     cache_dir = Path(cache_dir or default_cache_dir())
     source, checksum = _locate(spec, cache_dir)
-    arrays = _cached_decode(source, checksum, cache_dir)
+    arrays = _cached_decode(source, checksum, tuple(shape), cache_dir)
     train = ImageSet(arrays["train_x"], arrays["train_y"])
     fit, val = split_validation(train)
     # Archives list the test set class by class; a fixed shuffle makes any prefix a fair sample.
@@ -107,12 +108,13 @@ def _check_sidecar(path: Path, checksum: str) -> None:
         )
 
 
-def _cached_decode(source: Path, checksum: str, cache_dir: Path) -> dict[str, np.ndarray]:
-    cached = cache_dir / "datasets" / f"{checksum[:16]}.npz"
+def _cached_decode(source: Path, checksum: str, shape: tuple[int, int, int], cache_dir: Path) -> dict[str, np.ndarray]:
+    """Keyed by the source's checksum and the decoded size: one source serves models of several input sizes."""
+    cached = cache_dir / "datasets" / f"{checksum[:16]}-{'x'.join(map(str, shape))}.npz"
     if cached.exists():
         with np.load(cached) as f:
             return dict(f)
-    arrays = _decode(source)
+    arrays = _decode(source, shape)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".tmp{os.getpid()}.npz")
     try:
@@ -123,10 +125,10 @@ def _cached_decode(source: Path, checksum: str, cache_dir: Path) -> dict[str, np
     return arrays
 
 
-def _decode(source: Path) -> dict[str, np.ndarray]:
+def _decode(source: Path, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
     if cifar_python.is_python_release(source):
-        return cifar_python.decode(source)
-    return image_folder.decode(source)
+        return cifar_python.decode(source, shape)
+    return image_folder.decode(source, shape)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -15,7 +15,6 @@ from tqdm import tqdm
 from build.errors import ZooError
 
 SPLITS = ("train", "test")
-IMAGE_SIZE = 32
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 Entry = tuple[str, str, str, bytes]  # split, class, name, encoded bytes
@@ -31,7 +30,8 @@ def tree_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
-def decode(source: Path) -> dict[str, np.ndarray]:
+def decode(source: Path, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Every image decoded, converted to `shape`'s channels (RGB or grayscale) and resized to its H x W."""
     entries = sorted(_entries(source), key=lambda e: e[:3])
     classes = sorted({cls for _, cls, _, _ in entries})
     out: dict[str, np.ndarray] = {"classes": np.array(classes)}
@@ -39,7 +39,7 @@ def decode(source: Path) -> dict[str, np.ndarray]:
         items = [e for e in entries if e[0] == split]
         if not items:
             raise ZooError(f"{source} has no images under a '{split}/<class>/' folder; expected the ImageFolder layout")
-        images = [_decode_image(data, f"{source}:{split}/{cls}/{name}") for _, cls, name, data in
+        images = [_decode_image(data, f"{source}:{split}/{cls}/{name}", shape) for _, cls, name, data in
                   tqdm(items, desc=f"decode {split}", unit="img", mininterval=1.0)]
         out[f"{split}_x"] = np.stack(images)
         out[f"{split}_y"] = np.array([classes.index(cls) for _, cls, _, _ in items], dtype=np.int64)
@@ -71,12 +71,19 @@ def _parse(path: PurePosixPath) -> tuple[str, str, str] | None:
     return parts[-3], parts[-2], parts[-1]
 
 
-def _decode_image(data: bytes, where: str) -> np.ndarray:
+def _decode_image(data: bytes, where: str, shape: tuple[int, int, int]) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("RGB")
-            if img.size != (IMAGE_SIZE, IMAGE_SIZE):
-                img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+            return to_array(img, shape)
     except (UnidentifiedImageError, OSError) as exc:
         raise ZooError(f"cannot decode image {where} ({exc}); the dataset is corrupt") from exc
+
+
+def to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
+    """One image as uint8 (C, H, W): grayscale when C is 1, bilinear resize when its size differs."""
+    channels, height, width = shape
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    pixels = np.asarray(img, dtype=np.uint8)
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

@@ -9,36 +9,44 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from build.card import Preprocess
 from build.errors import ZooError
+from build.models.mobilenet import mobilenetv2
 from build.models.resnet import resnet18, resnet20
 
-ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
+# name -> factory(num_classes, in_channels)
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet20": resnet20,
+    "mobilenetv2": mobilenetv2,
 }
-
-# CIFAR-10 channel statistics, scaled to raw 0-255 pixels.
-MEAN = (0.4914 * 255, 0.4822 * 255, 0.4465 * 255)
-STD = (0.2470 * 255, 0.2435 * 255, 0.2616 * 255)
 
 
 class Classifier(nn.Module):
-    """Takes raw uint8 NCHW pixels, as clients send them, and returns logits."""
+    """Takes raw uint8 NCHW pixels, as clients send them, and returns logits: the card's preprocessing is inside."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, pre: Preprocess) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone, self.pre = backbone, pre
+        shape = (1, len(pre.mean), 1, 1)
+        self.register_buffer("mean", torch.tensor(pre.mean).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(shape), persistent=False)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.pre.input
+
+    def example(self, batch: int = 1) -> torch.Tensor:
+        return torch.zeros((batch, *self.pre.input), dtype=torch.uint8)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone((images.float() - self.mean) / self.std)
 
 
-def build_classifier(arch: str, num_classes: int = 10) -> Classifier:
+def build_classifier(arch: str, num_classes: int, pre: Preprocess) -> Classifier:
     if arch not in ARCHITECTURES:
         raise ZooError(f"unknown architecture '{arch}'; choose one of {sorted(ARCHITECTURES)}")
-    return Classifier(ARCHITECTURES[arch](num_classes))
+    return Classifier(ARCHITECTURES[arch](num_classes, in_channels=pre.channels), pre)
 
 
 def save_weights(model: Classifier, path: Path, meta: dict) -> None:
@@ -75,16 +83,31 @@ def take_widths(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             module.out_features, module.in_features = module.weight.shape
 
 
-def load_weights(path: Path) -> tuple[Classifier, dict]:
-    """Rebuild the classifier a weights file describes; a mismatch is a one-line ZooError."""
+def read_checkpoint(path: Path) -> dict:
     if not Path(path).exists():
         raise ZooError(f"teacher weights not found: {path}; train them with `invoke train` or pass --teacher")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a bad file
         raise ZooError(f"cannot read weights file {path} ({exc}); it is corrupt or not a tritonzoo checkpoint") from exc
+
+
+def checkpoint_meta(path: Path) -> dict:
+    """What a tritonzoo checkpoint says about itself: architecture, classes, accuracy, provenance."""
+    return {k: v for k, v in read_checkpoint(path).items() if k != "state_dict"}
+
+
+def load_weights(path: Path, pre: Preprocess) -> tuple[Classifier, dict]:
+    """Rebuild the classifier a weights file describes, behind the card's preprocessing; a mismatch is a one-line
+    ZooError."""
+    blob = read_checkpoint(path)
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
-    model = build_classifier(meta.get("arch", "resnet18"), int(meta.get("num_classes", 10)))
+    if "num_classes" not in meta and meta.get("classes"):
+        meta["num_classes"] = len(meta["classes"])
+    if "arch" not in meta or "num_classes" not in meta:
+        raise ZooError(f"weights file {path} does not say its architecture and class count; it is not a tritonzoo "
+                       "checkpoint (a torch source's plain state dict needs source = \"torch:...\")")
+    model = build_classifier(meta["arch"], int(meta["num_classes"]), pre)
     try:
         state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
         if meta.get("channel_pruned"):
@@ -93,7 +116,7 @@ def load_weights(path: Path) -> tuple[Classifier, dict]:
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise ZooError(
-            f"weights file {path} does not fit architecture '{meta.get('arch', 'resnet18')}' ({first}); "
+            f"weights file {path} does not fit architecture '{meta['arch']}' ({first}); "
             "retrain with `invoke train` or point --teacher at a matching checkpoint"
         ) from exc
     return model.eval(), meta

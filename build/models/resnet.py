@@ -27,10 +27,10 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, blocks: list[int], widths: list[int], num_classes: int = 10) -> None:
+    def __init__(self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
         )
         layers, in_planes = [], widths[0]
         for i, (n, planes) in enumerate(zip(blocks, widths)):
@@ -46,10 +46,10 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
 
 
-def resnet18(num_classes: int = 10) -> CifarResNet:
-    return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes)
+def resnet18(num_classes: int, in_channels: int = 3) -> CifarResNet:
+    return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels)
 
 
-def resnet20(num_classes: int = 10) -> CifarResNet:
+def resnet20(num_classes: int, in_channels: int = 3) -> CifarResNet:
     """The CIFAR ResNet-20 (three stages of three blocks, 16-32-64 channels): 13x fewer MACs than resnet18."""
-    return CifarResNet([3, 3, 3], [16, 32, 64], num_classes)
+    return CifarResNet([3, 3, 3], [16, 32, 64], num_classes, in_channels)

@@ -12,12 +12,12 @@ LABELS_FILE = "labels.txt"
 
 @dataclass(frozen=True)
 class TensorIO:
-    """The contract clients see: raw uint8 NCHW pixels in, logits out."""
+    """The contract clients see: raw uint8 NCHW pixels of the card's (C, H, W) in, logits out."""
 
+    input_dims: tuple[int, ...]
+    num_classes: int
     input_name: str = "images"
-    input_dims: tuple[int, ...] = (3, 32, 32)
     output_name: str = "logits"
-    num_classes: int = 10
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class RuntimeFields:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
-def build_config(name: str, runtime: RuntimeFields, io: TensorIO = TensorIO(),
+def build_config(name: str, runtime: RuntimeFields, io: TensorIO,
                  batching: Batching = Batching()) -> pb.ModelConfig:
     cfg = pb.ModelConfig(name=name, platform=runtime.platform, backend=runtime.backend,
                          max_batch_size=batching.max_batch_size, default_model_filename=runtime.filename)

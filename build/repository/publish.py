@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import json
 import os
 import shutil
 import tempfile
@@ -18,9 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 from build.errors import ZooError
+from serving.manifest import CardRecord, Manifest, ManifestError, ModelEntry, read_manifest, write_manifest
 
-MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -54,28 +52,13 @@ def replace_dir(staged: Path, target: Path) -> None:
         backup.rename(staged)
 
 
-def read_manifest(repo: Path) -> dict:
-    path = Path(repo) / MANIFEST
-    if not path.exists():
-        return {"schema_version": SCHEMA_VERSION, "models": {}}
-    return json.loads(path.read_text())
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Publication:
     """One build's set of models: `stage` folders, `record` metadata, and commit on a clean exit."""
 
     def __init__(self, repo: Path) -> None:
         self.repo = Path(repo).resolve()
         self.entries: dict[str, dict] = {}
+        self.cards: dict[str, CardRecord] = {}
         self._staged: dict[str, Path] = {}
 
     def __enter__(self) -> Publication:
@@ -115,6 +98,10 @@ class Publication:
             raise ValueError(f"record() for {model}, which was never staged")
         self.entries[model] = entry
 
+    def describe(self, family: str, card: CardRecord) -> None:
+        """The card a family of models was built from, recorded in the manifest beside them."""
+        self.cards[family] = card
+
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
             if exc_type is None:
@@ -127,14 +114,13 @@ class Publication:
         unrecorded = set(self._staged) - set(self.entries)
         if unrecorded:
             raise ZooError(f"models staged without metadata: {sorted(unrecorded)}; nothing was published")
-        manifest = read_manifest(self.repo)
-        manifest["models"].update(self.entries)
+        manifest = self._manifest()
         swapped: list[tuple[Path, Path]] = []
         try:
             for model, folder in self._staged.items():
                 replace_dir(folder, self.repo / model)
                 swapped.append((folder, self.repo / model))
-            write_json_atomic(self.repo / MANIFEST, manifest)
+            write_manifest(self.repo, manifest)
         except BaseException:
             # Put back what was swapped in, newest first: the repository is as it was before the build.
             for folder, target in reversed(swapped):
@@ -143,3 +129,13 @@ class Publication:
                 else:
                     shutil.rmtree(target)  # the model was new: there is nothing to swap back
             raise
+
+    def _manifest(self) -> Manifest:
+        """The repository's manifest with this build's models and cards: validated before anything is swapped in."""
+        try:
+            manifest = read_manifest(self.repo)
+            manifest.models.update({n: ModelEntry.from_dict(e, f"models.{n}") for n, e in self.entries.items()})
+        except ManifestError as exc:
+            raise ZooError(f"cannot publish into {self.repo}: {exc}") from exc
+        manifest.cards.update(self.cards)
+        return manifest

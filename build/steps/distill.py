@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from build.card import ModelCard, Preprocess
 from build.complexity import macs_and_params
 from build.data import Dataset, ImageSet
 from build.data.dataset import sha256_file
@@ -16,7 +16,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import ARCHITECTURES, Classifier, build_classifier, load_weights
 from build.pipeline import BuildContext, Step, VariantState
-from build.shipped import load_or_train, run_key, ship, shipped_path
+from build.shipped import load_or_train, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
 
@@ -31,13 +31,14 @@ class DistillConfig:
     seed: int = 0
     shipped: bool = True  # load the student `invoke distill` shipped for this very run, when there is one
 
-    def validate(self, teacher_macs: int, num_classes: int) -> None:
+    def validate(self, teacher_macs: int | None, num_classes: int, pre: Preprocess) -> None:
+        """teacher_macs: None where the teacher is an ONNX file, whose MACs Torch-Pruning cannot count."""
         if self.student not in ARCHITECTURES:
             raise ZooError(f"unknown student architecture '{self.student}'; choose one of {sorted(ARCHITECTURES)}")
         if not 0 <= self.alpha <= 1 or self.temperature <= 0 or self.epochs <= 0:
             raise ZooError(f"distillation needs 0 <= alpha <= 1, temperature > 0 and epochs > 0; got {self}")
-        student_macs = macs_and_params(build_classifier(self.student, num_classes))[0]
-        if student_macs >= teacher_macs:
+        student_macs = macs_and_params(build_classifier(self.student, num_classes, pre))[0]
+        if teacher_macs is not None and student_macs >= teacher_macs:
             raise ZooError(f"student '{self.student}' needs {student_macs / 1e6:.1f}M MACs, no fewer than its "
                            f"teacher's {teacher_macs / 1e6:.1f}M; distillation must shrink the model")
 
@@ -46,10 +47,11 @@ class DistillConfig:
 
 
 def distill(cfg: DistillConfig, steps: int, train: ImageSet, soft_targets: np.ndarray, num_classes: int,
-            desc: str) -> tuple[Classifier, float]:
-    """A fresh student trained for `steps` on the teacher's logits; returns it and its final loss."""
+            pre: Preprocess, desc: str) -> tuple[Classifier, float]:
+    """A fresh student, behind the teacher's preprocessing, trained for `steps` on the teacher's logits; returns it
+    and its final loss."""
     torch.manual_seed(cfg.seed)
-    student = build_classifier(cfg.student, num_classes)
+    student = build_classifier(cfg.student, num_classes, pre)
     fit_cfg = FitConfig(steps=steps, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
                         alpha=cfg.alpha, seed=cfg.seed)
     return student, fit(student, train, soft_targets, fit_cfg, desc)
@@ -62,28 +64,30 @@ def student_run(cfg: DistillConfig, teacher_sha256: str, data_checksum: str, tra
     return key, f"{cfg.student}_distilled"
 
 
-def distill_student(teacher_path: Path, data: Dataset, cfg: DistillConfig) -> dict:
+def distill_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> dict:
     """Train the student the build would, on the whole training split, and ship it beside the teacher."""
-    teacher, _ = load_weights(teacher_path)
+    teacher_path = shipped_teacher(card)
+    teacher, _ = load_weights(teacher_path, card.preprocess)
     sha, train = sha256_file(teacher_path), data.train
     soft = teacher_logits(teacher, train.images, sha, data.checksum)
     steps = cfg.steps(len(train))
     start = time.perf_counter()
-    student, loss = distill(cfg, steps, train, soft, len(data.classes), f"distil into {cfg.student}")
+    student, loss = distill(cfg, steps, train, soft, len(data.classes), card.preprocess, f"distil into {cfg.student}")
     key, stem = student_run(cfg, sha, data.checksum, len(train), steps)
     meta = {"arch": cfg.student, "run_key": key, "teacher_sha256": sha, "train_images": len(train), "steps": steps,
             "config": asdict(cfg), "final_loss": loss, "train_seconds": round(time.perf_counter() - start)}
     return ship(student, shipped_path(teacher_path.parent, stem, key), data, meta)
 
 
-def shipped_student(teacher_path: Path, data: Dataset, cfg: DistillConfig) -> tuple[Classifier, dict]:
+def shipped_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> tuple[Classifier, dict]:
     """The student `distill_student` shipped for `cfg` beside the teacher; a ZooError if there is none."""
+    teacher_path = shipped_teacher(card)
     steps = cfg.steps(len(data.train))
     key, stem = student_run(cfg, sha256_file(teacher_path), data.checksum, len(data.train), steps)
     path = shipped_path(teacher_path.parent, stem, key)
     if not path.exists():
         raise ZooError(f"no shipped student {path.name} for these distillation settings; run `invoke distill`")
-    return load_weights(path)
+    return load_weights(path, card.preprocess)
 
 
 class Distill(Step):
@@ -91,24 +95,30 @@ class Distill(Step):
 
     def check(self, ctx: BuildContext) -> None:
         cfg = ctx.options.setting("distill", DistillConfig())
-        cfg.validate(macs_and_params(ctx.teacher)[0], len(ctx.data.classes))
+        cfg.validate(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         cfg: DistillConfig = ctx.options.setting("distill", DistillConfig())
         steps = ctx.options.train_steps(cfg.steps(len(ctx.train_set)))
-        key, stem = student_run(cfg, ctx.provenance["teacher"]["sha256"], ctx.data.checksum, len(ctx.train_set), steps)
+        key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.checksum, len(ctx.train_set), steps)
+        pre = ctx.teacher.card.preprocess
 
         def train() -> tuple[Classifier, dict]:
-            student, loss = distill(cfg, steps, ctx.train_set, ctx.soft_targets(), len(ctx.data.classes),
-                                    f"{state.name}: distil into {cfg.student}")
+            student, loss = distill(cfg, steps, ctx.train_set, ctx.soft_targets(), len(ctx.data.classes), pre,
+                                    f"{ctx.name}_{state.name}: distil into {cfg.student}")
             return student, {"final_loss": loss}
 
-        student, record, origin = load_or_train(ctx.shipped(stem, key, cfg.shipped), train)
-        teacher_macs, student_macs = macs_and_params(ctx.teacher)[0], macs_and_params(student)[0]
+        student, record, origin = load_or_train(ctx.shipped(stem, key, cfg.shipped), pre, train)
+        teacher_macs, student_macs = _teacher_macs(ctx), macs_and_params(student)[0]
         state.model = student
         state.metrics["distillation"] = {
             "student": cfg.student, "temperature": cfg.temperature, "alpha": cfg.alpha, "steps": steps,
             "epochs": round(steps * cfg.batch_size / len(ctx.train_set), 2),
             "final_loss": round(record["final_loss"], 4),
-            "macs_reduction_vs_teacher": round(teacher_macs / student_macs, 2), "run_key": key, **origin,
+            "macs_reduction_vs_teacher": round(teacher_macs / student_macs, 2) if teacher_macs else None,
+            "run_key": key, **origin,
         }
+
+
+def _teacher_macs(ctx: BuildContext) -> int | None:
+    return macs_and_params(ctx.teacher.module)[0] if ctx.teacher.is_torch else None

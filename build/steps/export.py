@@ -12,8 +12,10 @@ class ExportOnnx(Step):
     name = "export_onnx"
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
-        assert state.model is not None, "export needs a torch model from an earlier step"
-        state.metrics["macs"], state.metrics["params"] = macs_and_params(state.model, ctx.io.input_dims)
+        if state.model is None:  # an ONNX source: the file came with the variant, there is nothing to export
+            assert state.onnx_path is not None, "export needs a torch model or an ONNX source"
+            return
+        state.metrics["macs"], state.metrics["params"] = macs_and_params(state.model)
         state.onnx_path = state.workdir / "model.onnx"
         state.metrics["graph"] = {"exported": export_onnx(state.model, state.onnx_path, ctx.io.input_dims)}
         # FP32 torch is the reference every runtime of this variant must reproduce.

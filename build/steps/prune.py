@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 
+from build.card import ModelCard
 from build.complexity import macs_and_params
 from build.data import Dataset, ImageSet
 from build.data.dataset import sha256_file
@@ -24,7 +24,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import Classifier, load_weights
 from build.pipeline import BuildContext, BuildOptions, Step, VariantState
-from build.shipped import load_or_train, model_sha256, run_key, ship, shipped_path
+from build.shipped import load_or_train, model_sha256, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
 IMPORTANCES = {
@@ -72,11 +72,11 @@ def effective_round_to(model: nn.Module, round_to: int) -> int | None:
     return round_to if narrowest >= 4 * round_to else None
 
 
-def _pruner(model: nn.Module, ratio: float, iterations: int, importance: str,
+def _pruner(model: Classifier, ratio: float, iterations: int, importance: str,
             round_to: int | None) -> tp.pruner.MetaPruner:
-    example = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
-    return tp.pruner.MetaPruner(model, example, importance=IMPORTANCES[importance](), iterative_steps=iterations,
-                                pruning_ratio=ratio, ignored_layers=[_classifier_head(model)], round_to=round_to)
+    return tp.pruner.MetaPruner(model, model.example(), importance=IMPORTANCES[importance](),
+                                iterative_steps=iterations, pruning_ratio=ratio,
+                                ignored_layers=[_classifier_head(model)], round_to=round_to)
 
 
 def ratio_for_macs(model: nn.Module, reduction: float, round_to: int | None, tol: float = 0.01) -> float:
@@ -143,17 +143,18 @@ def pruned_parent(variant: str) -> str:
     return parent
 
 
-def prune_shipped(variant: str, teacher_path: Path, data: Dataset, options: BuildOptions) -> dict:
-    """Prune `variant`'s source as the build would, on the whole training split, and ship the result."""
+def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOptions) -> dict:
+    """Prune `variant`'s source as the build would, on the whole training split, and ship it beside the teacher."""
     from build.steps.distill import DistillConfig, shipped_student
 
     parent = pruned_parent(variant)
     cfg: PruneConfig = options.setting("prune", PruneConfig())
     cfg.validate()
-    teacher, source_meta = load_weights(teacher_path)
+    teacher_path = shipped_teacher(card)
+    teacher, source_meta = load_weights(teacher_path, card.preprocess)
     source = teacher
     if parent == "distilled":
-        source, source_meta = shipped_student(teacher_path, data, options.setting("distill", DistillConfig()))
+        source, source_meta = shipped_student(card, data, options.setting("distill", DistillConfig()))
     train, schedule = data.train, [options.train_steps(n) for n in cfg.schedule()]
     teacher_sha = sha256_file(teacher_path)
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
@@ -177,10 +178,10 @@ class StructuredPrune(Step):
         cfg: PruneConfig = ctx.options.setting("prune", PruneConfig())
         assert state.model is not None
         source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
-        key = pruning_run(cfg, model_sha256(source), ctx.provenance["teacher"]["sha256"], ctx.data.checksum,
+        key = pruning_run(cfg, model_sha256(source), ctx.teacher.sha256, ctx.data.checksum,
                           len(ctx.train_set), schedule)
         model, record, origin = load_or_train(
-            ctx.shipped(state.name, key, cfg.shipped),
+            ctx.shipped(state.name, key, cfg.shipped), ctx.teacher.card.preprocess,
             lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule, state.name))
         state.model = model
         state.metrics["pruning"] = {**record["pruning"], "run_key": key, **origin}

@@ -10,16 +10,16 @@ from build.errors import ModelRejected, VariantRejected
 from build.measure import compressed_mb, runner_accuracy, size_mb
 from build.pipeline import BuildContext, Step, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
-from build.repository.publish import read_manifest
 from build.runtimes import REFERENCE_RUNTIME, Runtime
 from build.steps.quantize import onnx_accuracy
 from build.variants.base import Variant
 from build.verification import verify
+from serving.manifest import read_manifest
 
 
-def model_name(arch: str, variant: str, runtime: str) -> str:
-    """The reference runtime's model is the plain name; other runtimes add theirs as a suffix."""
-    base = f"{arch}_{variant}"
+def model_name(family: str, variant: str, runtime: str) -> str:
+    """<card name>_<variant>, and other runtimes than the reference add theirs as a suffix."""
+    base = f"{family}_{variant}"
     return base if runtime == REFERENCE_RUNTIME else f"{base}_{runtime}"
 
 
@@ -30,7 +30,7 @@ class PublishRuntime(Step):
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         assert state.onnx_path is not None and state.reference_logits is not None
-        name = model_name(ctx.options.arch, state.name, self.runtime.name)
+        name = model_name(ctx.name, state.name, self.runtime.name)
         why = self.runtime.skip_reason(state.onnx_path)
         if why:
             ctx.not_applicable[name] = why
@@ -50,7 +50,8 @@ class PublishRuntime(Step):
         ctx.rejected[name] = str(exc)
 
     def _publish(self, name: str, state: VariantState, ctx: BuildContext) -> None:
-        version = read_manifest(ctx.publication.repo)["models"].get(name, {}).get("version", 0) + 1
+        previous = read_manifest(ctx.publication.repo).models.get(name)
+        version = previous.version + 1 if previous else 1
         folder = ctx.publication.stage(name)
         version_dir = _mkdir(folder / str(version))
         files = self.runtime.prepare(state.onnx_path, version_dir)
@@ -67,7 +68,7 @@ class PublishRuntime(Step):
         self._check_budget(name, acc["top1"], state, ctx)
         note = self.variant.hardware_note(ctx.hardware)
         ctx.publication.record(name, {
-            "model": name, "variant": state.name, "runtime": self.runtime.name, "arch": ctx.options.arch,
+            "model": name, "variant": state.name, "runtime": self.runtime.name, "family": ctx.name,
             "version": version, "parent": state.parent, "recipe": [*state.recipe, self.name],
             "description": self.variant.description,
             "accuracy": acc,

@@ -1,8 +1,9 @@
-"""Start a variant from the teacher network."""
+"""Start a variant from the card's source network: a copy of the torch model, or the ONNX source's file."""
 
 from __future__ import annotations
 
 import copy
+import shutil
 
 from build.pipeline import BuildContext, Step, VariantState
 
@@ -11,4 +12,10 @@ class FromTeacher(Step):
     name = "from_teacher"
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
-        state.model = copy.deepcopy(ctx.teacher).eval()
+        if ctx.teacher.is_torch:
+            state.model = copy.deepcopy(ctx.teacher.module).eval()
+            return
+        state.onnx_path = state.workdir / "model.onnx"
+        shutil.copyfile(ctx.teacher.onnx_path, state.onnx_path)
+        # Verified against the user's own file, fed normalised floats: the prepended preprocessing is checked too.
+        state.reference_logits = ctx.teacher.reference(ctx.options.threads)(ctx.verify_set)

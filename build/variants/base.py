@@ -22,3 +22,4 @@ class Variant:
     tolerance: Tolerance = field(default_factory=Tolerance)
     description: str = ""
     hardware_note: Callable[[Hardware], str | None] = _runs_well  # why this hardware runs it poorly, if it does
+    transforms_source: bool = False  # it changes the source's own PyTorch weights: not for ONNX sources

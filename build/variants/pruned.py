@@ -12,6 +12,7 @@ PRUNED = Variant(
     parent="teacher",
     steps=lambda: [FromTeacher(), StructuredPrune(), ExportOnnx(), OptimizeGraph()],
     description="structured channel pruning (Torch-Pruning), iterative, fine-tuned",
+    transforms_source=True,
 )
 
 PRUNED_DISTILLED = Variant(

@@ -18,4 +18,5 @@ SPARSE = Variant(
     steps=lambda: [FromTeacher(), MagnitudeSparsify(), ExportOnnx(), OptimizeGraph()],
     description="80% of weights zeroed by global magnitude, fine-tuned with the zeros held",
     hardware_note=dense_note,
+    transforms_source=True,
 )

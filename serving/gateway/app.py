@@ -21,13 +21,13 @@ from starlette.routing import Route
 
 from serving.gateway.asgi import HotRoutes, RawHeaders, RawRequest, RawRoute, Reply
 from serving.gateway.canary import ArmHealth, CanaryController, CanaryPlan
-from serving.gateway.catalogue import Catalogue, ModelInfo
+from serving.gateway.catalogue import Catalogue, ModelInfo, family_summary
 from serving.gateway.errors import ApiError, BadRequest, NotFound, TooLarge, Unauthorized, Unavailable
 from serving.gateway.experiments import Experiment, ExperimentStore, parse_experiment
 from serving.gateway.metrics import GatewayMetrics
-from serving.gateway.payloads import to_batch
+from serving.gateway.payloads import is_image, to_batch
 from serving.gateway.settings import GatewaySettings
-from serving.gateway.shadow import ShadowTraffic
+from serving.gateway.shadow import Primary, ShadowTraffic
 from serving.gateway.triton_client import TritonInference
 
 log = logging.getLogger("tritonzoo.gateway")
@@ -100,12 +100,13 @@ class Gateway:
 
     # --- inference -------------------------------------------------------------------------------
     async def infer(self, request: RawRequest, model: ModelInfo, experiment: Experiment | None) -> Reply:
-        k = top_k(request, self.settings.default_top_k, model)
+        k = min(top_k(request, self.settings.default_top_k, self.k_limit(model, experiment)), class_count(model))
         content_type = request.headers.get("content-type", "")
-        args = (await self.body(request.headers, request.stream()), content_type, request.headers.get("x-tensor-shape"),
-                model.dims, model.max_batch_size)
+        body = await self.body(request.headers, request.stream())
+        args = (body, content_type, request.headers.get("x-tensor-shape"), model.dims, model.max_batch_size)
         # Image decoding is CPU work: keep it off the event loop. Raw tensors are a cheap view.
-        batch = await run_in_threadpool(to_batch, *args) if content_type.startswith("image/") else to_batch(*args)
+        image = is_image(content_type)
+        batch = await run_in_threadpool(to_batch, *args) if image else to_batch(*args)
         arm = (experiment.name if experiment else "", model.name)
         start = time.perf_counter()
         try:
@@ -115,18 +116,32 @@ class Gateway:
             raise
         elapsed = time.perf_counter() - start
         self.health.record(*arm, success=True)
-        body = prediction_body(model, logits, k)
+        answer = prediction_body(model, logits, k)
         if experiment is not None:
-            body["experiment"] = experiment.name
-            self.shadow.mirror(experiment, batch, logits.argmax(1), elapsed)
+            answer["experiment"] = experiment.name
+            self.shadow.mirror(experiment, Primary(model, batch, logits.argmax(1), elapsed, body if image else None))
         headers = [JSON_CONTENT_TYPE, (b"x-model", model.name.encode("latin-1")),
                    (b"x-model-version", str(model.version).encode())]
-        return 200, JSON_ENCODER.encode(body).encode(), headers
+        return 200, JSON_ENCODER.encode(answer).encode(), headers
+
+    def k_limit(self, model: ModelInfo, experiment: Experiment | None) -> int:
+        """The largest k a request may ask for. Through an experiment, whose arms may have different class counts,
+        it is the largest of any arm's, so that whether a request is valid never depends on the arm it drew; each
+        arm then answers with at most its own classes."""
+        arms = [self.catalogue.models[m] for m in experiment.arms if m in self.catalogue.models] if experiment else []
+        return max(class_count(m) for m in [model, *arms])
 
 
-def top_k(request: RawRequest, default: int, model: ModelInfo) -> int:
-    raw = request.query_params.get("k", str(default))
-    limit = max(1, len(model.labels))
+def class_count(model: ModelInfo) -> int:
+    return max(1, len(model.labels))
+
+
+def top_k(request: RawRequest, default: int, limit: int) -> int:
+    """The k asked for, from 1 to `limit`; when none is asked for, the default, but no more than `limit` (a model
+    may have fewer classes than the default k)."""
+    raw = request.query_params.get("k")
+    if raw is None:
+        return max(1, min(default, limit))
     try:
         k = int(raw)
     except ValueError:
@@ -177,7 +192,11 @@ async def readyz(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    return JSONResponse({"models": [m.summary() for m in gw(request).catalogue.models.values()]})
+    """Every model (the flat list clients already read), and the same models grouped by family: each family's
+    input dims, class count and model names."""
+    catalogue = gw(request).catalogue
+    families = {name: family_summary(models) for name, models in catalogue.families().items()}
+    return JSONResponse({"models": [m.summary() for m in catalogue.models.values()], "families": families})
 
 
 async def show_model(request: Request) -> Response:

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from serving.gateway.errors import BadImage, BadRequest, BadShape, UnsupportedMediaType
+from serving.pixels import to_chw
 
 IMAGE_TYPES = {"image/png", "image/jpeg"}
 MAX_IMAGE_SIDE = 4096  # a small compressed body can claim a huge canvas: refuse before decoding pixels
@@ -36,18 +37,19 @@ def to_batch(body: bytes, content_type: str, shape_header: str | None, dims: tup
 
 
 def decode_image(body: bytes, dims: tuple[int, ...]) -> np.ndarray:
-    channels, height, width = dims
+    """One PNG or JPEG as a batch of one for a model taking `dims` (C, H, W): converted to grayscale for one
+    channel, RGB for three, and resized (bilinear) to H x W whatever its own size."""
     try:
         with Image.open(io.BytesIO(body), formats=["PNG", "JPEG"]) as img:
             if max(img.size) > MAX_IMAGE_SIDE:
                 raise BadImage(f"image of {img.size[0]}x{img.size[1]} pixels exceeds {MAX_IMAGE_SIDE} on a side")
-            img = img.convert("RGB" if channels == 3 else "L")
-            if img.size != (width, height):
-                img = img.resize((width, height), Image.BILINEAR)
-            pixels = np.asarray(img, dtype=np.uint8)
+            return to_chw(img, dims)[None]
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise BadImage(f"the body is not a decodable PNG or JPEG image ({exc})") from exc
-    return pixels.reshape(height, width, channels).transpose(2, 0, 1)[None].copy()
+
+
+def is_image(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in IMAGE_TYPES
 
 
 def raw_tensor(body: bytes, shape_header: str | None, dims: tuple[int, ...]) -> np.ndarray:

@@ -13,6 +13,7 @@ from PIL import Image
 from build.data import cifar_python, load_dataset
 from build.data.dataset import ImageSet, split_validation
 from build.errors import ZooError
+from tests.conftest import CIFAR
 
 
 def _jpeg(color: tuple[int, int, int], size: int = 32) -> bytes:
@@ -38,8 +39,8 @@ def _tar(src: Path, dest: Path) -> Path:
 
 def test_image_folder_tree_and_archive_decode_alike(tmp_path: Path) -> None:
     _write_tree(tmp_path / "tree", per_class=10)
-    from_tree = load_dataset(str(tmp_path / "tree"))
-    from_tar = load_dataset(str(_tar(tmp_path / "tree", tmp_path / "set.tar.gz")))
+    from_tree = load_dataset(str(tmp_path / "tree"), CIFAR)
+    from_tar = load_dataset(str(_tar(tmp_path / "tree", tmp_path / "set.tar.gz")), CIFAR)
     assert from_tree.classes == from_tar.classes == ["ant", "cat"]  # sorted, ImageFolder-style
     for ds in (from_tree, from_tar):
         assert ds.test.images.shape == (20, 3, 32, 32) and ds.test.images.dtype == np.uint8
@@ -50,7 +51,7 @@ def test_image_folder_tree_and_archive_decode_alike(tmp_path: Path) -> None:
 
 
 def test_real_mini_archive_loads(mini_archive: Path) -> None:
-    ds = load_dataset(str(mini_archive))
+    ds = load_dataset(str(mini_archive), CIFAR)
     assert len(ds.classes) == 10 and ds.classes[0] == "airplane"
     assert len(ds.test) == 300 and len(ds.train) + len(ds.val) == 100
     assert sorted(np.bincount(ds.test.labels)) == [30] * 10
@@ -58,22 +59,22 @@ def test_real_mini_archive_loads(mini_archive: Path) -> None:
 
 
 def test_decode_happens_once(mini_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = load_dataset(str(mini_archive))
+    first = load_dataset(str(mini_archive), CIFAR)
     monkeypatch.setattr("build.data.dataset._decode", lambda source: pytest.fail("decoded twice"))
-    second = load_dataset(str(mini_archive))
+    second = load_dataset(str(mini_archive), CIFAR)
     assert np.array_equal(first.test.images, second.test.images) and first.checksum == second.checksum
 
 
 def test_missing_path_names_it(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match="dataset not found: .*nowhere.tar.gz does not exist"):
-        load_dataset(str(tmp_path / "nowhere.tar.gz"))
+        load_dataset(str(tmp_path / "nowhere.tar.gz"), CIFAR)
 
 
 def test_corrupt_archive_is_reported_and_not_cached(tmp_path: Path, isolated_cache: Path) -> None:
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"\x1f\x8b" + b"garbage" * 100)
     with pytest.raises(ZooError, match="bad.tar.gz is corrupt"):
-        load_dataset(str(bad))
+        load_dataset(str(bad), CIFAR)
     assert not list(isolated_cache.rglob("*.npz"))
 
 
@@ -82,9 +83,9 @@ def test_checksum_sidecar_mismatch(tmp_path: Path, mini_archive: Path) -> None:
     copy.write_bytes(mini_archive.read_bytes())
     (tmp_path / "cifar.tar.gz.sha256").write_text("0" * 64 + "  cifar.tar.gz\n")
     with pytest.raises(ZooError, match="checksum mismatch for .*cifar.tar.gz"):
-        load_dataset(str(copy))
+        load_dataset(str(copy), CIFAR)
     (tmp_path / "cifar.tar.gz.sha256").write_text(hashlib.sha256(copy.read_bytes()).hexdigest() + "  cifar.tar.gz\n")
-    assert len(load_dataset(str(copy)).test) == 300
+    assert len(load_dataset(str(copy), CIFAR).test) == 300
 
 
 def test_validation_split_is_stratified_deterministic_and_disjoint() -> None:
@@ -117,10 +118,24 @@ def _python_release(path: Path) -> Path:
 
 
 def test_python_release_decodes(tmp_path: Path) -> None:
-    ds = load_dataset(str(_python_release(tmp_path / "cifar-10-python.tar.gz")))
+    ds = load_dataset(str(_python_release(tmp_path / "cifar-10-python.tar.gz")), CIFAR)
     assert ds.classes == [f"c{i}" for i in range(10)]
     assert ds.test.images.shape == (30, 3, 32, 32)
     assert len(ds.train) + len(ds.val) == 100
+    gray = load_dataset(str(tmp_path / "cifar-10-python.tar.gz"), (1, 20, 24))  # resized, one channel
+    assert gray.test.images.shape == (30, 1, 20, 24) and gray.test.images.dtype == np.uint8
+
+
+def test_image_folder_resizes_and_converts_to_the_cards_input(mini_archive: Path) -> None:
+    """Any image size in, the card's (C, H, W) out; the same source at two sizes is cached twice."""
+    rgb = load_dataset(str(mini_archive), (3, 48, 48))
+    gray = load_dataset(str(mini_archive), (1, 28, 28))
+    assert rgb.test.images.shape[1:] == (3, 48, 48) and gray.test.images.shape[1:] == (1, 28, 28)
+    assert rgb.checksum == gray.checksum and np.array_equal(rgb.test.labels, gray.test.labels)
+    # grayscale is the luminance of the colour image, not one of its channels
+    small = load_dataset(str(mini_archive), CIFAR).test.images[0].astype(float)
+    luma = 0.299 * small[0] + 0.587 * small[1] + 0.114 * small[2]
+    assert abs(load_dataset(str(mini_archive), (1, 32, 32)).test.images[0, 0] - luma).max() <= 1.0
 
 
 def test_download_verifies_md5_and_leaves_nothing_on_mismatch(tmp_path: Path) -> None:

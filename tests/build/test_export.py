@@ -9,6 +9,7 @@ import torch
 from build.export import MAX_IR_VERSION, OPSET, export_onnx
 from build.models import build_classifier
 from build.verification import Tolerance, verify
+from tests.conftest import PRE
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
     from build.models import ARCHITECTURES
     from build.models.resnet import CifarResNet
 
-    ARCHITECTURES.setdefault("tiny_export", lambda n: CifarResNet([1, 1], [8, 16], n))
-    model = build_classifier("tiny_export").eval()
+    ARCHITECTURES.setdefault("tiny_export", lambda n, in_channels=3: CifarResNet([1, 1], [8, 16], n, in_channels))
+    model = build_classifier("tiny_export", 10, PRE).eval()
     path = tmp_path_factory.mktemp("export") / "model.onnx"
     raw_ops = export_onnx(model, path)
     assert raw_ops["BatchNormalization"] > 0, "the counts describe the graph before the exporter's optimizer"

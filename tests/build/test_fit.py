@@ -6,6 +6,7 @@ import torch
 from build.data import ImageSet
 from build.fit import FitConfig, batches, fit, kd_loss
 from build.models.resnet import CifarResNet
+from tests.conftest import PRE
 
 
 def test_kd_loss_is_cross_entropy_at_alpha_zero_and_zero_when_student_matches() -> None:
@@ -26,7 +27,7 @@ def test_batches_cover_every_example_once_per_epoch() -> None:
 def test_fit_learns_the_soft_targets() -> None:
     from build.models import Classifier
 
-    model = Classifier(CifarResNet([1], [4], 10))
+    model = Classifier(CifarResNet([1], [4], 10), PRE)
     rng = np.random.default_rng(0)
     data = ImageSet(rng.integers(0, 255, (64, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 64))
     soft = np.eye(10, dtype=np.float32)[data.labels] * 8

@@ -54,6 +54,6 @@ def test_peak_memory_of_a_fresh_process(tmp_path: Path) -> None:
         [weight, helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 3072])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     onnx.save(model, str(tmp_path / "model.onnx"))
-    memory = peak_memory_mb("onnxruntime", tmp_path, 1)
+    memory = peak_memory_mb("onnxruntime", tmp_path, 1, (3, 32, 32))
     assert memory["model_peak_mb"] >= 24, "a 25 MB weight is resident at least once"
     assert memory["process_peak_mb"] > memory["model_peak_mb"]

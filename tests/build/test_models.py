@@ -8,17 +8,18 @@ import torch
 from build.errors import ZooError
 from build.models import build_classifier, load_weights, save_weights
 from build.models.resnet import resnet18
+from tests.conftest import PRE
 
 
 def test_resnet18_is_the_cifar_variant() -> None:
-    net = resnet18()
+    net = resnet18(10)
     assert net.stem[0].kernel_size == (3, 3) and net.stem[0].stride == (1, 1)
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
     assert 11.1e6 < sum(p.numel() for p in net.parameters()) < 11.2e6
 
 
 def test_classifier_takes_raw_uint8_pixels(tiny_arch: str) -> None:
-    model = build_classifier(tiny_arch).eval()
+    model = build_classifier(tiny_arch, 10, PRE).eval()
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     logits = model(images)
     assert logits.shape == (4, 10) and logits.dtype == torch.float32
@@ -28,9 +29,9 @@ def test_classifier_takes_raw_uint8_pixels(tiny_arch: str) -> None:
 
 
 def test_weights_round_trip_in_fp16(tmp_path: Path, tiny_arch: str) -> None:
-    model = build_classifier(tiny_arch).eval()
+    model = build_classifier(tiny_arch, 10, PRE).eval()
     save_weights(model, tmp_path / "w.pt", {"arch": tiny_arch, "num_classes": 10, "test_accuracy": 0.5})
-    loaded, meta = load_weights(tmp_path / "w.pt")
+    loaded, meta = load_weights(tmp_path / "w.pt", PRE)
     assert meta["test_accuracy"] == 0.5
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert torch.allclose(model(x), loaded(x), atol=5e-2)
@@ -39,34 +40,34 @@ def test_weights_round_trip_in_fp16(tmp_path: Path, tiny_arch: str) -> None:
 
 
 def test_checkpoint_that_does_not_fit_names_the_problem(tmp_path: Path, tiny_arch: str) -> None:
-    save_weights(build_classifier(tiny_arch), tmp_path / "w.pt", {"arch": "resnet18", "num_classes": 10})
+    save_weights(build_classifier(tiny_arch, 10, PRE), tmp_path / "w.pt", {"arch": "resnet18", "num_classes": 10})
     with pytest.raises(ZooError, match="does not fit architecture 'resnet18'"):
-        load_weights(tmp_path / "w.pt")
+        load_weights(tmp_path / "w.pt", PRE)
 
 
 def test_missing_and_corrupt_weights(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match="teacher weights not found"):
-        load_weights(tmp_path / "nope.pt")
+        load_weights(tmp_path / "nope.pt", PRE)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ZooError, match="cannot read weights file"):
-        load_weights(tmp_path / "junk.pt")
+        load_weights(tmp_path / "junk.pt", PRE)
 
 
 def test_unknown_architecture() -> None:
     with pytest.raises(ZooError, match="unknown architecture 'vgg'"):
-        build_classifier("vgg")
+        build_classifier("vgg", 10, PRE)
 
 
 def test_a_channel_pruned_network_loads_into_its_base_architecture(tmp_path: Path, tiny_arch: str) -> None:
     from build.steps.prune import _pruner
 
-    model = build_classifier(tiny_arch).eval()
+    model = build_classifier(tiny_arch, 10, PRE).eval()
     _pruner(model, 0.5, 1, "l2", None).step()
-    save_weights(model, tmp_path / "w.pt", {"arch": tiny_arch, "channel_pruned": True})
-    loaded, _ = load_weights(tmp_path / "w.pt")
+    save_weights(model, tmp_path / "w.pt", {"arch": tiny_arch, "num_classes": 10, "channel_pruned": True})
+    loaded, _ = load_weights(tmp_path / "w.pt", PRE)
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert torch.allclose(model(x), loaded(x), atol=5e-2)
     assert loaded.backbone.fc.in_features == model.backbone.fc.in_features < 16
-    save_weights(model, tmp_path / "unmarked.pt", {"arch": tiny_arch})
+    save_weights(model, tmp_path / "unmarked.pt", {"arch": tiny_arch, "num_classes": 10})
     with pytest.raises(ZooError, match="does not fit architecture 'tiny'"):
-        load_weights(tmp_path / "unmarked.pt")
+        load_weights(tmp_path / "unmarked.pt", PRE)

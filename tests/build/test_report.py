@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from build.card import ModelCard
 from build.pipeline import BuildOptions
 from build.report import markdown, pareto_front, report_data, write_report
 from build.zoo import ZooBuild
+from tests.conftest import CIFAR, PRE
 
 PROVENANCE = {"hardware": {"machine": "x86_64", "cores": 2, "isa": ["avx512_vnni"], "gpu": None},
               "teacher": {"sha256": "ab" * 32}, "code_version": "abc123", "dataset": {"checksum": "c"}}
@@ -26,8 +28,9 @@ def _entry(variant: str, top1: float, b1_ms: float, b64_ips: float, base_b1: flo
 
 def _build(*entries: dict, rejected: dict | None = None, profile: str = "default",
            not_applicable: dict | None = None) -> ZooBuild:
-    return ZooBuild({}, rejected or {}, {e["model"]: e for e in entries}, BuildOptions(arch="r18", profile=profile),
-                    PROVENANCE, not_applicable or {})
+    card = ModelCard("r18", "builtin:resnet18", CIFAR, PRE.mean, PRE.std)
+    return ZooBuild({}, rejected or {}, {e["model"]: e for e in entries}, BuildOptions(profile=profile),
+                    PROVENANCE, not_applicable or {}, card, [f"c{i}" for i in range(10)])
 
 
 def test_runtimes_form_a_matrix_with_their_own_targets_and_recommendations() -> None:

@@ -11,6 +11,7 @@ from build.models import build_classifier, load_weights, save_weights
 from build.shipped import load_or_train, model_sha256, run_key
 from build.steps.distill import DistillConfig, student_run
 from build.steps.prune import PruneConfig, pruning_run
+from tests.conftest import PRE
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
@@ -26,7 +27,7 @@ def test_the_run_key_names_the_run_not_where_its_result_comes_from() -> None:
 
 
 def test_a_model_is_identified_by_its_values_not_its_layout(tiny_arch: str) -> None:
-    model = build_classifier(tiny_arch)
+    model = build_classifier(tiny_arch, 10, PRE)
     same = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
     assert model_sha256(model) == model_sha256(same)
     with torch.no_grad():
@@ -35,18 +36,18 @@ def test_a_model_is_identified_by_its_values_not_its_layout(tiny_arch: str) -> N
 
 
 def test_a_shipped_result_is_loaded_and_anything_else_trains(tmp_path: Path, tiny_arch: str) -> None:
-    model = build_classifier(tiny_arch).eval()
+    model = build_classifier(tiny_arch, 10, PRE).eval()
     runs: list[int] = []
 
     def train() -> tuple:
         runs.append(1)
         return model, {"final_loss": 0.5}
 
-    assert load_or_train(None, train)[1:] == ({"final_loss": 0.5}, {"trained_in_build": True})
-    assert load_or_train(tmp_path / "absent.pt", train)[2] == {"trained_in_build": True}
-    save_weights(model, tmp_path / "run.pt", {"arch": tiny_arch, "final_loss": 0.25, "hardware": "gpu",
-                                              "train_seconds": 3})
-    loaded, record, origin = load_or_train(tmp_path / "run.pt", train)
+    assert load_or_train(None, PRE, train)[1:] == ({"final_loss": 0.5}, {"trained_in_build": True})
+    assert load_or_train(tmp_path / "absent.pt", PRE, train)[2] == {"trained_in_build": True}
+    save_weights(model, tmp_path / "run.pt", {"arch": tiny_arch, "num_classes": 10, "final_loss": 0.25,
+                                              "hardware": "gpu", "train_seconds": 3})
+    loaded, record, origin = load_or_train(tmp_path / "run.pt", PRE, train)
     assert len(runs) == 2 and record["final_loss"] == 0.25
     assert origin == {"shipped": "run.pt", "trained_on": "gpu", "train_seconds": 3}
 
@@ -65,6 +66,6 @@ def test_the_default_build_finds_every_shipped_run() -> None:
     sources = {"pruned": WEIGHTS / "resnet18_cifar10.pt", "pruned_distilled": next(iter(students))}
     for path, record in pruned.items():
         variant = path.stem.rsplit("_", 1)[0]
-        key = pruning_run(PruneConfig(), model_sha256(load_weights(sources[variant])[0]), record["teacher_sha256"],
+        key = pruning_run(PruneConfig(), model_sha256(load_weights(sources[variant], PRE)[0]), record["teacher_sha256"],
                           record["dataset_checksum"], record["train_images"], PruneConfig().schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()

@@ -8,6 +8,7 @@ import torch
 from build.data import load_dataset
 from build.errors import ZooError
 from build.train import TrainConfig, Trainer, augment, train
+from tests.conftest import CIFAR, PRE
 
 
 def test_augment_crops_and_flips_deterministically() -> None:
@@ -26,30 +27,30 @@ def test_augment_with_no_padding_only_flips() -> None:
 
 def test_training_resumes_exactly(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
     """Two epochs straight, or one epoch, a restart from the checkpoint, then the second: same weights."""
-    data = load_dataset(str(mini_archive))
+    data = load_dataset(str(mini_archive), CIFAR)
     cfg = TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=1, batch_size=30, device="cpu")
-    straight = Trainer(cfg, data, tmp_path / "straight")
+    straight = Trainer(cfg, data, tmp_path / "straight", PRE)
     for _ in range(2):
         straight.train_epoch()
-    interrupted = Trainer(cfg, data, tmp_path / "resumed")
+    interrupted = Trainer(cfg, data, tmp_path / "resumed", PRE)
     interrupted.train_epoch()
     interrupted.epoch = 1
     (tmp_path / "resumed").mkdir()
     interrupted.save()
-    resumed = Trainer(cfg, data, tmp_path / "resumed")
+    resumed = Trainer(cfg, data, tmp_path / "resumed", PRE)
     assert resumed.resume() and resumed.epoch == 1
     resumed.train_epoch()
     for p, q in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(p, q)
     with pytest.raises(ZooError, match="was made with"):
         Trainer(TrainConfig(arch=tiny_arch, epochs=3, warmup_epochs=1, batch_size=30), data,
-                tmp_path / "resumed").resume()
+                tmp_path / "resumed", PRE).resume()
 
 
 def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
-    data = load_dataset(str(mini_archive))
+    data = load_dataset(str(mini_archive), CIFAR)
     cfg = TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=1, batch_size=30, device="cpu")
-    result = train(cfg, data, tmp_path / "run", tmp_path / "teacher.pt")
+    result = train(cfg, data, tmp_path / "run", tmp_path / "teacher.pt", PRE)
     assert result.weights.exists() and 0.0 <= result.test_accuracy <= 1.0
     assert (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 2
     assert (tmp_path / "teacher.train_log.jsonl").exists()
@@ -60,7 +61,8 @@ def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_a
 
 def test_warmup_must_be_shorter_than_training(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
     with pytest.raises(ZooError, match="warm-up must be shorter"):
-        Trainer(TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=2), load_dataset(str(mini_archive)), tmp_path)
+        Trainer(TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=2), load_dataset(str(mini_archive), CIFAR),
+                tmp_path, PRE)
 
 
 def test_cutout_zeroes_one_square_per_image() -> None:

@@ -15,28 +15,28 @@ from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions
 from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
-from build.repository.publish import read_manifest
 from build.runtimes import RUNTIMES
 from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.quantize import Int8Config
 from build.steps.sparsify import SparsityConfig
-from build.zoo import build_order, build_zoo
+from build.zoo import build_order
+from tests.conftest import CIFAR, PRE, build_one, models_of
 
-FAST = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
+FAST = BuildOptions(verify_images=100, measure_speed=False, threads=1)
 
 
 def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     repo = tmp_path / "repo"
-    data = load_dataset(str(mini_archive))
-    state = build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None).states["fp32"]
+    data = load_dataset(str(mini_archive), CIFAR)
+    state = build_one(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None).states["fp32"]
     assert state.published == ["tiny_fp32"]
     assert state.recipe == ["from_teacher", "export_onnx", "optimize_graph", "publish:onnxruntime"]
     folder = repo / "tiny_fp32"
     assert (folder / "1" / "model.onnx").exists()
     assert (folder / "labels.txt").read_text().split() == data.classes
     assert from_pbtxt((folder / "config.pbtxt").read_text()).name == "tiny_fp32"
-    entry = read_manifest(repo)["models"]["tiny_fp32"]
+    entry = models_of(repo)["tiny_fp32"]
     assert entry["variant"] == "fp32" and entry["runtime"] == "onnxruntime" and entry["parent"] == "teacher"
     assert entry["dataset"]["checksum"] == data.checksum and entry["code_version"]
     assert entry["accuracy"]["images"] == len(data.test) and 0 <= entry["accuracy"]["top1"] <= 1
@@ -46,16 +46,16 @@ def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: P
     assert entry["verification"]["top1_agreement"] == 1.0 and entry["verification"]["max_abs_logit_diff"] < 1e-3
     assert entry["size_mb"] > 0 and entry["metrics"]["params"] > 0
     # A rebuild is the next version of the same model.
-    build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
-    assert read_manifest(repo)["models"]["tiny_fp32"]["version"] == 2
+    build_one(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
+    assert models_of(repo)["tiny_fp32"]["version"] == 2
     assert sorted(p.name for p in folder.iterdir()) == ["2", "config.pbtxt", "labels.txt"]
 
 
 def test_failing_step_publishes_nothing(tmp_path: Path, teacher: Path, mini_archive: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     repo = tmp_path / "repo"
-    data = load_dataset(str(mini_archive))
-    build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
+    data = load_dataset(str(mini_archive), CIFAR)
+    build_one(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
     before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
 
     def broken_verify(*args, **kwargs):
@@ -63,21 +63,21 @@ def test_failing_step_publishes_nothing(tmp_path: Path, teacher: Path, mini_arch
 
     monkeypatch.setattr("build.steps.publish.verify", broken_verify)
     with pytest.raises(ZooError, match="injected"):
-        build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
+        build_one(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
     assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
 
 
 def test_teacher_for_other_classes_is_refused(tmp_path: Path, tiny_arch: str, mini_archive: Path) -> None:
     path = tmp_path / "t.pt"
-    save_weights(build_classifier(tiny_arch), path, {"arch": tiny_arch, "classes": ["a", "b"]})
+    save_weights(build_classifier(tiny_arch, 10, PRE), path, {"arch": tiny_arch, "classes": ["a", "b"]})
     with pytest.raises(ZooError, match="trained on classes"):
-        build_zoo(load_dataset(str(mini_archive)), path, tmp_path / "repo", ["fp32"], ["onnxruntime"], FAST)
+        build_one(load_dataset(str(mini_archive), CIFAR), path, tmp_path / "repo", ["fp32"], ["onnxruntime"], FAST)
     assert not (tmp_path / "repo").exists()
 
 
 def test_unknown_variant_or_runtime(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     with pytest.raises(ZooError, match="unknown variant or runtime \\['fp64', 'tvm'\\]"):
-        build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp64"], ["tvm"], FAST)
+        build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp64"], ["tvm"], FAST)
 
 
 def test_build_order_puts_parents_first_and_publishes_only_what_was_asked() -> None:
@@ -87,12 +87,12 @@ def test_build_order_puts_parents_first_and_publishes_only_what_was_asked() -> N
 
 def test_int8_and_fp16_are_verified_and_published(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     repo = tmp_path / "repo"
-    mini = load_dataset(str(mini_archive))
+    mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)  # 300 images to calibrate on
     options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
-    result = build_zoo(data, teacher, repo, ["int8", "fp16"], ["onnxruntime"], options, log=lambda _: None)
+    result = build_one(data, teacher, repo, ["int8", "fp16"], ["onnxruntime"], options, log=lambda _: None)
     assert [s.published for s in result.states.values()] == [["tiny_int8"], ["tiny_fp16"]]
-    manifest = read_manifest(repo)["models"]
+    manifest = models_of(repo)
     assert "tiny_fp32" not in manifest, "a parent built only as a source is not published"
     int8 = manifest["tiny_int8"]
     assert int8["parent"] == "fp32" and int8["recipe"][:2] == ["from:fp32", "quantize_static_int8"]
@@ -111,7 +111,7 @@ def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, te
     # The mini archive holds only 10 validation images: far below the calibration minimum.
     ran = []
     with pytest.raises(ZooError, match="calibration needs 64 to 10 validation images"):
-        build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
+        build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
                   FAST, log=ran.append)
     assert ran == [] and not (tmp_path / "repo" / "manifest.json").exists()
 
@@ -119,14 +119,14 @@ def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, te
 def test_every_technique_builds_measures_and_reports(tmp_path: Path, teacher: Path, mini_archive: Path,
                                                      micro_student: str) -> None:
     repo = tmp_path / "repo"
-    mini = load_dataset(str(mini_archive))
+    mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = dataclasses.replace(FAST, measure_speed=True, profile="quick", max_train_steps=2, settings={
         "int8": Int8Config(calibration_images=100, check_images=100),
         "distill": DistillConfig(student=micro_student), "prune": PruneConfig(iterations=2)})
     wanted = ["fp32", "pruned", "sparse", "pruned_distilled_int8"]
-    result = build_zoo(data, teacher, repo, wanted, ["onnxruntime"], options, log=lambda _: None)
-    manifest = read_manifest(repo)["models"]
+    result = build_one(data, teacher, repo, wanted, ["onnxruntime"], options, log=lambda _: None)
+    manifest = models_of(repo)
     assert sorted(manifest) == sorted(f"tiny_{v}" for v in wanted) and result.rejected == {}
     pruning = manifest["tiny_pruned"]["metrics"]["pruning"]
     assert pruning["macs_reduction"] >= 2.5 and manifest["tiny_pruned"]["metrics"]["macs"] == pruning["macs_after"]
@@ -170,14 +170,14 @@ def test_every_runtime_publishes_where_it_applies(tmp_path: Path, teacher: Path,
         return convert(onnx_path, out_dir)
 
     monkeypatch.setattr(RUNTIMES["openvino"], "prepare", fail_on_int8)
-    mini = load_dataset(str(mini_archive))
+    mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
     runtimes = ["onnxruntime", "openvino", "openvino_bf16"]
     logged: list[str] = []
-    result = build_zoo(data, teacher, tmp_path / "repo", ["fp32", "fp16", "int8"], runtimes, options,
+    result = build_one(data, teacher, tmp_path / "repo", ["fp32", "fp16", "int8"], runtimes, options,
                        log=logged.append)
-    manifest = read_manifest(tmp_path / "repo")["models"]
+    manifest = models_of(tmp_path / "repo")
     assert "injected" in result.rejected["tiny_int8_openvino"], "only that model is left out"
     assert manifest["tiny_fp32_openvino"]["runtime_info"]["precision_ran"] == "f32"
     assert from_pbtxt((tmp_path / "repo" / "tiny_fp32_openvino" / "config.pbtxt").read_text()).backend == "openvino"
@@ -200,11 +200,11 @@ def test_rejected_variant_is_left_out_and_the_others_publish(tmp_path: Path, tea
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     _reject("tiny_fp16", monkeypatch)
     repo = tmp_path / "repo"
-    mini = load_dataset(str(mini_archive))
+    mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
-    result = build_zoo(data, teacher, repo, ["fp32", "fp16", "int8"], ["onnxruntime"], options, log=lambda _: None)
-    assert sorted(read_manifest(repo)["models"]) == ["tiny_fp32", "tiny_int8"]
+    result = build_one(data, teacher, repo, ["fp32", "fp16", "int8"], ["onnxruntime"], options, log=lambda _: None)
+    assert sorted(models_of(repo)) == ["tiny_fp32", "tiny_int8"]
     assert not (repo / "tiny_fp16").exists()
     assert "injected" in result.rejected["fp16"]
     assert "injected" in report_data(result)["rejected"]["fp16"]
@@ -213,15 +213,15 @@ def test_rejected_variant_is_left_out_and_the_others_publish(tmp_path: Path, tea
 def test_a_rejected_parent_takes_its_descendants_with_it(tmp_path: Path, teacher: Path, mini_archive: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     _reject("tiny_fp32", monkeypatch)
-    data = load_dataset(str(mini_archive))
-    result = build_zoo(data, teacher, tmp_path / "repo", ["fp32", "fp16"], ["onnxruntime"], FAST,
+    data = load_dataset(str(mini_archive), CIFAR)
+    result = build_one(data, teacher, tmp_path / "repo", ["fp32", "fp16"], ["onnxruntime"], FAST,
                        log=lambda _: None)
     assert result.entries == {} and result.rejected["fp16"] == "its parent fp32 was rejected"
 
 
 def test_accuracy_floor_rejects(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     options = dataclasses.replace(FAST, min_accuracy=0.99)
-    result = build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32"], ["onnxruntime"],
+    result = build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32"], ["onnxruntime"],
                        options, log=lambda _: None)
     assert "below the floor 0.99" in result.rejected["fp32"]
 
@@ -238,6 +238,6 @@ def test_bad_settings_fail_before_any_step_runs(tmp_path: Path, teacher: Path, m
     ran = []
     options = dataclasses.replace(FAST, settings=settings)
     with pytest.raises(ZooError, match=message):
-        build_zoo(load_dataset(str(mini_archive)), teacher, tmp_path / "repo", ["fp32", "pruned", "sparse",
+        build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "pruned", "sparse",
                   "distilled"], ["onnxruntime"], options, log=ran.append)
     assert ran == []

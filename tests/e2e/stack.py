@@ -13,10 +13,9 @@ from build.data import Dataset
 from build.models import ARCHITECTURES, build_classifier, save_weights
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
-from build.zoo import build_zoo
 from serving.stack import StackProcess
 from serving.triton import free_ports
-from tests.conftest import ROOT
+from tests.conftest import PRE, ROOT, build_one
 
 ADMIN_KEY = "e2e-admin-key"
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -26,12 +25,12 @@ SHIPPED_TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
 def publish(data: Dataset, repo: Path, arch: str, work: Path, teacher: Path | None = None) -> str:
     """Build `<arch>_fp32` into `repo` from `teacher`, or from fresh weights of that architecture."""
     if arch not in ARCHITECTURES:
-        ARCHITECTURES[arch] = lambda n: CifarResNet([1, 1], [8, 16], n)
+        ARCHITECTURES[arch] = lambda n, in_channels=3: CifarResNet([1, 1], [8, 16], n, in_channels)
     if teacher is None:
         teacher = work / f"{arch}.pt"
-        save_weights(build_classifier(arch), teacher, {"arch": arch, "classes": data.classes})
-    build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"],
-              BuildOptions(arch=arch, verify_images=100, eval_images=200, measure_speed=False, threads=1),
+        save_weights(build_classifier(arch, 10, PRE), teacher, {"arch": arch, "classes": data.classes})
+    build_one(data, teacher, repo, ["fp32"], ["onnxruntime"],
+              BuildOptions(verify_images=100, eval_images=200, measure_speed=False, threads=1),
               log=lambda _: None)
     return f"{arch}_fp32"
 

@@ -22,11 +22,10 @@ from build.models import build_classifier, load_weights, save_weights
 from build.pipeline import BuildOptions
 from build.runtimes import RUNTIMES
 from build.variants import VARIANTS
-from build.zoo import build_zoo
 from serving.client import TritonClassifier
 from serving.manifest import load_manifest
 from serving.triton import TritonConfig, TritonServer, is_ready
-from tests.conftest import MINI_ARCHIVE, ROOT, full_data_spec
+from tests.conftest import MINI_ARCHIVE, PRE, ROOT, build_one, full_data_spec
 from tests.e2e.stack import SHIPPED_TEACHER, Stack
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +41,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
     teacher = SHIPPED_TEACHER
     if not teacher.exists():
         teacher = root / "teacher.pt"
-        save_weights(build_classifier("resnet18"), teacher, {"arch": "resnet18", "classes": data.classes})
+        save_weights(build_classifier("resnet18", 10, PRE), teacher, {"arch": "resnet18", "classes": data.classes})
     repo = root / "repo"
-    build_zoo(data, teacher, repo, ["fp32"], ["onnxruntime"],
+    build_one(data, teacher, repo, ["fp32"], ["onnxruntime"],
               BuildOptions(verify_images=200, eval_images=IMAGES, measure_speed=False), log=lambda _: None)
     return data, teacher, repo
 
@@ -70,7 +69,7 @@ def test_served_logits_match_in_process_models(workspace, client) -> None:
     session = ort.InferenceSession(str(next((repo / MODEL).glob("*/model.onnx"))), providers=["CPUExecutionProvider"])
     in_process = session.run(None, {"images": images})[0]
     assert np.abs(served - in_process).max() < 1e-4
-    model, _ = load_weights(teacher)
+    model, _ = load_weights(teacher, PRE)
     torch_ref = torch_logits(model, images)
     assert np.abs(served - torch_ref).max() < 1e-2
     assert (served.argmax(1) == torch_ref.argmax(1)).mean() >= 0.998

@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from prometheus_client import start_http_server
 from tritonclient.grpc import model_config_pb2 as pb
 
+from loadtest import headroom
 from loadtest.cpu_tax import SLICE_S, burn
 from loadtest.headroom import (
     TAXED,
@@ -35,6 +36,7 @@ from loadtest.locust_metrics import LoadMetrics
 from loadtest.payloads import ModelIO, triton_http
 from loadtest.rawhttp import HttpStatusError, RawConnection, parse_head
 from serving.triton import free_ports
+from tests.serving.manifests import entry, write
 
 IMAGE = np.arange(3 * 32 * 32, dtype=np.uint8).reshape(3, 32, 32)
 
@@ -236,3 +238,36 @@ def test_cpu_tax_never_spends_more_than_its_share() -> None:
     wall = time.monotonic()
     spent = burn(0.25, 0.3)
     assert 0 < spent <= 0.25 * (time.monotonic() - wall) + SLICE_S + 0.005
+
+
+@pytest.mark.parametrize("dims", [(1, 28, 28), (3, 48, 40)])
+def test_the_trivial_model_takes_the_input_it_stands_in_for(tmp_path: Path, dims: tuple[int, int, int]) -> None:
+    repo = publish_trivial(tmp_path / "repo", dims=dims)
+    session = ort.InferenceSession(str(repo / "trivial" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(0).integers(0, 256, (3, *dims), dtype=np.uint8)
+    assert session.run(["logits"], {"images": batch})[0].shape == (3, 10)
+    cfg = text_format.Parse((repo / "trivial" / "config.pbtxt").read_text(), pb.ModelConfig())
+    assert list(cfg.input[0].dims) == list(dims)
+
+
+def test_variants_are_sent_their_own_image_and_the_trivial_model_takes_the_firsts(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    repo = write(tmp_path / "repo", [entry("g_fp32", dims=(1, 28, 28)), entry("w_fp32", dims=(3, 48, 48)),
+                                     entry("c_fp32")])
+    seen: dict[str, object] = {}
+
+    def fake_trivial(image, plan, work, out) -> None:
+        seen["trivial"] = image
+        out.update(model="trivial", input_dims=list(image.shape), summary={}, verdict={})
+
+    monkeypatch.setattr(headroom, "_wrk", lambda: "wrk")
+    monkeypatch.setattr(headroom, "trivial_headroom", fake_trivial)
+    monkeypatch.setattr(headroom, "variant_headroom", lambda r, models, images, *a: seen.update(variants=images))
+    own = np.full((4, 1, 28, 28), 200, np.uint8)
+    _, md = headroom.run_headroom(IMAGE, HeadroomPlan(), tmp_path / "out", repo, ["g_fp32", "w_fp32", "c_fp32"],
+                                  payloads={"g_fp32": own})
+    variants = seen["variants"]
+    assert np.array_equal(variants["g_fp32"], own[0]), "its own payload"
+    assert variants["w_fp32"].shape == (3, 48, 48) and np.array_equal(variants["c_fp32"], IMAGE), "the image, fitted"
+    assert seen["trivial"] is variants["g_fp32"], "the trivial model stands in for the first variant"
+    assert "Input 1x28x28 uint8" in md.read_text()

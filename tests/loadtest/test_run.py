@@ -10,6 +10,7 @@ from loadtest.promql import Window
 from loadtest.run import CapacityGoal, Endpoints, LoadSpec, locust_command, run_window
 from loadtest.shapes import StepPlan
 from loadtest.summary import markdown
+from tests.serving.manifests import entry, write
 
 ENDS = Endpoints("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
 
@@ -99,13 +100,8 @@ def test_confirmation_runs_with_the_users_that_measured_the_capacity(monkeypatch
 
 
 def test_auto_pacing_comes_from_the_manifests_throughput(tmp_path: Path) -> None:
-    import json
-
-    from serving.manifest import MANIFEST, SCHEMA_VERSION
-
-    models = {"a": {"speed": {"throughput_b64_ips": 160.0}}, "b": {"speed": {"throughput_b64_ips": 480.0}},
-              "c": {}, "fast": {"speed": {"throughput_b64_ips": 6400.0}}}
-    (tmp_path / MANIFEST).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "models": models}))
+    write(tmp_path, [entry("a", speed={"throughput_b64_ips": 160.0}), entry("b", speed={"throughput_b64_ips": 480.0}),
+                     entry("c"), entry("fast", speed={"throughput_b64_ips": 6400.0})])
     auto = LoadSpec(tmp_path, Path("d"), Path("o"), ("a",), shape="step", step=StepPlan(user_rps=run.AUTO_PACE))
     assert run.resolve_pacing(auto).step.user_rps == 10.0  # 160/s over 16 users
     both = replace(auto, models=("a", "b"))
@@ -147,3 +143,21 @@ def test_a_missed_confirmation_backs_off_to_the_next_step_and_the_plan_follows(m
     attempts = run.confirm_plan(spec(), run.Slo(0.05), CapacityGoal(confirm_seconds=10, confirm_attempts=2),
                                 results, None)
     assert len(attempts) == 2 and results["capacity"]["planned_from"]["users"] == 6, "nothing met: plan unchanged"
+
+
+def test_locust_is_given_each_models_images_at_its_own_input(monkeypatch, tmp_path: Path) -> None:
+    import numpy as np
+
+    from loadtest.images import load_payloads
+    from tests.conftest import MINI_ARCHIVE
+
+    repo = write(tmp_path / "repo", [entry("c_fp32"), entry("g_fp32", dims=(1, 28, 28))])
+    commands: list[list[str]] = []
+    monkeypatch.setattr(run, "drive_locust", lambda cmd, log, bound: commands.append(cmd) or run.LocustOutcome(0, None))
+    monkeypatch.setattr(run, "collect", lambda *a, **k: {"partial": None})
+    monkeypatch.setattr(run, "write_results", lambda results, out: None)
+    one = LoadSpec(repo, MINI_ARCHIVE, tmp_path / "out", images=6, interval_s=0.01)
+    run.run_load(one, run.Stack(ENDS, None, [9000]))
+    images = load_payloads(Path(option(commands[0], "--tz-images-file")))
+    assert {m: a.shape for m, a in images.items()} == {"c_fp32": (6, 3, 32, 32), "g_fp32": (6, 1, 28, 28)}
+    assert option(commands[0], "--tz-models") == "all" and images["g_fp32"].dtype == np.uint8

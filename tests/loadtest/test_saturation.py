@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 
 from loadtest import saturation
 from loadtest.saturation import SaturationPlan, _row, add_speedups, baseline_first, in_process_rate, write_results
+from tests.serving.manifests import entry, write
 
 
 def test_served_over_in_process_is_the_median_of_paired_rounds() -> None:
@@ -85,9 +87,9 @@ def test_in_process_rate_keeps_batches_in_flight_on_a_session_with_streams() -> 
 
 
 def test_all_models_put_the_fp32_onnxruntime_baseline_first() -> None:
-    manifest = {"a_int8": {"variant": "int8", "runtime": "onnxruntime"},
-                "b_fp32_openvino": {"variant": "fp32", "runtime": "openvino"},
-                "z_fp32": {"variant": "fp32", "runtime": "onnxruntime"}}
+    manifest = {"a_int8": entry("a_int8", variant="int8"),
+                "b_fp32_openvino": entry("b_fp32_openvino", runtime="openvino"),
+                "z_fp32": entry("z_fp32")}
     assert baseline_first(manifest) == ["z_fp32", "a_int8", "b_fp32_openvino"]
 
 
@@ -97,3 +99,28 @@ def test_results_name_the_machine_they_come_from(tmp_path) -> None:
     data = json.loads((tmp_path / "saturation.json").read_text())
     assert data["machine"]["logical_cpus"] == os.cpu_count() and isinstance(data["machine"]["amx"], bool)
     assert f"{os.cpu_count()} logical CPUs" in md.read_text()
+
+
+def test_each_model_is_loaded_with_its_own_images_at_its_own_input(tmp_path, monkeypatch) -> None:
+    import contextlib
+
+    import serving.triton
+
+    repo = write(tmp_path / "repo", [entry("c_fp32"), entry("g_fp32", dims=(1, 28, 28))])
+    seen = {}
+
+    @contextlib.contextmanager
+    def fake_triton(cfg, *args):
+        yield SimpleNamespace(cfg=SimpleNamespace(grpc_url="127.0.0.1:1"))
+
+    def fake_measure(url, models, images, plan, runners, input_names):
+        seen.update(images=images, input_names=input_names)
+        return {m: _row(served=[100.0], local=[], failed=0) for m in models}
+
+    monkeypatch.setattr(serving.triton, "TritonServer", fake_triton)
+    monkeypatch.setattr(saturation, "in_process_runner", lambda path: None)
+    monkeypatch.setattr(saturation, "measure_saturation", fake_measure)
+    batch = np.full((64, 3, 32, 32), 30, np.uint8)
+    saturation.run_saturation_benchmark(repo, ["c_fp32", "g_fp32"], batch, SaturationPlan(), "c_fp32", tmp_path)
+    assert seen["images"]["c_fp32"] is batch and seen["images"]["g_fp32"].shape == (64, 1, 28, 28)
+    assert seen["input_names"] == {"c_fp32": "images", "g_fp32": "images"}

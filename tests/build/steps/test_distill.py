@@ -9,19 +9,18 @@ import build.steps.distill
 from build.data import load_dataset
 from build.errors import ZooError
 from build.pipeline import BuildOptions
-from build.repository.publish import read_manifest
 from build.steps.distill import DistillConfig, distill_student, shipped_student
-from build.zoo import build_zoo
+from tests.conftest import CIFAR, build_one, card_for, models_of
 
-OPTIONS = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1)
+OPTIONS = BuildOptions(verify_images=100, measure_speed=False, threads=1)
 
 
 def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
         tmp_path: Path, teacher: Path, mini_archive: Path, micro_student: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    data = load_dataset(str(mini_archive))
+    data = load_dataset(str(mini_archive), CIFAR)
     cfg = DistillConfig(student=micro_student, epochs=1)
-    shipped = distill_student(teacher, data, cfg)
+    shipped = distill_student(card_for(teacher), data, cfg)
     assert Path(shipped["weights"]).exists() and Path(shipped["weights"]).with_suffix(".json").exists()
     assert shipped["steps"] == 1 and 0 <= shipped["val_accuracy"] <= 1 and 0 <= shipped["test_accuracy"] <= 1
 
@@ -31,8 +30,8 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
 
     def zoo(config: DistillConfig) -> dict:
         options = dataclasses.replace(OPTIONS, settings={"distill": config})
-        build_zoo(data, teacher, tmp_path / "repo", ["distilled"], ["onnxruntime"], options, log=lambda _: None)
-        return read_manifest(tmp_path / "repo")["models"]["tiny_distilled"]["metrics"]["distillation"]
+        build_one(data, teacher, tmp_path / "repo", ["distilled"], ["onnxruntime"], options, log=lambda _: None)
+        return models_of(tmp_path / "repo")["tiny_distilled"]["metrics"]["distillation"]
 
     loaded = zoo(cfg)
     assert trained == [] and loaded["shipped"] == Path(shipped["weights"]).name
@@ -45,4 +44,4 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
 
 def test_a_missing_shipped_student_is_named(teacher: Path, mini_archive: Path, micro_student: str) -> None:
     with pytest.raises(ZooError, match="no shipped student micro_distilled_.*run `invoke distill`"):
-        shipped_student(teacher, load_dataset(str(mini_archive)), DistillConfig(student=micro_student))
+        shipped_student(card_for(teacher), load_dataset(str(mini_archive), CIFAR), DistillConfig(student=micro_student))

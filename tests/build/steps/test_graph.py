@@ -9,11 +9,12 @@ from build.export import export_onnx
 from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.steps.graph import optimize
+from tests.conftest import PRE
 
 
 def test_basic_level_stays_standard_onnx_and_all_level_fuses(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = Classifier(CifarResNet([1], [8], 10)).eval()
+    model = Classifier(CifarResNet([1], [8], 10), PRE).eval()
     export_onnx(model, tmp_path / "m.onnx")
     basic = optimize(tmp_path / "m.onnx", tmp_path / "basic.onnx", "basic")
     assert {o.domain for o in basic.opset_import} <= {"", "ai.onnx"}, "only the domains its nodes use"

@@ -14,15 +14,14 @@ from build.errors import ZooError
 from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
-from build.repository.publish import read_manifest
 from build.steps.distill import DistillConfig, distill_student
 from build.steps.prune import PruneConfig, _pruner, effective_round_to, prune_shipped, ratio_for_macs
-from build.zoo import build_zoo
+from tests.conftest import CIFAR, PRE, build_one, card_for, models_of
 
 
 @pytest.fixture
 def model() -> Classifier:
-    return Classifier(CifarResNet([1, 1], [16, 32], 10)).eval()
+    return Classifier(CifarResNet([1, 1], [16, 32], 10), PRE).eval()
 
 
 def test_ratio_for_macs_reaches_the_target(model: Classifier) -> None:
@@ -55,14 +54,14 @@ def test_channels_are_rounded_unless_the_network_is_too_narrow(model: Classifier
 def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
         tmp_path: Path, teacher: Path, mini_archive: Path, micro_student: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    data = load_dataset(str(mini_archive))
+    data = load_dataset(str(mini_archive), CIFAR)
     distill = DistillConfig(student=micro_student, epochs=1)
-    distill_student(teacher, data, distill)
+    distill_student(card_for(teacher), data, distill)
     cfg = PruneConfig(iterations=2, finetune_steps=1, final_steps=2)
-    options = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1,
+    options = BuildOptions(verify_images=100, measure_speed=False, threads=1,
                            settings={"distill": distill, "prune": cfg})
     variants = ["pruned", "pruned_distilled"]
-    shipped = {v: prune_shipped(v, teacher, data, options) for v in variants}
+    shipped = {v: prune_shipped(v, card_for(teacher), data, options) for v in variants}
     assert all(r["steps"] == [1, 2] and r["pruning"]["macs_reduction"] >= 2.5 for r in shipped.values())
     assert shipped["pruned_distilled"]["arch"] == micro_student
 
@@ -72,9 +71,9 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
 
     def zoo(prune: PruneConfig) -> dict:
         settings = {**options.settings, "prune": prune}
-        build_zoo(data, teacher, tmp_path / "repo", variants, ["onnxruntime"],
+        build_one(data, teacher, tmp_path / "repo", variants, ["onnxruntime"],
                   dataclasses.replace(options, settings=settings), log=lambda _: None)
-        return {v: read_manifest(tmp_path / "repo")["models"][f"tiny_{v}"]["metrics"]["pruning"] for v in variants}
+        return {v: models_of(tmp_path / "repo")[f"tiny_{v}"]["metrics"]["pruning"] for v in variants}
 
     loaded = zoo(cfg)
     assert trained == [], "both pruned networks come from weights/, pruned_distilled's from the shipped student"
@@ -88,4 +87,4 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
 
 def test_only_pruned_variants_can_be_shipped(teacher: Path, mini_archive: Path) -> None:
     with pytest.raises(ZooError, match="'int8' is not a pruned variant.*'pruned', 'pruned_distilled'"):
-        prune_shipped("int8", teacher, load_dataset(str(mini_archive)), BuildOptions())
+        prune_shipped("int8", card_for(teacher), load_dataset(str(mini_archive), CIFAR), BuildOptions())

@@ -16,6 +16,7 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize
 from torch.nn import functional as F
 
+from build.card import ModelCard
 from build.data import load_dataset
 from build.errors import ZooError
 from build.hardware import Int8Types, detect, int8_types
@@ -23,7 +24,8 @@ from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildContext, BuildOptions, VariantState
 from build.profiles import options_for
-from build.repository.publish import read_manifest
+from build.repository.model_config import TensorIO
+from build.sources import Teacher
 from build.steps.distill import DistillConfig
 from build.steps.export import ExportOnnx
 from build.steps.graph import OptimizeGraph
@@ -37,7 +39,8 @@ from build.steps.qat import (
     insert_fake_quant,
 )
 from build.steps.quantize import Int8Config, QuantizeStatic
-from build.zoo import build_order, build_zoo
+from build.zoo import build_order
+from tests.conftest import CIFAR, PRE, build_one, models_of
 
 ONNX_TYPES = {QuantType.QUInt8: TensorProto.UINT8, QuantType.QInt8: TensorProto.INT8}
 TYPES = [
@@ -50,7 +53,7 @@ TYPES = [
 def tiny_model() -> Classifier:
     """A two-block ResNet whose BatchNorms hold non-trivial statistics, as a trained network's do."""
     torch.manual_seed(0)
-    model = Classifier(CifarResNet([1, 1], [8, 16], 10))
+    model = Classifier(CifarResNet([1, 1], [8, 16], 10), PRE)
     for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
@@ -64,10 +67,11 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def context(tmp_path: Path, mini_archive: Path, **settings) -> BuildContext:
-    mini = load_dataset(str(mini_archive))
+    mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)  # the mini archive's validation split is too small to calibrate
     options = BuildOptions(threads=1, verify_images=100, settings=settings)
-    return BuildContext(data, tiny_model(), options, [], None, tmp_path, {"teacher": {"sha256": "tiny"}})
+    teacher = Teacher(card_for_model(), "tiny", module=tiny_model())
+    return BuildContext(data, teacher, options, [], None, tmp_path, {}, TensorIO(CIFAR, 10))
 
 
 def ort_qparams(rmin: float, rmax: float, qtype: QuantType, reduce_range: bool, symmetric: bool):
@@ -90,7 +94,7 @@ def fake_quant(x: torch.Tensor, scale: float, zero: int, qmin: int, qmax: int) -
 ])
 def test_bad_settings_are_refused_before_the_build(name: str, value: str, message: str, tmp_path: Path) -> None:
     options = options_for("default", [f"qat.{name}={value}"])
-    ctx = BuildContext(None, None, options, [], None, tmp_path, {})
+    ctx = BuildContext(None, None, options, [], None, tmp_path, {}, TensorIO(CIFAR, 10))
     with pytest.raises(ZooError, match=message):
         QuantAwareFinetune().check(ctx)
 
@@ -195,17 +199,21 @@ def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: P
 
 def test_distilled_int8_qat_variant_builds_verifies_and_publishes(tmp_path: Path, mini_archive: Path,
                                                                   teacher: Path, micro_student: str) -> None:
-    mini = load_dataset(str(mini_archive))
-    options = BuildOptions(arch="tiny", verify_images=100, measure_speed=False, threads=1, max_train_steps=2,
+    mini = load_dataset(str(mini_archive), CIFAR)
+    options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2,
                            settings={"int8": Int8Config(calibration_images=100, check_images=100),
                                      "distill": DistillConfig(student=micro_student)})
     assert build_order(["distilled_int8_qat"]) == [("distilled", False), ("distilled_int8_qat", True)]
     repo = tmp_path / "repo"
-    result = build_zoo(dataclasses.replace(mini, val=mini.test), teacher, repo, ["distilled_int8_qat"],
+    result = build_one(dataclasses.replace(mini, val=mini.test), teacher, repo, ["distilled_int8_qat"],
                        ["onnxruntime"], options, log=lambda _: None)
     assert result.rejected == {}
-    entry = read_manifest(repo)["models"]["tiny_distilled_int8_qat"]
+    entry = models_of(repo)["tiny_distilled_int8_qat"]
     assert entry["recipe"] == ["from:distilled", "qat_finetune", "export_onnx", "optimize_graph",
                                "quantize_static_int8", "publish:onnxruntime"]
     assert {"distillation", "qat", "quantization"} <= set(entry["metrics"]) and entry["metrics"]["qat"]["steps"] == 2
     assert entry["verification"]["top1_agreement"] >= 0.95
+
+
+def card_for_model() -> ModelCard:
+    return ModelCard("tiny", "builtin:tiny", CIFAR, PRE.mean, PRE.std)

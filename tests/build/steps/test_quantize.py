@@ -13,6 +13,7 @@ from build.hardware import detect, int8_types
 from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.steps.quantize import Int8Config, QuantizeStatic, doubling, quantize, sensitivity
+from tests.conftest import CIFAR, PRE
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def quantized(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     torch.manual_seed(0)
-    export_onnx(Classifier(CifarResNet([1], [8], 10)).eval(), tmp_path / "m.onnx")
+    export_onnx(Classifier(CifarResNet([1], [8], 10), PRE).eval(), tmp_path / "m.onnx")
     quant_pre_process(str(tmp_path / "m.onnx"), str(tmp_path / "prepared.onnx"))
     images = np.random.default_rng(0).integers(0, 255, (64, 3, 32, 32), dtype=np.uint8)
     quantize(tmp_path / "prepared.onnx", tmp_path / "q.onnx", "images", images, Int8Config(), int8_types(detect()),
@@ -38,13 +39,15 @@ def test_sensitivity_ranks_every_quantized_layer(quantized, tmp_path: Path) -> N
 
 def test_over_budget_layers_fall_back_to_fp32(quantized, tmp_path: Path, mini_archive: Path) -> None:
     from build.pipeline import BuildContext, BuildOptions, VariantState
+    from build.repository.model_config import TensorIO
 
     prepared, _, _ = quantized
-    mini = load_dataset(str(mini_archive))
+    mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     # A negative budget can never be met: the step falls back as far as it is allowed to.
     cfg = Int8Config(calibration_images=64, check_images=100, accuracy_budget=-1.0, max_fallback_layers=3)
-    ctx = BuildContext(data, None, BuildOptions(threads=1, settings={"int8": cfg}), [], None, tmp_path, {})
+    ctx = BuildContext(data, None, BuildOptions(threads=1, settings={"int8": cfg}), [], None, tmp_path, {},
+                       TensorIO(CIFAR, 10))
     state = VariantState("int8", "fp32", None, tmp_path, onnx_path=prepared)
     QuantizeStatic().run(state, ctx)
     q = state.metrics["quantization"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from serving.gateway.app import create_app
-from serving.gateway.errors import Unavailable
+from serving.gateway.errors import BadShape, Unavailable
 from serving.gateway.settings import GatewaySettings
+from tests.serving.manifests import card, entry, write
 
 MODELS = ("m_a", "m_b", "m_c")
 LABELS = [f"class{i}" for i in range(10)]
@@ -19,22 +20,28 @@ ADMIN = {"X-API-Key": "admin-secret"}
 
 
 class FakeTriton:
-    """Predicts class (first pixel % 10); m_c, the 'candidate', disagrees on odd pixels. Can be 'down'."""
+    """Predicts class (first pixel % classes); m_c, the 'candidate', disagrees on odd pixels. Can be 'down'.
+    Like Triton, it refuses a batch that is not of the model's input dims."""
 
     def __init__(self) -> None:
         self.down = False
         self.failing: set[str] = set()
         self.loaded: set[str] = set(MODELS)
         self.calls: list[str] = []
+        self.batches: list[tuple[str, np.ndarray]] = []
 
     async def logits(self, model, batch: np.ndarray) -> np.ndarray:
         self.calls.append(model.name)
+        self.batches.append((model.name, batch))
         if self.down or model.name in self.failing:
             raise Unavailable(f"Triton is unavailable: {model.name} down")
+        if batch.shape[1:] != model.dims:
+            raise BadShape(f"{model.name} takes {model.dims}, got {batch.shape}")
         first = batch.reshape(len(batch), -1)[:, 0].astype(int)
         if model.name == "m_c":
             first = first + (first % 2)
-        return np.eye(10, dtype=np.float32)[first % 10] * 4.0
+        classes = len(model.labels) or 10
+        return np.eye(classes, dtype=np.float32)[first % classes] * 4.0
 
     async def ready(self) -> bool:
         return not self.down
@@ -52,17 +59,30 @@ class FakeTriton:
         pass
 
 
-def write_repository(repo: Path, models=MODELS) -> Path:
-    entries = {}
+@dataclass(frozen=True)
+class Family:
+    name: str
+    dims: tuple[int, int, int]
+    labels: tuple[str, ...]
+
+
+M = Family("m", (3, 32, 32), tuple(LABELS))
+WIDE = Family("wide", (3, 48, 48), tuple(f"class{i}" for i in range(5)))  # a subset of m's classes, by name
+GRAY = Family("gray", (1, 28, 28), tuple(f"digit{i}" for i in range(4)))  # no class in common with m
+
+
+def write_repository(repo: Path, models=MODELS, families: dict[str, Family] | None = None) -> Path:
+    """Models named <family>_<variant>, each with its family's input dims and labels (m's by default)."""
+    families = {f.name: f for f in (M, WIDE, GRAY)} | (families or {})
+    entries = []
     for i, name in enumerate(models):
+        family = families[name.split("_")[0]]
         (repo / name).mkdir(parents=True, exist_ok=True)
-        (repo / name / "labels.txt").write_text("\n".join(LABELS) + "\n")
-        entries[name] = {"variant": name, "runtime": "onnxruntime", "version": 1, "parent": "teacher",
-                         "accuracy": {"top1": 0.9 - i / 100}, "size_mb": 10.0 + i, "max_batch_size": 8,
-                         "io": {"input": "images", "input_dims": [3, 32, 32], "output": "logits",
-                                "labels": "labels.txt"}}
-    (repo / "manifest.json").write_text(json.dumps({"schema_version": 1, "models": entries}))
-    return repo
+        (repo / name / "labels.txt").write_text("\n".join(family.labels) + "\n")
+        entries.append(entry(name, family.name, variant=name.split("_", 1)[1], dims=family.dims, top1=0.9 - i / 100,
+                             parent="teacher", size_mb=10.0 + i))
+    cards = [card(f.name, dims=f.dims, classes=f.labels) for f in families.values()]
+    return write(repo, entries, cards)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def png() -> bytes:
 def test_catalogue_lists_models_with_metadata(client: TestClient) -> None:
     models = client.get("/v1/models").json()["models"]
     assert [m["model"] for m in models] == ["m_a", "m_b", "m_c"]
-    assert models[0]["accuracy"] == {"top1": 0.9} and models[0]["parent"] == "teacher"
+    assert models[0]["accuracy"] == {"top1": 0.9, "images": 100} and models[0]["parent"] == "teacher"
     assert client.get("/v1/models/m_b").json()["size_mb"] == 11.0
 
 
