@@ -358,7 +358,7 @@ def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_in
                  "resnet18_fp32_openvino_bf16,resnet18_pruned_int8_openvino", seconds=10.0, rounds=3, in_flight=4,
                  client_tax=True, out=str(REPORTS / "served")):
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
-    from loadtest.images import load_test_images
+    from loadtest.images import payloads_for
     from loadtest.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
 
     source = _payload_source(data)
@@ -369,8 +369,9 @@ def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_in
         chosen = baseline_first(load_manifest(Path(repo)))
     plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight, client_tax=client_tax)
     try:
-        path = run_saturation_benchmark(Path(repo), chosen, load_test_images(source, 64), plan, chosen[0],
-                                        Path(out))
+        # each model's payloads come from its own card's data where that is on disk, else from --data
+        path = run_saturation_benchmark(Path(repo), chosen, payloads_for(Path(repo), chosen, source, 64), plan,
+                                        chosen[0], Path(out))
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(path.read_text())

@@ -74,8 +74,8 @@ class ModelCard:
         return ZooError(f"card {self.path or self.name}: {field_name}: {problem}; {fix}")
 
 
-def load_card(path: Path, data_override: str | None = None) -> ModelCard:
-    """Parse and check a card; `data_override` (the --data option) replaces the card's data."""
+def load_card(path: Path, default_data: str | None = None) -> ModelCard:
+    """Parse and check a card; `default_data` (the --data option) is the dataset of a card that names none."""
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"model card {path} not found; pass --card with the path of a .toml model card")
@@ -83,10 +83,10 @@ def load_card(path: Path, data_override: str | None = None) -> ModelCard:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ZooError(f"card {path}: not valid TOML ({exc}); fix the syntax") from exc
-    return parse_card(raw, path, data_override)
+    return parse_card(raw, path, default_data)
 
 
-def parse_card(raw: dict[str, Any], path: Path, data_override: str | None = None) -> ModelCard:
+def parse_card(raw: dict[str, Any], path: Path, default_data: str | None = None) -> ModelCard:
     def bad(field_name: str, problem: str, fix: str) -> ZooError:
         return ZooError(f"card {path}: {field_name}: {problem}; {fix}")
 
@@ -106,7 +106,7 @@ def parse_card(raw: dict[str, Any], path: Path, data_override: str | None = None
     folder = path.parent
     return ModelCard(
         name=name, source=_source(raw, folder, bad), input=(channels, height, width), mean=mean, std=std, path=path,
-        weights=_path(raw, "weights", folder, bad), data=data_override or _data(raw, folder, bad),
+        weights=_path(raw, "weights", folder, bad), data=_data(raw, folder, bad) or _absolute(default_data),
         normalize=_typed(raw, "normalize", bool, bad, True), classes=_classes(raw, bad),
         args=_typed(raw, "args", dict, bad, {}), description=_typed(raw, "description", str, bad, ""),
     )
@@ -171,6 +171,13 @@ def _data(raw: dict, folder: Path, bad) -> str | None:
     if not path.exists():
         raise bad("data", f"{path} not found", "fix the path, or pass --data")
     return str(path)
+
+
+def _absolute(data: str | None) -> str | None:
+    """The manifest records where the data is, for load tests run from any folder: an absolute path."""
+    if data is None or data == "cifar10" or not Path(data).expanduser().exists():
+        return data
+    return str(Path(data).expanduser().resolve())
 
 
 def _classes(raw: dict, bad) -> tuple[str, ...] | None:

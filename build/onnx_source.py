@@ -60,13 +60,16 @@ def with_preprocessing(card: ModelCard, model: onnx.ModelProto, out: Path) -> Pa
     shape = [len(pre.mean), 1, 1]
     graph.initializer.extend([numpy_helper.from_array(np.array(pre.mean, np.float32).reshape(shape), "zoo_mean"),
                               numpy_helper.from_array(np.array(pre.std, np.float32).reshape(shape), "zoo_std")])
-    nodes = [helper.make_node("Cast", [INPUT_NAME], ["zoo_pixels"], to=TensorProto.FLOAT),
-             helper.make_node("Sub", ["zoo_pixels", "zoo_mean"], ["zoo_centred"]),
-             helper.make_node("Div", ["zoo_centred", "zoo_std"], [original_in.name])]
+    # Named nodes: the FP16 converter tells nodes apart by name
+    nodes = [helper.make_node("Cast", [INPUT_NAME], ["zoo_pixels"], name="zoo_cast", to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["zoo_pixels", "zoo_mean"], ["zoo_centred"], name="zoo_sub"),
+             helper.make_node("Div", ["zoo_centred", "zoo_std"], [original_in.name], name="zoo_div")]
     graph.node.insert(0, nodes[2])
     graph.node.insert(0, nodes[1])
     graph.node.insert(0, nodes[0])
-    graph.node.append(helper.make_node("Identity", [original_out.name], [OUTPUT_NAME]))
+    for node in graph.node:  # the output tensor takes the zoo's name (an Identity would trip FP16 conversion)
+        node.output[:] = [OUTPUT_NAME if o == original_out.name else o for o in node.output]
+        node.input[:] = [OUTPUT_NAME if i == original_out.name else i for i in node.input]
     graph.input.remove(original_in)
     graph.input.insert(0, helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", *card.input]))
     del graph.output[:]

@@ -29,14 +29,15 @@ class ServedResult:
 TestSet = tuple[np.ndarray, np.ndarray]  # uint8 images (N, C, H, W) and their class indices (N,)
 
 
-def evaluate_served(client: TritonClassifier, manifest: Mapping[str, ModelEntry], images: np.ndarray,
-                    labels: np.ndarray, latency_requests: int = 200,
-                    test_sets: Mapping[str, TestSet] | None = None) -> list[ServedResult]:
-    """Every model on its family's test set: `test_sets[family]`, else `images` and `labels`."""
-    sets = assign_test_sets(manifest, (images, labels), test_sets or {})
+def evaluate_served(client: TritonClassifier, manifest: Mapping[str, ModelEntry], test_sets: Mapping[str, TestSet],
+                    latency_requests: int = 200) -> list[ServedResult]:
+    """Every model whose family has a test set (`test_sets[family]`: its own images and labels), by name."""
+    check_test_sets(manifest, test_sets)
     results = []
     for name, entry in sorted(manifest.items()):
-        images, labels = sets[name]
+        if entry.family not in test_sets:
+            continue
+        images, labels = test_sets[entry.family]
         logits = client.predict_all(name, images)
         lat = client.latencies_ms(name, images, latency_requests)
         results.append(ServedResult(
@@ -48,16 +49,19 @@ def evaluate_served(client: TritonClassifier, manifest: Mapping[str, ModelEntry]
     return results
 
 
-def assign_test_sets(manifest: Mapping[str, ModelEntry], default: TestSet,
-                     test_sets: Mapping[str, TestSet]) -> dict[str, TestSet]:
-    """Each model's test set, checked against its input before anything is sent: a family's images of another
-    shape mean the wrong test set, and Triton would only say 'unexpected shape'."""
-    chosen = {name: test_sets.get(entry.family, default) for name, entry in manifest.items()}
-    wrong = [f"{name} takes {list(entry.io.input_dims)}, its test images are {list(chosen[name][0].shape[1:])}"
-             for name, entry in sorted(manifest.items()) if tuple(chosen[name][0].shape[1:]) != entry.io.input_dims]
+def check_test_sets(manifest: Mapping[str, ModelEntry], test_sets: Mapping[str, TestSet]) -> None:
+    """Each family's images must be of its models' input before anything is sent: other dims mean another family's
+    test set, and Triton would only say 'unexpected shape'."""
+    wrong = [f"{name} takes {list(entry.io.input_dims)}, the test images of family {entry.family} are "
+             f"{list(test_sets[entry.family][0].shape[1:])}" for name, entry in sorted(manifest.items())
+             if entry.family in test_sets and tuple(test_sets[entry.family][0].shape[1:]) != entry.io.input_dims]
     if wrong:
-        raise ValueError(f"{'; '.join(wrong)}: give each family its own test set")
-    return chosen
+        raise ValueError("; ".join(wrong))
+
+
+def not_evaluated(manifest: Mapping[str, ModelEntry], test_sets: Mapping[str, TestSet]) -> list[str]:
+    """Models of families given no test set (e.g. published by an earlier build of other cards)."""
+    return sorted(name for name, entry in manifest.items() if entry.family not in test_sets)
 
 
 def build_accuracy(recorded: dict, images: int) -> float | None:
@@ -83,17 +87,20 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.2%}"
 
 
-def run_served_evaluation(repo: Path, images: np.ndarray, labels: np.ndarray, triton_url: str | None = None,
-                          latency_requests: int = 200, test_sets: Mapping[str, TestSet] | None = None) -> str:
-    """Evaluate every model in the manifest through Triton: an external one, or one started here. `test_sets`
-    gives a family its own test images and labels; `images` and `labels` serve every other family."""
+def run_served_evaluation(repo: Path, test_sets: Mapping[str, TestSet], triton_url: str | None = None,
+                          latency_requests: int = 200) -> str:
+    """Evaluate the manifest's models through Triton (an external one, or one started here), each on its family's
+    test set: `test_sets` maps a family (a card's name) to its images and labels. Models of other families are
+    listed as not evaluated."""
     manifest = load_manifest(repo)
-    assign_test_sets(manifest, (images, labels), test_sets or {})  # refuse before starting a server
+    check_test_sets(manifest, test_sets)  # refuse before starting a server
     server = nullcontext() if triton_url else TritonServer(TritonConfig.on_free_ports(repo))
     with server as running:
         url = triton_url or running.cfg.grpc_url
         client = TritonClassifier(url, names={m: (e.io.input, e.io.output) for m, e in manifest.items()})
         try:
-            return format_table(evaluate_served(client, manifest, images, labels, latency_requests, test_sets))
+            table = format_table(evaluate_served(client, manifest, test_sets, latency_requests))
         finally:
             client.close()
+    skipped = not_evaluated(manifest, test_sets)
+    return table + (f"\nnot evaluated (no test set for their family): {', '.join(skipped)}" if skipped else "")
