@@ -31,7 +31,7 @@ def publish(data: Dataset, repo: Path, arch: str, work: Path, teacher: Path | No
         save_weights(build_classifier(arch, 10, PRE), teacher, {"arch": arch, "classes": data.classes})
     build_one(data, teacher, repo, ["fp32"], ["onnxruntime"],
               BuildOptions(verify_images=100, eval_images=200, measure_speed=False, threads=1),
-              log=lambda _: None)
+              log=lambda _: None, name=arch)
     return f"{arch}_fp32"
 
 

@@ -2,35 +2,75 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 import tritonclient.http as httpclient
+from PIL import Image
 
+from build.card import ModelCard
 from build.data import load_dataset
-from tests.conftest import MINI_ARCHIVE, full_data_spec
+from build.pipeline import BuildOptions
+from build.zoo import build_zoo
+from tests.byo_models import subset_archive
+from tests.conftest import CIFAR, MINI_ARCHIVE, PRE, full_data_spec
 from tests.e2e.stack import ADMIN, SHIPPED_TEACHER, Stack, publish
 
 pytestmark = pytest.mark.e2e
+FOUR = ["airplane", "automobile", "bird", "cat"]
 TENSOR = {"Content-Type": "application/octet-stream", "X-Tensor-Shape": "1,3,32,32"}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("gateway")
-    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE), root / "cache")
+    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE), CIFAR, root / "cache")
     repo = root / "repo"
     teacher = SHIPPED_TEACHER if SHIPPED_TEACHER.exists() else None
     models = [publish(data, repo, "resnet18", root, teacher), publish(data, repo, "tiny", root)]
+    publish_other_family(repo, root)
     stack = Stack(repo, root / "experiments.json")
     yield stack, data, repo, models, root
     stack.stop()
+
+
+def publish_other_family(repo: Path, root: Path) -> str:
+    """A user's own network at 48x48 with 4 classes, a family of its own in the same repository."""
+    subset = subset_archive(MINI_ARCHIVE, FOUR, root / "four.tar.gz")
+    card = ModelCard("mynet", "torch:tests.byo_models:small_net", (3, 48, 48), PRE.mean, PRE.std, data=str(subset),
+                     args={"num_classes": 4})
+    build_zoo([card], repo, ["fp32"], ["onnxruntime"], BuildOptions(verify_images=60, measure_speed=False, threads=1),
+              log=lambda _: None)
+    return "mynet_fp32"
+
+
+def png(data, i: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(data.test.images[i].transpose(1, 2, 0)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_ab_experiment_splits_across_models_of_different_families(world) -> None:
+    """One image, two families: each arm resizes it to its own input and answers with its own classes."""
+    stack, data, _, (big, _), _ = world
+    put(stack, "families", {"arms": {big: 0.5, "mynet_fp32": 0.5}})
+    labels: dict[str, set[str]] = {}
+    for i in range(40):
+        r = stack.client.post("/v1/experiments/families/predict", content=png(data, i),
+                              headers={"Content-Type": "image/png"})
+        assert r.status_code == 200, r.text
+        labels.setdefault(r.headers["X-Experiment-Arm"], set()).update(
+            p["label"] for p in r.json()["predictions"][0])
+    assert set(labels) == {big, "mynet_fp32"}, labels
+    assert labels["mynet_fp32"] <= set(FOUR) and labels[big] - set(FOUR), labels
 
 
 def images(data, n: int) -> list[bytes]:

@@ -12,7 +12,7 @@ from build.data import load_dataset
 from loadtest.config_search import SearchPlan, Trial, apply_trial, current_trial, read_config, tune_config
 from loadtest.headroom import TAXED, HeadroomPlan, run_headroom
 from loadtest.images import load_test_images
-from tests.conftest import MINI_ARCHIVE
+from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("wrk") is None,
@@ -39,7 +39,7 @@ def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -
 
 
 def test_config_search_reloads_each_trial_and_writes_the_winner_back(tmp_path: Path) -> None:
-    data = load_dataset(str(MINI_ARCHIVE), tmp_path / "cache")
+    data = load_dataset(str(MINI_ARCHIVE), CIFAR, tmp_path / "cache")
     model = publish(data, tmp_path / "repo", "tiny", tmp_path)
     path = tmp_path / "repo" / model / "config.pbtxt"
     original = read_config(path)

@@ -26,7 +26,7 @@ from loadtest.run import (
 )
 from loadtest.shapes import StepPlan
 from serving.triton import TritonConfig, TritonServer, free_ports
-from tests.conftest import MINI_ARCHIVE
+from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("prometheus") is None,
@@ -38,7 +38,7 @@ MODELS = ("tiny_fp32", "tinyb_fp32")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small real models: fast enough that the load generator, not the model, is what a short run measures."""
     root = tmp_path_factory.mktemp("loadtest")
-    data = load_dataset(str(MINI_ARCHIVE), root / "cache")
+    data = load_dataset(str(MINI_ARCHIVE), CIFAR, root / "cache")
     for arch in ("tiny", "tinyb"):
         publish(data, root / "repo", arch, root)
     return root / "repo"

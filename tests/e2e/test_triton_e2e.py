@@ -25,7 +25,7 @@ from build.variants import VARIANTS
 from serving.client import TritonClassifier
 from serving.manifest import load_manifest
 from serving.triton import TritonConfig, TritonServer, is_ready
-from tests.conftest import MINI_ARCHIVE, PRE, ROOT, build_one, full_data_spec
+from tests.conftest import CIFAR, MINI_ARCHIVE, PRE, ROOT, build_one, full_data_spec
 from tests.e2e.stack import SHIPPED_TEACHER, Stack
 
 pytestmark = pytest.mark.e2e
@@ -37,14 +37,15 @@ MODEL = "resnet18_fp32"
 def workspace(tmp_path_factory: pytest.TempPathFactory):
     """The shipped teacher (random weights if it is absent) built into a fresh repository."""
     root = tmp_path_factory.mktemp("e2e")
-    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE), root / "cache")
+    data = load_dataset(full_data_spec() or str(MINI_ARCHIVE), CIFAR, root / "cache")
     teacher = SHIPPED_TEACHER
     if not teacher.exists():
         teacher = root / "teacher.pt"
         save_weights(build_classifier("resnet18", 10, PRE), teacher, {"arch": "resnet18", "classes": data.classes})
     repo = root / "repo"
     build_one(data, teacher, repo, ["fp32"], ["onnxruntime"],
-              BuildOptions(verify_images=200, eval_images=IMAGES, measure_speed=False), log=lambda _: None)
+              BuildOptions(verify_images=200, eval_images=IMAGES, measure_speed=False), log=lambda _: None,
+              name="resnet18")
     return data, teacher, repo
 
 
