@@ -270,7 +270,7 @@ def markdown(data: dict, charts: bool) -> str:
                      f"{_fmt(t['speedup_b1'], '.2f')}x ({_fmt(t['min_speedup_b1'], '')}) | "
                      f"{t['drop_points']:+.2f} ({t['max_drop_points']}) | {t['status']} |")
     lines += _efficiency_lines(data["efficiency"], data.get("peaks"))
-    lines += _matrix_lines(data) + _recommendation_lines(data)
+    lines += _matrix_lines(data) + _student_lines(data) + _recommendation_lines(data)
     if data["rejected"]:
         lines += ["", "## Not published", ""] + [f"- **{v}**: {why}" for v, why in data["rejected"].items()]
     if data["not_applicable"]:
@@ -315,6 +315,23 @@ def _matrix_lines(data: dict) -> list[str]:
     return lines
 
 
+def _student_lines(data: dict) -> list[str]:
+    """The student families side by side, on the reference runtime: what each costs and keeps of the teacher."""
+    rows = [r for r in data["models"] if "distillation" in r["details"] and r["runtime"] == "onnxruntime"
+            and r["variant"].startswith("distilled") and "int8" not in r["variant"]]
+    if not rows:
+        return []
+    lines = ["", "## Student families", "",
+             "| variant | student | MMACs | params | top-1 | drop (pts) | speed-up b64 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        macs = r["macs"] / 1e6 if r["macs"] else None
+        lines.append(f"| {r['variant']} | {r['details']['distillation']['student']} | {_fmt(macs, '.1f')} | "
+                     f"{_fmt(r['params'], ',')} | {r['top1']:.2%} | {_fmt(r['drop_points'], '+.2f')} | "
+                     f"{_fmt(r['speedup_b64'], '.2f')}x |")
+    return lines
+
+
 def _absent(data: dict, variant: str, runtime: str) -> str:
     model = model_name(data["family"], variant, runtime)
     if model in data["not_applicable"] or variant in data["not_applicable"]:
@@ -345,7 +362,8 @@ def _details(details: dict) -> str:
     if s := details.get("sparsity"):
         parts.append(f"{s['achieved']:.0%} of weights zeroed, {s['finetune_steps']} fine-tuning steps.")
     if d := details.get("distillation"):
-        parts.append(f"Student {d['student']} ({d['macs_reduction_vs_teacher']}x fewer MACs than the teacher), "
+        fewer = d.get("macs_reduction_vs_teacher")  # None for an ONNX teacher, whose MACs are not counted
+        parts.append(f"Student {d['student']}" + (f" ({fewer}x fewer MACs than the teacher)" if fewer else "") + ", "
                      f"T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs"
                      + (f" (the shipped {d['shipped']}, trained on {d['trained_on']})." if "shipped" in d else "."))
     if t := details.get("qat"):

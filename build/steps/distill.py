@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,14 +92,21 @@ def shipped_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> tuple
 
 
 class Distill(Step):
+    """Distil with the `distill` setting, or with a variant's own fields over it (its student family, its epochs)."""
+
     name = "distill"
 
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def config(self, ctx: BuildContext) -> DistillConfig:
+        return replace(ctx.options.setting("distill", DistillConfig()), **self.fields)
+
     def check(self, ctx: BuildContext) -> None:
-        cfg = ctx.options.setting("distill", DistillConfig())
-        cfg.validate(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
+        self.config(ctx).validate(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
 
     def run(self, state: VariantState, ctx: BuildContext) -> None:
-        cfg: DistillConfig = ctx.options.setting("distill", DistillConfig())
+        cfg = self.config(ctx)
         steps = ctx.options.train_steps(cfg.steps(len(ctx.train_set)))
         key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.checksum, len(ctx.train_set), steps)
         pre = ctx.teacher.card.preprocess

@@ -6,7 +6,7 @@ Adding a variant is one module defining a `Variant` plus one line in `VARIANTS`.
 from __future__ import annotations
 
 from build.variants.base import Variant
-from build.variants.distilled import DISTILLED
+from build.variants.distilled import DISTILLED, DISTILLED_MOBILENET
 from build.variants.fp16 import FP16
 from build.variants.fp32 import FP32
 from build.variants.int8 import INT8, int8_of
@@ -15,9 +15,10 @@ from build.variants.qat import qat_of
 from build.variants.sparse import SPARSE
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    FP32, INT8, FP16, PRUNED, SPARSE, DISTILLED, PRUNED_DISTILLED,
+    FP32, INT8, FP16, PRUNED, SPARSE, DISTILLED, DISTILLED_MOBILENET, PRUNED_DISTILLED,
     int8_of("pruned", "pruned_int8"),
     int8_of("distilled", "distilled_int8"),
+    int8_of("distilled_mobilenetv2", "distilled_mobilenetv2_int8"),
     int8_of("pruned_distilled", "pruned_distilled_int8"),
     qat_of("distilled", "distilled_int8_qat"),
 )}

@@ -118,3 +118,18 @@ def test_qat_settings_are_described() -> None:
                              "weights": "QInt8 per-channel symmetric", "inputs": "QUInt8 per-tensor affine"}})
     assert text.startswith("Quantization-aware fine-tuning: 300 steps at lr 0.01, 22 layers")
     assert "19 BatchNorms folded" in text
+
+
+def test_student_families_are_compared_side_by_side() -> None:
+    fp32 = _entry("fp32", 0.87, 8.0, 160.0)
+    students = []
+    families = (("distilled", "resnet20", 41_000_000), ("distilled_mobilenetv2", "mobilenetv2", 29_000_000))
+    for variant, arch, macs in families:
+        e = _entry(variant, 0.85, 1.0, 2000.0)
+        e["metrics"] = {"params": 500_000, "macs": macs, "distillation": {
+            "student": arch, "macs_reduction_vs_teacher": None, "temperature": 4.0, "alpha": 0.5, "epochs": 60}}
+        students.append(e)
+    text = markdown(report_data(_build(fp32, *students)), charts=False)
+    section = text.split("## Student families")[1].split("\n## ")[0]
+    assert "| distilled | resnet20 | 41.0 |" in section and "| distilled_mobilenetv2 | mobilenetv2 | 29.0 |" in section
+    assert "+2.00" in section

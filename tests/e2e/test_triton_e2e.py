@@ -80,7 +80,7 @@ def test_served_accuracy_equals_build_accuracy(workspace, client) -> None:
     data, _, repo = workspace
     test = data.test.head(IMAGES)
     served = (client.predict_all(MODEL, test.images).argmax(1) == test.labels).mean()
-    assert abs(served - load_manifest(repo)[MODEL]["accuracy"]["top1"]) <= 0.001
+    assert abs(served - load_manifest(repo)[MODEL].top1) <= 0.001
 
 
 def test_classification_extension_returns_labels(workspace, client) -> None:
