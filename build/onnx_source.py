@@ -23,8 +23,8 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim]
 
 
-def inspect(card: ModelCard, num_classes: int) -> onnx.ModelProto:
-    """The card's ONNX model, after checking its interface against the card and the data."""
+def inspect(card: ModelCard, num_classes: int | None) -> onnx.ModelProto:
+    """The card's ONNX model, after checking its interface against the card and the data (None: not yet known)."""
     path = Path(card.spec)
     try:
         model = onnx.load(str(path))
@@ -45,7 +45,7 @@ def inspect(card: ModelCard, num_classes: int) -> onnx.ModelProto:
     if len(out) != 2:
         raise card.error("source", f"{path.name}'s output has shape {out}, not (batch, classes)",
                          "export a model that returns logits")
-    if isinstance(out[1], int) and out[1] > 0 and out[1] != num_classes:
+    if num_classes is not None and isinstance(out[1], int) and out[1] > 0 and out[1] != num_classes:
         raise card.error("data", f"{path.name} returns {out[1]} classes, the data has {num_classes}",
                          "give the dataset the model was trained on")
     return model
@@ -104,3 +104,23 @@ class OnnxLogits:
         if self.mean is None:
             return images
         return (images.astype(np.float32) - self.mean) / self.std
+
+
+def macs_and_params(path: Path) -> tuple[int, int]:
+    """Multiply-accumulates per image of the Conv, Gemm and MatMul nodes, and the parameters, of an ONNX file:
+    what Torch-Pruning counts for torch models, so an ONNX source's report has its efficiency too."""
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # one image
+    model = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: _dims(v) for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    macs = 0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0], [])
+        if node.op_type == "Conv" and node.input[1] in weights and out and all(isinstance(d, int) for d in out):
+            kernel = weights[node.input[1]]  # (Cout, Cin / groups, kh, kw)
+            macs += int(np.prod(out)) * int(np.prod(kernel[1:]))
+        elif node.op_type in ("Gemm", "MatMul") and node.input[1] in weights and out and isinstance(out[-1], int):
+            inner = int(np.prod(weights[node.input[1]])) // out[-1]  # K, whether the weight is (K, N) or (N, K)
+            macs += int(np.prod([d for d in out if isinstance(d, int)])) * inner
+    return macs, sum(int(np.prod(d)) for d in weights.values())

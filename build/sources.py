@@ -47,6 +47,17 @@ class Teacher:
         return OnnxLogits(self.onnx_path, threads)
 
 
+def preflight(card: ModelCard) -> None:
+    """What can be checked without the data, before any dataset is decoded: the source imports, builds and takes
+    its weights, or the ONNX file has the interface the zoo serves."""
+    if card.kind == "onnx":
+        inspect(card, None)
+    elif card.kind == "torch":
+        _torch(card)
+    else:
+        _builtin_meta(card)
+
+
 def load_teacher(card: ModelCard, data: Dataset, workdir: Path) -> Teacher:
     """The card's source, checked against the card's input and the data's classes."""
     if card.classes is not None and list(card.classes) != data.classes:
@@ -75,10 +86,14 @@ def _check_outputs(card: ModelCard, logits: np.ndarray, num_classes: int) -> Non
                          f"{num_classes} classes", "give the dataset the model was trained on, or fix the model")
 
 
-def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str]:
+def _builtin_meta(card: ModelCard) -> dict:
     if card.weights is None:
         raise card.error("weights", "missing for a builtin source", "train them with `invoke train` and name the file")
-    meta = checkpoint_meta(card.weights)
+    return checkpoint_meta(card.weights)
+
+
+def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str]:
+    meta = _builtin_meta(card)
     if meta.get("classes") and meta["classes"] != data.classes:
         raise card.error("data", f"{card.weights.name} was trained on classes {meta['classes']}, the data has "
                          f"{data.classes}", "point data at the dataset the weights were trained on")

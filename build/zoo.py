@@ -19,7 +19,7 @@ from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantSt
 from build.repository.model_config import TensorIO
 from build.repository.publish import Publication
 from build.runtimes import RUNTIMES, Runtime
-from build.sources import Teacher, load_teacher
+from build.sources import Teacher, load_teacher, preflight
 from build.steps.publish import PublishRuntime, model_name
 from build.variants import VARIANTS
 from serving.manifest import CardRecord
@@ -64,6 +64,8 @@ def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes:
     check_unique(cards)
     hardware = detect()
     usable = _usable_runtimes(runtimes, hardware, log)
+    for card in cards:  # sources are checked before any dataset is decoded
+        preflight(card)
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work:
         inputs = [_load(card, Path(work), (data or {}).get(card.name)) for card in cards]
         with Publication(repo) as publication:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import shutil
 
+from build.onnx_source import macs_and_params
 from build.pipeline import BuildContext, Step, VariantState
 
 
@@ -17,5 +18,6 @@ class FromTeacher(Step):
             return
         state.onnx_path = state.workdir / "model.onnx"
         shutil.copyfile(ctx.teacher.onnx_path, state.onnx_path)
+        state.metrics["macs"], state.metrics["params"] = macs_and_params(state.onnx_path)
         # Verified against the user's own file, fed normalised floats: the prepended preprocessing is checked too.
         state.reference_logits = ctx.teacher.reference(ctx.options.threads)(ctx.verify_set)
