@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from build.data.image_folder import to_array
 from build.errors import ZooError
+from serving.pixels import to_chw
 
 SPEC = "cifar10"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -116,7 +116,7 @@ def _images(batch: dict) -> np.ndarray:
 def _reshape(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     if tuple(shape) == NATIVE:
         return images
-    return np.stack([to_array(Image.fromarray(img.transpose(1, 2, 0)), shape)
+    return np.stack([to_chw(Image.fromarray(img.transpose(1, 2, 0)), shape)
                      for img in tqdm(images, desc=f"resize to {shape}", unit="img", mininterval=1.0)])
 
 

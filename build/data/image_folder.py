@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from build.errors import ZooError
+from serving.pixels import to_chw
 
 SPLITS = ("train", "test")
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -74,16 +75,6 @@ def _parse(path: PurePosixPath) -> tuple[str, str, str] | None:
 def _decode_image(data: bytes, where: str, shape: tuple[int, int, int]) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return to_array(img, shape)
+            return to_chw(img, shape)  # the gateway prepares request images with the same function
     except (UnidentifiedImageError, OSError) as exc:
         raise ZooError(f"cannot decode image {where} ({exc}); the dataset is corrupt") from exc
-
-
-def to_array(img: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
-    """One image as uint8 (C, H, W): grayscale when C is 1, bilinear resize when its size differs."""
-    channels, height, width = shape
-    img = img.convert("L" if channels == 1 else "RGB")
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.BILINEAR)
-    pixels = np.asarray(img, dtype=np.uint8)
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
