@@ -140,3 +140,13 @@ def test_onnx_macs_are_counted_as_torch_counts_them(tmp_path: Path) -> None:
     assert macs == expected and params == folded
     # Torch-Pruning also counts BatchNorm and activations: 10% more on this tiny net, 0.3% on ResNet18
     assert abs(macs - torch_count(Classifier(net, dataclasses.replace(PRE, input=SHAPE)))[0]) / macs < 0.15
+
+
+def test_a_torch_source_gets_the_variants_that_transform_its_weights(tmp_path: Path, four_classes: Path) -> None:
+    """Pruning through Torch-Pruning's dependency graph and sparsity work on a network the zoo never saw."""
+    options = dataclasses.replace(FAST, max_train_steps=2)
+    (build,) = build_zoo([torch_card(four_classes)], tmp_path / "repo", ["pruned", "sparse"], ["onnxruntime"],
+                         options, log=lambda _: None)
+    assert sorted(build.entries) == ["mynet_pruned", "mynet_sparse"] and not build.rejected
+    pruning = build.entries["mynet_pruned"]["metrics"]["pruning"]
+    assert pruning["macs_after"] < pruning["macs_before"]
