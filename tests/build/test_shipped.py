@@ -58,14 +58,25 @@ def test_the_default_build_finds_every_shipped_run() -> None:
     records = {p.with_suffix(".pt"): json.loads(p.read_text()) for p in WEIGHTS.glob("*_*.json")}
     students = {p: r for p, r in records.items() if "student" in r.get("config", {})}
     pruned = {p: r for p, r in records.items() if r.get("channel_pruned")}
-    assert len(students) == 1 and len(pruned) == 2
+    assert sorted(r["arch"] for r in students.values()) == ["mobilenetv2", "resnet20"] and len(pruned) == 2
     for path, record in students.items():
-        key, stem = student_run(DistillConfig(), record["teacher_sha256"], record["dataset_checksum"],
-                                record["train_images"], record["steps"])
+        key, stem = student_run(variant_distill_config(record["arch"]), record["teacher_sha256"],
+                                record["dataset_checksum"], record["train_images"], record["steps"])
         assert path.name == f"{stem}_{key}.pt" and path.exists()
-    sources = {"pruned": WEIGHTS / "resnet18_cifar10.pt", "pruned_distilled": next(iter(students))}
+    default_student = next(p for p, r in students.items() if r["arch"] == DistillConfig().student)
+    sources = {"pruned": WEIGHTS / "resnet18_cifar10.pt", "pruned_distilled": default_student}
     for path, record in pruned.items():
         variant = path.stem.rsplit("_", 1)[0]
         key = pruning_run(PruneConfig(), model_sha256(load_weights(sources[variant], PRE)[0]), record["teacher_sha256"],
                           record["dataset_checksum"], record["train_images"], PruneConfig().schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()
+
+
+def variant_distill_config(student: str) -> DistillConfig:
+    """The settings the registry's variant for this student family distils with (its fields over the defaults)."""
+    from build.steps.distill import Distill
+    from build.variants import VARIANTS
+
+    configs = [dataclasses.replace(DistillConfig(), **step.fields) for v in VARIANTS.values() for step in v.steps()
+               if isinstance(step, Distill)]
+    return next(c for c in configs if c.student == student)
