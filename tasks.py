@@ -28,11 +28,12 @@ def friendly(fn: Callable) -> Callable:
     @wraps(fn)
     def wrapper(*args, **kwargs):
         from build.errors import ZooError
+        from serving.manifest import ManifestError
         from serving.triton import TritonError
 
         try:
             return fn(*args, **kwargs)
-        except (ZooError, TritonError, FileNotFoundError) as exc:
+        except (ZooError, TritonError, ManifestError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
 
@@ -146,6 +147,20 @@ def prune(c, data=None, card=None, variants="pruned,pruned_distilled", set=None)
 def _shipped(what: str, result: dict) -> None:
     print(f"{what}: test {result['test_accuracy']:.4f}, {result['train_seconds'] / 60:.1f} min "
           f"on {result['hardware']} -> {result['weights']}")
+
+
+@task(help={"card": "model card of a builtin or torch source (default: the ResNet18 card)",
+            "out": "the ONNX file to write; its card is written beside it (<out>.toml)", "data": DATA_HELP})
+@friendly
+def export_onnx(c, out, card=None, data=None):
+    """Export a card's network alone (float NCHW in, normalised; logits out) plus an onnx: card for it."""
+    from build.card import write_onnx_card
+    from build.export import export_float_onnx
+    from build.sources import network
+
+    model = _card(card, data)
+    path = export_float_onnx(network(model), Path(out).resolve(), model.input)
+    print(f"{path} and its card {write_onnx_card(model, path)}")
 
 
 @task(help={"threads": "threads to run at once (0: all cores)", "seconds": "length of each timed run"})

@@ -194,3 +194,14 @@ def check_unique(cards: list[ModelCard]) -> None:
             raise card.error("name", f"'{card.name}' is also the name of card {seen[card.name].path}",
                              "give every card its own name")
         seen[card.name] = card
+
+
+def write_onnx_card(card: ModelCard, onnx_path: Path) -> Path:
+    """A card for `onnx_path`, the network of `card` exported alone: same input, statistics and data."""
+    lines = [f'name = "{card.name}onnx"', f'source = "onnx:{onnx_path.name}"', f"input = {list(card.input)}",
+             f"mean = {list(card.mean)}", f"std = {list(card.std)}", f"normalize = {str(card.normalize).lower()}"]
+    if card.data:
+        lines.append(f'data = "{card.data}"')
+    path = onnx_path.with_suffix(".toml")
+    path.write_text("\n".join(lines) + "\n")
+    return path

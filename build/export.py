@@ -53,3 +53,18 @@ def check_onnx(path: Path) -> None:
     if ir_version > MAX_IR_VERSION:
         raise ZooError(f"exported model {path} has ONNX IR version {ir_version}; Triton's native onnxruntime "
                        f"backend reads at most {MAX_IR_VERSION}")
+
+
+def export_float_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int, int]) -> Path:
+    """A network alone, without the zoo's preprocessing: float NCHW in (normalised as it was trained), logits out,
+    exported by the plain dynamo exporter. What a user brings as an `onnx:` source."""
+    example = torch.zeros((2, *image_shape))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model.eval().cpu(), (example,), dynamo=True, opset_version=OPSET,
+                                    input_names=["x"], output_names=["y"], dynamic_shapes={"x": {0: batch}})
+    program.save(str(path), external_data=False)
+    check_onnx(path)
+    return path

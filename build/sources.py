@@ -58,6 +58,16 @@ def preflight(card: ModelCard) -> None:
         _builtin_meta(card)
 
 
+def network(card: ModelCard) -> nn.Module:
+    """The torch network of a builtin or torch card alone, without the zoo's preprocessing in front of it."""
+    if card.kind == "torch":
+        return _torch(card)[0].backbone
+    if card.kind == "builtin":
+        _builtin_meta(card)  # names a missing weights file
+        return load_weights(card.weights, card.preprocess)[0].backbone
+    raise card.error("source", f"{card.source} is already ONNX", "use the file itself")
+
+
 def load_teacher(card: ModelCard, data: Dataset, workdir: Path) -> Teacher:
     """The card's source, checked against the card's input and the data's classes."""
     if card.classes is not None and list(card.classes) != data.classes:

@@ -27,3 +27,24 @@ def test_prune_names_a_variant_it_cannot_ship() -> None:
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.startswith("error: 'int8' is not a pruned variant"), proc.stderr
     assert proc.stderr.count("\n") == 1, "it fails before loading any data"
+
+
+def test_a_bad_card_is_one_line_error_before_any_data_is_read(tmp_path) -> None:
+    card = tmp_path / "mine.toml"
+    card.write_text('name = "mine"\nsource = "torch:nowhere.nets:net"\ninput = [3, 32, 32]\nmean = [0, 0, 0]\n'
+                    'std = [1, 1, 1]\n')
+    proc = subprocess.run([sys.executable, "-m", "invoke", "build", "--card", str(card), "--data",
+                           str(tmp_path / "missing.tar.gz"), "--repo", str(tmp_path / "repo")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: card {card}: source: cannot import net from nowhere.nets")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_a_corrupt_manifest_is_one_line_error(tmp_path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "manifest.json").write_text('{"schema_version": 2, "models": {"m": {"model": "m"}}}')
+    proc = subprocess.run([sys.executable, "-m", "invoke", "bench-served", "--repo", str(repo), "--models", "all",
+                           "--data", str(MINI_ARCHIVE)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "models.m" in proc.stderr, proc.stderr

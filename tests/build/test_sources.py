@@ -150,3 +150,21 @@ def test_a_torch_source_gets_the_variants_that_transform_its_weights(tmp_path: P
     assert sorted(build.entries) == ["mynet_pruned", "mynet_sparse"] and not build.rejected
     pruning = build.entries["mynet_pruned"]["metrics"]["pruning"]
     assert pruning["macs_after"] < pruning["macs_before"]
+
+
+def test_a_cards_network_exports_alone_with_a_card_that_builds_it_back(tmp_path: Path, four_classes: Path) -> None:
+    """`invoke export-onnx`: the network without preprocessing, and an onnx: card giving the same predictions."""
+    from build.card import load_card, write_onnx_card
+    from build.export import export_float_onnx
+    from build.sources import network
+
+    card = torch_card(four_classes)
+    path = export_float_onnx(network(card), tmp_path / "mynet.onnx", card.input)
+    again = load_card(write_onnx_card(card, path))
+    assert again.kind == "onnx" and again.input == card.input and again.mean == card.mean
+    (build,) = build_zoo([again], tmp_path / "repo", ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
+    images = load_dataset(str(four_classes), SHAPE).test.images
+    torch_logits = network(card)((torch.from_numpy(images).float() - torch.tensor(PRE.mean).view(1, 3, 1, 1))
+                                 / torch.tensor(PRE.std).view(1, 3, 1, 1)).detach().numpy()
+    published = OnnxLogits(tmp_path / "repo" / "mynetonnx_fp32" / "1" / "model.onnx", 1)(images)
+    assert np.abs(torch_logits - published).max() < 1e-3
