@@ -64,7 +64,8 @@ def export_float_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model.eval().cpu(), (example,), dynamo=True, opset_version=OPSET,
-                                    input_names=["x"], output_names=["y"], dynamic_shapes={"x": {0: batch}})
+                                    input_names=["x"], output_names=["y"], dynamic_shapes={"x": {0: batch}},
+                                    verbose=False)
     program.save(str(path), external_data=False)
     check_onnx(path)
     return path
