@@ -32,6 +32,7 @@ class Teacher:
     sha256: str  # identity of the source's weights, which keys every cached or shipped run made from it
     module: Classifier | None = None
     onnx_path: Path | None = None  # onnx sources: the file with uint8 input and `logits` output
+    test_accuracy: float | None = None  # what its checkpoint records, where it records it
 
     @property
     def is_torch(self) -> bool:
@@ -79,7 +80,7 @@ def load_teacher(card: ModelCard, data: Dataset, workdir: Path) -> Teacher:
         teacher = Teacher(card, sha256_file(Path(card.spec)), onnx_path=path)
         _check_outputs(card, teacher.runner(1)(data.test.images[:2]), len(data.classes))
         return teacher
-    module, sha = _builtin(card, data) if card.kind == "builtin" else _torch(card)
+    module, sha, recorded = _builtin(card, data) if card.kind == "builtin" else (*_torch(card), None)
     with torch.inference_mode():
         try:
             out = module.eval()(module.example(2))
@@ -87,7 +88,7 @@ def load_teacher(card: ModelCard, data: Dataset, workdir: Path) -> Teacher:
             raise card.error("input", f"the network fails on a {list(card.input)} image "
                              f"({str(exc).splitlines()[0]})", "set input to what the network takes") from exc
     _check_outputs(card, out.numpy(), len(data.classes))
-    return Teacher(card, sha, module=module)
+    return Teacher(card, sha, module=module, test_accuracy=recorded)
 
 
 def _check_outputs(card: ModelCard, logits: np.ndarray, num_classes: int) -> None:
@@ -102,7 +103,8 @@ def _builtin_meta(card: ModelCard) -> dict:
     return checkpoint_meta(card.weights)
 
 
-def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str]:
+def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str, float | None]:
+    """The network, its file's hash, and the test accuracy its checkpoint records."""
     meta = _builtin_meta(card)
     if meta.get("classes") and meta["classes"] != data.classes:
         raise card.error("data", f"{card.weights.name} was trained on classes {meta['classes']}, the data has "
@@ -111,7 +113,7 @@ def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str]:
     if meta["arch"] != card.spec:
         raise card.error("weights", f"{card.weights.name} holds a '{meta['arch']}', the card says '{card.spec}'",
                          f"use source = \"builtin:{meta['arch']}\" or the right weights")
-    return module, sha256_file(card.weights)
+    return module, sha256_file(card.weights), meta.get("test_accuracy")
 
 
 def _torch(card: ModelCard) -> tuple[Classifier, str]:

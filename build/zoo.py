@@ -99,7 +99,7 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
         "hardware": hardware.summary(),
         "dataset": {"source": data.source, "checksum": data.checksum},
         "teacher": {"source": card.source, "file": card.weights.name if card.weights else Path(card.spec).name,
-                    "sha256": teacher.sha256},
+                    "sha256": teacher.sha256, "test_accuracy": teacher.test_accuracy},
         "code_version": code_version(),
     }
     io = TensorIO(input_dims=card.input, num_classes=len(data.classes))
