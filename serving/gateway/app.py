@@ -24,6 +24,7 @@ from serving.gateway.canary import ArmHealth, CanaryController, CanaryPlan
 from serving.gateway.catalogue import Catalogue, ModelInfo, family_summary
 from serving.gateway.errors import ApiError, BadRequest, NotFound, TooLarge, Unauthorized, Unavailable
 from serving.gateway.experiments import Experiment, ExperimentStore, parse_experiment
+from serving.gateway.kserve_check import check_infer_request
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.payloads import is_image, to_batch
 from serving.gateway.settings import GatewaySettings
@@ -89,14 +90,28 @@ class Gateway:
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
+            await self.drain(stream, int(declared))
             raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
         chunks, size = [], 0
         async for chunk in stream:
             size += len(chunk)
             if size > limit:
+                await self.drain(stream, None)
                 raise TooLarge(f"body exceeds the limit of {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def drain(self, stream: AsyncIterator[bytes], declared: int | None) -> None:
+        """Discard what the client is still sending, up to a bound: beyond it, the 413 goes out at once and the
+        connection closes under a client still sending."""
+        bound = self.settings.max_drain_bytes
+        if declared is not None and declared > bound:
+            return
+        drained = 0
+        async for chunk in stream:
+            drained += len(chunk)
+            if drained > bound:
+                return
 
     # --- inference -------------------------------------------------------------------------------
     async def infer(self, request: RawRequest, model: ModelInfo, experiment: Experiment | None) -> Reply:
@@ -342,6 +357,8 @@ async def kserve_pass_through(request: RawRequest) -> Reply:
     headers = {k: v for k, v in request.headers.items() if k in REQUEST_HEADERS}
     query = f"?{request.query}" if request.query else ""
     body = await g.body(request.headers, request.stream())
+    if request.method == "POST" and path.endswith("/infer"):
+        check_infer_request(body, request.headers)  # Triton answers some client errors with a 500
     upstream = await g.triton.forward(request.method, path + query, body, headers)
     out: RawHeaders = [(k.encode(), v.encode("latin-1")) for k, v in upstream.headers.items() if k in RESPONSE_HEADERS]
     return upstream.status, upstream.body, out

@@ -23,6 +23,9 @@ class GatewaySettings:
     admin_keys: frozenset[str] = field(default_factory=lambda: _keys(ADMIN_KEY_ENV))
     api_keys: frozenset[str] = field(default_factory=lambda: _keys(API_KEY_ENV))  # empty: inference is open
     max_body_bytes: int = 4 * 1024 * 1024
+    # An oversized body is read and discarded up to this many bytes before the 413, so that clients which send
+    # their whole body before reading (Python's urllib) read the answer instead of a reset connection.
+    max_drain_bytes: int = 256 * 1024 * 1024
     default_top_k: int = 5
     retry_after_s: int = 2
     shadow_max_in_flight: int = 16

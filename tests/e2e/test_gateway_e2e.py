@@ -225,3 +225,28 @@ def test_kserve_v2_pass_through(world) -> None:
                                headers={**TENSOR, "X-Tensor-Shape": "2,3,32,32"}).json()
     assert list(out.as_numpy("logits").argmax(1)) == [p[0]["index"] for p in direct["predictions"]]
     assert client.is_server_ready()
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"outputs": []}',
+                                  b'{"inputs": [{"name": "images", "shape": [1, -3, 32, 32], "datatype": "UINT8", '
+                                  b'"data": [0]}]}',
+                                  b'{"inputs": [{"name": "images", "shape": [1, 3, 32, 32], "datatype": "UINT8", '
+                                  b'"data": ["a", "b"]}]}'])
+def test_malformed_kserve_requests_get_a_400_and_triton_keeps_serving(world, body: bytes) -> None:
+    stack, data, _, (big, _), _ = world
+    r = stack.client.post(f"/v2/models/{big}/infer", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"], r.text
+    assert stack.client.post(f"/v1/models/{big}/predict", content=images(data, 1)[0], headers=TENSOR).status_code == 200
+
+
+def test_an_oversized_body_gets_a_413_that_urllib_can_read(world) -> None:
+    """urllib sends its whole body before it reads: the gateway reads and discards it, then answers."""
+    import urllib.error
+    import urllib.request
+
+    stack, _, _, (big, _), _ = world
+    request = urllib.request.Request(f"{stack.url}/v1/models/{big}/predict", data=b"\0" * (64 * 1024 * 1024),
+                                     headers={"Content-Type": "application/octet-stream"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 413 and "exceeds the limit" in info.value.read().decode()
