@@ -11,7 +11,6 @@ from invoke import task
 
 ROOT = Path(__file__).resolve().parent
 CARD = ROOT / "models" / "resnet18_cifar10.toml"
-TEACHER = ROOT / "weights" / "resnet18_cifar10.pt"
 REPO = ROOT / "model_repository"
 REPORTS = ROOT / "reports"
 DEFAULT_RUNTIMES = "onnxruntime,openvino,openvino_bf16"
@@ -72,6 +71,12 @@ def _card(path: str | None, data: str | None):
     return _cards([path] if path else None, data)[0]
 
 
+def _family_models(manifest: dict, names: list[str], family: str | None) -> list[str]:
+    """Published model names as they are, or <variant>[_<runtime>] of `family` (default: the first family)."""
+    family = family or min((e.family for e in manifest.values()), default="")
+    return [n if n in manifest else f"{family}_{n}" for n in names]
+
+
 def _variants(value: str) -> list[str]:
     from build.variants import VARIANTS
 
@@ -83,13 +88,13 @@ def _variants(value: str) -> list[str]:
     "epochs": "training epochs", "warmup_epochs": "epochs of rising learning rate (one-cycle)",
     "batch_size": "batch size", "lr": "peak learning rate (one-cycle)",
     "seed": "random seed", "device": "auto, cpu or cuda", "run_dir": "checkpoints and log (resumes from here)",
-    "out": "where to write the teacher weights", "weight_decay": "SGD weight decay",
+    "out": "where to write the weights (default: the card's weights file)", "weight_decay": "SGD weight decay",
     "label_smoothing": "label smoothing of the loss", "cutout": "side of the square cut out of each image (0: none)",
     "anneal": "learning-rate decay after the peak: cos, or linear (the triangular schedule)",
 })
 @friendly
 def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4,
-          label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=str(TEACHER)):
+          label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=None):
     """Train a card's builtin network, by default the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last
     on CPU, CUDA when present)."""
     from build.data import load_dataset
@@ -102,7 +107,10 @@ def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr
     cfg = TrainConfig(arch=model.spec, epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=float(lr),
                       weight_decay=float(weight_decay), label_smoothing=float(label_smoothing), cutout=int(cutout),
                       anneal=anneal, seed=seed, device=device)
-    result = run_training(cfg, load_dataset(model.data, model.input), Path(run_dir), Path(out), model.preprocess)
+    target = Path(out) if out else model.weights
+    if target is None:
+        raise SystemExit(f"error: {model.path} names no weights file: give --out")
+    result = run_training(cfg, load_dataset(model.data, model.input), Path(run_dir), target, model.preprocess)
     print(f"teacher: val {result.val_accuracy:.4f}, test {result.test_accuracy:.4f}, "
           f"{result.seconds / 60:.1f} min -> {result.weights}")
 
@@ -177,7 +185,7 @@ def peak(c, threads=0, seconds=0.5):
 @task(help={"model": "an OpenVINO model of the repository", "repo": "model repository (built)",
             "batch": "batch size"})
 @friendly
-def ov_layers(c, model="resnet18_int8_openvino", repo=str(REPO), batch=64):
+def ov_layers(c, model, repo=str(REPO), batch=64):
     """Where an OpenVINO model's batch time goes: per convolution, its kernel, milliseconds and GMAC/s."""
     from build.ov_layers import layer_report
 
@@ -268,20 +276,24 @@ def test(c, all=False):
 
 
 @task(help={
-    "repo": "model repository (built)", "model": "model to load", "data": DATA_HELP,
+    "repo": "model repository (built)", "model": "model to load (default: the first fp32 on ONNX Runtime)",
+    "data": DATA_HELP,
     "concurrency": "comma-separated numbers of concurrent clients", "seconds": "seconds per run",
     "repeats": "runs per target (median)",
 })
 @friendly
-def bench_gateway(c, repo=str(REPO), model="resnet18_fp32", data=None, concurrency="1,16", seconds=10.0, repeats=3):
+def bench_gateway(c, repo=str(REPO), model=None, data=None, concurrency="1,16", seconds=10.0, repeats=3):
     """Benchmark the gateway against direct Triton (same model, same images, same run)."""
     from build.data import load_dataset
     from loadtest.gateway_overhead import run_gateway_benchmark
     from serving.manifest import load_manifest
 
-    entry = load_manifest(Path(repo)).get(model)
+    manifest = load_manifest(Path(repo))
+    model = model or next((m for m, e in sorted(manifest.items()) if (e.variant, e.runtime) == ("fp32", "onnxruntime")),
+                          None)
+    entry = manifest.get(model)
     if entry is None:
-        raise SystemExit(f"error: {model} is not in {repo}'s manifest")
+        raise SystemExit(f"error: {model or 'no fp32 model'} in {repo}'s manifest: give --model, or build first")
     image = load_dataset(data, entry.io.input_dims).test.images[0]
     levels = [int(v) for v in _csv(concurrency)]
     print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS))
@@ -362,26 +374,24 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
 
 @task(help={
     "repo": "model repository (built)", "data": DATA_HELP,
-    "models": "comma-separated models, or 'all'; the first is the baseline of every speed-up (with 'all': the fp32 "
-              "teacher's export)",
+    "models": "comma-separated models, or <variant>[_<runtime>] of --family, or 'all'; the first is the baseline of "
+              "every speed-up (with 'all': the fp32 teacher's export)",
+    "family": "the card whose variants --models names (default: the first in the manifest)",
     "seconds": "seconds per model per round", "rounds": "interleaved rounds (median)",
     "in_flight": "batch-64 requests kept outstanding", "out": "folder for saturation.json and saturation.md",
     "client_tax": "also run in process beside a CPU tax the size of the client's CPU",
 })
 @friendly
-def bench_served(c, repo=str(REPO), data=None, models="resnet18_fp32,resnet18_int8,resnet18_int8_openvino,"
-                 "resnet18_fp32_openvino_bf16,resnet18_pruned_int8_openvino", seconds=10.0, rounds=3, in_flight=4,
-                 client_tax=True, out=str(REPORTS / "served")):
+def bench_served(c, repo=str(REPO), data=None, models="fp32,int8,int8_openvino,fp32_openvino_bf16,pruned_int8_openvino",
+                 family=None, seconds=10.0, rounds=3, in_flight=4, client_tax=True, out=str(REPORTS / "served")):
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
     from loadtest.images import payloads_for
     from loadtest.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
+    from serving.manifest import load_manifest
 
     source = _payload_source(data)
-    chosen = _csv(models)
-    if chosen == ["all"]:
-        from serving.manifest import load_manifest
-
-        chosen = baseline_first(load_manifest(Path(repo)))
+    manifest = load_manifest(Path(repo))
+    chosen = baseline_first(manifest) if models == "all" else _family_models(manifest, _csv(models), family)
     plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight, client_tax=client_tax)
     try:
         # each model's payloads come from its own card's data where that is on disk, else from --data
@@ -425,18 +435,22 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
 
     from loadtest.headroom import HeadroomPlan, run_headroom
     from loadtest.images import load_test_images
+    from serving.manifest import load_manifest
 
     source = _payload_source(data)
     chosen = _csv(models)
+    manifest = load_manifest(Path(repo))  # the trivial model takes a published model's input shape
     if chosen == ["all"]:
-        from serving.manifest import load_manifest
-
-        chosen = sorted(load_manifest(Path(repo)))
+        chosen = sorted(manifest)
+    shaped = chosen[0] if chosen else next(iter(manifest), None)
+    if shaped not in manifest:
+        raise SystemExit(f"error: {shaped or 'no model'} in {repo}'s manifest: build the repository first")
+    dims = manifest[shaped].io.input_dims
     plan = HeadroomPlan(connections=connections, rounds=rounds, warmup_s=warmup, measure_s=seconds,
                         generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)),
                         nice=nice)
     try:
-        results, md = run_headroom(load_test_images(source, 1)[0], plan, Path(out), Path(repo), chosen)
+        results, md = run_headroom(load_test_images(source, 1, dims)[0], plan, Path(out), Path(repo), chosen)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(md.read_text())
@@ -468,14 +482,14 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
 
     from loadtest.config_search import SearchPlan, trials_from
     from loadtest.config_search import tune_config as run_search
-    from loadtest.images import load_test_images
+    from loadtest.images import payloads_for
 
     source = _payload_source(data)
     plan = SearchPlan(trials_from(max_batch_sizes), trials_from(delays_us), trials_from(instances), concurrency,
                       seconds, warmup, rounds, slo_ms, slo_quantile, max_error_rate, min_gain)
     try:
-        results, md = run_search(Path(repo), model, load_test_images(source, images), plan, Path(out),
-                                 write=not dry_run)
+        payloads = payloads_for(Path(repo), [model], source, images)[model]
+        results, md = run_search(Path(repo), model, payloads, plan, Path(out), write=not dry_run)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(md.read_text())

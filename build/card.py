@@ -3,7 +3,7 @@
     name = "resnet18"                       # prefix of every Triton model name: <name>_<variant>[_<runtime>]
     source = "builtin:resnet18"             # or "torch:package.module:factory", or "onnx:path/to/model.onnx"
     weights = "../weights/resnet18_cifar10.pt"
-    input = [3, 32, 32]                     # C, H, W; images are resized to H x W; C = 1 means grayscale
+    input = [3, 48, 48]                     # C, H, W; images are resized to H x W; C = 1 means grayscale
     mean = [125.3, 123.0, 113.9]            # 0-255 scale; put inside the exported graph
     std = [63.0, 62.1, 66.7]
     data = "cifar10"                        # ImageFolder dir or .tar.gz (train/, test/), or 'cifar10'
@@ -124,7 +124,7 @@ def _typed(raw: dict, key: str, kind: type, bad, default: Any = None) -> Any:
 def _dims(raw: dict, bad) -> tuple[int, int, int]:
     dims = _typed(raw, "input", list, bad)
     if len(dims) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-        raise bad("input", f"{dims!r} is not [C, H, W] of positive integers", "e.g. input = [3, 32, 32]")
+        raise bad("input", f"{dims!r} is not [C, H, W] of positive integers", "e.g. input = [3, 224, 224]")
     if dims[0] not in (1, 3):
         raise bad("input", f"{dims[0]} channels", "images are RGB (3) or grayscale (1)")
     return dims[0], dims[1], dims[2]

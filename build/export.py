@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from build.errors import ZooError
+from build.models import Classifier
 
 # It warns at every export that torchvision's ops are not registered; this project has no torchvision.
 logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -25,10 +26,10 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.graph.node).most_common())
 
 
-def export_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int, int] = (3, 32, 32)) -> dict[str, int]:
+def export_onnx(model: Classifier, path: Path) -> dict[str, int]:
     """Export to `path`, folded and fused by the exporter's optimizer; return the op counts before it ran."""
     model = model.eval().cpu()
-    example = torch.zeros((2, *image_shape), dtype=torch.uint8)
+    example = model.example(2)
     batch = torch.export.Dim("batch", min=1, max=4096)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():

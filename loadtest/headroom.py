@@ -38,7 +38,6 @@ from serving.triton import TritonConfig, TritonServer, model_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = "trivial"
-DEFAULT_DIMS = (3, 32, 32)  # the trivial model's input when it stands in for no particular model
 TAXED = "wrk+tax"       # wrk beside a CPU tax equal to what Locust spent above wrk in the same round
 LOCUST_TARGET = 0.8     # the issue's bar on the trivial model: Locust at 0.8x wrk or better
 VARIANT_TARGET = 0.9    # on a zoo variant: Locust within 10% of wrk
@@ -99,7 +98,7 @@ def _taxable(before: tuple[str, ...]) -> bool:
 # --- the trivial model -------------------------------------------------------------------------------------------
 
 
-def trivial_model(dims: tuple[int, int, int] = DEFAULT_DIMS):
+def trivial_model(dims: tuple[int, int, int]):
     """uint8 [N,C,H,W] -> float [N,10]: per-channel sums times a fixed Cx10 matrix; a few microseconds of work.
     It takes the input of the model it stands in for, so its requests carry the same bytes as that model's."""
     import onnx
@@ -120,7 +119,7 @@ def trivial_model(dims: tuple[int, int, int] = DEFAULT_DIMS):
     return model
 
 
-def trivial_config(name: str = TRIVIAL, dims: tuple[int, int, int] = DEFAULT_DIMS) -> str:
+def trivial_config(name: str, dims: tuple[int, int, int]) -> str:
     """The zoo's config shape (onnxruntime_onnx, dynamic batching, one CPU instance), through Triton's protobuf."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
@@ -137,7 +136,7 @@ def trivial_config(name: str = TRIVIAL, dims: tuple[int, int, int] = DEFAULT_DIM
     return text_format.MessageToString(cfg)
 
 
-def publish_trivial(repo: Path, name: str = TRIVIAL, dims: tuple[int, int, int] = DEFAULT_DIMS) -> Path:
+def publish_trivial(repo: Path, dims: tuple[int, int, int], name: str = TRIVIAL) -> Path:
     """A one-model repository for Triton (no manifest: nothing here comes from the build)."""
     import onnx
 
@@ -484,7 +483,7 @@ def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dic
     """Fills `out` (also when interrupted: the summary covers the windows measured until then). The trivial model
     takes the image's shape (C, H, W)."""
     dims = tuple(image.shape)
-    publish_trivial(work / "repo", dims=dims)
+    publish_trivial(work / "repo", dims)
     samples: list[Sample] = []
     out.update(model=TRIVIAL, input_dims=list(dims), answer_shape=None)
     try:
@@ -651,9 +650,9 @@ def markdown(results: dict) -> str:
               "is what the machine's cores allow at Triton's and the generator's CPU per request.", ""]
     if "trivial" in results:
         t = results["trivial"]
-        dims = "x".join(map(str, t.get("input_dims") or DEFAULT_DIMS))
+        dims = "x".join(map(str, t["input_dims"])) + " " if t.get("input_dims") else ""  # older runs: unrecorded
         lines += ["## Trivial model (the generator is the bottleneck, if anything is)", "",
-                  f"Input {dims} uint8, the payload's shape.", "", *_table(t["summary"]), ""]
+                  f"Input {dims}uint8, the payload's shape.", "", *_table(t["summary"]), ""]
         lines += _verdict_lines(t["verdict"], cpus)
     variants = results.get("variants") or {}
     if variants:

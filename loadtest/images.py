@@ -24,11 +24,11 @@ from serving.manifest import CardRecord, ModelEntry, read_manifest
 from serving.pixels import refit, to_chw
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-CIFAR_DIMS = (3, 32, 32)
-Picked = list[bytes] | np.ndarray  # still-encoded images, or the python release's (N, 3, 32, 32) pixels
+RELEASE_DIMS = (3, 32, 32)  # the official CIFAR-10 python release's storage format: rows of 32x32 RGB
+Picked = list[bytes] | np.ndarray  # still-encoded images, or the python release's pixels in RELEASE_DIMS
 
 
-def load_test_images(source: Path, limit: int, dims: tuple[int, int, int] = CIFAR_DIMS) -> np.ndarray:
+def load_test_images(source: Path, limit: int, dims: tuple[int, int, int]) -> np.ndarray:
     """Up to `limit` test images as uint8 (N, *dims), interleaved across classes so any prefix is mixed."""
     return decode_all(pick_test_images(source, limit), dims)
 
@@ -84,7 +84,7 @@ def _interleave(by_class: dict[str, list[tuple[str, bytes]]], limit: int) -> lis
     return picked[:limit]
 
 
-def decode(data: bytes, dims: tuple[int, int, int] = CIFAR_DIMS) -> np.ndarray:
+def decode(data: bytes, dims: tuple[int, int, int]) -> np.ndarray:
     """One encoded image as uint8 (C, H, W) at `dims`."""
     with Image.open(io.BytesIO(data)) as img:
         return to_chw(img, dims)
@@ -95,7 +95,7 @@ def _from_python_release(archive: Path, limit: int) -> np.ndarray:
     with tarfile.open(archive, "r:gz") as tar:
         member = next(m for m in tar if m.name.endswith("/test_batch"))
         batch = pickle.load(tar.extractfile(member), encoding="bytes")  # the official, checksummed format
-    return np.asarray(batch[b"data"][:limit], dtype=np.uint8).reshape(-1, *CIFAR_DIMS)
+    return np.asarray(batch[b"data"][:limit], dtype=np.uint8).reshape(-1, *RELEASE_DIMS)
 
 
 def model_source(card: CardRecord | None, fallback: Path | None) -> Path | None:

@@ -52,7 +52,7 @@ class Workload:
 
 
 def load_workload(opts) -> Workload:
-    from loadtest.images import load_payloads, load_test_images, payloads_for
+    from loadtest.images import load_payloads, payloads_for
 
     ios = model_ios(opts.tz_repo, opts.tz_models)
     names = [m.name for m in ios]
@@ -62,7 +62,7 @@ def load_workload(opts) -> Workload:
     elif opts.tz_data and opts.tz_repo:  # each model's own dataset where its card names one here, at its dims
         images = payloads_for(Path(opts.tz_repo), names, Path(opts.tz_data), opts.tz_images)
     elif opts.tz_data:
-        images = dict.fromkeys(names, load_test_images(Path(opts.tz_data), opts.tz_images))
+        raise SystemExit("locustfile: --tz-data needs --tz-repo, whose manifest gives each model's input shape")
     else:
         raise SystemExit("locustfile: give --tz-images-file or --tz-data (real test images)")
     missing = [n for n in names if n not in images]

@@ -17,6 +17,6 @@ class ExportOnnx(Step):
             return
         state.metrics["macs"], state.metrics["params"] = macs_and_params(state.model)
         state.onnx_path = state.workdir / "model.onnx"
-        state.metrics["graph"] = {"exported": export_onnx(state.model, state.onnx_path, ctx.io.input_dims)}
+        state.metrics["graph"] = {"exported": export_onnx(state.model, state.onnx_path)}
         # FP32 torch is the reference every runtime of this variant must reproduce.
         state.reference_logits = torch_logits(state.model, ctx.verify_set)

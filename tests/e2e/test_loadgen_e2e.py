@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("wrk") is None,
 
 def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -> None:
     plan = HeadroomPlan(connections=4, rounds=1, warmup_s=0.5, measure_s=1.5, generators=("wrk", "locust-2p", TAXED))
-    json_path, md_path = run_headroom(load_test_images(MINI_ARCHIVE, 1)[0], plan, tmp_path)
+    json_path, md_path = run_headroom(load_test_images(MINI_ARCHIVE, 1, CIFAR)[0], plan, tmp_path)
     results = json.loads(json_path.read_text())
     trivial = results["trivial"]
     assert results["partial"] is None and trivial["answer_shape"] == [1, 10]

@@ -89,7 +89,7 @@ def test_failed_requests_are_counted_never_dropped(repo: Path, tmp_path: Path) -
         targets = {"triton": [f"127.0.0.1:{cfg.metrics_port}"], "locust": [f"127.0.0.1:{exporter}"]}
         with PrometheusServer(targets, prom_port, s.interval_s) as prom:
             prom.client.wait_for_targets({"triton"})
-            images = save_images(load_test_images(MINI_ARCHIVE, 100), tmp_path / "images.npy")
+            images = save_images(load_test_images(MINI_ARCHIVE, 100, CIFAR), tmp_path / "images.npy")
             ends = Endpoints(cfg.http_url, cfg.grpc_url, f"127.0.0.1:{cfg.metrics_port}")
             outcome = drive_locust(locust_command(s, ends, images, [exporter]), tmp_path / "locust.log", s.seconds)
             exited = time.time()

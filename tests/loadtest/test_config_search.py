@@ -26,6 +26,7 @@ from loadtest.config_search import (
     write_config_atomically,
 )
 from loadtest.headroom import trivial_config
+from tests.conftest import CIFAR
 
 CONFIG = """name: "m"
 platform: "onnxruntime_onnx"
@@ -80,12 +81,12 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporaries(tmp_path: Path
 
 def test_trial_repository_is_a_copy(tmp_path: Path) -> None:
     (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
-    (tmp_path / "repo" / "m" / "config.pbtxt").write_text(trivial_config("m"))
+    (tmp_path / "repo" / "m" / "config.pbtxt").write_text(trivial_config("m", CIFAR))
     (tmp_path / "repo" / "m" / "1" / "model.onnx").write_bytes(b"x")
     (tmp_path / "repo" / "other").mkdir()
     root = trial_repository(tmp_path / "repo", "m", tmp_path / "trial")
     (root / "m" / "config.pbtxt").write_text("changed")
-    assert (tmp_path / "repo" / "m" / "config.pbtxt").read_text() == trivial_config("m")
+    assert (tmp_path / "repo" / "m" / "config.pbtxt").read_text() == trivial_config("m", CIFAR)
     assert sorted(p.name for p in root.iterdir()) == ["m"] and (root / "m" / "1" / "model.onnx").exists()
 
 

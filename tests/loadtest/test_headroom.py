@@ -36,13 +36,14 @@ from loadtest.locust_metrics import LoadMetrics
 from loadtest.payloads import ModelIO, triton_http
 from loadtest.rawhttp import HttpStatusError, RawConnection, parse_head
 from serving.triton import free_ports
+from tests.conftest import CIFAR
 from tests.serving.manifests import entry, write
 
 IMAGE = np.arange(3 * 32 * 32, dtype=np.uint8).reshape(3, 32, 32)
 
 
 def test_trivial_model_runs_in_onnxruntime_and_its_config_is_the_zoo_shape(tmp_path: Path) -> None:
-    repo = publish_trivial(tmp_path / "repo")
+    repo = publish_trivial(tmp_path / "repo", CIFAR)
     session = ort.InferenceSession(str(repo / "trivial" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"images": np.stack([IMAGE, IMAGE])})[0]
     assert logits.shape == (2, 10) and logits.dtype == np.float32
@@ -242,7 +243,7 @@ def test_cpu_tax_never_spends_more_than_its_share() -> None:
 
 @pytest.mark.parametrize("dims", [(1, 28, 28), (3, 48, 40)])
 def test_the_trivial_model_takes_the_input_it_stands_in_for(tmp_path: Path, dims: tuple[int, int, int]) -> None:
-    repo = publish_trivial(tmp_path / "repo", dims=dims)
+    repo = publish_trivial(tmp_path / "repo", dims)
     session = ort.InferenceSession(str(repo / "trivial" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     batch = np.random.default_rng(0).integers(0, 256, (3, *dims), dtype=np.uint8)
     assert session.run(["logits"], {"images": batch})[0].shape == (3, 10)

@@ -22,7 +22,7 @@ from loadtest.images import (
     save_payloads,
 )
 from serving.manifest import load_manifest
-from tests.conftest import MINI_ARCHIVE
+from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.serving.manifests import card, entry, write
 
 
@@ -44,7 +44,7 @@ def test_one_channel_images_are_the_grayscale_of_the_originals() -> None:
     assert gray.shape == (3, 1, 28, 28)
     expected = np.asarray(first_mini_image().convert("L").resize((28, 28), Image.BILINEAR))
     assert np.array_equal(gray[0, 0], expected)
-    assert np.array_equal(load_test_images(MINI_ARCHIVE, 3), load_test_images(MINI_ARCHIVE, 3, (3, 32, 32)))
+    assert np.array_equal(load_test_images(MINI_ARCHIVE, 3, CIFAR), load_test_images(MINI_ARCHIVE, 3, (3, 32, 32)))
 
 
 def python_release(path: Path, rows: np.ndarray) -> Path:
@@ -60,7 +60,7 @@ def python_release(path: Path, rows: np.ndarray) -> Path:
 def test_the_python_release_is_resized_too(tmp_path: Path) -> None:
     rows = np.stack([np.full(3072, v, np.uint8) for v in (10, 200)])
     archive = python_release(tmp_path / "cifar-10-python.tar.gz", rows)
-    assert np.array_equal(load_test_images(archive, 2), rows.reshape(2, 3, 32, 32))
+    assert np.array_equal(load_test_images(archive, 2, CIFAR), rows.reshape(2, 3, 32, 32))
     gray = load_test_images(archive, 2, (1, 20, 24))
     assert gray.shape == (2, 1, 20, 24) and np.all(gray[0] == 10) and np.all(gray[1] == 200)
 
@@ -93,7 +93,7 @@ def test_each_model_takes_its_familys_dataset_at_its_own_input(tmp_path: Path, m
         "digits_fp32": (4, 1, 28, 28), "digits_int8": (4, 1, 28, 28), "resnet18_fp32": (4, 3, 32, 32),
         "gone_fp32": (4, 3, 48, 48), "nocard_fp32": (4, 3, 40, 40)}
     assert [int(a.mean()) for a in payloads["digits_fp32"]] == [255, 0, 255, 0], "its own classes, interleaved"
-    assert np.array_equal(payloads["resnet18_fp32"], load_test_images(MINI_ARCHIVE, 4))
+    assert np.array_equal(payloads["resnet18_fp32"], load_test_images(MINI_ARCHIVE, 4, CIFAR))
     assert np.array_equal(payloads["gone_fp32"], load_test_images(MINI_ARCHIVE, 4, (3, 48, 48)))
 
 

@@ -14,12 +14,12 @@ from PIL import Image
 from loadtest.images import load_test_images, save_payloads
 from loadtest.payloads import ModelIO, experiment_payloads, gateway_image, gateway_tensor, triton_grpc, triton_http
 from loadtest.workload import Workload, load_workload
-from tests.conftest import MINI_ARCHIVE
+from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.serving.manifests import entry, write
 
 
 def test_real_test_images_from_the_archive_interleave_classes() -> None:
-    images = load_test_images(MINI_ARCHIVE, 25)
+    images = load_test_images(MINI_ARCHIVE, 25, CIFAR)
     assert images.shape == (25, 3, 32, 32) and images.dtype == np.uint8
     with tarfile.open(MINI_ARCHIVE) as tar:  # the second image is the first of the second class (automobile)
         first = tar.extractfile("cifar10-mini/test/automobile/0000.jpg").read()
@@ -30,14 +30,15 @@ def test_real_test_images_from_the_archive_interleave_classes() -> None:
 def test_folder_and_archive_give_the_same_images(tmp_path: Path) -> None:
     with tarfile.open(MINI_ARCHIVE) as tar:
         tar.extractall(tmp_path, filter="data")
-    assert np.array_equal(load_test_images(tmp_path / "cifar10-mini", 12), load_test_images(MINI_ARCHIVE, 12))
+    from_folder = load_test_images(tmp_path / "cifar10-mini", 12, CIFAR)
+    assert np.array_equal(from_folder, load_test_images(MINI_ARCHIVE, 12, CIFAR))
 
 
 def test_missing_source_or_no_test_split_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        load_test_images(tmp_path / "nope.tar.gz", 1)
+        load_test_images(tmp_path / "nope.tar.gz", 1, CIFAR)
     with pytest.raises(ValueError, match="no test images"):
-        load_test_images(tmp_path, 1)
+        load_test_images(tmp_path, 1, CIFAR)
 
 
 def test_payloads_carry_the_image_bytes() -> None:
@@ -103,3 +104,5 @@ def test_workloads_load_per_model_payload_files_or_the_models_own_data(tmp_path:
     assert from_data.images["g_fp32"].shape == (3, 1, 28, 28)
     with pytest.raises(SystemExit, match=r"no images for \['x_fp32'\]"):
         load_workload(opts(tz_models="x_fp32", tz_images_file=str(files)))
+    with pytest.raises(SystemExit, match="needs --tz-repo, whose manifest gives each model's input shape"):
+        load_workload(opts(tz_models="x_fp32", tz_data=str(MINI_ARCHIVE)))
