@@ -56,7 +56,7 @@ def preflight(card: ModelCard) -> None:
     elif card.kind == "torch":
         _torch(card)
     else:
-        _builtin_meta(card)
+        checkpoint_meta(_builtin_weights(card))
 
 
 def network(card: ModelCard) -> nn.Module:
@@ -64,8 +64,7 @@ def network(card: ModelCard) -> nn.Module:
     if card.kind == "torch":
         return _torch(card)[0].backbone
     if card.kind == "builtin":
-        _builtin_meta(card)  # names a missing weights file
-        return load_weights(card.weights, card.preprocess)[0].backbone
+        return load_weights(_builtin_weights(card), card.preprocess)[0].backbone
     raise card.error("source", f"{card.source} is already ONNX", "use the file itself")
 
 
@@ -97,15 +96,15 @@ def _check_outputs(card: ModelCard, logits: np.ndarray, num_classes: int) -> Non
                          f"{num_classes} classes", "give the dataset the model was trained on, or fix the model")
 
 
-def _builtin_meta(card: ModelCard) -> dict:
+def _builtin_weights(card: ModelCard) -> Path:
     if card.weights is None:
         raise card.error("weights", "missing for a builtin source", "train them with `invoke train` and name the file")
-    return checkpoint_meta(card.weights)
+    return card.weights
 
 
 def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str, float | None]:
     """The network, its file's hash, and the test accuracy its checkpoint records."""
-    meta = _builtin_meta(card)
+    meta = checkpoint_meta(_builtin_weights(card))  # the classes first: weights for others may not even load
     if meta.get("classes") and meta["classes"] != data.classes:
         raise card.error("data", f"{card.weights.name} was trained on classes {meta['classes']}, the data has "
                          f"{data.classes}", "point data at the dataset the weights were trained on")

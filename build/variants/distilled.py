@@ -15,8 +15,7 @@ DISTILLED = Variant(
 DISTILLED_MOBILENET = Variant(
     name="distilled_mobilenetv2",
     parent="teacher",
-    # 12 epochs: a MobileNetV2 step costs about 5x a ResNet-20 step on 2 CPU cores (0.61 s against 0.11 s at batch
-    # 128, bf16), so 12 of its epochs cost about what 60 of ResNet-20 do
+    # 12 epochs: what 2 CPU cores distil into it in half an hour (27 min; its depthwise convolutions train slowly)
     steps=lambda: [Distill(student="mobilenetv2", epochs=12.0), ExportOnnx(), OptimizeGraph()],
     description="knowledge distillation into a MobileNetV2 student (width 0.5: depthwise-separable inverted "
                 "residuals), the second student family; 12 epochs",
