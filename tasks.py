@@ -434,7 +434,7 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
     import json
 
     from loadtest.headroom import HeadroomPlan, run_headroom
-    from loadtest.images import load_test_images
+    from loadtest.images import payloads_for
     from serving.manifest import load_manifest
 
     source = _payload_source(data)
@@ -445,12 +445,12 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
     shaped = chosen[0] if chosen else next(iter(manifest), None)
     if shaped not in manifest:
         raise SystemExit(f"error: {shaped or 'no model'} in {repo}'s manifest: build the repository first")
-    dims = manifest[shaped].io.input_dims
+    payloads = payloads_for(Path(repo), [shaped, *chosen], source, 1)  # each model's own first test image
     plan = HeadroomPlan(connections=connections, rounds=rounds, warmup_s=warmup, measure_s=seconds,
                         generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)),
                         nice=nice)
     try:
-        results, md = run_headroom(load_test_images(source, 1, dims)[0], plan, Path(out), Path(repo), chosen)
+        results, md = run_headroom(payloads[shaped][0], plan, Path(out), Path(repo), chosen, payloads)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(md.read_text())

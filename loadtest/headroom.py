@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest.gateway_overhead import kserve_request
+from loadtest.images import save_images
 from serving.processes import interrupt, log_tail, spawn, stop_group
 from serving.triton import TritonConfig, TritonServer, model_stats
 
@@ -172,7 +173,7 @@ def make_target(http: str, model: str, image: np.ndarray, work: Path, io: tuple[
     work.mkdir(parents=True, exist_ok=True)
     target = Target(http, model, body, headers, work, repo)
     (work / "body.bin").write_bytes(body)
-    np.save(work / "images.npy", image[None])
+    save_images(image[None], work / "images.npy")
     (work / "wrk.lua").write_text(wrk_script(work / "body.bin", headers))
     return target
 
