@@ -8,8 +8,7 @@ import pytest
 from build import peak
 from build.hardware import detect
 
-needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                                    reason="no C compiler to build peak.c")
+needs_compiler = pytest.mark.needs_tool("cc")
 
 
 @needs_compiler

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ from loadtest.images import load_test_images
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("wrk") is None,
-                                                  reason="wrk absent: apt-get install wrk (.ci/run)")]
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool("wrk")]
 
 
 def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -> None:

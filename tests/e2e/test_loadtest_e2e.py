@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 import time
 from pathlib import Path
 
@@ -29,8 +28,7 @@ from serving.triton import TritonConfig, TritonServer, free_ports
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("prometheus") is None,
-                                                  reason="prometheus absent: apt-get install prometheus (.ci/run)")]
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool("prometheus")]
 MODELS = ("tiny_fp32", "tinyb_fp32")
 
 

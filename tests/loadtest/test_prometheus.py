@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -10,10 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from loadtest.prometheus import PromClient, PrometheusError, PrometheusServer, check_config, scrape_config, write_config
 from serving.triton import free_ports
 
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
-                                    reason="promtool absent: apt-get install prometheus (.ci/run does)")
-needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
-                                      reason="prometheus absent: apt-get install prometheus (.ci/run does)")
+needs_promtool = pytest.mark.needs_tool("promtool")
+needs_prometheus = pytest.mark.needs_tool("prometheus")
 TARGETS = {"triton": ["127.0.0.1:8002"], "gateway": ["127.0.0.1:8080"], "locust": ["127.0.0.1:9646", "127.0.0.1:9647"]}
 
 
