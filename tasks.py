@@ -27,12 +27,13 @@ def friendly(fn: Callable) -> Callable:
     @wraps(fn)
     def wrapper(*args, **kwargs):
         from build.errors import ZooError
+        from loadtest.prometheus import PrometheusError
         from serving.manifest import ManifestError
         from serving.triton import TritonError
 
         try:
             return fn(*args, **kwargs)
-        except (ZooError, TritonError, ManifestError, FileNotFoundError) as exc:
+        except (ZooError, TritonError, ManifestError, PrometheusError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
 
@@ -178,6 +179,8 @@ def peak(c, threads=0, seconds=0.5):
     from build.hardware import detect
     from build.peak import measure
 
+    if int(threads) < 0 or float(seconds) <= 0:
+        raise SystemExit("error: --threads takes 0 (all cores) or a positive count, --seconds a positive length")
     hardware = detect()
     print(measure(int(threads) or hardware.cores, hardware.cpu_flags, float(seconds)).text())
 

@@ -227,7 +227,7 @@ def generator_command(gen: Generator, target: Target, connections: int, bound_s:
 def _wrk() -> str:
     found = shutil.which("wrk")
     if found is None:
-        raise FileNotFoundError("`wrk` not found: apt-get install wrk (the baseline of this benchmark)")
+        raise FileNotFoundError("`wrk` not found: run ./setup.sh (it installs Debian's wrk, this benchmark's baseline)")
     return found
 
 

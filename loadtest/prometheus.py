@@ -45,7 +45,7 @@ def write_config(path: Path, targets: dict[str, list[str]], interval_s: float = 
 def binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise PrometheusError(f"`{name}` not found: install Debian's prometheus package (apt-get install prometheus)")
+        raise PrometheusError(f"`{name}` not found: run ./setup.sh (it installs Debian's prometheus package)")
     return found
 
 

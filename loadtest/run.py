@@ -22,7 +22,7 @@ from pathlib import Path
 import loadtest.promql as q
 from loadtest.capacity import Slo, instance_count, plan_capacity, replan
 from loadtest.images import payloads_for, save_payloads
-from loadtest.prometheus import PromClient, PrometheusServer
+from loadtest.prometheus import PromClient, PrometheusServer, binary
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
 
@@ -172,6 +172,7 @@ def load_stack(spec: LoadSpec) -> Iterator[Stack]:
     from serving.triton import free_ports
 
     admin_key = secrets.token_hex(16)
+    binary("prometheus")  # before any server starts: a missing Prometheus is one line, not a torn-down stack
     prom_port, *exporter_ports = free_ports(1 + spec.processes)
     spec.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:

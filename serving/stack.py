@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import subprocess
 import time
 from contextlib import nullcontext
@@ -15,8 +16,9 @@ import uvicorn
 
 from serving.gateway.app import create_app
 from serving.gateway.settings import GatewaySettings
+from serving.manifest import load_manifest
 from serving.supervisor import SupervisedTriton
-from serving.triton import TritonConfig
+from serving.triton import TritonConfig, TritonError
 
 
 def explicit_triton(repo: Path, ports: str) -> TritonConfig:
@@ -33,6 +35,7 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig, state_file
     `external_triton` (grpc_url, http_url) skips starting one. Triton itself binds to loopback, so its
     model-control API is reachable only through the gateway's admin endpoints.
     """
+    preflight(repo, host, port, triton, external_triton)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     grpc_url, http_url = external_triton or (triton.grpc_url, triton.http_url)
     settings = GatewaySettings(repository=repo, triton_grpc=grpc_url, triton_http=http_url, state_file=state_file)
@@ -41,6 +44,33 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig, state_file
         # proxy_headers off: the gateway never reads client addresses, so that middleware would be pure cost.
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", loop="uvloop",
                     http="httptools", access_log=False, proxy_headers=False)
+
+
+def preflight(repo: Path, host: str, port: int, triton: TritonConfig,
+              external_triton: tuple[str, str] | None) -> None:
+    """Find a user's mistake before anything starts, so it is one line and not a failed server's traceback."""
+    load_manifest(repo)  # a missing or unreadable repository
+    ports = [(host, port, "--port")]
+    if external_triton is None:
+        ports += [("127.0.0.1", p, "--triton-ports") for p in (triton.http_port, triton.grpc_port, triton.metrics_port)]
+    for address, number, option in ports:
+        require_free_port(address, number, option)
+    if external_triton is not None:
+        url = f"http://{external_triton[1]}/v2/health/ready"
+        try:
+            httpx.get(url, timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise TritonError(f"no ready Triton at {url} ({exc}): start it, or fix --triton-url") from None
+
+
+def require_free_port(host: str, port: int, option: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise TritonError(f"cannot listen on {host}:{port} ({exc.strerror}): stop what uses it or pass another "
+                              f"{option}") from None
 
 
 class StackProcess:

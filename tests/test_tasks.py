@@ -1,9 +1,107 @@
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+
+from serving.manifest import Manifest, write_manifest
 from tests.conftest import MINI_ARCHIVE, ROOT
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """A user error: exit status 1, one line on stderr that names the problem, and no traceback anywhere."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def empty_repo(tmp_path: Path) -> Path:
+    """A repository with a valid manifest and no models: the servers' checks run, nothing heavy does."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    write_manifest(repo, Manifest())
+    return repo
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+# One user error per task (a missing or bad file, a bad option, a missing repository), each of a kind that task meets.
+TASK_ERRORS = {
+    "train": (["train", "--data", "/nonexistent/cifar.tar.gz"], ["dataset not found"]),
+    "distill": (["distill", "--set", "distill.bogus=1", "--data", str(MINI_ARCHIVE)], ["no setting 'bogus'"]),
+    "export-onnx": (["export-onnx", "--out", "/tmp/x.onnx", "--card", "/nonexistent.toml"], ["/nonexistent.toml"]),
+    "peak": (["peak", "--threads=-1"], ["--threads"]),
+    "ov-layers": (["ov-layers", "nosuch", "--repo", "/nonexistent"], ["no OpenVINO model"]),
+    "zoo": (["zoo", "--runtimes", "bogus", "--data", str(MINI_ARCHIVE)], ["unknown variant or runtime", "bogus"]),
+    "bench-gateway": (["bench-gateway", "--repo", "/nonexistent"], ["manifest.json not found", "invoke build"]),
+    "loadtest": (["loadtest", "--data", str(MINI_ARCHIVE), "--repo", "/nonexistent"], ["manifest.json not found"]),
+    "report": (["report", "--root", "/nonexistent"], ["no load runs", "invoke loadtest"]),
+    "bench-loadgen": (["bench-loadgen"], ["--data"]),
+    "tune-config": (["tune-config", "nosuch", "--repo", "/nonexistent", "--data", str(MINI_ARCHIVE)], ["nosuch"]),
+    "serve": (["serve", "--repo", "/nonexistent"], ["manifest.json not found"]),
+}
+
+
+@pytest.mark.parametrize("task", sorted(TASK_ERRORS))
+def test_each_task_reports_a_user_error_in_one_line(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITONZOO_DATA", raising=False)  # bench-loadgen's case: no payload source given
+    args, words = TASK_ERRORS[task]
+    assert_one_line_error(invoke(*args, env=dict(os.environ)), *words)
+
+
+def test_serve_names_a_port_in_use(empty_repo: Path, busy_port: int) -> None:
+    assert_one_line_error(invoke("serve", "--repo", str(empty_repo), "--port", str(busy_port)),
+                          f"127.0.0.1:{busy_port}", "--port")
+    assert_one_line_error(invoke("serve", "--repo", str(empty_repo), "--triton-ports", f"{busy_port},0,0"),
+                          "--triton-ports")
+
+
+def test_serve_names_an_unreachable_triton(empty_repo: Path, busy_port: int) -> None:
+    proc = invoke("serve", "--repo", str(empty_repo), "--triton-url", f"127.0.0.1:1,127.0.0.1:{busy_port}",
+                  "--port", "0")
+    assert_one_line_error(proc, "no ready Triton", "--triton-url")
+
+
+def test_loadtest_names_a_missing_prometheus_before_starting_anything(empty_repo: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # PATH with a shell and nothing else: no prometheus
+    bin_dir.mkdir()
+    for tool in ("bash", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = invoke("loadtest", "--data", str(MINI_ARCHIVE), "--repo", str(empty_repo), "--out", str(tmp_path / "out"),
+                  env={**os.environ, "PATH": str(bin_dir)})
+    assert_one_line_error(proc, "`prometheus` not found", "./setup.sh")
+
+
+def test_a_bug_still_shows_its_traceback() -> None:
+    from tasks import friendly
+
+    @friendly
+    def broken() -> None:
+        raise KeyError("a bug, not a user error")
+
+    with pytest.raises(KeyError):
+        broken()
 
 
 def test_invoke_lists_every_task_with_help() -> None:
