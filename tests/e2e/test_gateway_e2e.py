@@ -231,7 +231,10 @@ def test_kserve_v2_pass_through(world) -> None:
                                   b'{"inputs": [{"name": "images", "shape": [1, -3, 32, 32], "datatype": "UINT8", '
                                   b'"data": [0]}]}',
                                   b'{"inputs": [{"name": "images", "shape": [1, 3, 32, 32], "datatype": "UINT8", '
-                                  b'"data": ["a", "b"]}]}'])
+                                  b'"data": [0, 1, 2]}]}',
+                                  b'{"inputs": [{"name": "images", "shape": [1, 3, 32, 32], "datatype": "UINT8", '
+                                  b'"data": ["a", "b"]}]}'],
+                         ids=["not-json", "json-array", "no-inputs", "negative-dim", "short-data", "strings"])
 def test_malformed_kserve_requests_get_a_400_and_triton_keeps_serving(world, body: bytes) -> None:
     stack, data, _, (big, _), _ = world
     r = stack.client.post(f"/v2/models/{big}/infer", content=body, headers={"Content-Type": "application/json"})
