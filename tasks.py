@@ -175,7 +175,7 @@ def export_onnx(c, out, card=None, data=None):
 @task(help={"threads": "threads to run at once (0: all cores)", "seconds": "length of each timed run"})
 @friendly
 def peak(c, threads=0, seconds=0.5):
-    """This CPU's peak MAC rates (AVX-512 FP32, AMX INT8 and BF16): the denominators of the report's efficiency."""
+    """This CPU's peak MAC rates per precision (FP32, INT8, BF16; AVX2 to AMX): the report's efficiency denominators."""
     from build.hardware import detect
     from build.peak import measure
 
@@ -189,7 +189,7 @@ def peak(c, threads=0, seconds=0.5):
             "batch": "batch size"})
 @friendly
 def ov_layers(c, model, repo=str(REPO), batch=64):
-    """Where an OpenVINO model's batch time goes: per convolution, its kernel, milliseconds and GMAC/s."""
+    """Where an OpenVINO model's batch time goes: per convolution, its kernel, ms, GMAC/s and share of its peak."""
     from build.ov_layers import layer_report
 
     print(layer_report(Path(repo) / model, batch))

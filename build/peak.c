@@ -1,5 +1,7 @@
 /* Peak-instruction test: the most multiply-accumulates per second these cores retire, per kernel.
- * Usage: peak fp32_avx512|int8_amx|bf16_amx THREADS SECONDS   -> prints GMAC/s of all threads together.
+ * Usage: peak KERNEL THREADS SECONDS   -> prints GMAC/s of all threads together. KERNEL is one of
+ *   fp32_avx512 (vfmadd zmm), fp32_avx2 (vfmadd ymm), int8_avx512_vnni (vpdpbusd zmm), int8_avx_vnni (VEX vpdpbusd
+ *   ymm), bf16_avx512 (vdpbf16ps zmm), int8_amx (tdpbusd), bf16_amx (tdpbf16ps).
  * Each thread keeps several independent accumulators so the loop is bound by throughput, not latency. */
 #include <immintrin.h>
 #include <pthread.h>
@@ -23,20 +25,43 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* Twelve independent accumulators per thread, each updated by one instruction per step: enough to cover the
+ * instruction's latency times its throughput on the cores seen so far (4 cycles x 2 ports). */
+#define VEC_LOOP(type, init, op, macs_per_op)                                       \
+    type acc[12], a = init, b = init;                                              \
+    for (int j = 0; j < 12; j++) acc[j] = init;                                    \
+    long chunks = 0;                                                               \
+    double start = now();                                                          \
+    while (now() - start < seconds) {                                              \
+        for (int i = 0; i < CHUNK; i++)                                            \
+            for (int j = 0; j < 12; j++) acc[j] = op;                              \
+        chunks++;                                                                  \
+    }                                                                              \
+    double elapsed = now() - start;                                                \
+    /* every accumulator is stored, so that none of the chains is dead code */  \
+    volatile type sink[12] __attribute__((unused));                                \
+    for (int j = 0; j < 12; j++) sink[j] = acc[j];                                 \
+    return chunks * (double)CHUNK * 12 * (macs_per_op) / elapsed;
+
+/* FP32 FMA: 16 (zmm) or 8 (ymm) MACs per instruction. */
 __attribute__((target("avx512f"))) static double fp32_avx512(void) {
-    __m512 acc[12], b = _mm512_set1_ps(1.0f), c = _mm512_set1_ps(0.0f);
-    for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps((float)j);
-    long chunks = 0;
-    double start = now();
-    while (now() - start < seconds) {
-        for (int i = 0; i < CHUNK; i++)
-            for (int j = 0; j < 12; j++) acc[j] = _mm512_fmadd_ps(acc[j], b, c);
-        chunks++;
-    }
-    double elapsed = now() - start;
-    volatile float sink = _mm512_reduce_add_ps(acc[0]);  /* keeps the loop from being optimized away */
-    (void)sink;
-    return chunks * (double)CHUNK * 12 * 16 / elapsed;
+    VEC_LOOP(__m512, _mm512_set1_ps(0.0f), _mm512_fmadd_ps(acc[j], a, b), 16)
+}
+__attribute__((target("avx2,fma"))) static double fp32_avx2(void) {
+    VEC_LOOP(__m256, _mm256_set1_ps(0.0f), _mm256_fmadd_ps(acc[j], a, b), 8)
+}
+/* u8 x s8 dot products into int32: 4 MACs per 32-bit lane, so 64 (zmm) or 32 (ymm) per instruction. */
+__attribute__((target("avx512f,avx512vnni"))) static double int8_avx512_vnni(void) {
+    VEC_LOOP(__m512i, _mm512_set1_epi32(0), _mm512_dpbusd_epi32(acc[j], a, b), 64)
+}
+__attribute__((target("avx2,avxvnni"))) static double int8_avx_vnni(void) {
+    VEC_LOOP(__m256i, _mm256_set1_epi32(0), _mm256_dpbusd_avx_epi32(acc[j], a, b), 32)
+}
+/* bf16 pairs into fp32: 2 MACs per 32-bit lane, 32 per zmm instruction. */
+__attribute__((target("avx512f,avx512bf16"))) static double bf16_avx512(void) {
+    VEC_LOOP(__m512, _mm512_set1_ps(0.0f),
+             _mm512_dpbf16_ps(acc[j], (__m512bh)_mm512_castps_si512(a), (__m512bh)_mm512_castps_si512(b)),
+             32)
 }
 
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } tilecfg;
@@ -70,13 +95,19 @@ __attribute__((target("amx-tile"))) static int amx_setup(void) {
 __attribute__((target("amx-tile,amx-int8"))) static double int8_amx(void) { AMX_LOOP(_tile_dpbusd, 16 * 16 * 64) }
 __attribute__((target("amx-tile,amx-bf16"))) static double bf16_amx(void) { AMX_LOOP(_tile_dpbf16ps, 16 * 16 * 32) }
 
+static const struct { const char *name; double (*fn)(void); } KERNELS[] = {
+    {"fp32_avx512", fp32_avx512}, {"fp32_avx2", fp32_avx2}, {"int8_avx512_vnni", int8_avx512_vnni},
+    {"int8_avx_vnni", int8_avx_vnni}, {"bf16_avx512", bf16_avx512}, {"int8_amx", int8_amx}, {"bf16_amx", bf16_amx},
+};
+
 static double (*kernel)(void);
 static void *run(void *out) { *(double *)out = kernel(); return NULL; }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: %s fp32_avx512|int8_amx|bf16_amx THREADS SECONDS\n", argv[0]); return 2; }
-    kernel = !strcmp(argv[1], "fp32_avx512") ? fp32_avx512 : !strcmp(argv[1], "int8_amx") ? int8_amx
-           : !strcmp(argv[1], "bf16_amx") ? bf16_amx : NULL;
+    if (argc != 4) { fprintf(stderr, "usage: %s KERNEL THREADS SECONDS\n", argv[0]); return 2; }
+    kernel = NULL;
+    for (size_t k = 0; k < sizeof KERNELS / sizeof KERNELS[0]; k++)
+        if (!strcmp(argv[1], KERNELS[k].name)) kernel = KERNELS[k].fn;
     int threads = atoi(argv[2]);
     seconds = atof(argv[3]);
     if (!kernel || threads < 1 || threads > 256 || seconds <= 0) { fprintf(stderr, "bad arguments\n"); return 2; }

@@ -8,6 +8,7 @@ own timing in the same build.
 
 from __future__ import annotations
 
+import platform
 import shutil
 import statistics
 import subprocess
@@ -16,8 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("peak.c")
-# kernel -> the CPU flag it needs
-KERNELS = {"fp32_avx512": "avx512f", "int8_amx": "amx_int8", "bf16_amx": "amx_bf16"}
+# kernel -> the CPU flags (as /proc/cpuinfo names them) it needs
+KERNELS = {
+    "fp32_avx512": ("avx512f",), "fp32_avx2": ("avx2", "fma"),
+    "int8_amx": ("amx_int8",), "int8_avx512_vnni": ("avx512_vnni",), "int8_avx_vnni": ("avx_vnni",),
+    "bf16_amx": ("amx_bf16",), "bf16_avx512": ("avx512_bf16",),
+}
+# precision -> the kernels that compute in it; a model is judged against the best of them this CPU has
+PRECISIONS = {
+    "fp32": ("fp32_avx512", "fp32_avx2"),
+    "int8": ("int8_amx", "int8_avx512_vnni", "int8_avx_vnni"),
+    "bf16": ("bf16_amx", "bf16_avx512"),
+}
+X86 = ("x86_64", "amd64", "i686")
 
 
 @dataclass(frozen=True)
@@ -30,24 +42,44 @@ class Peaks:
     def gmacs_per_s(self) -> dict[str, float]:
         return {k: round(statistics.median(r), 1) for k, r in self.runs.items()}
 
+    def best(self) -> dict[str, dict]:
+        """Per precision, the fastest kernel measured: the ceiling a model computing in it is judged against."""
+        return best_peaks(self.gmacs_per_s)
+
     def merged(self, later: Peaks) -> Peaks:
         """Both measurements' runs, pooled."""
         runs = {k: self.runs.get(k, []) + later.runs.get(k, []) for k in self.runs.keys() | later.runs.keys()}
         return Peaks(self.threads, runs, {k: v for k, v in self.unmeasured.items() if k not in runs})
 
     def text(self) -> str:
-        lines = [f"{k:12s} {rate:8.0f} GMAC/s on {self.threads} thread(s), median of runs "
+        lines = [f"{k:16s} {rate:8.0f} GMAC/s on {self.threads} thread(s), median of runs "
                  f"{', '.join(f'{r:.0f}' for r in self.runs[k])}" for k, rate in self.gmacs_per_s.items()]
-        return "\n".join(lines + [f"{k:12s} not measured: {why}" for k, why in self.unmeasured.items()])
+        return "\n".join(lines + [f"{k:16s} not measured: {why}" for k, why in self.unmeasured.items()])
 
     def summary(self) -> dict:
-        return {"threads": self.threads, "gmacs_per_s": self.gmacs_per_s, "runs": self.runs,
+        return {"threads": self.threads, "gmacs_per_s": self.gmacs_per_s, "best": self.best(), "runs": self.runs,
                 "unmeasured": self.unmeasured,
                 "method": "peak-instruction test (build/peak.c), all threads at once; median of the runs"}
 
 
-def measure(threads: int, cpu_flags: frozenset[str], seconds: float = 0.5, repeats: int = 3) -> Peaks:
+def best_peaks(gmacs_per_s: dict[str, float]) -> dict[str, dict]:
+    """{precision: {"kernel", "gmacs_per_s"}} for each precision with at least one measured kernel."""
+    best = {}
+    for precision, kernels in PRECISIONS.items():
+        measured = [k for k in kernels if k in gmacs_per_s]
+        if measured:
+            top = max(measured, key=gmacs_per_s.__getitem__)
+            best[precision] = {"kernel": top, "gmacs_per_s": gmacs_per_s[top]}
+    return best
+
+
+def measure(threads: int, cpu_flags: frozenset[str], seconds: float = 0.5, repeats: int = 3,
+            machine: str | None = None) -> Peaks:
     """Times each kernel this CPU has; a kernel that cannot run is listed with the reason, never guessed."""
+    machine = machine or platform.machine()
+    if machine.lower() not in X86:
+        return Peaks(threads, unmeasured={k: f"x86 kernel; this CPU is {machine}, and peak.c has no kernels for it "
+                                             "yet, so no peak (and no efficiency) is measured" for k in KERNELS})
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return Peaks(threads, unmeasured={k: "no C compiler (apt-get install gcc)" for k in KERNELS})
@@ -59,9 +91,10 @@ def measure(threads: int, cpu_flags: frozenset[str], seconds: float = 0.5, repea
             reason = f"{Path(compiler).name} could not build peak.c: {built.stderr.strip()[-300:]}"
             return Peaks(threads, unmeasured={k: reason for k in KERNELS})
         runs, unmeasured = {}, {}
-        for kernel, flag in KERNELS.items():
-            if flag not in cpu_flags:
-                unmeasured[kernel] = f"this CPU lacks {flag}"
+        for kernel, flags in KERNELS.items():
+            missing = [f for f in flags if f not in cpu_flags]
+            if missing:
+                unmeasured[kernel] = f"this CPU lacks {' and '.join(missing)}"
                 continue
             try:
                 runs[kernel] = [_run(binary, kernel, threads, seconds) for _ in range(repeats)]
