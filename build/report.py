@@ -333,7 +333,7 @@ def _efficiency_lines(eff: dict | None, peaks: dict | None) -> list[str]:
     unmeasured = "; ".join(f"{k}: {why}" for k, why in (peaks or {}).get("unmeasured", {}).items())
     lines = ["", "## Hardware efficiency", "",
              "Batch-64 rate of each reference model against this CPU's peak for the precision it ran in, both "
-             "measured in this build. A peak is the median of `build/peak.c` runs before and after the models' "
+             "measured in this build. A peak is the best of the `build/peak.c` runs before and after the models' "
              f"timing, all threads at once (GMAC/s: {runs}); each precision's peak is its fastest kernel here.",
              *([f"Not measured: {unmeasured}."] if unmeasured else []), "",
              "| model | ran as | determined by | GMAC/s | peak kernel | peak GMAC/s | share |",
