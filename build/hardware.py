@@ -39,6 +39,8 @@ class Int8Types:
     weight: QuantType
     reduce_range: bool
     reason: str
+    symmetric_activations: bool = False  # zero point 0: what TensorRT's explicit quantization takes
+    quantize_bias: bool = True  # INT32 biases behind DequantizeLinear; TensorRT refuses them
 
 
 def detect() -> Hardware:
@@ -63,11 +65,17 @@ def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 
 def int8_types(hw: Hardware) -> Int8Types:
-    """ORT CPU INT8: unsigned activations with signed weights run on VNNI's u8*s8 dot products.
+    """The INT8 encoding for the machine's runtimes. With a CUDA GPU: TensorRT's (signed, symmetric, float biases).
+    ORT CPU INT8: unsigned activations with signed weights run on VNNI's u8*s8 dot products.
 
     Signed activations leave most convolutions in FP32 between Q/DQ pairs (slower than FP32 here), and
     without VNNI the u8*s8 path can saturate, so the weights lose a bit (reduce_range).
     """
+    if hw.gpu_capability is not None:
+        # On a CUDA machine the INT8 variant is made for TensorRT, which reads only signed, symmetric Q/DQ with
+        # float biases; the CPU runtimes still run it, more slowly than with unsigned activations on x86.
+        return Int8Types(QuantType.QInt8, QuantType.QInt8, False, "CUDA GPU: signed symmetric activations and "
+                         "float biases, as TensorRT takes them", symmetric_activations=True, quantize_bias=False)
     if hw.machine in ("aarch64", "arm64"):
         return Int8Types(QuantType.QInt8, QuantType.QInt8, False, "Arm: signed activations and weights")
     if hw.vnni:

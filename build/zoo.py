@@ -198,6 +198,8 @@ def _measure(ctx: BuildContext, entries: dict[str, dict], log) -> None:
     peaks = partial(measure_peaks, ctx.options.threads, ctx.hardware.cpu_flags, 0.1 if quick else 0.5)
     before = peaks()
     speeds = measure_speeds(runners, ctx.data.test.images, plan)
+    for name, run in runners.items():  # a GPU runner also timed itself on the device (CUDA events), optional
+        speeds[name].update(getattr(run, "device_speed", dict)())
     ctx.provenance["peaks"] = before.merged(peaks()).summary()
     baseline = speeds.get(model_name(ctx.name, BASELINE, "onnxruntime"))
     # Each memory peak is a process of its own, so they run side by side, one per thread the build may use.
@@ -213,7 +215,7 @@ def _measure(ctx: BuildContext, entries: dict[str, dict], log) -> None:
                 entries[name]["flags"]["slower_than_fp32"] = (
                     f"{speed['speedup_b64']:.2f}x the throughput of {BASELINE} at batch 64 on this machine")
         entries[name]["speed"] = speed
-        entries[name]["memory"] = memory[name]
+        entries[name]["memory"] = {**memory[name], **getattr(runners[name], "device_memory", dict)()}
 
 
 def _version_dir(ctx: BuildContext, name: str) -> Path:

@@ -30,12 +30,14 @@ class Batching:
 
 @dataclass(frozen=True)
 class RuntimeFields:
-    """What a runtime adds: platform or backend, the model file name, its parameters."""
+    """What a runtime adds: platform or backend, the model file name, its parameters, where instances run."""
 
     platform: str = ""
     backend: str = ""
     filename: str = ""
     parameters: dict[str, str] = field(default_factory=dict)
+    instance_kind: int = pb.ModelInstanceGroup.KIND_CPU
+    cc_model_filenames: dict[str, str] = field(default_factory=dict)  # GPU compute capability -> file (plans)
 
 
 def build_config(name: str, runtime: RuntimeFields, io: TensorIO,
@@ -49,7 +51,8 @@ def build_config(name: str, runtime: RuntimeFields, io: TensorIO,
                                      label_filename=LABELS_FILE))
     cfg.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
     cfg.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
-    cfg.instance_group.append(pb.ModelInstanceGroup(count=batching.instance_count, kind=pb.ModelInstanceGroup.KIND_CPU))
+    cfg.instance_group.append(pb.ModelInstanceGroup(count=batching.instance_count, kind=runtime.instance_kind))
+    cfg.cc_model_filenames.update(runtime.cc_model_filenames)
     for key, value in runtime.parameters.items():
         cfg.parameters[key].string_value = value
     return cfg

@@ -13,11 +13,16 @@ from build.verification import Tolerance
 
 
 class Runner(Protocol):
+    # Optional, for runners on a device: device_speed() -> dict merged into the measured speed (e.g. CUDA-event
+    # timings), device_memory() -> dict merged into the memory figures (e.g. GPU peak). zoo._measure reads them.
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 NCHW images in, float32 logits out."""
 
 
 class Runtime(Protocol):
+    # Optional: skip_variant(variant_name) -> str | None, a refusal by variant before the file is read
+    # (PublishRuntime asks it first; TensorRT builds only fp32, fp16 and the INT8 variants).
     name: str
     max_drop_points: float | None  # accuracy it may lose against the exact FP32 reference; None: no budget
 

@@ -31,7 +31,9 @@ class PublishRuntime(Step):
     def run(self, state: VariantState, ctx: BuildContext) -> None:
         assert state.onnx_path is not None and state.reference_logits is not None
         name = model_name(ctx.name, state.name, self.runtime.name)
-        why = self.runtime.skip_reason(state.onnx_path)
+        # A runtime may also decline a variant by name (`skip_variant`, optional): TensorRT takes only some.
+        skip_variant = getattr(self.runtime, "skip_variant", None)
+        why = (skip_variant(state.name) if skip_variant else None) or self.runtime.skip_reason(state.onnx_path)
         if why:
             ctx.not_applicable[name] = why
             return

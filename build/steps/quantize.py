@@ -104,7 +104,8 @@ def quantize(prepared: Path, out: Path, input_name: str, calibration: np.ndarray
         str(prepared), str(out), BatchReader(input_name, calibration), quant_format=QuantFormat.QDQ,
         per_channel=cfg.per_channel, reduce_range=types.reduce_range, activation_type=types.activation,
         weight_type=types.weight, calibrate_method=METHODS[cfg.method], nodes_to_exclude=exclude,
-        extra_options={"CalibPercentile": cfg.percentile},
+        extra_options={"CalibPercentile": cfg.percentile, "ActivationSymmetric": types.symmetric_activations,
+                       "QuantizeBias": types.quantize_bias},
     )
 
 
