@@ -17,6 +17,7 @@ class Hardware:
     cpu_flags: frozenset[str]
     gpu: str | None = None
     gpu_capability: tuple[int, int] | None = None
+    cpu: str = ""  # the model name /proc/cpuinfo gives: every figure says which CPU it comes from
 
     @property
     def vnni(self) -> bool:
@@ -29,7 +30,7 @@ class Hardware:
         return [f for f in wanted if f in self.cpu_flags]
 
     def summary(self) -> dict:
-        return {"machine": self.machine, "cores": self.cores, "isa": self.isa, "gpu": self.gpu,
+        return {"machine": self.machine, "cpu": self.cpu, "cores": self.cores, "isa": self.isa, "gpu": self.gpu,
                 "gpu_capability": list(self.gpu_capability) if self.gpu_capability else None}
 
 
@@ -52,7 +53,19 @@ def detect() -> Hardware:
             gpu, capability = torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0)
     except ImportError:
         pass
-    return Hardware(platform.machine(), len(os.sched_getaffinity(0)), _cpu_flags(), gpu, capability)
+    return Hardware(platform.machine(), len(os.sched_getaffinity(0)), _cpu_flags(), gpu, capability, cpu_model())
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """E.g. 'AMD EPYC 9R14 96-Core Processor, family 25 model 17', or the machine type where cpuinfo says less."""
+    fields: dict[str, str] = {}
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    family, model = fields.get("cpu family"), fields.get("model")
+    return f"{name}, family {family} model {model}" if family and model else name
 
 
 def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:

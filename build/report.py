@@ -282,7 +282,8 @@ def markdown(data: dict, charts: bool) -> str:
         lines += ["> **Quick profile: trained on a subset for a few steps. Its accuracies are meaningless;** "
                   "it checks the machinery, not the models.", ""]
     hw = data["hardware"]
-    lines += [f"Machine: {hw['machine']}, {hw['cores']} cores ({', '.join(hw['isa'])}), GPU: {hw['gpu'] or 'none'}; "
+    lines += [f"Machine: {hw.get('cpu') or hw['machine']} ({hw['machine']}), {hw['cores']} cores "
+              f"({', '.join(hw['isa'])}), GPU: {hw['gpu'] or 'none'}; "
               f"{data['threads']} threads. Code {data['code_version']}, teacher {data['teacher']['sha256'][:12]}. "
               f"Speed-ups are ratios to `{data['baseline']}` measured in the same interleaved run "
               "(medians over rounds, after warm-up).", "",

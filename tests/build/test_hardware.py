@@ -4,7 +4,7 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantType
 
-from build.hardware import Hardware, _cpu_flags, detect, int8_types
+from build.hardware import Hardware, _cpu_flags, cpu_model, detect, int8_types
 
 
 def hw(machine: str = "x86_64", *flags: str) -> Hardware:
@@ -34,3 +34,10 @@ def test_summary_lists_the_isa_that_matters() -> None:
     summary = hw("x86_64", "fpu", "avx2", "amx_int8").summary()
     assert summary["isa"] == ["avx2", "amx_int8"] and summary["cores"] == 2
     assert detect().cores >= 1
+
+
+def test_the_cpu_is_named_by_its_model(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n")
+    assert cpu_model(info) == "Intel(R) Xeon(R) Platinum 8481C, family 6 model 143"
+    assert detect().summary()["cpu"], "the build records which CPU its figures come from"
