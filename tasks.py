@@ -84,6 +84,15 @@ def _variants(value: str) -> list[str]:
     return list(VARIANTS) if value == "all" else _csv(value)
 
 
+@task(help={"run_dir": "the training run folder", "out": "where to write the compact checkpoint"})
+@friendly
+def checkpoint(c, run_dir, out):
+    """Write a training run's last checkpoint in FP16 (half the size) for another machine to resume from."""
+    from build.train import compact_checkpoint
+
+    print(compact_checkpoint(Path(run_dir), Path(out)))
+
+
 @task(help={
     "data": DATA_HELP, "card": "model card of a builtin architecture (default: the ResNet18 card)",
     "epochs": "training epochs", "warmup_epochs": "epochs of rising learning rate (one-cycle)",
@@ -92,14 +101,16 @@ def _variants(value: str) -> list[str]:
     "out": "where to write the weights (default: the card's weights file)", "weight_decay": "SGD weight decay",
     "label_smoothing": "label smoothing of the loss", "cutout": "side of the square cut out of each image (0: none)",
     "anneal": "learning-rate decay after the peak: cos, or linear (the triangular schedule)",
+    "resume_from": "a checkpoint to start --run-dir from when it has none (e.g. one written by invoke checkpoint)",
 })
 @friendly
 def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4,
-          label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=None):
+          label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=None,
+          resume_from=None):
     """Train a card's builtin network, by default the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last
     on CPU, CUDA when present)."""
     from build.data import load_dataset
-    from build.train import TrainConfig
+    from build.train import TrainConfig, seed_run
     from build.train import train as run_training
 
     model = _card(card, data)
@@ -111,6 +122,8 @@ def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr
     target = Path(out) if out else model.weights
     if target is None:
         raise SystemExit(f"error: {model.path} names no weights file: give --out")
+    if resume_from and seed_run(Path(run_dir), Path(resume_from)):
+        print(f"{run_dir} starts from {resume_from}")
     result = run_training(cfg, load_dataset(model.data, model.input), Path(run_dir), target, model.preprocess)
     print(f"teacher: val {result.val_accuracy:.4f}, test {result.test_accuracy:.4f}, "
           f"{result.seconds / 60:.1f} min -> {result.weights}")
@@ -498,3 +511,56 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
     print(md.read_text())
     if json.loads(results.read_text())["partial"]:
         raise SystemExit(f"partial results (nothing written) in {out}")
+
+
+@task(help={
+    "out": "folder to write the Kustomize base, the cpu and gpu overlays, the prometheus-adapter rule and the image's "
+           "Dockerfile into (what an earlier run wrote there is replaced)",
+    "models_from": "where Triton reads the published repository: s3://BUCKET/PATH (or gs://, as://; Triton reads "
+                   "them natively) or pvc:CLAIM (a PersistentVolumeClaim holding a copy)",
+    "repo": "the published model repository (its manifest and configs decide models, backends and resources)",
+    "data": "CIFAR-10 whose test images become the Locust payloads (default: $TRITONZOO_DATA)",
+    "namespace": "Kubernetes namespace", "image": "the project's image for the gateway and Locust pods",
+    "triton_image": "Triton's image (default: NVIDIA's container of the release the repository is built for)",
+    "triton_cpu": "CPU request per Triton pod", "triton_memory_mb": "memory per Triton pod in MiB (0: from the "
+    "build's measured peaks)", "min_replicas": "Triton replicas at least (HPA)", "max_replicas": "Triton replicas "
+    "at most (HPA)", "queue_target_us": "HPA target: Triton queue microseconds per request (0: twice the longest "
+    "dynamic-batching delay, at least 1000)", "gateway_replicas": "gateway replicas",
+    "prometheus_url": "Prometheus the gateways read canary error rates from ('' : each replica's own view)",
+    "monitor_labels": "labels your Prometheus selects ServiceMonitors by, e.g. release=kube-prometheus-stack",
+    "scrape_interval": "ServiceMonitor scrape interval", "adapter_namespace": "prometheus-adapter's namespace",
+    "locust": "also generate the Locust master and workers (--no-locust: none)",
+    "locust_user": "gateway, experiment, http (Triton) or grpc (Triton)", "locust_shape": "constant or step",
+    "locust_models": "comma-separated models Locust loads (default: every CPU model)",
+    "locust_workers": "Locust worker pods", "locust_users": "constant shape: users", "locust_seconds":
+    "constant shape: seconds", "locust_rate": "constant shape: total requests/s (0: closed loop)",
+}, auto_shortflags=False)
+@friendly
+def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", image="tritonzoo:0.1.0",
+        triton_image="", triton_cpu="2", triton_memory_mb=0, min_replicas=2, max_replicas=8, queue_target_us=0,
+        gateway_replicas=2, prometheus_url="http://prometheus-operated.monitoring.svc:9090", monitor_labels="",
+        scrape_interval="5s", adapter_namespace="monitoring", locust=True, locust_user="gateway",
+        locust_shape="constant", locust_models="", locust_workers=2, locust_users=8, locust_seconds=60.0,
+        locust_rate=0.0):
+    """Kubernetes manifests for the repository: Triton, gateway replicas, autoscaling, monitors, Locust (Kustomize)."""
+    import os
+
+    from serving.deploy.generate import K8sOptions, generate
+
+    options = K8sOptions(models_from, namespace, image, triton_image, str(triton_cpu), int(triton_memory_mb),
+                         int(min_replicas), int(max_replicas), int(queue_target_us), int(gateway_replicas),
+                         prometheus_url, monitor_labels, scrape_interval, adapter_namespace, locust, locust_user,
+                         locust_shape, locust_models, int(locust_workers), int(locust_users), float(locust_seconds),
+                         float(locust_rate))
+    source = data or os.environ.get("TRITONZOO_DATA")
+    loader = None
+    if locust and source:
+        from loadtest.images import payloads_for
+
+        def loader(models, count):
+            return payloads_for(Path(repo), models, Path(source), count)
+    try:
+        written = generate(Path(repo), Path(out), options, loader)
+    except ValueError as exc:  # DeployError, or payload images that cannot be had
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {len(written)} files under {out}: kubectl apply --server-side -k {out}/overlays/cpu (or gpu)")

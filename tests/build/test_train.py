@@ -7,7 +7,7 @@ import torch
 
 from build.data import load_dataset
 from build.errors import ZooError
-from build.train import TrainConfig, Trainer, augment, train
+from build.train import TrainConfig, Trainer, augment, compact_checkpoint, seed_run, train
 from tests.conftest import CIFAR, PRE
 
 
@@ -45,6 +45,31 @@ def test_training_resumes_exactly(tmp_path: Path, mini_archive: Path, tiny_arch:
     with pytest.raises(ZooError, match="was made with"):
         Trainer(TrainConfig(arch=tiny_arch, epochs=3, warmup_epochs=1, batch_size=30), data,
                 tmp_path / "resumed", PRE).resume()
+
+
+def test_a_compact_checkpoint_resumes_on_another_machine(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
+    """FP16 weights and momentum, cast back on resume: the run goes on where it stopped, within FP16 rounding."""
+    data = load_dataset(str(mini_archive), CIFAR)
+    cfg = TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=1, batch_size=30, device="cpu")
+    first = Trainer(cfg, data, tmp_path / "here", PRE)
+    first.train_epoch()
+    first.epoch = 1
+    (tmp_path / "here").mkdir()
+    first.save()
+    compact = compact_checkpoint(tmp_path / "here", tmp_path / "shipped" / "run.pt")
+    saved = torch.load(compact, weights_only=True)
+    assert {v.dtype for v in saved["model"].values() if v.is_floating_point()} == {torch.float16}
+    assert {v.dtype for s in saved["opt"]["state"].values() for v in s.values()} <= {torch.float16, torch.int64}
+    assert seed_run(tmp_path / "there", compact) and not seed_run(tmp_path / "there", compact), "only an empty run"
+    moved = Trainer(cfg, data, tmp_path / "there", PRE)
+    assert moved.resume() and moved.epoch == 1
+    assert all(p.dtype == torch.float32 for p in moved.model.parameters())
+    assert all(v.dtype == torch.float32 for s in moved.opt.state.values() for v in s.values() if v.is_floating_point())
+    for p, q in zip(first.model.state_dict().values(), moved.model.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-3)
+    moved.train_epoch()
+    with pytest.raises(ZooError, match="holds no checkpoint"):
+        compact_checkpoint(tmp_path / "empty", tmp_path / "x.pt")
 
 
 def test_train_writes_teacher_and_log(tmp_path: Path, mini_archive: Path, tiny_arch: str) -> None:
