@@ -284,6 +284,12 @@ def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", r
     print(run_served_evaluation(Path(repo), samples, triton_url, builds[0].options.served_latency_requests))
 
 
+@task
+def lint(c):
+    """Lint the code as CI does (ruff, with the project's rules in pyproject.toml)."""
+    c.run("ruff check .", pty=False)
+
+
 @task(help={"all": "also run the slow end-to-end tests (real tritonserver)"})
 def test(c, all=False):
     """Run the fast unit tests; --all adds the end-to-end tests."""
