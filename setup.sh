@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install everything tritonzoo needs, on Debian or Ubuntu: the Debian packages (a real Prometheus with promtool,
-# wrk, a C compiler for the build's peak test), then the Python package with all its extras. Safe to run twice:
-# what is installed already is left alone. Elsewhere it names what is missing and how to get it.
+# wrk, a C compiler for the build's peak test, iproute2 for the multi-host test's namespaces), then the Python
+# package with all its extras. Safe to run twice: what is installed already is left alone. Elsewhere it names what is missing and how to get it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(prometheus wrk gcc libc6-dev)
-tools=(prometheus promtool wrk cc)
+packages=(prometheus wrk gcc libc6-dev iproute2)
+tools=(prometheus promtool wrk cc ip)
 
 if command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
     missing=()

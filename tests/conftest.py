@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # What provides each system tool a test may need; ./setup.sh installs them all.
 TOOL_SOURCES = {"prometheus": "apt-get install prometheus", "promtool": "apt-get install prometheus",
-                "wrk": "apt-get install wrk", "cc": "apt-get install gcc"}
+                "wrk": "apt-get install wrk", "cc": "apt-get install gcc", "ip": "apt-get install iproute2",
+                "taskset": "apt-get install util-linux"}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -39,7 +39,7 @@ def invoke_commands(text: str) -> list[list[str]]:
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
     snippets += [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", prose)]
     return [[task, *rest.split()] for snippet in snippets
-            for task, rest in re.findall(r"(?:^|[\s;&|(])invoke\s+([a-z][a-z-]*)([^;&|#\n]*)", snippet, re.M)]
+            for task, rest in re.findall(r"(?:^|[\s;&|(])invoke\s+([a-z][a-z0-9-]*)([^;&|#\n]*)", snippet, re.M)]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

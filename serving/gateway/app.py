@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -45,20 +46,22 @@ JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=
 class Gateway:
     """State shared by the routes. Built in the app's lifespan, inside the server's event loop."""
 
-    def __init__(self, settings: GatewaySettings, triton: TritonInference | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, triton: TritonInference | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.catalogue = Catalogue(settings.repository)
-        self.store = ExperimentStore(settings.state_file)
+        self.store = ExperimentStore(settings.state_file, lambda: self.catalogue.models, settings.read_only_experiments)
         self.metrics = GatewayMetrics()
-        self.health = ArmHealth()
+        self.health = ArmHealth(count=self.metrics.count_arm)
         self.triton = triton or TritonInference(settings.triton_grpc, settings.triton_http,
                                                 retry_after_s=settings.retry_after_s)
         self.shadow = ShadowTraffic(self.triton, self.catalogue, self.metrics, settings.shadow_max_in_flight)
-        self.canary = CanaryController(self.store, self.catalogue, self.triton, self.health, self.on_weights)
+        # The clock is wall time: replicas share nothing else, and a canary's schedule is read against it.
+        self.canary = CanaryController(self.store, self.catalogue, self.triton, self.health, self.on_weights, clock,
+                                       settings.prometheus_url, settings.prometheus_settle_s,
+                                       on_schedule=self.metrics.prepare_arm)
         self._ready_at, self._ready = 0.0, False
-        self.canary.interrupt_stale()
-        for experiment in self.store.experiments.values():
-            self.on_weights(experiment, {})
+        self.canary.sync_weights()
 
     def on_weights(self, experiment: Experiment, previous: dict[str, float]) -> None:
         self.metrics.set_weights(experiment.name, experiment.arms, previous)
@@ -67,6 +70,26 @@ class Gateway:
         await self.shadow.drain()
         await self.canary.close()
         await self.triton.close()
+
+    async def watch(self, tick_s: float = 0.1) -> None:
+        """Until cancelled: read the experiments file again every watch interval (every replica does, so all run
+        what it declares), check the Triton replicas' health, and check canary steps as they end."""
+        next_read = next_check = 0.0
+        check_health = getattr(self.triton, "check_health", None)
+        while True:
+            try:
+                now = time.monotonic()
+                if now >= next_read:
+                    next_read = now + self.settings.watch_interval_s
+                    if self.store.reload_if_changed():
+                        log.info("experiments reloaded from %s (sha256 %s)", self.store.path, self.store.digest[:12])
+                if check_health is not None and now >= next_check:  # several Triton replicas: which are healthy
+                    next_check = now + self.settings.health_interval_s
+                    await check_health()
+                await self.canary.tick()
+            except Exception:  # a bad tick must not stop the next ones
+                log.exception("experiments watch")
+            await asyncio.sleep(tick_s)
 
     async def triton_ready(self) -> bool:
         """Cached for half a second: readiness probes must not hammer Triton."""
@@ -228,7 +251,7 @@ async def predict_model(request: RawRequest) -> Reply:
 async def predict_experiment(request: RawRequest) -> Reply:
     g = gw(request)
     g.require(request.headers, g.settings.api_keys, "inference")
-    experiment = g.store.get(request.path_params["name"])
+    experiment = g.canary.current(request.path_params["name"])
     key = request.headers.get("x-assignment-key") or request.query_params.get("key")
     arm = experiment.assign(key, request.headers.get("x-variant"))
     model = g.catalogue.get(arm)
@@ -251,12 +274,15 @@ async def timed(g: Gateway, model: ModelInfo, experiment: str | None, arm: str |
 
 async def list_experiments(request: Request) -> Response:
     g = gw(request)
-    return JSONResponse({"experiments": [experiment_status(g, e) for e in g.store.experiments.values()]})
+    store = g.store
+    source = {"path": str(store.path), "sha256": store.digest, "loaded_at": store.loaded_at,
+              "read_only": store.read_only, "reload_errors": store.reload_errors}
+    return JSONResponse({"experiments": [experiment_status(g, e) for e in g.canary.all_current()], "source": source})
 
 
 async def show_experiment(request: Request) -> Response:
     g = gw(request)
-    return JSONResponse(experiment_status(g, g.store.get(request.path_params["name"])))
+    return JSONResponse(experiment_status(g, g.canary.current(request.path_params["name"])))
 
 
 def experiment_status(g: Gateway, experiment: Experiment) -> dict:
@@ -280,11 +306,12 @@ async def put_experiment(request: Request) -> Response:
     g.require(request.headers, g.settings.admin_keys, "admin")
     name = request.path_params["name"]
     experiment = parse_experiment(name, await json_body(g, request), g.catalogue.models)
-    previous = g.store.experiments.get(name)
+    g.store.require_writable()
+    previous = g.canary.current(name) if name in g.store.experiments else None
     if previous:
         refuse_during_canary(previous)
     g.store.put(experiment)
-    g.on_weights(experiment, previous.arms if previous else {})
+    g.canary.sync_weights()
     return JSONResponse(experiment.to_json(), status_code=200 if previous else 201)
 
 
@@ -297,10 +324,10 @@ async def delete_experiment(request: Request) -> Response:
     g = gw(request)
     g.require(request.headers, g.settings.admin_keys, "admin")
     name = request.path_params["name"]
-    experiment = g.store.get(name)
-    refuse_during_canary(experiment)
-    g.on_weights(Experiment(name, {}), experiment.arms)
+    g.store.require_writable()
+    refuse_during_canary(g.canary.current(name))
     g.store.delete(name)
+    g.canary.sync_weights()
     return Response(status_code=204)
 
 
@@ -331,8 +358,7 @@ async def model_control(request: Request) -> Response:
         g.catalogue.reload(name)
         await g.triton.load(name)
     elif action == "unload":
-        users = [e.name for e in g.store.experiments.values()
-                 if name in e.arms or (e.shadow and e.shadow.model == name)]
+        users = [e.name for e in g.canary.all_current() if name in e.models()]
         if users:
             raise BadRequest(f"'{name}' still serves experiments {users}; change them first")
         await g.triton.unload(name)
@@ -401,13 +427,17 @@ ROUTES = [
 ]
 
 
-def create_app(settings: GatewaySettings, triton: TritonInference | None = None) -> HotRoutes:
+def create_app(settings: GatewaySettings, triton: TritonInference | None = None,
+               clock: Callable[[], float] = time.time) -> HotRoutes:
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        app.state.gateway = Gateway(settings, triton)
+        app.state.gateway = Gateway(settings, triton, clock)
+        watcher = asyncio.create_task(app.state.gateway.watch())
         try:
             yield
         finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             await app.state.gateway.close()
 
     handlers = {ApiError: api_error, ClientDisconnect: client_gone, Exception: unexpected_error}

@@ -59,3 +59,10 @@ class Unavailable(ApiError):
 
     def __init__(self, message: str, retry_after_s: int = 2) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class ReadOnly(ApiError):
+    """The experiments are declared in a file this gateway only reads (a ConfigMap): change the file instead."""
+
+    status = 409
+    reason = "experiments_read_only"

@@ -16,7 +16,12 @@ MAX_HEADER_BYTES = 64 * 1024
 
 
 class UpstreamError(ConnectionError):
-    """The upstream could not be reached, or broke off or timed out mid-exchange."""
+    """The upstream could not be reached, or broke off or timed out mid-exchange. `before_response`: it failed
+    before any of a response came back (refused, reset, closed), so the request may go to another upstream."""
+
+    def __init__(self, message: str, before_response: bool = False) -> None:
+        super().__init__(message)
+        self.before_response = before_response
 
 
 @dataclass(frozen=True)
@@ -49,15 +54,24 @@ class HttpPool:
             return await self._timed_exchange(payload)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             if not reused:
-                raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+                raise self._error(exc) from exc
         except (OSError, TimeoutError, ValueError) as exc:
-            raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+            raise self._error(exc) from exc
         # A kept-alive connection the server had already closed (say, it restarted): retry once, fresh.
         self.close_idle()
         try:
             return await self._timed_exchange(payload)
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-            raise UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> UpstreamError:
+        # Refused, reset or closed with no response head read: the server answered nothing. A timeout may mean
+        # it is still working on the request, and a malformed response means it answered.
+        before = isinstance(exc, (ConnectionError, asyncio.IncompleteReadError)) or (
+            isinstance(exc, OSError) and not isinstance(exc, TimeoutError))
+        if isinstance(exc, asyncio.IncompleteReadError) and getattr(exc, "_tz_head_read", False):
+            before = False
+        return UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}", before)
 
     async def _timed_exchange(self, payload: bytes) -> HttpResponse:
         # asyncio.timeout, unlike wait_for, runs the exchange in this task: no extra task per request.
@@ -90,6 +104,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[HttpResponse, bo
     head = await reader.readuntil(b"\r\n\r\n")
     if len(head) > MAX_HEADER_BYTES:
         raise ValueError("response headers too large")
+    try:
+        return await _read_rest(reader, head)
+    except asyncio.IncompleteReadError as exc:
+        exc._tz_head_read = True  # the body broke off: the server had answered
+        raise
+
+
+async def _read_rest(reader: asyncio.StreamReader, head: bytes) -> tuple[HttpResponse, bool]:
     status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
     version, status, _ = (status_line.split(" ", 2) + [""])[:3]
     headers = {}

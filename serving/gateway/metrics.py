@@ -29,7 +29,12 @@ class GatewayMetrics:
                             ["experiment", "arm"], registry=self.registry)
         self.triton_up = Gauge("tritonzoo_gateway_triton_ready", "1 when Triton answers ready",
                                registry=self.registry)
+        # Every inference an arm answered or failed, as ArmHealth counts them: a canary's rollback reads every
+        # replica's from Prometheus.
+        self.arm_requests = Counter("tritonzoo_gateway_arm_requests", "Inferences per experiment arm by outcome",
+                                    ["experiment", "model", "outcome"], registry=self.registry)
         self._answered: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+        self._arm_children: dict[tuple[str, str, bool], Counter] = {}
 
     def answered(self, arm: tuple[str, str, str], seconds: float) -> None:
         """A successful request of (model, experiment, arm). Its children are cached: labels() takes a lock."""
@@ -45,3 +50,17 @@ class GatewayMetrics:
         total = sum(arms.values()) or 1.0
         for arm, weight in arms.items():
             self.weight.labels(experiment, arm).set(weight / total)
+
+    def count_arm(self, experiment: str, model: str, success: bool) -> None:
+        child = self._arm_children.get((experiment, model, success))
+        if child is None:
+            child = self._arm_children[experiment, model, success] = self.arm_requests.labels(
+                experiment, model, "ok" if success else "failed")
+        child.inc()
+
+    def prepare_arm(self, experiment: str, model: str) -> None:
+        """Both outcomes' series at 0 before the first request, so that increase() counts that request too."""
+        for success in (True, False):
+            key = (experiment, model, success)
+            if key not in self._arm_children:
+                self._arm_children[key] = self.arm_requests.labels(experiment, model, "ok" if success else "failed")

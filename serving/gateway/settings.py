@@ -19,7 +19,13 @@ class GatewaySettings:
     repository: Path
     triton_grpc: str = "127.0.0.1:8001"
     triton_http: str = "127.0.0.1:8000"
-    state_file: Path = Path("runs/gateway/experiments.json")
+    state_file: Path = Path("runs/gateway/experiments.json")  # the experiments file every replica watches
+    read_only_experiments: bool = False  # a file this gateway only reads (a ConfigMap): the admin API cannot write it
+    watch_interval_s: float = 1.0  # how often the experiments file is read again
+    # Canary rollbacks read every replica's error rate here; empty: each replica judges from its own requests.
+    prometheus_url: str = ""
+    health_interval_s: float = 0.5  # several Triton replicas: how often each one's readiness is asked
+    prometheus_settle_s: float = 5.0  # after a step's end, before asking Prometheus: every replica's last scrape
     admin_keys: frozenset[str] = field(default_factory=lambda: _keys(ADMIN_KEY_ENV))
     api_keys: frozenset[str] = field(default_factory=lambda: _keys(API_KEY_ENV))  # empty: inference is open
     max_body_bytes: int = 4 * 1024 * 1024

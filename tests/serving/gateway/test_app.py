@@ -240,12 +240,25 @@ def test_experiment_cannot_change_during_a_canary(client: TestClient) -> None:
     assert client.post("/admin/experiments/e/canary", json={"model": "m_b"}, headers=ADMIN).status_code == 400
 
 
-def test_restart_mid_canary_returns_to_the_baseline(settings, triton) -> None:
+def test_restart_mid_canary_rejoins_the_schedule(settings, triton) -> None:
+    """The ramp is a schedule in the experiments file: a restarted gateway computes the same step from the clock."""
     with TestClient(create_app(settings, triton)) as c:
         c.put("/admin/experiments/e", json={"arms": {"m_a": 1}}, headers=ADMIN)
         c.post("/admin/experiments/e/canary", json={"model": "m_c", "steps": [0.5, 1.0], "interval_s": 60},
                headers=ADMIN)
         assert c.get("/v1/experiments/e").json()["arms"] == {"m_a": 0.5, "m_c": 0.5}
+    with TestClient(create_app(settings, triton)) as c:
+        status = c.get("/v1/experiments/e").json()
+        assert status["arms"] == {"m_a": 0.5, "m_c": 0.5} and status["canary"]["state"] == "ramping"
+
+
+def test_a_ramp_left_by_an_older_gateway_is_interrupted_at_its_baseline(settings, triton) -> None:
+    """Files written before schedules existed hold a mid-ramp state with no start: nothing can resume it."""
+    settings.state_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.state_file.write_text(json.dumps({"e": {
+        "name": "e", "arms": {"m_a": 0.5, "m_c": 0.5}, "shadow": None,
+        "canary": {"model": "m_c", "state": "ramping", "weight": 0.5, "baseline": {"m_a": 1.0}, "steps": [0.5, 1.0],
+                   "interval_s": 60}}}))
     with TestClient(create_app(settings, triton)) as c:
         status = c.get("/v1/experiments/e").json()
         assert status["arms"] == {"m_a": 1.0} and status["canary"]["state"] == "interrupted"

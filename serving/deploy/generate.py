@@ -1,0 +1,87 @@
+"""`invoke k8s`: from the task's options to the written manifests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serving.deploy import autoscaling, gateway, locust, triton
+from serving.deploy.kustomize import DeployPlan, write_kustomize
+from serving.deploy.objects import Site
+from serving.deploy.repository import DeployError, Repository, read_repository
+from serving.deploy.triton_release import release_for
+
+# (models, images per model) -> each model's test images at its input dims; loadtest.images.payloads_for does this
+# where tasks.py calls us (serving/ does not import loadtest).
+ImageLoader = Callable[[list[str], int], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class K8sOptions:
+    models_from: str
+    namespace: str = "tritonzoo"
+    image: str = "tritonzoo:0.1.0"
+    triton_image: str = ""
+    triton_cpu: str = "2"
+    triton_memory_mb: int = 0
+    min_replicas: int = 2
+    max_replicas: int = 8
+    queue_target_us: int = 0
+    gateway_replicas: int = 2
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    monitor_labels: str = ""
+    scrape_interval: str = "5s"
+    adapter_namespace: str = "monitoring"
+    locust: bool = True
+    locust_user: str = "gateway"
+    locust_shape: str = "constant"
+    locust_models: str = ""
+    locust_workers: int = 2
+    locust_users: int = 8
+    locust_seconds: float = 60.0
+    locust_rate: float = 0.0
+
+
+def _labels(text: str) -> dict[str, str]:
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if any("=" not in p for p in pairs):
+        raise DeployError(f"--monitor-labels takes key=value pairs separated by commas, got {text!r}")
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def plan_for(repo: Repository, options: K8sOptions, load_images: ImageLoader | None) -> DeployPlan:
+    if not 1 <= options.min_replicas <= options.max_replicas or options.gateway_replicas < 1:
+        raise DeployError("replicas: need 1 <= --min-replicas <= --max-replicas and --gateway-replicas >= 1")
+    site = Site(options.namespace, _labels(options.monitor_labels), options.scrape_interval)
+    triton_plan = triton.TritonPlan(triton.ModelStore.parse(options.models_from), release_for(repo),
+                                    options.triton_image, options.triton_cpu, options.triton_memory_mb)
+    gateway_plan = gateway.GatewayPlan(options.image, options.gateway_replicas, prometheus_url=options.prometheus_url)
+    scale = autoscaling.ScalePlan(options.min_replicas, options.max_replicas, options.queue_target_us)
+    return DeployPlan(site, triton_plan, gateway_plan, scale, _locust_plan(repo, options, load_images),
+                      options.adapter_namespace)
+
+
+def _locust_plan(repo: Repository, options: K8sOptions, load_images: ImageLoader | None) -> locust.LocustPlan | None:
+    if not options.locust:
+        return None
+    if load_images is None:
+        raise DeployError("the Locust pods need payload images: give --data (or $TRITONZOO_DATA), or --no-locust")
+    chosen = [m.strip() for m in options.locust_models.split(",") if m.strip()] or repo.cpu_models
+    unknown = [m for m in chosen if m not in repo.models]
+    if unknown:
+        raise DeployError(f"--locust-models {unknown} are not in {repo.path}; it has {sorted(repo.models)}")
+    count = locust.payload_images({m: (repo.models[m].family, repo.models[m].input_dims) for m in chosen})
+    plan = locust.LocustPlan(options.image, tuple(chosen), dict(load_images(chosen, count)), options.locust_user,
+                             options.locust_shape, options.locust_workers, options.locust_users,
+                             options.locust_seconds, options.locust_rate)
+    plan.check()
+    return plan
+
+
+def generate(repo_path: Path, out: Path, options: K8sOptions, load_images: ImageLoader | None) -> list[Path]:
+    """Read the repository, plan, write: the files written, for the task to list."""
+    repo = read_repository(repo_path)
+    return write_kustomize(repo, out, plan_for(repo, options, load_images))
