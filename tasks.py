@@ -140,7 +140,7 @@ def distill(c, data=None, card=None, set=None):
     from build.profiles import options_for
     from build.steps.distill import DistillConfig, distill_student
 
-    cfg = options_for("default", set or []).setting("distill", DistillConfig())
+    cfg = options_for("default", set or []).config(DistillConfig)
     model = _card(card, data)
     _shipped(f"student {cfg.student}", distill_student(model, load_dataset(model.data, model.input), cfg))
 

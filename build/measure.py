@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from tqdm import tqdm
 
 from build.data import ImageSet
@@ -42,6 +43,17 @@ def runner_accuracy(run: Runner, data: ImageSet, prefix: int) -> dict:
     n = min(prefix, len(data))
     return {"top1": accuracy(logits, data.labels), "split": "test", "images": len(data),
             "prefix": {"images": n, "top1": accuracy(logits[:n], data.labels[:n])}}
+
+
+def onnx_accuracy(path: Path, data: ImageSet, threads: int, batch_size: int = 250) -> float:
+    """Top-1 of an ONNX file on ONNX Runtime's CPU provider: a file's own accuracy, before any runtime serves it."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    logits = np.concatenate([session.run(None, {name: data.images[i:i + batch_size]})[0]
+                             for i in range(0, len(data), batch_size)])
+    return accuracy(logits, data.labels)
 
 
 def size_mb(files: list[Path]) -> float:

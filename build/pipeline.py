@@ -1,27 +1,38 @@
-"""Pipelines of small steps (in the manner of Triton Model Navigator): one per variant, then publish."""
+"""Pipelines of small steps, in the manner of Triton Model Navigator: one per variant, then publish.
+
+A step reads the variant's state and the build's read-only context and returns a `StepResult` (Navigator's
+`CommandOutput`): its status (OK, FAIL, SKIPPED), why, and what it produced. The pipeline merges what each
+step produced into the next state and keeps one `Outcome` per variant and per (model, variant, runtime);
+nothing is written into shared records.
+"""
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import numpy as np
 from torch import nn
 
 from build.data import Dataset, ImageSet
+from build.errors import VariantRejected
 from build.hardware import Hardware, detect
 from build.repository.model_config import TensorIO
-from build.repository.publish import Publication
 from build.runtimes import Runtime
 from build.shipped import shipped_path
 from build.sources import Teacher
 from build.teacher_logits import teacher_logits
 from build.verification import Tolerance
+from serving.publication import Publication
 
-T = TypeVar("T")
+C = TypeVar("C")
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -36,33 +47,34 @@ class BuildOptions:
     train_images: int | None = None  # None: the whole training split
     max_train_steps: int | None = None  # caps every fine-tuning and distillation run
     profile: str = "default"
-    settings: dict[str, Any] = field(default_factory=dict)  # technique name -> its config dataclass
+    # Technique configs (Int8Config, PruneConfig, ...) that the profile and `--set` give, at most one per type:
+    # each is applied to the steps of its technique in every recipe when the build plans (see `Step.tuned`).
+    configs: tuple[Any, ...] = ()
 
-    def setting(self, name: str, default: T) -> T:
-        return self.settings.get(name, default)
+    def config(self, kind: type[C]) -> C:
+        """The config of this type the build gives, else the technique's defaults (for `invoke distill`/`prune`)."""
+        return next((c for c in self.configs if type(c) is kind), None) or kind()
 
     def train_steps(self, steps: int) -> int:
         return steps if self.max_train_steps is None else min(steps, self.max_train_steps)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BuildContext:
-    """What every step may read: the card's data and teacher, options, runtimes and the open publication."""
+    """What every step may read, and nothing a step writes: the card's data and teacher, options, runtimes, the
+    open publication (where publish steps stage their folders) and the provenance every entry records."""
 
     data: Dataset
     teacher: Teacher
     options: BuildOptions
-    runtimes: list[Runtime]
+    runtimes: Sequence[Runtime]
     publication: Publication
     workdir: Path
-    provenance: dict
+    provenance: Mapping[str, Any]
     io: TensorIO
     hardware: Hardware = field(default_factory=detect)
-    done: dict[str, VariantState] = field(default_factory=dict)
-    rejected: dict[str, str] = field(default_factory=dict)  # variant or model -> why it was left out
-    not_applicable: dict[str, str] = field(default_factory=dict)  # model -> why its runtime does not apply
     weights_dir: Path | None = None  # the teacher's folder, where shipped training runs are looked up
-    _soft_targets: np.ndarray | None = None
+    _memo: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # derived, computed once
 
     @property
     def name(self) -> str:
@@ -89,49 +101,148 @@ class BuildContext:
 
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""
-        if self._soft_targets is None:
+        if "soft_targets" not in self._memo:
             source = self.teacher.module if self.teacher.is_torch else self.teacher.runner(self.options.threads)
-            self._soft_targets = teacher_logits(source, self.train_set.images, self.teacher.sha256,
-                                                self.data.checksum)
-        return self._soft_targets
+            self._memo["soft_targets"] = teacher_logits(source, self.train_set.images, self.teacher.sha256,
+                                                        self.data.checksum)
+        return self._memo["soft_targets"]
 
 
-@dataclass
+class Status(Enum):
+    OK = "OK"
+    FAIL = "FAIL"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class Published:
+    """The one runtime's model a publish step is about, and its manifest entry when it was made."""
+
+    model: str
+    runtime: str
+    entry: dict | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did: its status, why (FAIL, SKIPPED), and what it produced."""
+
+    status: Status = Status.OK
+    why: str = ""
+    produced: Mapping[str, Any] = field(default_factory=dict)  # VariantState fields it sets: model, onnx_path...
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # merged into the variant's metrics
+    published: Published | None = None  # a publish step's model: its FAIL leaves out that model only
+
+    @classmethod
+    def ok(cls, metrics: Mapping[str, Any] = EMPTY, **produced: Any) -> StepResult:
+        return cls(Status.OK, produced=produced, metrics=metrics)
+
+    @classmethod
+    def failed(cls, why: str) -> StepResult:
+        """The variant fails: it and what derives from it are not published."""
+        return cls(Status.FAIL, why)
+
+    @classmethod
+    def skipped(cls, why: str) -> StepResult:
+        return cls(Status.SKIPPED, why)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One status record: of a whole variant (model None), or of one runtime's model of it."""
+
+    variant: str
+    status: Status
+    why: str = ""
+    model: str | None = None
+    runtime: str | None = None
+    entry: dict | None = None  # a published model's manifest entry
+
+    @property
+    def key(self) -> str:
+        """The name the report lists it under: the model, or the variant when it concerns the whole variant."""
+        return self.model or self.variant
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds a network and arrays
 class VariantState:
-    """One variant as it moves through its steps."""
+    """One variant as it moves through its steps: each state is the last one plus what a step produced."""
 
     name: str
     parent: str
     tolerance: Tolerance
     workdir: Path
+    source: VariantState | None = None  # the parent variant's finished state, when the variant starts from one
     model: nn.Module | None = None
     onnx_path: Path | None = None
     reference_logits: np.ndarray | None = None
-    recipe: list[str] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
+    recipe: tuple[str, ...] = ()
+    metrics: Mapping[str, Any] = field(default_factory=dict)
     reference_top1: float | None = None  # test top-1 of the variant's own file (the reference runtime's model)
-    published: list[str] = field(default_factory=list)
+
+    def advanced(self, step: str, result: StepResult) -> VariantState:
+        return replace(self, **result.produced, recipe=(*self.recipe, step), metrics={**self.metrics, **result.metrics})
+
+
+def keep_own(own: C, given: C) -> C:
+    """`given` (the build's config for a technique) with the fields a recipe set away from the technique's defaults
+    kept: a variant's own choice (its student family, its epochs) wins over a build-wide setting."""
+    default = type(own)()
+    mine = {f.name: getattr(own, f.name) for f in fields(own) if getattr(own, f.name) != getattr(default, f.name)}
+    return replace(given, **mine)
 
 
 class Step(ABC):
     name: str
 
+    def tuned(self, configs: Sequence[Any]) -> Step:
+        """This step with the build's config for its technique applied; a step without a config is as it is."""
+        return self
+
     def check(self, ctx: BuildContext) -> None:  # noqa: B027 - most steps have nothing to check
         """Refuse bad settings before any step of the build runs; raise ZooError."""
 
     @abstractmethod
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
-        """Advance the variant; raise VariantRejected to drop it, ZooError to fail the whole build."""
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        """What the step made of the variant; raise ZooError to fail the whole build."""
+
+
+class TechniqueStep(Step):
+    """A step of one technique holding its config, as in torchao: the settings travel with the transform, so two
+    variants can carry two settings. Subclasses are frozen dataclasses with a `config` field."""
+
+    config: Any
+
+    def tuned(self, configs: Sequence[Any]) -> Step:
+        given = next((c for c in configs if type(c) is type(self.config)), None)
+        return self if given is None else replace(self, config=keep_own(self.config, given))  # type: ignore[type-var]
 
 
 class Pipeline:
-    def __init__(self, steps: list[Step]) -> None:
+    def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = steps
 
-    def run(self, state: VariantState, ctx: BuildContext, log=print) -> VariantState:
+    def run(self, state: VariantState, ctx: BuildContext,
+            log: Callable[[str], object] = print) -> tuple[VariantState, list[Outcome]]:
+        """The variant's final state and its outcomes: one per model a publish step made or left out, then the
+        variant's own, last. A FAIL of a publish step leaves out its model; any other FAIL ends the variant."""
+        outcomes = []
         for step in self.steps:
             start = time.perf_counter()
-            step.run(state, ctx)
-            state.recipe.append(step.name)
-            log(f"  [{state.name}] {step.name} ({time.perf_counter() - start:.1f}s)")
-        return state
+            result = _run(step, state, ctx)
+            state = state.advanced(step.name, result)
+            if result.published:
+                outcomes.append(Outcome(state.name, result.status, result.why, **vars(result.published)))
+            elif result.status is Status.FAIL:
+                return state, [*outcomes, Outcome(state.name, Status.FAIL, result.why)]
+            suffix = "" if result.status is Status.OK else f" {result.status.value}: {result.why}"
+            log(f"  [{state.name}] {step.name} ({time.perf_counter() - start:.1f}s){suffix}")
+        return state, [*outcomes, Outcome(state.name, Status.OK)]
+
+
+def _run(step: Step, state: VariantState, ctx: BuildContext) -> StepResult:
+    """A VariantRejected raised deep inside a step (e.g. by verification) is that step's FAIL."""
+    try:
+        return step.run(state, ctx)
+    except VariantRejected as exc:
+        return StepResult.failed(str(exc))

@@ -1,7 +1,10 @@
 """Build profiles, and per-technique settings given as `technique.field=value`.
 
-Each technique has one config dataclass (in the manner of pytorch/ao). A profile is a set of
-BuildOptions; `--set prune.importance=taylor` replaces one field of one technique's config on top.
+Each technique has one config dataclass, and its steps hold one (in the manner of pytorch/ao: the settings
+travel with the transform). A profile is a set of BuildOptions whose `configs` are such objects;
+`--set prune.importance=taylor` replaces one field of one technique's config on top. When the build plans,
+each config is applied to the steps of its technique in every recipe (`Step.tuned`), where a variant's own
+choices (e.g. its student family) are kept.
 """
 
 from __future__ import annotations
@@ -33,26 +36,26 @@ PROFILES: dict[str, BuildOptions] = {
     # accuracy floor. Fewer images everywhere keep it within 5 minutes.
     "quick": BuildOptions(verify_images=200, eval_images=200, served_check_images=200, served_latency_requests=50,
                           train_images=2048, max_train_steps=3, profile="quick",
-                          settings={"int8": Int8Config(calibration_images=128, check_images=500)}),
+                          configs=(Int8Config(calibration_images=128, check_images=500),)),
     # For a GPU: fine-tuning runs to convergence (the default profile's distillation already does).
-    "long": BuildOptions(min_accuracy=0.5, profile="long", settings={
-        "prune": PruneConfig(finetune_steps=700, final_steps=3500),
-        "sparsify": SparsityConfig(finetune_steps=3500),
-    }),
+    "long": BuildOptions(min_accuracy=0.5, profile="long", configs=(
+        PruneConfig(finetune_steps=700, final_steps=3500),
+        SparsityConfig(finetune_steps=3500),
+    )),
 }
 
 
 def options_for(profile: str, overrides: list[str], **fields: Any) -> BuildOptions:
-    """The profile's options, with `overrides` applied to technique settings and `fields` to the rest."""
+    """The profile's options, with `overrides` applied to technique configs and `fields` to the rest."""
     if profile not in PROFILES:
         raise ZooError(f"unknown profile '{profile}'; choose one of {sorted(PROFILES)}")
     base = PROFILES[profile]
-    settings = dict(base.settings)
+    configs = {type(c): c for c in base.configs}
     for item in overrides:
         technique, name, value = _split(item)
-        current = settings.get(technique, TECHNIQUES[technique]())
-        settings[technique] = dataclasses.replace(current, **{name: _parse(TECHNIQUES[technique], name, value)})
-    return dataclasses.replace(base, settings=settings, **fields)
+        kind = TECHNIQUES[technique]
+        configs[kind] = dataclasses.replace(configs.get(kind, kind()), **{name: _parse(kind, name, value)})
+    return dataclasses.replace(base, configs=tuple(configs.values()), **fields)
 
 
 def _split(item: str) -> tuple[str, str, str]:

@@ -12,8 +12,9 @@ matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 
 from build.peak import best_peaks  # noqa: E402
+from build.steps.measure import BASELINE  # noqa: E402
 from build.steps.publish import model_name  # noqa: E402
-from build.zoo import BASELINE, ZooBuild  # noqa: E402
+from build.zoo import ZooBuild  # noqa: E402
 
 SCHEMA_VERSION = 4
 COMBINATIONS = ("pruned_int8", "distilled_int8", "pruned_distilled", "pruned_distilled_int8")

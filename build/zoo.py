@@ -4,41 +4,50 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from build.card import ModelCard, check_unique
 from build.data import Dataset, load_dataset
-from build.errors import VariantRejected, ZooError
+from build.errors import ZooError
 from build.hardware import Hardware, detect
-from build.measure import SpeedPlan, measure_speeds, peak_memory_mb
-from build.peak import measure as measure_peaks
-from build.pipeline import BuildContext, BuildOptions, Pipeline, Step, VariantState
+from build.pipeline import BuildContext, BuildOptions, Outcome, Pipeline, Status, Step, VariantState
 from build.repository.model_config import TensorIO
-from build.repository.publish import Publication
 from build.runtimes import RUNTIMES, Runtime
 from build.sources import Teacher, load_teacher, preflight
+from build.steps.measure import MeasureSpeed
 from build.steps.publish import PublishRuntime, model_name
 from build.variants import VARIANTS
 from serving.manifest import CardRecord
-
-BASELINE = "fp32"  # every speedup is a ratio to this variant on ONNX Runtime, measured in the same run
+from serving.publication import Publication, PublicationError
 
 
 @dataclass
 class ZooBuild:
-    """What a build did for one card: the variants built, those rejected and why, and the entries it published."""
+    """What a build did for one card: one status record per variant and per (model, variant, runtime), with the
+    entry of every model it published, and the final state of each requested variant it built."""
 
-    states: dict[str, VariantState]
-    rejected: dict[str, str]
-    entries: dict[str, dict]
+    card: ModelCard
+    classes: list[str]
     options: BuildOptions
-    provenance: dict = field(default_factory=dict)
-    not_applicable: dict[str, str] = field(default_factory=dict)  # model or variant -> why it does not apply
-    card: ModelCard | None = None
-    classes: list[str] = field(default_factory=list)
+    provenance: dict
+    outcomes: list[Outcome]
+    states: dict[str, VariantState] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> dict[str, dict]:
+        """Published model -> its manifest entry, measured figures included."""
+        return {o.model: o.entry for o in self.outcomes if o.status is Status.OK and o.model and o.entry is not None}
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        """Variant or model -> why it was left out."""
+        return {o.key: o.why for o in self.outcomes if o.status is Status.FAIL}
+
+    @property
+    def not_applicable(self) -> dict[str, str]:
+        """Variant or model -> why it does not apply (its source, or its runtime)."""
+        return {o.key: o.why for o in self.outcomes if o.status is Status.SKIPPED}
 
 
 @dataclass
@@ -48,6 +57,14 @@ class CardInputs:
     card: ModelCard
     data: Dataset
     teacher: Teacher
+
+
+@dataclass
+class CardPlan:
+    """Each variant this card's source can make, with its configured steps; the others, as SKIPPED outcomes."""
+
+    recipes: dict[str, list[Step]]
+    outcomes: list[Outcome]
 
 
 def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes: list[str],
@@ -68,8 +85,11 @@ def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes:
         preflight(card)
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work:
         inputs = [_load(card, Path(work), (data or {}).get(card.name)) for card in cards]
-        with Publication(repo) as publication:
-            return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log)
+        try:
+            with Publication(repo) as publication:
+                return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log)
+        except PublicationError as exc:
+            raise ZooError(str(exc)) from exc
 
 
 def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runtime], options: BuildOptions,
@@ -77,11 +97,13 @@ def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runti
     contexts = [_context(i, options, usable, publication, work / i.card.name, hardware) for i in inputs]
     plans = [_plan(ctx, variants, usable) for ctx in contexts]
     for ctx, plan in zip(contexts, plans):  # every setting is checked before the first expensive step
-        for _, steps in plan:
+        for steps in plan.recipes.values():
             for step in steps:
                 step.check(ctx)
     builds = [_build_card(ctx, plan, variants, log) for ctx, plan in zip(contexts, plans)]
-    for build in builds:
+    for build in builds:  # the manifest's entries are written once, with their figures
+        for name, entry in build.entries.items():
+            publication.record(name, entry)
         publication.describe(build.card.name, card_record(build))
     return builds
 
@@ -103,19 +125,19 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
         "code_version": code_version(),
     }
     io = TensorIO(input_dims=card.input, num_classes=len(data.classes))
-    return BuildContext(data, teacher, options, runtimes, publication, workdir, provenance, io, hardware=hardware,
+    return BuildContext(data, teacher, options, tuple(runtimes), publication, workdir, provenance, io,
+                        hardware=hardware,
                         weights_dir=card.weights.parent if card.kind == "builtin" and card.weights else None)
 
 
-def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime]) -> list[tuple[str, list[Step]]]:
-    """The variants this card's source can make, each with its steps; the others are recorded as not applicable."""
-    plan = []
+def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime]) -> CardPlan:
+    plan = CardPlan({}, [])
     for name, publish in build_order(variants):
         why = _not_for_source(name, ctx)
         if why:
-            ctx.not_applicable[name] = why
-            continue
-        plan.append((name, _steps(name, publish, runtimes)))
+            plan.outcomes.append(Outcome(name, Status.SKIPPED, why))
+        else:
+            plan.recipes[name] = configured_steps(name, publish, runtimes, ctx.options)
     return plan
 
 
@@ -128,18 +150,27 @@ def _not_for_source(name: str, ctx: BuildContext) -> str | None:
     return None
 
 
-def _build_card(ctx: BuildContext, plan: list[tuple[str, list[Step]]], variants: list[str], log) -> ZooBuild:
+def _build_card(ctx: BuildContext, plan: CardPlan, variants: list[str], log) -> ZooBuild:
     log(f"model {ctx.name}: {ctx.teacher.card.source}, input {list(ctx.io.input_dims)}, "
         f"{len(ctx.data.classes)} classes")
-    for name, steps in plan:
-        _build_or_reject(name, steps, ctx, log)
-    entries = {n: e for n, e in ctx.publication.entries.items() if e["family"] == ctx.name}
+    built: dict[str, VariantState] = {}
+    outcomes = list(plan.outcomes)
+    for name, steps in plan.recipes.items():
+        state, records = _build_variant(name, steps, ctx, built, log)
+        outcomes += records
+        if state is not None:
+            built[name] = state
+    provenance = dict(ctx.provenance)
+    entries = {o.model: o.entry for o in outcomes if o.status is Status.OK and o.model and o.entry is not None}
     if ctx.options.measure_speed and entries:
-        _measure(ctx, entries, log)
-    rejected = {n: r for n, r in ctx.rejected.items() if n in variants or n not in VARIANTS}  # or a model
-    not_applicable = {n: r for n, r in ctx.not_applicable.items() if n not in VARIANTS or n in variants}
-    return ZooBuild({n: ctx.done[n] for n in variants if n in ctx.done}, rejected, entries, ctx.options,
-                    ctx.provenance, not_applicable, ctx.teacher.card, ctx.data.classes)
+        measurement = MeasureSpeed().run(entries, ctx, log)
+        measured = measurement.merged(entries)
+        outcomes = [replace(o, entry=measured[o.model]) if o.model in measured else o for o in outcomes]
+        provenance["peaks"] = measurement.peaks
+    # Parents built only as sources are not reported; models always are (only requested variants publish).
+    outcomes = [o for o in outcomes if o.model or o.variant in variants]
+    return ZooBuild(ctx.teacher.card, ctx.data.classes, ctx.options, provenance, outcomes,
+                    {n: built[n] for n in variants if n in built})
 
 
 def card_record(build: ZooBuild) -> CardRecord:
@@ -164,62 +195,35 @@ def build_order(requested: list[str]) -> list[tuple[str, bool]]:
     return list(order.items())
 
 
-def _steps(name: str, publish: bool, runtimes: list[Runtime]) -> list[Step]:
+def configured_steps(name: str, publish: bool, runtimes: list[Runtime], options: BuildOptions) -> list[Step]:
+    """The variant's recipe with the build's technique configs applied, then one publish step per runtime."""
     variant = VARIANTS[name]
-    return variant.steps() + ([PublishRuntime(r, variant) for r in runtimes] if publish else [])
+    steps = [step.tuned(options.configs) for step in variant.steps]
+    return steps + ([PublishRuntime(r, variant) for r in runtimes] if publish else [])
 
 
-def _build_or_reject(name: str, steps: list[Step], ctx: BuildContext, log) -> None:
+def _build_variant(name: str, steps: list[Step], ctx: BuildContext, built: dict[str, VariantState],
+                   log) -> tuple[VariantState | None, list[Outcome]]:
+    """The variant's final state (None when it failed) and its outcomes; a failed variant publishes no model."""
     variant = VARIANTS[name]
-    if variant.parent in ctx.rejected:
-        ctx.rejected[name] = f"its parent {variant.parent} was rejected"
-        log(f"  [{name}] skipped: {ctx.rejected[name]}")
-        return
+    if variant.parent in VARIANTS and variant.parent not in built:
+        why = f"its parent {variant.parent} was rejected"
+        log(f"  [{name}] skipped: {why}")
+        return None, [Outcome(name, Status.FAIL, why)]
     workdir = ctx.workdir / name
     workdir.mkdir()
-    state = VariantState(name=name, parent=variant.parent, tolerance=variant.tolerance, workdir=workdir)
-    try:
-        ctx.done[name] = Pipeline(steps).run(state, ctx, log)
-    except VariantRejected as exc:
-        for runtime in ctx.runtimes:
-            ctx.publication.discard(model_name(ctx.name, name, runtime.name))
-        ctx.rejected[name] = str(exc)
-        log(f"  [{name}] rejected, not published: {exc}")
-
-
-def _measure(ctx: BuildContext, entries: dict[str, dict], log) -> None:
-    """Speed of the card's staged models in one interleaved run, then each one's peak memory."""
-    runners = {name: RUNTIMES[e["runtime"]].runner(_version_dir(ctx, name), ctx.options.threads)
-               for name, e in entries.items()}
-    quick = ctx.options.profile == "quick"
-    plan = SpeedPlan(rounds=2, latency_iters=20, throughput_batches=1) if quick else SpeedPlan()
-    log(f"measuring {len(runners)} model(s), interleaved, {plan.rounds} rounds")
-    # This CPU's peak MAC rates, the report's efficiency denominators: before and after the models' timing.
-    peaks = partial(measure_peaks, ctx.options.threads, ctx.hardware.cpu_flags, 0.1 if quick else 0.5)
-    before = peaks()
-    speeds = measure_speeds(runners, ctx.data.test.images, plan)
-    for name, run in runners.items():  # a GPU runner also timed itself on the device (CUDA events), optional
-        speeds[name].update(getattr(run, "device_speed", dict)())
-    ctx.provenance["peaks"] = before.merged(peaks()).summary()
-    baseline = speeds.get(model_name(ctx.name, BASELINE, "onnxruntime"))
-    # Each memory peak is a process of its own, so they run side by side, one per thread the build may use.
-    with ThreadPoolExecutor(ctx.options.threads) as pool:
-        memory = dict(zip(speeds, pool.map(
-            lambda n: peak_memory_mb(entries[n]["runtime"], _version_dir(ctx, n), ctx.options.threads,
-                                     ctx.io.input_dims), speeds)))
-    for name, speed in speeds.items():
-        if baseline:
-            speed["speedup_b1"] = round(baseline["latency_b1_p50_ms"] / speed["latency_b1_p50_ms"], 3)
-            speed["speedup_b64"] = round(speed["throughput_b64_ips"] / baseline["throughput_b64_ips"], 3)
-            if speed["speedup_b64"] < 1 and entries[name]["variant"] != BASELINE:
-                entries[name]["flags"]["slower_than_fp32"] = (
-                    f"{speed['speedup_b64']:.2f}x the throughput of {BASELINE} at batch 64 on this machine")
-        entries[name]["speed"] = speed
-        entries[name]["memory"] = {**memory[name], **getattr(runners[name], "device_memory", dict)()}
-
-
-def _version_dir(ctx: BuildContext, name: str) -> Path:
-    return ctx.publication.staged(name) / str(ctx.publication.entries[name]["version"])
+    start = VariantState(name=name, parent=variant.parent, tolerance=variant.tolerance, workdir=workdir,
+                         source=built.get(variant.parent))
+    state, outcomes = Pipeline(steps).run(start, ctx, log)
+    failed = outcomes[-1].status is Status.FAIL
+    left_out = [model_name(ctx.name, name, r.name) for r in ctx.runtimes] if failed else \
+        [o.model for o in outcomes if o.model and o.status is Status.FAIL]
+    for model in left_out:  # what was staged for a model that is not published goes
+        ctx.publication.discard(model)
+    if failed:
+        log(f"  [{name}] rejected, not published: {outcomes[-1].why}")
+        return None, [o for o in outcomes if o.status is not Status.OK]
+    return state, outcomes
 
 
 def _usable_runtimes(names: list[str], hardware: Hardware, log) -> list[Runtime]:

@@ -3,9 +3,10 @@ instance count, each trial under the same closed-loop load, the best throughput 
 
 Trials run on a copy of the model folder in a temporary repository, served by a Triton in explicit model-control
 mode that reloads the model for each trial; the real repository is not touched until the search has ended, and then
-only its config.pbtxt, replaced atomically, everything but the three searched fields unchanged. The model's
-current config is always one of the trials, and a winner must beat it by `min_gain` to be written: a difference
-within the noise of a shared machine is no reason to change a served config.
+only through the publication that builds use (serving.publication: its lock, a staged folder swapped in atomically,
+the manifest's max_batch_size updated in the same commit), everything but the three searched fields unchanged. The
+model's current config is always one of the trials, and a winner must beat it by `min_gain` to be written: a
+difference within the noise of a shared machine is no reason to change a served config.
 
 The load: `concurrency` batch-1 requests kept in flight over Triton's HTTP endpoint (KServe v2 binary tensors, real
 test images at the model's input shape, bodies encoded once) through the gateway's lean asyncio client; every request
@@ -34,6 +35,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from loadtest.closed_loop import LoopResult, closed_loop
 from loadtest.gateway_overhead import kserve_request
 from serving.in_process import read_config
+from serving.publication import PublicationError, republish_config
 from serving.triton import TritonConfig, TritonServer, model_stats
 
 
@@ -265,15 +267,22 @@ def tune_config(repo: Path, model: str, images: np.ndarray, plan: SearchPlan, ou
     chosen, why = choose(rows, current, plan) if partial is None else (None, "search interrupted: nothing written")
     written = False
     if write and chosen is not None and chosen != current:
-        path = repo / model / "config.pbtxt"
-        write_config_atomically(path, apply_trial(read_config(path), chosen))
-        written = True
+        written, why = write_winner(repo, model, chosen, why)
     results = {"model": model, "repo": str(repo), "partial": partial, "plan": asdict(plan), "current": asdict(current),
                "chosen": asdict(chosen) if chosen else None, "decision": why, "written": written,
-               "manifest_max_batch_size": manifest[model].max_batch_size,
+               "manifest_max_batch_size": load_manifest(repo)[model].max_batch_size,
                "trials": [{**asdict(t), **rows[t], "meets_slo": meets_slo(rows[t], plan)} for t in sorted(rows)],
                "finished_at": time.time()}
     return write_results(results, out_dir)
+
+
+def write_winner(repo: Path, model: str, chosen: Trial, why: str) -> tuple[bool, str]:
+    """Through the publication, as a build publishes: (written, the decision as it now reads)."""
+    try:
+        republish_config(repo, model, apply_trial(read_config(repo / model / "config.pbtxt"), chosen))
+    except PublicationError as exc:  # e.g. a build holds the repository: the measured results are still kept
+        return False, f"{why}; not written: {exc}"
+    return True, why
 
 
 def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
@@ -306,10 +315,9 @@ def markdown(results: dict) -> str:
                      f"{r['failures']} | {'met' if r['meets_slo'] else 'missed'} | {mark} |")
     lines += ["", f"Decision: {results['decision']}.",
               f"Written to {results['repo']}/{results['model']}/config.pbtxt: {'yes' if results['written'] else 'no'}."]
-    if results["written"] and chosen and chosen["max_batch_size"] != results["manifest_max_batch_size"]:
-        lines.append(f"Note: the manifest (written by the build) still records max_batch_size "
-                     f"{results['manifest_max_batch_size']}; Triton now enforces {chosen['max_batch_size']}.")
     if results["written"]:
+        lines.append(f"The manifest's max_batch_size ({results['manifest_max_batch_size']}) was updated in the same "
+                     "commit.")
         lines.append("A running Triton keeps the old config until the model is reloaded (or the server restarted).")
     return "\n".join(lines) + "\n"
 

@@ -1,1 +1,1 @@
-"""The Triton model repository: configs from the model_config protobuf, manifest, atomic publishing."""
+"""Triton model configs from the model_config protobuf; publishing itself is serving.publication's."""

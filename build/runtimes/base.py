@@ -14,7 +14,7 @@ from build.verification import Tolerance
 
 class Runner(Protocol):
     # Optional, for runners on a device: device_speed() -> dict merged into the measured speed (e.g. CUDA-event
-    # timings), device_memory() -> dict merged into the memory figures (e.g. GPU peak). zoo._measure reads them.
+    # timings), device_memory() -> dict merged into the memory figures (e.g. GPU peak). steps/measure.py reads them.
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 NCHW images in, float32 logits out."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from build.data.dataset import sha256_file
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import ARCHITECTURES, Classifier, build_classifier, load_weights
-from build.pipeline import BuildContext, Step, VariantState
+from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
 from build.shipped import load_or_train, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
@@ -91,22 +90,18 @@ def shipped_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> tuple
     return load_weights(path, card.preprocess)
 
 
-class Distill(Step):
-    """Distil with the `distill` setting, or with a variant's own fields over it (its student family, its epochs)."""
+@dataclass(frozen=True)
+class Distill(TechniqueStep):
+    """Distil into the student its config names; a variant sets its own student family and epochs there."""
 
+    config: DistillConfig = field(default_factory=DistillConfig)
     name = "distill"
 
-    def __init__(self, **fields: Any) -> None:
-        self.fields = fields
-
-    def config(self, ctx: BuildContext) -> DistillConfig:
-        return replace(ctx.options.setting("distill", DistillConfig()), **self.fields)
-
     def check(self, ctx: BuildContext) -> None:
-        self.config(ctx).validate(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
+        self.config.validate(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
-        cfg = self.config(ctx)
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        cfg = self.config
         steps = ctx.options.train_steps(cfg.steps(len(ctx.train_set)))
         key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.checksum, len(ctx.train_set), steps)
         pre = ctx.teacher.card.preprocess
@@ -118,14 +113,13 @@ class Distill(Step):
 
         student, record, origin = load_or_train(ctx.shipped(stem, key, cfg.shipped), pre, train)
         teacher_macs, student_macs = _teacher_macs(ctx), macs_and_params(student)[0]
-        state.model = student
-        state.metrics["distillation"] = {
+        return StepResult.ok({"distillation": {
             "student": cfg.student, "temperature": cfg.temperature, "alpha": cfg.alpha, "steps": steps,
             "epochs": round(steps * cfg.batch_size / len(ctx.train_set), 2),
             "final_loss": round(record["final_loss"], 4),
             "macs_reduction_vs_teacher": round(teacher_macs / student_macs, 2) if teacher_macs else None,
             "run_key": key, **origin,
-        }
+        }}, model=student)
 
 
 def _teacher_macs(ctx: BuildContext) -> int | None:

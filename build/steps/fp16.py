@@ -8,13 +8,13 @@ import onnx
 from onnxconverter_common import float16
 
 from build.export import check_onnx
-from build.pipeline import BuildContext, Step, VariantState
+from build.pipeline import BuildContext, Step, StepResult, VariantState
 
 
 class ConvertFp16(Step):
     name = "convert_fp16"
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         assert state.onnx_path is not None
         model = onnx.load(str(state.onnx_path))
         # The converter mistypes a Cast from the uint8 input; keep that Cast in FP32 and cast after it.
@@ -26,4 +26,4 @@ class ConvertFp16(Step):
         out = state.workdir / "model.onnx"
         onnx.save(model, str(out))
         check_onnx(out)
-        state.onnx_path = out
+        return StepResult.ok(onnx_path=out)

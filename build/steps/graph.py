@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 
 from build.export import check_onnx, op_counts
-from build.pipeline import BuildContext, Step, VariantState
+from build.pipeline import BuildContext, Step, StepResult, VariantState
 
 LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
 
@@ -38,18 +38,17 @@ def optimize(src: Path, dst: Path, level: str) -> onnx.ModelProto:
 class OptimizeGraph(Step):
     name = "optimize_graph"
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         assert state.onnx_path is not None
         before = op_counts(onnx.load(str(state.onnx_path)))
         out = state.workdir / "optimized.onnx"
         after = op_counts(optimize(state.onnx_path, out, "basic"))
         check_onnx(out)
         at_load = op_counts(optimize(out, state.workdir / "ort_all.onnx", "all"))
-        state.onnx_path = out
-        state.metrics["graph"] = {
-            **state.metrics.get("graph", {}), "exporter_optimized": before, "published": after,
-            "onnxruntime_at_load": at_load,
-            "nodes": {"exported": sum(state.metrics.get("graph", {}).get("exported", {}).values()),
+        graph = state.metrics.get("graph", {})
+        return StepResult.ok({"graph": {
+            **graph, "exporter_optimized": before, "published": after, "onnxruntime_at_load": at_load,
+            "nodes": {"exported": sum(graph.get("exported", {}).values()),
                       "exporter_optimized": sum(before.values()), "published": sum(after.values()),
                       "onnxruntime_at_load": sum(at_load.values())},
-        }
+        }}, onnx_path=out)

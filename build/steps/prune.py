@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from build.data.dataset import sha256_file
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import Classifier, load_weights
-from build.pipeline import BuildContext, BuildOptions, Step, VariantState
+from build.pipeline import BuildContext, BuildOptions, StepResult, TechniqueStep, VariantState
 from build.shipped import load_or_train, model_sha256, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
@@ -136,7 +136,7 @@ def pruned_parent(variant: str) -> str:
     """The parent `variant` prunes: the teacher or the distilled student; a ZooError for any other variant."""
     from build.variants import VARIANTS  # they list this step in their recipes: imported late
 
-    pruned = [n for n, v in VARIANTS.items() if any(isinstance(s, StructuredPrune) for s in v.steps())]
+    pruned = [n for n, v in VARIANTS.items() if any(isinstance(s, StructuredPrune) for s in v.steps)]
     parent = VARIANTS[variant].parent if variant in pruned else None
     if parent not in ("teacher", "distilled"):
         raise ZooError(f"'{variant}' is not a pruned variant of the teacher or of the student; choose from {pruned}")
@@ -148,13 +148,13 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     from build.steps.distill import DistillConfig, shipped_student
 
     parent = pruned_parent(variant)
-    cfg: PruneConfig = options.setting("prune", PruneConfig())
+    cfg = options.config(PruneConfig)
     cfg.validate()
     teacher_path = shipped_teacher(card)
     teacher, source_meta = load_weights(teacher_path, card.preprocess)
     source = teacher
     if parent == "distilled":
-        source, source_meta = shipped_student(card, data, options.setting("distill", DistillConfig()))
+        source, source_meta = shipped_student(card, data, options.config(DistillConfig))
     train, schedule = data.train, [options.train_steps(n) for n in cfg.schedule()]
     teacher_sha = sha256_file(teacher_path)
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
@@ -168,14 +168,16 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     return ship(model, shipped_path(teacher_path.parent, variant, key), data, meta)
 
 
-class StructuredPrune(Step):
+@dataclass(frozen=True)
+class StructuredPrune(TechniqueStep):
+    config: PruneConfig = field(default_factory=PruneConfig)
     name = "prune_structured"
 
     def check(self, ctx: BuildContext) -> None:
-        ctx.options.setting("prune", PruneConfig()).validate()
+        self.config.validate()
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
-        cfg: PruneConfig = ctx.options.setting("prune", PruneConfig())
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        cfg = self.config
         assert state.model is not None
         source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
         key = pruning_run(cfg, model_sha256(source), ctx.teacher.sha256, ctx.data.checksum,
@@ -183,5 +185,4 @@ class StructuredPrune(Step):
         model, record, origin = load_or_train(
             ctx.shipped(state.name, key, cfg.shipped), ctx.teacher.card.preprocess,
             lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule, state.name))
-        state.model = model
-        state.metrics["pruning"] = {**record["pruning"], "run_key": key, **origin}
+        return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **origin}}, model=model)

@@ -1,17 +1,21 @@
-"""Turn the variant's ONNX model into one Triton model per runtime: verify, evaluate, stage, record."""
+"""Turn the variant's ONNX model into one Triton model per runtime: verify, evaluate, stage, and say what it made.
+
+The step stages the model's folder in the open publication and returns the model's manifest entry; the build
+records the entries, with their measured speed, once every model is made.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from build.data.dataset import sha256_file
 from build.errors import ModelRejected, VariantRejected
-from build.measure import compressed_mb, runner_accuracy, size_mb
-from build.pipeline import BuildContext, Step, VariantState
+from build.measure import compressed_mb, onnx_accuracy, runner_accuracy, size_mb
+from build.pipeline import BuildContext, Published, Status, Step, StepResult, VariantState
 from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
 from build.runtimes import REFERENCE_RUNTIME, Runtime
-from build.steps.quantize import onnx_accuracy
 from build.variants.base import Variant
 from build.verification import verify
 from serving.manifest import read_manifest
@@ -23,35 +27,37 @@ def model_name(family: str, variant: str, runtime: str) -> str:
     return base if runtime == REFERENCE_RUNTIME else f"{base}_{runtime}"
 
 
+@dataclass(frozen=True)
 class PublishRuntime(Step):
-    def __init__(self, runtime: Runtime, variant: Variant) -> None:
-        self.runtime, self.variant = runtime, variant
-        self.name = f"publish:{runtime.name}"
+    runtime: Runtime
+    variant: Variant
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"publish:{self.runtime.name}"
+
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         assert state.onnx_path is not None and state.reference_logits is not None
         name = model_name(ctx.name, state.name, self.runtime.name)
         # A runtime may also decline a variant by name (`skip_variant`, optional): TensorRT takes only some.
         skip_variant = getattr(self.runtime, "skip_variant", None)
         why = (skip_variant(state.name) if skip_variant else None) or self.runtime.skip_reason(state.onnx_path)
         if why:
-            ctx.not_applicable[name] = why
-            return
+            return self._result(Status.SKIPPED, name, why)
         try:
-            self._publish(name, state, ctx)
+            return self._publish(name, state, ctx)
         except VariantRejected as exc:
-            if self.runtime.name == REFERENCE_RUNTIME:  # the variant's own file failed: drop the variant
-                raise
-            self._leave_out(name, exc, ctx)
-        except ModelRejected as exc:
-            self._leave_out(name, exc, ctx)
+            if self.runtime.name == REFERENCE_RUNTIME:  # the variant's own file failed: the variant fails
+                return StepResult.failed(str(exc))
+            return self._result(Status.FAIL, name, str(exc))
+        except ModelRejected as exc:  # only this runtime's model; the variant and its other runtimes go on
+            return self._result(Status.FAIL, name, str(exc))
 
-    def _leave_out(self, name: str, exc: Exception, ctx: BuildContext) -> None:
-        """Only this runtime's model is not published; the variant and its other runtimes go on."""
-        ctx.publication.discard(name)
-        ctx.rejected[name] = str(exc)
+    def _result(self, status: Status, name: str, why: str = "", entry: dict | None = None,
+                **produced: object) -> StepResult:
+        return StepResult(status, why, produced=produced, published=Published(name, self.runtime.name, entry))
 
-    def _publish(self, name: str, state: VariantState, ctx: BuildContext) -> None:
+    def _publish(self, name: str, state: VariantState, ctx: BuildContext) -> StepResult:
         previous = read_manifest(ctx.publication.repo).models.get(name)
         version = previous.version + 1 if previous else 1
         folder = ctx.publication.stage(name)
@@ -65,11 +71,10 @@ class PublishRuntime(Step):
         acc = runner_accuracy(run, ctx.test_set, ctx.options.served_check_images)
         if acc["top1"] < ctx.options.min_accuracy:
             raise VariantRejected(f"{name}: test top-1 {acc['top1']:.4f} is below the floor {ctx.options.min_accuracy}")
-        if self.runtime.name == REFERENCE_RUNTIME:
-            state.reference_top1 = acc["top1"]
-        self._check_budget(name, acc["top1"], state, ctx)
+        reference_top1 = acc["top1"] if self.runtime.name == REFERENCE_RUNTIME else state.reference_top1
+        reference_top1 = self._check_budget(name, acc["top1"], reference_top1, state, ctx)
         note = self.variant.hardware_note(ctx.hardware)
-        ctx.publication.record(name, {
+        entry = {
             "model": name, "variant": state.name, "runtime": self.runtime.name, "family": ctx.name,
             "version": version, "parent": state.parent, "recipe": [*state.recipe, self.name],
             "description": self.variant.description,
@@ -86,20 +91,23 @@ class PublishRuntime(Step):
             "profile": ctx.options.profile,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **ctx.provenance,
-        })
-        state.published.append(name)
+        }
+        return self._result(Status.OK, name, entry=entry, reference_top1=reference_top1)
 
-    def _check_budget(self, name: str, top1: float, state: VariantState, ctx: BuildContext) -> None:
-        """A lossy runtime (BF16) may lose at most its budget against the variant's exact FP32 file."""
+    def _check_budget(self, name: str, top1: float, reference_top1: float | None, state: VariantState,
+                      ctx: BuildContext) -> float | None:
+        """A lossy runtime (BF16) may lose at most its budget against the variant's exact FP32 file; returns that
+        file's top-1 when it was measured for the check (the reference runtime was not asked for)."""
         budget = self.runtime.max_drop_points
         if budget is None:
-            return
-        if state.reference_top1 is None:  # the reference runtime was not asked for: measure its file here
-            state.reference_top1 = onnx_accuracy(state.onnx_path, ctx.test_set, ctx.options.threads)
-        drop = (state.reference_top1 - top1) * 100
+            return reference_top1
+        if reference_top1 is None:  # the reference runtime was not asked for: measure its file here
+            reference_top1 = onnx_accuracy(state.onnx_path, ctx.test_set, ctx.options.threads)
+        drop = (reference_top1 - top1) * 100
         if drop > budget:
             raise ModelRejected(f"{name}: loses {drop:.2f} points of test top-1 against its FP32 source "
                                 f"(budget {budget})")
+        return reference_top1
 
 
 def _mkdir(path: Path) -> Path:

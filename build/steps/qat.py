@@ -19,7 +19,7 @@ as a moving average over training batches, so the ranges are close but not ident
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from onnxruntime.quantization import QuantType
@@ -32,7 +32,7 @@ from torch.utils.hooks import RemovableHandle
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.hardware import Int8Types, int8_types
-from build.pipeline import BuildContext, Step, VariantState
+from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
 
 # ONNX Runtime's integer ranges: asymmetric activations use the whole type; symmetric INT8 weights
 # use -127..127, and -64..64 with reduce_range (7-bit weights).
@@ -154,15 +154,17 @@ def freeze_input_ranges_after(model: nn.Module, steps: int) -> RemovableHandle:
     return model.register_forward_pre_hook(hook)
 
 
-class QuantAwareFinetune(Step):
+@dataclass(frozen=True)
+class QuantAwareFinetune(TechniqueStep):
+    config: QatConfig = field(default_factory=QatConfig)
     name = "qat_finetune"
 
     def check(self, ctx: BuildContext) -> None:
-        ctx.options.setting("qat", QatConfig()).validate()
+        self.config.validate()
         check_types(int8_types(ctx.hardware))
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
-        cfg: QatConfig = ctx.options.setting("qat", QatConfig())
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        cfg = self.config
         assert state.model is not None
         types = int8_types(ctx.hardware)
         model = copy.deepcopy(state.model).eval()  # the parent's model is shared, not ours to change
@@ -178,10 +180,9 @@ class QuantAwareFinetune(Step):
         finally:
             handle.remove()
         strip_fake_quant(model)
-        state.model = model
-        state.metrics["qat"] = {
+        return StepResult.ok({"qat": {
             "steps": steps, "lr": cfg.lr, "input_ranges_frozen_after_step": observed, "final_loss": round(loss, 4),
             "batchnorm_folded": folded, "layers_fake_quantized": len(wrapped),
             "weights": f"{types.weight.name} per-channel symmetric" + (", 7-bit" if types.reduce_range else ""),
             "inputs": f"{types.activation.name} per-tensor affine, moving-average min/max",
-        }
+        }}, model=model)

@@ -7,21 +7,19 @@ signal-to-quantization-noise ratio that ONNX Runtime's QDQ debugger measures at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
 from onnxruntime.quantization import qdq_loss_debug as qdq_debug
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from build.data import ImageSet
 from build.errors import ZooError
-from build.evaluate import accuracy
 from build.hardware import Int8Types, int8_types
-from build.pipeline import BuildContext, Step, VariantState
+from build.measure import onnx_accuracy
+from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
@@ -55,16 +53,6 @@ class BatchReader(CalibrationDataReader):
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
-
-
-def onnx_accuracy(path: Path, data: ImageSet, threads: int, batch_size: int = 250) -> float:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    logits = np.concatenate([session.run(None, {name: data.images[i:i + batch_size]})[0]
-                             for i in range(0, len(data), batch_size)])
-    return accuracy(logits, data.labels)
 
 
 def sensitivity(float_path: Path, qdq_path: Path, input_name: str, images: np.ndarray, workdir: Path) -> list[str]:
@@ -109,15 +97,17 @@ def quantize(prepared: Path, out: Path, input_name: str, calibration: np.ndarray
     )
 
 
-class QuantizeStatic(Step):
+@dataclass(frozen=True)
+class QuantizeStatic(TechniqueStep):
+    config: Int8Config = field(default_factory=Int8Config)
     name = "quantize_static_int8"
 
     def check(self, ctx: BuildContext) -> None:
-        ctx.options.setting("int8", Int8Config()).validate(len(ctx.data.val))
+        self.config.validate(len(ctx.data.val))
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         assert state.onnx_path is not None
-        cfg: Int8Config = ctx.options.setting("int8", Int8Config())
+        cfg = self.config
         prepared = state.workdir / "prepared.onnx"
         quant_pre_process(str(state.onnx_path), str(prepared))
         calibration = ctx.data.val.images[: cfg.calibration_images]
@@ -136,9 +126,8 @@ class QuantizeStatic(Step):
                 int8_acc = onnx_accuracy(out, check, ctx.options.threads)
                 if float_acc - int8_acc <= cfg.accuracy_budget:
                     break
-        state.onnx_path = out
         drop = float_acc - int8_acc
-        state.metrics["quantization"] = {
+        return StepResult.ok({"quantization": {
             "format": "QDQ", "method": cfg.method, "calibration_images": cfg.calibration_images,
             "per_channel": cfg.per_channel, "activations": types.activation.name, "weights": types.weight.name,
             "reduce_range": types.reduce_range, "why": types.reason,
@@ -146,4 +135,4 @@ class QuantizeStatic(Step):
                            "drop": round(drop, 4), "budget": cfg.accuracy_budget,
                            "within_budget": drop <= cfg.accuracy_budget},
             "fp32_fallback_layers": fallback,
-        }
+        }}, onnx_path=out)

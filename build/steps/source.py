@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from build.pipeline import BuildContext, Step, VariantState
+from dataclasses import dataclass
+
+from build.pipeline import BuildContext, Step, StepResult, VariantState
 
 
+@dataclass(frozen=True)
 class FromVariant(Step):
-    def __init__(self, parent: str) -> None:
-        self.parent = parent
-        self.name = f"from:{parent}"
+    parent: str
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
-        source = ctx.done[self.parent]
-        state.model, state.onnx_path = source.model, source.onnx_path
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"from:{self.parent}"
+
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        source = state.source
+        assert source is not None and source.name == self.parent, f"{state.name} starts from {self.parent}"
         # Verified against the FP32 PyTorch model at the root of the lineage, not the parent's approximation.
-        state.reference_logits = source.reference_logits
-        state.metrics = {**source.metrics}
+        return StepResult.ok(source.metrics, model=source.model, onnx_path=source.onnx_path,
+                             reference_logits=source.reference_logits)

@@ -7,14 +7,14 @@ file, not the latency. The report shows both, so nobody mistakes one for the oth
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 from torch.nn.utils import prune
 
 from build.errors import ZooError
 from build.fit import FitConfig, fit
-from build.pipeline import BuildContext, Step, VariantState
+from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,16 @@ class SparsityConfig:
             raise ZooError(f"sparsity must lie in (0, 1), got {self.sparsity}")
 
 
-class MagnitudeSparsify(Step):
+@dataclass(frozen=True)
+class MagnitudeSparsify(TechniqueStep):
+    config: SparsityConfig = field(default_factory=SparsityConfig)
     name = "sparsify_unstructured"
 
     def check(self, ctx: BuildContext) -> None:
-        ctx.options.setting("sparsify", SparsityConfig()).validate()
+        self.config.validate()
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
-        cfg: SparsityConfig = ctx.options.setting("sparsify", SparsityConfig())
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        cfg = self.config
         assert state.model is not None
         model = copy.deepcopy(state.model)
         weights = [(m, "weight") for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -46,7 +48,6 @@ class MagnitudeSparsify(Step):
             prune.remove(module, param)  # bake the masks in: plain tensors with zeros
         zeros = sum(int((m.weight == 0).sum()) for m, _ in weights)
         total = sum(m.weight.numel() for m, _ in weights)
-        state.model = model
-        state.metrics["sparsity"] = {"method": "global magnitude (L1), unstructured", "target": cfg.sparsity,
-                                     "achieved": round(zeros / total, 4), "finetune_steps": n,
-                                     "final_loss": round(loss, 4)}
+        return StepResult.ok({"sparsity": {"method": "global magnitude (L1), unstructured", "target": cfg.sparsity,
+                                           "achieved": round(zeros / total, 4), "finetune_steps": n,
+                                           "final_loss": round(loss, 4)}}, model=model)

@@ -6,18 +6,18 @@ import copy
 import shutil
 
 from build.onnx_source import macs_and_params
-from build.pipeline import BuildContext, Step, VariantState
+from build.pipeline import BuildContext, Step, StepResult, VariantState
 
 
 class FromTeacher(Step):
     name = "from_teacher"
 
-    def run(self, state: VariantState, ctx: BuildContext) -> None:
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         if ctx.teacher.is_torch:
-            state.model = copy.deepcopy(ctx.teacher.module).eval()
-            return
-        state.onnx_path = state.workdir / "model.onnx"
-        shutil.copyfile(ctx.teacher.onnx_path, state.onnx_path)
-        state.metrics["macs"], state.metrics["params"] = macs_and_params(state.onnx_path)
+            return StepResult.ok(model=copy.deepcopy(ctx.teacher.module).eval())
+        path = state.workdir / "model.onnx"
+        shutil.copyfile(ctx.teacher.onnx_path, path)
+        macs, params = macs_and_params(path)
         # Verified against the user's own file, fed normalised floats: the prepended preprocessing is checked too.
-        state.reference_logits = ctx.teacher.reference(ctx.options.threads)(ctx.verify_set)
+        return StepResult.ok({"macs": macs, "params": params}, onnx_path=path,
+                             reference_logits=ctx.teacher.reference(ctx.options.threads)(ctx.verify_set))

@@ -18,7 +18,7 @@ def _runs_well(hw: Hardware) -> str | None:
 class Variant:
     name: str
     parent: str  # "teacher", or the variant whose result this one starts from
-    steps: Callable[[], list[Step]]
+    steps: tuple[Step, ...]  # configured already: each technique step holds its config (the build may tune it)
     tolerance: Tolerance = field(default_factory=Tolerance)
     description: str = ""
     hardware_note: Callable[[Hardware], str | None] = _runs_well  # why this hardware runs it poorly, if it does

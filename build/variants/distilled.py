@@ -1,6 +1,6 @@
 """distilled students: small networks trained on the teacher's softened logits, one variant per student family."""
 
-from build.steps.distill import Distill
+from build.steps.distill import Distill, DistillConfig
 from build.steps.export import ExportOnnx
 from build.steps.graph import OptimizeGraph
 from build.variants.base import Variant
@@ -8,7 +8,7 @@ from build.variants.base import Variant
 DISTILLED = Variant(
     name="distilled",
     parent="teacher",
-    steps=lambda: [Distill(), ExportOnnx(), OptimizeGraph()],
+    steps=(Distill(), ExportOnnx(), OptimizeGraph()),
     description="knowledge distillation into a CIFAR ResNet-20 student (KL on softened logits + cross-entropy)",
 )
 
@@ -16,7 +16,7 @@ DISTILLED_MOBILENET = Variant(
     name="distilled_mobilenetv2",
     parent="teacher",
     # 12 epochs: what 2 CPU cores distil into it in half an hour (27 min; its depthwise convolutions train slowly)
-    steps=lambda: [Distill(student="mobilenetv2", epochs=12.0), ExportOnnx(), OptimizeGraph()],
+    steps=(Distill(DistillConfig(student="mobilenetv2", epochs=12.0)), ExportOnnx(), OptimizeGraph()),
     description="knowledge distillation into a MobileNetV2 student (width 0.5: depthwise-separable inverted "
                 "residuals), the second student family; 12 epochs",
 )

@@ -16,7 +16,7 @@ def fp16_note(hw: Hardware) -> str | None:
 FP16 = Variant(
     name="fp16",
     parent="fp32",
-    steps=lambda: [FromVariant("fp32"), ConvertFp16()],
+    steps=(FromVariant("fp32"), ConvertFp16()),
     tolerance=Tolerance(max_abs_diff=0.05, min_top1_agreement=0.995),
     description="FP16 weights and activations, FP32 inputs and outputs",
     hardware_note=fp16_note,

@@ -8,6 +8,6 @@ from build.variants.base import Variant
 FP32 = Variant(
     name="fp32",
     parent="teacher",
-    steps=lambda: [FromTeacher(), ExportOnnx(), OptimizeGraph()],
+    steps=(FromTeacher(), ExportOnnx(), OptimizeGraph()),
     description="the FP32 teacher: ONNX opset 18, BatchNorm folded, graph-optimized",
 )

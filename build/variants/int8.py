@@ -17,7 +17,7 @@ def int8_of(parent: str, name: str) -> Variant:
     return Variant(
         name=name,
         parent=parent,
-        steps=lambda: [FromVariant(parent), QuantizeStatic()],
+        steps=(FromVariant(parent), QuantizeStatic()),
         tolerance=Tolerance(max_abs_diff=None, min_top1_agreement=0.95),
         description=f"{parent}, static INT8 (QDQ, per-channel weights, calibrated on the validation split)",
         hardware_note=int8_note,

@@ -10,7 +10,7 @@ from build.variants.base import Variant
 PRUNED = Variant(
     name="pruned",
     parent="teacher",
-    steps=lambda: [FromTeacher(), StructuredPrune(), ExportOnnx(), OptimizeGraph()],
+    steps=(FromTeacher(), StructuredPrune(), ExportOnnx(), OptimizeGraph()),
     description="structured channel pruning (Torch-Pruning), iterative, fine-tuned",
     transforms_source=True,
 )
@@ -18,6 +18,6 @@ PRUNED = Variant(
 PRUNED_DISTILLED = Variant(
     name="pruned_distilled",
     parent="distilled",
-    steps=lambda: [FromVariant("distilled"), StructuredPrune(), ExportOnnx(), OptimizeGraph()],
+    steps=(FromVariant("distilled"), StructuredPrune(), ExportOnnx(), OptimizeGraph()),
     description="the distilled student, channel-pruned and fine-tuned with the teacher's soft targets",
 )

@@ -20,7 +20,7 @@ def qat_of(parent: str, name: str) -> Variant:
     return Variant(
         name=name,
         parent=parent,
-        steps=lambda: [FromVariant(parent), QuantAwareFinetune(), ExportOnnx(), OptimizeGraph(), QuantizeStatic()],
+        steps=(FromVariant(parent), QuantAwareFinetune(), ExportOnnx(), OptimizeGraph(), QuantizeStatic()),
         tolerance=Tolerance(max_abs_diff=None, min_top1_agreement=0.95),
         description=f"{parent}, BatchNorm folded and quantization-aware fine-tuned (fake-quantized weights and "
                     "inputs), then static INT8 (QDQ, per-channel weights, calibrated on the validation split)",

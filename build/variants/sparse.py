@@ -15,7 +15,7 @@ def dense_note(hw: Hardware) -> str:
 SPARSE = Variant(
     name="sparse",
     parent="teacher",
-    steps=lambda: [FromTeacher(), MagnitudeSparsify(), ExportOnnx(), OptimizeGraph()],
+    steps=(FromTeacher(), MagnitudeSparsify(), ExportOnnx(), OptimizeGraph()),
     description="80% of weights zeroed by global magnitude, fine-tuned with the zeros held",
     hardware_note=dense_note,
     transforms_source=True,

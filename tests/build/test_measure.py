@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build.measure import SpeedPlan, compressed_mb, measure_speeds, peak_memory_mb
+from build.data import ImageSet
+from build.measure import SpeedPlan, compressed_mb, measure_speeds, onnx_accuracy, peak_memory_mb
 
 
 def test_speeds_are_measured_interleaved_and_rank_models_correctly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +58,22 @@ def test_peak_memory_of_a_fresh_process(tmp_path: Path) -> None:
     memory = peak_memory_mb("onnxruntime", tmp_path, 1, (3, 32, 32))
     assert memory["model_peak_mb"] >= 24, "a 25 MB weight is resident at least once"
     assert memory["process_peak_mb"] > memory["model_peak_mb"]
+
+
+def test_onnx_accuracy_of_a_file_in_batches(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    # Logits are the two pixels themselves: the brighter one is the class.
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+         helper.make_node("Reshape", ["x", "shape"], ["logits"])],
+        "g", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["n", 1, 1, 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10),
+              str(tmp_path / "m.onnx"))
+    images = np.random.default_rng(0).permutation(256).astype(np.uint8).reshape(128, 1, 1, 2)
+    labels = images.reshape(128, 2).argmax(1)
+    labels[:32] = 1 - labels[:32]  # a quarter wrong
+    assert onnx_accuracy(tmp_path / "m.onnx", ImageSet(images, labels), threads=1, batch_size=50) == 0.75

@@ -4,17 +4,30 @@ import pytest
 
 from build.errors import ZooError
 from build.profiles import PROFILES, options_for
+from build.steps.distill import Distill
 from build.steps.prune import PruneConfig
-from build.steps.quantize import Int8Config
+from build.steps.quantize import Int8Config, QuantizeStatic
+from build.zoo import configured_steps
 
 
 def test_overrides_replace_single_fields_on_top_of_the_profile() -> None:
     options = options_for("long", ["prune.ratio=0.4", "prune.importance=taylor", "int8.per_channel=false"], threads=1)
-    prune = options.setting("prune", PruneConfig())
+    prune = options.config(PruneConfig)
     assert (prune.ratio, prune.importance) == (0.4, "taylor")
-    assert prune.final_steps == PROFILES["long"].settings["prune"].final_steps, "the profile's other fields stay"
-    assert options.setting("int8", Int8Config()).per_channel is False and options.threads == 1
-    assert options_for("default", ["prune.ratio=none"]).setting("prune", PruneConfig()).ratio is None
+    assert prune.final_steps == PROFILES["long"].config(PruneConfig).final_steps, "the profile's other fields stay"
+    assert options.config(Int8Config).per_channel is False and options.threads == 1
+    assert options_for("default", ["prune.ratio=none"]).config(PruneConfig).ratio is None
+
+
+def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_choices() -> None:
+    options = options_for("quick", ["distill.epochs=3", "distill.alpha=0.9"])
+    int8 = [s.config for s in configured_steps("int8", True, [], options) if isinstance(s, QuantizeStatic)]
+    assert int8 == [Int8Config(calibration_images=128, check_images=500)], "the profile's config"
+    resnet, mobilenet = ([s.config for s in configured_steps(v, True, [], options) if isinstance(s, Distill)][0]
+                         for v in ("distilled", "distilled_mobilenetv2"))
+    assert (resnet.student, resnet.epochs, resnet.alpha) == ("resnet20", 3.0, 0.9)
+    assert (mobilenet.student, mobilenet.epochs, mobilenet.alpha) == ("mobilenetv2", 12.0, 0.9), \
+        "the variant's student and epochs win over --set; the rest follows it"
 
 
 def test_quick_profile_has_no_accuracy_floor_and_caps_training() -> None:

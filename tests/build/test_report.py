@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from build.card import ModelCard
-from build.pipeline import BuildOptions
+from build.pipeline import BuildOptions, Outcome, Status
 from build.report import markdown, pareto_front, report_data, write_report
 from build.zoo import ZooBuild
 from tests.conftest import CIFAR, PRE
@@ -29,8 +29,10 @@ def _entry(variant: str, top1: float, b1_ms: float, b64_ips: float, base_b1: flo
 def _build(*entries: dict, rejected: dict | None = None, profile: str = "default",
            not_applicable: dict | None = None) -> ZooBuild:
     card = ModelCard("r18", "builtin:resnet18", CIFAR, PRE.mean, PRE.std)
-    return ZooBuild({}, rejected or {}, {e["model"]: e for e in entries}, BuildOptions(profile=profile),
-                    PROVENANCE, not_applicable or {}, card, [f"c{i}" for i in range(10)])
+    outcomes = [Outcome(e["variant"], Status.OK, model=e["model"], runtime=e["runtime"], entry=e) for e in entries]
+    outcomes += [Outcome(k, Status.FAIL, why) for k, why in (rejected or {}).items()]
+    outcomes += [Outcome(k, Status.SKIPPED, why) for k, why in (not_applicable or {}).items()]
+    return ZooBuild(card, [f"c{i}" for i in range(10)], BuildOptions(profile=profile), PROVENANCE, outcomes)
 
 
 def test_runtimes_form_a_matrix_with_their_own_targets_and_recommendations() -> None:

@@ -73,10 +73,9 @@ def test_the_default_build_finds_every_shipped_run() -> None:
 
 
 def variant_distill_config(student: str) -> DistillConfig:
-    """The settings the registry's variant for this student family distils with (its fields over the defaults)."""
+    """The settings the registry's variant for this student family distils with (its step's config)."""
     from build.steps.distill import Distill
     from build.variants import VARIANTS
 
-    configs = [dataclasses.replace(DistillConfig(), **step.fields) for v in VARIANTS.values() for step in v.steps()
-               if isinstance(step, Distill)]
+    configs = [step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)]
     return next(c for c in configs if c.student == student)

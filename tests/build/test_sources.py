@@ -46,7 +46,7 @@ def test_a_torch_source_of_another_size_and_class_count_builds_beside_a_builtin(
     repo = tmp_path / "repo"
     cards = [card_for(teacher, data=str(mini_archive)), torch_card(four_classes)]
     builds = build_zoo(cards, repo, ["fp32", "fp16"], ["onnxruntime"],
-                       dataclasses.replace(FAST, settings={}), log=lambda _: None)
+                       dataclasses.replace(FAST, configs=()), log=lambda _: None)
     manifest = read_manifest(repo)
     assert sorted(manifest.models) == ["mynet_fp16", "mynet_fp32", "tiny_fp16", "tiny_fp32"]
     mine = manifest.models["mynet_fp32"]
@@ -76,9 +76,9 @@ def test_an_onnx_source_gets_uint8_input_and_keeps_its_top1(tmp_path: Path, four
 
 
 def test_an_onnx_source_can_teach_a_student(tmp_path: Path, four_classes: Path, micro_student: str) -> None:
-    options = dataclasses.replace(FAST, max_train_steps=2, settings={
-        "distill": dataclasses.replace(__import__("build.steps.distill", fromlist=["x"]).DistillConfig(),
-                                       student=micro_student, shipped=False)})
+    options = dataclasses.replace(FAST, max_train_steps=2, configs=(
+        dataclasses.replace(__import__("build.steps.distill", fromlist=["x"]).DistillConfig(),
+                            student=micro_student, shipped=False),))
     (build,) = build_zoo([onnx_card(tmp_path, four_classes)], tmp_path / "repo", ["distilled"], ["onnxruntime"],
                          options, log=lambda _: None)
     assert build.entries["mine_distilled"]["metrics"]["distillation"]["steps"] == 2

@@ -12,7 +12,7 @@ from build.data import load_dataset
 from build.errors import ModelRejected, VariantRejected, ZooError
 from build.hardware import detect
 from build.models import build_classifier, save_weights
-from build.pipeline import BuildOptions
+from build.pipeline import BuildOptions, Outcome, Status
 from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
 from build.runtimes import RUNTIMES
@@ -29,9 +29,10 @@ FAST = BuildOptions(verify_images=100, measure_speed=False, threads=1)
 def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
     repo = tmp_path / "repo"
     data = load_dataset(str(mini_archive), CIFAR)
-    state = build_one(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None).states["fp32"]
-    assert state.published == ["tiny_fp32"]
-    assert state.recipe == ["from_teacher", "export_onnx", "optimize_graph", "publish:onnxruntime"]
+    result = build_one(data, teacher, repo, ["fp32"], ["onnxruntime"], FAST, log=lambda _: None)
+    assert result.outcomes == [Outcome("fp32", Status.OK, model="tiny_fp32", runtime="onnxruntime",
+                                       entry=result.entries["tiny_fp32"]), Outcome("fp32", Status.OK)]
+    assert result.states["fp32"].recipe == ("from_teacher", "export_onnx", "optimize_graph", "publish:onnxruntime")
     folder = repo / "tiny_fp32"
     assert (folder / "1" / "model.onnx").exists()
     assert (folder / "labels.txt").read_text().split() == data.classes
@@ -89,9 +90,9 @@ def test_int8_and_fp16_are_verified_and_published(tmp_path: Path, teacher: Path,
     repo = tmp_path / "repo"
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)  # 300 images to calibrate on
-    options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+    options = dataclasses.replace(FAST, configs=(Int8Config(calibration_images=100, check_images=100),))
     result = build_one(data, teacher, repo, ["int8", "fp16"], ["onnxruntime"], options, log=lambda _: None)
-    assert [s.published for s in result.states.values()] == [["tiny_int8"], ["tiny_fp16"]]
+    assert list(result.entries) == ["tiny_int8", "tiny_fp16"] and list(result.states) == ["int8", "fp16"]
     manifest = models_of(repo)
     assert "tiny_fp32" not in manifest, "a parent built only as a source is not published"
     int8 = manifest["tiny_int8"]
@@ -121,9 +122,9 @@ def test_every_technique_builds_measures_and_reports(tmp_path: Path, teacher: Pa
     repo = tmp_path / "repo"
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
-    options = dataclasses.replace(FAST, measure_speed=True, profile="quick", max_train_steps=2, settings={
-        "int8": Int8Config(calibration_images=100, check_images=100),
-        "distill": DistillConfig(student=micro_student), "prune": PruneConfig(iterations=2)})
+    options = dataclasses.replace(FAST, measure_speed=True, profile="quick", max_train_steps=2, configs=(
+        Int8Config(calibration_images=100, check_images=100), DistillConfig(student=micro_student),
+        PruneConfig(iterations=2)))
     wanted = ["fp32", "pruned", "sparse", "pruned_distilled_int8"]
     result = build_one(data, teacher, repo, wanted, ["onnxruntime"], options, log=lambda _: None)
     manifest = models_of(repo)
@@ -172,7 +173,7 @@ def test_every_runtime_publishes_where_it_applies(tmp_path: Path, teacher: Path,
     monkeypatch.setattr(RUNTIMES["openvino"], "prepare", fail_on_int8)
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
-    options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+    options = dataclasses.replace(FAST, configs=(Int8Config(calibration_images=100, check_images=100),))
     runtimes = ["onnxruntime", "openvino", "openvino_bf16"]
     logged: list[str] = []
     result = build_one(data, teacher, tmp_path / "repo", ["fp32", "fp16", "int8"], runtimes, options,
@@ -202,7 +203,7 @@ def test_rejected_variant_is_left_out_and_the_others_publish(tmp_path: Path, tea
     repo = tmp_path / "repo"
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
-    options = dataclasses.replace(FAST, settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+    options = dataclasses.replace(FAST, configs=(Int8Config(calibration_images=100, check_images=100),))
     result = build_one(data, teacher, repo, ["fp32", "fp16", "int8"], ["onnxruntime"], options, log=lambda _: None)
     assert sorted(models_of(repo)) == ["tiny_fp32", "tiny_int8"]
     assert not (repo / "tiny_fp16").exists()
@@ -226,17 +227,17 @@ def test_accuracy_floor_rejects(tmp_path: Path, teacher: Path, mini_archive: Pat
     assert "below the floor 0.99" in result.rejected["fp32"]
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"prune": PruneConfig(ratio=1.5)}, "pruning ratio must lie in \\(0, 1\\)"),
-    ({"prune": PruneConfig(importance="random")}, "unknown pruning importance"),
-    ({"sparsify": SparsityConfig(sparsity=0.0)}, "sparsity must lie in \\(0, 1\\)"),
-    ({"distill": DistillConfig(student="resnet20")}, "no fewer than its teacher's"),
-    ({"distill": DistillConfig(student="vgg")}, "unknown student architecture"),
+@pytest.mark.parametrize(("config", "message"), [
+    (PruneConfig(ratio=1.5), "pruning ratio must lie in \\(0, 1\\)"),
+    (PruneConfig(importance="random"), "unknown pruning importance"),
+    (SparsityConfig(sparsity=0.0), "sparsity must lie in \\(0, 1\\)"),
+    (DistillConfig(student="resnet20"), "no fewer than its teacher's"),
+    (DistillConfig(student="vgg"), "unknown student architecture"),
 ])
 def test_bad_settings_fail_before_any_step_runs(tmp_path: Path, teacher: Path, mini_archive: Path,
-                                                settings: dict, message: str) -> None:
+                                                config: object, message: str) -> None:
     ran = []
-    options = dataclasses.replace(FAST, settings=settings)
+    options = dataclasses.replace(FAST, configs=(config,))
     with pytest.raises(ZooError, match=message):
         build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "pruned", "sparse",
                   "distilled"], ["onnxruntime"], options, log=ran.append)

@@ -65,7 +65,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
         teacher = root / "teacher.pt"
         save_weights(build_classifier("resnet18", 10, PRE), teacher, {"arch": "resnet18", "classes": data.classes})
     options = BuildOptions(verify_images=200, eval_images=IMAGES, measure_speed=False,
-                           settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+                           configs=(Int8Config(calibration_images=100, check_images=100),))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(quantize_step, "quantize", gpu_int8)
         patch.setitem(RUNTIMES, "tensorrt", TensorRTRuntime(cache_dir=root / "timing-caches"))

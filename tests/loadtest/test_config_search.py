@@ -24,8 +24,11 @@ from loadtest.config_search import (
     read_config,
     trial_repository,
     write_config_atomically,
+    write_winner,
 )
 from loadtest.headroom import trivial_config
+from serving.manifest import read_manifest
+from serving.publication import Publication
 from tests.conftest import CIFAR
 
 CONFIG = """name: "m"
@@ -162,7 +165,29 @@ def test_markdown_marks_current_and_chosen() -> None:
                      "chosen": vars(Trial(8, 0, 2)), "decision": "best", "written": True,
                      "manifest_max_batch_size": 64, "trials": trials})
     assert "| 64 | 200 | 1 | 100.0 |" in text and "current" in text and "**chosen**" in text
-    assert "manifest" in text and "Written to r/m/config.pbtxt: yes" in text
+    assert "max_batch_size (64) was updated in the same commit" in text and "Written to r/m/config.pbtxt: yes" in text
+
+
+def published(repo: Path) -> None:
+    with Publication(repo) as pub:
+        folder = pub.stage("m")
+        (folder / "1").mkdir()
+        (folder / "config.pbtxt").write_text(CONFIG)
+        pub.record("m", {"model": "m", "family": "f", "variant": "fp32", "runtime": "onnxruntime", "version": 1,
+                         "io": {"input": "images", "input_dims": [3, 32, 32], "output": "logits"},
+                         "accuracy": {"top1": 0.5}, "max_batch_size": 64})
+
+
+def test_the_winner_is_written_through_the_publication_with_its_manifest_entry(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    published(repo)
+    assert write_winner(repo, "m", Trial(8, 2000, 2), "best") == (True, "best")
+    assert current_trial(read_config(repo / "m" / "config.pbtxt")) == Trial(8, 2000, 2)
+    assert read_manifest(repo).models["m"].max_batch_size == 8, "the manifest follows in the same commit"
+    with Publication(repo):  # a build holds the repository: nothing is written, and the search says why
+        written, why = write_winner(repo, "m", Trial(64, 0, 1), "best")
+    assert not written and "not written: another build is publishing" in why
+    assert current_trial(read_config(repo / "m" / "config.pbtxt")) == Trial(8, 2000, 2)
 
 
 def test_an_interrupted_round_keeps_the_trials_it_measured() -> None:

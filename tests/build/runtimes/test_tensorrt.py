@@ -672,11 +672,12 @@ def test_a_build_publishes_verified_plans_and_says_where_tensorrt_does_not_apply
     monkeypatch.setitem(RUNTIMES, "tensorrt", TensorRTRuntime(device_factory=FakeDevice))
     monkeypatch.setattr("build.zoo.detect", lambda: GPU)
     # Host memory is measured in a process of its own, which cannot see the fake: a stand-in figure.
-    monkeypatch.setattr("build.zoo.peak_memory_mb", lambda *args: {"process_peak_mb": 2.0, "model_peak_mb": 1.0})
+    monkeypatch.setattr("build.steps.measure.peak_memory_mb",
+                        lambda *args: {"process_peak_mb": 2.0, "model_peak_mb": 1.0})
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = BuildOptions(verify_images=100, measure_speed=True, profile="quick", threads=1, max_train_steps=2,
-                           settings={"int8": Int8Config(calibration_images=100, check_images=100)})
+                           configs=(Int8Config(calibration_images=100, check_images=100),))
     result = build_one(data, teacher, tmp_path / "repo", ["fp32", "fp16", "int8", "sparse"],
                        ["onnxruntime", "tensorrt"], options)
     manifest = models_of(tmp_path / "repo")

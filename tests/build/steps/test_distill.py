@@ -29,7 +29,7 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
     monkeypatch.setattr(build.steps.distill, "distill", lambda *a: trained.append(a[-1]) or real_distill(*a))
 
     def zoo(config: DistillConfig) -> dict:
-        options = dataclasses.replace(OPTIONS, settings={"distill": config})
+        options = dataclasses.replace(OPTIONS, configs=(config,))
         build_one(data, teacher, tmp_path / "repo", ["distilled"], ["onnxruntime"], options, log=lambda _: None)
         return models_of(tmp_path / "repo")["tiny_distilled"]["metrics"]["distillation"]
 

@@ -59,7 +59,7 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
     distill_student(card_for(teacher), data, distill)
     cfg = PruneConfig(iterations=2, finetune_steps=1, final_steps=2)
     options = BuildOptions(verify_images=100, measure_speed=False, threads=1,
-                           settings={"distill": distill, "prune": cfg})
+                           configs=(distill, cfg))
     variants = ["pruned", "pruned_distilled"]
     shipped = {v: prune_shipped(v, card_for(teacher), data, options) for v in variants}
     assert all(r["steps"] == [1, 2] and r["pruning"]["macs_reduction"] >= 2.5 for r in shipped.values())
@@ -70,9 +70,8 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
     monkeypatch.setattr(build.steps.prune, "prune", lambda *a: trained.append(a[-1]) or real_prune(*a))
 
     def zoo(prune: PruneConfig) -> dict:
-        settings = {**options.settings, "prune": prune}
         build_one(data, teacher, tmp_path / "repo", variants, ["onnxruntime"],
-                  dataclasses.replace(options, settings=settings), log=lambda _: None)
+                  dataclasses.replace(options, configs=(distill, prune)), log=lambda _: None)
         return {v: models_of(tmp_path / "repo")[f"tiny_{v}"]["metrics"]["pruning"] for v in variants}
 
     loaded = zoo(cfg)

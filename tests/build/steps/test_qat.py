@@ -66,10 +66,10 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8))
 
 
-def context(tmp_path: Path, mini_archive: Path, **settings) -> BuildContext:
+def context(tmp_path: Path, mini_archive: Path) -> BuildContext:
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)  # the mini archive's validation split is too small to calibrate
-    options = BuildOptions(threads=1, verify_images=100, settings=settings)
+    options = BuildOptions(threads=1, verify_images=100)
     teacher = Teacher(card_for_model(), "tiny", module=tiny_model())
     return BuildContext(data, teacher, options, [], None, tmp_path, {}, TensorIO(CIFAR, 10))
 
@@ -96,7 +96,7 @@ def test_bad_settings_are_refused_before_the_build(name: str, value: str, messag
     options = options_for("default", [f"qat.{name}={value}"])
     ctx = BuildContext(None, None, options, [], None, tmp_path, {}, TensorIO(CIFAR, 10))
     with pytest.raises(ZooError, match=message):
-        QuantAwareFinetune().check(ctx)
+        QuantAwareFinetune().tuned(options.configs).check(ctx)
 
 
 def test_unsigned_weights_cannot_be_simulated() -> None:
@@ -156,10 +156,11 @@ def test_input_ranges_freeze_while_weight_ranges_follow() -> None:
 
 def test_step_leaves_a_plain_folded_float_model(tmp_path: Path, mini_archive: Path) -> None:
     # A learning rate this small keeps the weights in place, so the result must equal the folded input.
-    ctx = context(tmp_path, mini_archive, qat=QatConfig(steps=3, lr=1e-7, batch_size=32))
+    ctx = context(tmp_path, mini_archive)
     parent = tiny_model()
     state = VariantState("qat", "parent", None, tmp_path, model=parent)
-    QuantAwareFinetune().run(state, ctx)
+    step = QuantAwareFinetune(QatConfig(steps=3, lr=1e-7, batch_size=32))
+    state = state.advanced(step.name, step.run(state, ctx))
     assert not any(isinstance(m, (FakeQuantLayer, FakeQuantize, nn.BatchNorm2d)) for m in state.model.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in parent.modules()), "the parent's model is left alone"
     folded = copy.deepcopy(tiny_model())
@@ -172,12 +173,12 @@ def test_step_leaves_a_plain_folded_float_model(tmp_path: Path, mini_archive: Pa
 
 
 def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: Path) -> None:
-    ctx = context(tmp_path, mini_archive, qat=QatConfig(steps=4, batch_size=32),
-                  int8=Int8Config(calibration_images=64, check_images=100))
+    ctx = context(tmp_path, mini_archive)
     state = VariantState("qat", "parent", None, tmp_path, model=tiny_model())
-    for step in (QuantAwareFinetune(), ExportOnnx(), OptimizeGraph(), QuantizeStatic()):
+    for step in (QuantAwareFinetune(QatConfig(steps=4, batch_size=32)), ExportOnnx(), OptimizeGraph(),
+                 QuantizeStatic(Int8Config(calibration_images=64, check_images=100))):
         step.check(ctx)
-        step.run(state, ctx)
+        state = state.advanced(step.name, step.run(state, ctx))
     assert state.metrics["quantization"]["format"] == "QDQ"
     graph = onnx.load(str(state.onnx_path)).graph
     ops = [n.op_type for n in graph.node]
@@ -201,8 +202,8 @@ def test_distilled_int8_qat_variant_builds_verifies_and_publishes(tmp_path: Path
                                                                   teacher: Path, micro_student: str) -> None:
     mini = load_dataset(str(mini_archive), CIFAR)
     options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2,
-                           settings={"int8": Int8Config(calibration_images=100, check_images=100),
-                                     "distill": DistillConfig(student=micro_student)})
+                           configs=(Int8Config(calibration_images=100, check_images=100),
+                                    DistillConfig(student=micro_student)))
     assert build_order(["distilled_int8_qat"]) == [("distilled", False), ("distilled_int8_qat", True)]
     repo = tmp_path / "repo"
     result = build_one(dataclasses.replace(mini, val=mini.test), teacher, repo, ["distilled_int8_qat"],

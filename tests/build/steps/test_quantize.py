@@ -46,10 +46,10 @@ def test_over_budget_layers_fall_back_to_fp32(quantized, tmp_path: Path, mini_ar
     data = dataclasses.replace(mini, val=mini.test)
     # A negative budget can never be met: the step falls back as far as it is allowed to.
     cfg = Int8Config(calibration_images=64, check_images=100, accuracy_budget=-1.0, max_fallback_layers=3)
-    ctx = BuildContext(data, None, BuildOptions(threads=1, settings={"int8": cfg}), [], None, tmp_path, {},
-                       TensorIO(CIFAR, 10))
+    ctx = BuildContext(data, None, BuildOptions(threads=1), [], None, tmp_path, {}, TensorIO(CIFAR, 10))
     state = VariantState("int8", "fp32", None, tmp_path, onnx_path=prepared)
-    QuantizeStatic().run(state, ctx)
+    result = QuantizeStatic(cfg).run(state, ctx)
+    state = state.advanced("quantize_static_int8", result)
     q = state.metrics["quantization"]
     assert len(q["fp32_fallback_layers"]) == 3 and q["validation"]["within_budget"] is False
     graph = onnx.load(str(state.onnx_path)).graph

@@ -1,8 +1,10 @@
-"""Atomic publishing: build every model folder off to the side, then swap each in with one rename.
+"""Atomic publishing: the one writer of a model repository, for the build and for config search alike.
 
-Triton never sees a half-written model, and a build that fails or is interrupted before `commit`
-leaves the repository byte-for-byte as it was. Staging lives beside the repository (same file system,
-so renames are atomic) rather than inside it, where Triton would try to load it.
+Every model folder is built off to the side, then swapped in with one rename, and the manifest is rewritten
+in the same commit. Triton never sees a half-written model, and a publication that fails or is interrupted
+before `commit` leaves the repository byte-for-byte as it was. Staging lives beside the repository (same
+file system, so renames are atomic) rather than inside it, where Triton would try to load it. One lock
+beside the repository keeps two writers apart. Needs no torch: serving/ and loadtest/ use it too.
 """
 
 from __future__ import annotations
@@ -13,15 +15,24 @@ import fcntl
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from build.errors import ZooError
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
 from serving.manifest import CardRecord, Manifest, ManifestError, ModelEntry, read_manifest, write_manifest
+
+CONFIG = "config.pbtxt"
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class PublicationError(Exception):
+    """The repository cannot be written now (another writer holds it, or a publication is incomplete)."""
 
 
 def exchange(a: Path, b: Path) -> None:
@@ -53,7 +64,7 @@ def replace_dir(staged: Path, target: Path) -> None:
 
 
 class Publication:
-    """One build's set of models: `stage` folders, `record` metadata, and commit on a clean exit."""
+    """One writer's set of models: `stage` folders, `record` metadata, and commit on a clean exit."""
 
     def __init__(self, repo: Path) -> None:
         self.repo = Path(repo).resolve()
@@ -72,7 +83,7 @@ class Publication:
             self.area = Path(tempfile.mkdtemp(dir=self.repo.parent, prefix=prefix))
         except BlockingIOError:
             self._lock.close()
-            raise ZooError(f"another build is publishing into {self.repo}; wait for it to finish") from None
+            raise PublicationError(f"another build is publishing into {self.repo}; wait for it to finish") from None
         except BaseException:
             self._lock.close()
             raise
@@ -86,6 +97,26 @@ class Publication:
 
     def staged(self, model: str) -> Path:
         return self._staged[model]
+
+    def restage(self, model: str) -> Path:
+        """Stage a copy of a published model's folder, to change it in place (same version). Files are hard
+        links where the file system allows: the copy costs no space, and must never be written through."""
+        folder = self.area / model
+        shutil.copytree(self.repo / model, folder, copy_function=_link_or_copy)
+        self._staged[model] = folder
+        return folder
+
+    def reconfigure(self, model: str, config: pb.ModelConfig) -> None:
+        """Give a published model a new config.pbtxt, and its manifest entry the fields that follow from it."""
+        entry = read_manifest(self.repo).models.get(model)
+        if entry is None:
+            raise PublicationError(f"{model} is not published in {self.repo}; nothing to reconfigure")
+        path = self.restage(model) / CONFIG
+        mode = path.stat().st_mode & 0o777
+        path.unlink()  # a hard link to the served file: replace it, never write through it
+        path.write_text(text_format.MessageToString(config))
+        path.chmod(mode)
+        self.record(model, replace(entry, max_batch_size=config.max_batch_size).to_dict())
 
     def discard(self, model: str) -> None:
         """Drop a staged model (a rejected variant); the rest of the build still publishes."""
@@ -113,7 +144,7 @@ class Publication:
     def commit(self) -> None:
         unrecorded = set(self._staged) - set(self.entries)
         if unrecorded:
-            raise ZooError(f"models staged without metadata: {sorted(unrecorded)}; nothing was published")
+            raise PublicationError(f"models staged without metadata: {sorted(unrecorded)}; nothing was published")
         manifest = self._manifest()
         swapped: list[tuple[Path, Path]] = []
         try:
@@ -136,6 +167,20 @@ class Publication:
             manifest = read_manifest(self.repo)
             manifest.models.update({n: ModelEntry.from_dict(e, f"models.{n}") for n, e in self.entries.items()})
         except ManifestError as exc:
-            raise ZooError(f"cannot publish into {self.repo}: {exc}") from exc
+            raise PublicationError(f"cannot publish into {self.repo}: {exc}") from exc
         manifest.cards.update(self.cards)
         return manifest
+
+
+def republish_config(repo: Path, model: str, config: pb.ModelConfig) -> None:
+    """Replace one published model's config in one commit: its folder swapped in atomically with the new
+    config.pbtxt, and the manifest's max_batch_size updated with it, under the publication's lock."""
+    with Publication(repo) as publication:
+        publication.reconfigure(model, config)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)

@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
 
-from build.errors import ZooError
-from build.repository.publish import Publication
 from serving.manifest import MANIFEST, CardRecord, read_manifest
+from serving.publication import Publication, PublicationError, republish_config
 
 
 def entry(model: str, version: int, family: str = "m") -> dict:
@@ -40,7 +41,7 @@ def test_publish_then_replace(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".repo.lock", "repo"], "no staging left behind"
 
 
-def test_failed_build_leaves_repository_exactly_as_it_was(tmp_path: Path) -> None:
+def test_failed_publication_leaves_repository_exactly_as_it_was(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     publish(repo, "m", b"v1", entry("m", 1))
     before = snapshot(repo)
@@ -66,7 +67,7 @@ def test_interrupt_before_commit_publishes_nothing(tmp_path: Path) -> None:
 
 def test_staged_model_without_metadata_is_refused(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    with pytest.raises(ZooError, match="staged without metadata"):
+    with pytest.raises(PublicationError, match="staged without metadata"):
         with Publication(repo) as pub:
             pub.stage("m")
     assert not (repo / "m").exists()
@@ -75,7 +76,7 @@ def test_staged_model_without_metadata_is_refused(tmp_path: Path) -> None:
 def test_concurrent_builds_are_refused(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     with Publication(repo):
-        with pytest.raises(ZooError, match="another build is publishing"):
+        with pytest.raises(PublicationError, match="another build is publishing"):
             with Publication(repo):
                 pass
 
@@ -96,7 +97,7 @@ def test_failure_while_committing_swaps_everything_back(tmp_path: Path, monkeypa
     def disk_full(path: Path, data: dict) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("build.repository.publish.write_manifest", disk_full)
+    monkeypatch.setattr("serving.publication.write_manifest", disk_full)
     with pytest.raises(OSError, match="No space"):
         with Publication(repo) as pub:
             for model, payload in (("m", b"v2"), ("new", b"n")):
@@ -133,6 +134,53 @@ def test_an_entry_missing_a_field_publishes_nothing(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     bad = entry("m", 1)
     del bad["io"]
-    with pytest.raises(ZooError, match=r"models\.m\.io: missing"):
+    with pytest.raises(PublicationError, match=r"models\.m\.io: missing"):
         publish(repo, "m", b"x", bad)
     assert not (repo / "m").exists()
+
+
+CONFIG = """name: "m"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+instance_group { count: 1 kind: KIND_CPU }
+dynamic_batching { max_queue_delay_microseconds: 200 }
+"""
+
+
+def published_with_config(repo: Path) -> None:
+    with Publication(repo) as pub:
+        folder = pub.stage("m")
+        (folder / "1").mkdir()
+        (folder / "1" / "model.onnx").write_bytes(b"weights")
+        (folder / "config.pbtxt").write_text(CONFIG)
+        (folder / "config.pbtxt").chmod(0o640)
+        pub.record("m", {**entry("m", 1), "size_mb": 1.5})
+
+
+def test_a_new_config_and_its_manifest_fields_land_in_one_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    published_with_config(repo)
+    served = repo / "m" / "1" / "model.onnx"
+    config = text_format.Parse(CONFIG, pb.ModelConfig())
+    config.max_batch_size = 32
+    republish_config(repo, "m", config)
+    assert text_format.Parse((repo / "m" / "config.pbtxt").read_text(), pb.ModelConfig()).max_batch_size == 32
+    assert (repo / "m" / "config.pbtxt").stat().st_mode & 0o777 == 0o640
+    entry_now = read_manifest(repo).models["m"]
+    assert entry_now.max_batch_size == 32 and entry_now.version == 1, "a change in place, not a new version"
+    assert entry_now.details["size_mb"] == 1.5, "the rest of the entry is kept"
+    assert served.read_bytes() == b"weights" and sorted(p.name for p in (repo / "m").iterdir()) == ["1", "config.pbtxt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".repo.lock", "repo"], "no staging left behind"
+
+
+def test_a_config_change_is_refused_while_a_build_publishes_and_then_touches_nothing(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    published_with_config(repo)
+    before = snapshot(repo)
+    config = text_format.Parse(CONFIG, pb.ModelConfig())
+    with Publication(repo):
+        with pytest.raises(PublicationError, match="another build is publishing"):
+            republish_config(repo, "m", config)
+    with pytest.raises(PublicationError, match="nothing to reconfigure"):
+        republish_config(repo, "absent", config)
+    assert snapshot(repo) == before

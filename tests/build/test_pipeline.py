@@ -1,0 +1,78 @@
+"""The pipeline's contract: steps return results, the pipeline merges them and keeps the status records."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from build.errors import VariantRejected
+from build.pipeline import (
+    BuildContext,
+    BuildOptions,
+    Outcome,
+    Pipeline,
+    Published,
+    Status,
+    Step,
+    StepResult,
+    VariantState,
+    keep_own,
+)
+from build.repository.model_config import TensorIO
+from build.steps.distill import DistillConfig
+from tests.conftest import CIFAR
+
+
+class Fixed(Step):
+    """A step that returns what it was given, and counts its runs."""
+
+    def __init__(self, name: str, result: StepResult | Exception) -> None:
+        self.name, self.result, self.runs = name, result, 0
+
+    def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
+        self.runs += 1
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def run(tmp_path: Path, *steps: Step) -> tuple[VariantState, list[Outcome]]:
+    start = VariantState("v", "teacher", None, tmp_path)
+    return Pipeline(steps).run(start, None, log=lambda _: None)
+
+
+def test_what_steps_produce_is_merged_into_the_next_state(tmp_path: Path) -> None:
+    state, outcomes = run(tmp_path, Fixed("a", StepResult.ok({"macs": 1, "graph": {"x": 1}}, onnx_path=Path("a"))),
+                          Fixed("b", StepResult.ok({"graph": {"y": 2}}, onnx_path=Path("b"))))
+    assert state.onnx_path == Path("b") and state.recipe == ("a", "b")
+    assert state.metrics == {"macs": 1, "graph": {"y": 2}}, "a step's metric replaces the one of the same name"
+    assert outcomes == [Outcome("v", Status.OK)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.model = None
+
+
+def test_a_model_fails_alone_but_a_failed_step_ends_the_variant(tmp_path: Path) -> None:
+    left_out = StepResult(Status.FAIL, "could not convert", published=Published("m_ov", "openvino"))
+    skipped = StepResult(Status.SKIPPED, "FP16 on a CPU runtime", published=Published("m_bf16", "openvino_bf16"))
+    after = Fixed("after", StepResult.ok())
+    _, outcomes = run(tmp_path, Fixed("p1", left_out), Fixed("p2", skipped), after)
+    assert [(o.key, o.status) for o in outcomes] == [("m_ov", Status.FAIL), ("m_bf16", Status.SKIPPED),
+                                                     ("v", Status.OK)] and after.runs == 1
+    after = Fixed("after", StepResult.ok())
+    _, outcomes = run(tmp_path, Fixed("p1", left_out), Fixed("verify", VariantRejected("drifted")), after)
+    assert outcomes[-1] == Outcome("v", Status.FAIL, "drifted") and after.runs == 0, "a rejection is a FAIL"
+
+
+def test_the_context_is_read_only(tmp_path: Path) -> None:
+    ctx = BuildContext(None, None, BuildOptions(), (), None, tmp_path, {}, TensorIO(CIFAR, 10))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.options = BuildOptions(threads=1)
+
+
+def test_a_variant_keeps_its_own_choices_over_the_build_config() -> None:
+    own = DistillConfig(student="mobilenetv2", epochs=12.0)
+    assert keep_own(own, DistillConfig(epochs=3.0, alpha=0.9)) == DistillConfig(student="mobilenetv2", epochs=12.0,
+                                                                                 alpha=0.9)
+    assert keep_own(DistillConfig(), DistillConfig(alpha=0.9)) == DistillConfig(alpha=0.9)
