@@ -58,7 +58,7 @@ def _cards(paths: list[str] | None, data: str | None, teacher: str | None = None
     """The cards to build, parsed and checked; --teacher replaces the weights of a single card."""
     from build.card import load_card
 
-    cards = [load_card(Path(p), data) for p in paths or [CARD]]
+    cards = [load_card(Path(p), data) for p in paths] if paths else [load_card(CARD, data)]
     if teacher:
         if len(cards) != 1:
             raise SystemExit("error: --teacher replaces one card's weights; give one --card, or put weights in each")
@@ -286,8 +286,9 @@ def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", r
 
 @task
 def lint(c):
-    """Lint the code as CI does (ruff, with the project's rules in pyproject.toml)."""
+    """Lint and type-check the code as CI does (ruff and mypy, with the project's settings in pyproject.toml)."""
     c.run("ruff check .", pty=False)
+    c.run("mypy build serving tasks.py", pty=False)
 
 
 @task(help={"all": "also run the slow end-to-end tests (real tritonserver)"})

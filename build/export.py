@@ -38,6 +38,7 @@ def export_onnx(model: Classifier, path: Path) -> dict[str, int]:
             model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}}, verbose=False, optimize=False,
         )
+        assert program is not None  # the dynamo exporter returns its program
         raw = op_counts(program.model_proto)
         program.optimize()  # constant folding, BatchNorm into Conv, dead-code removal
     program.save(str(path), external_data=False)
@@ -67,6 +68,7 @@ def export_float_onnx(model: nn.Module, path: Path, image_shape: tuple[int, int,
         program = torch.onnx.export(model.eval().cpu(), (example,), dynamo=True, opset_version=OPSET,
                                     input_names=["x"], output_names=["y"], dynamic_shapes={"x": {0: batch}},
                                     verbose=False)
+    assert program is not None  # the dynamo exporter returns its program
     program.save(str(path), external_data=False)
     check_onnx(path)
     return path

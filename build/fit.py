@@ -54,7 +54,8 @@ def fit(model: nn.Module, data: ImageSet, soft_targets: np.ndarray, cfg: FitConf
     configure_threads()
     device = pick_device()
     gen = torch.Generator().manual_seed(cfg.seed)
-    model.to(device).to(memory_format=torch.channels_last).train()
+    # Module.to(memory_format=...) is documented and works; torch's overloads of Module.to omit it.
+    model.to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.15)
     # On a GPU the whole set moves there once: cropping on the CPU would leave it idle.

@@ -117,10 +117,11 @@ def macs_and_params(path: Path) -> tuple[int, int]:
     macs = 0
     for node in model.graph.node:
         out = shapes.get(node.output[0], [])
-        if node.op_type == "Conv" and node.input[1] in weights and out and all(isinstance(d, int) for d in out):
+        known = [d for d in out if isinstance(d, int)]
+        if node.op_type == "Conv" and node.input[1] in weights and out and len(known) == len(out):
             kernel = weights[node.input[1]]  # (Cout, Cin / groups, kh, kw)
-            macs += int(np.prod(out)) * int(np.prod(kernel[1:]))
+            macs += int(np.prod(known)) * int(np.prod(kernel[1:]))
         elif node.op_type in ("Gemm", "MatMul") and node.input[1] in weights and out and isinstance(out[-1], int):
             inner = int(np.prod(weights[node.input[1]])) // out[-1]  # K, whether the weight is (K, N) or (N, K)
-            macs += int(np.prod([d for d in out if isinstance(d, int)])) * inner
+            macs += int(np.prod(known)) * inner
     return macs, sum(int(np.prod(d)) for d in weights.values())

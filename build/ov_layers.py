@@ -39,9 +39,10 @@ class LayerTime:
 
 
 # (precision, ISA) read off an OpenVINO primitive's name -> the peak.c kernel that bounds it
-PEAK_KERNELS = {("int8", "amx"): "int8_amx", ("int8", "avx512"): "int8_avx512_vnni", ("int8", "avx2"): "int8_avx_vnni",
-                ("bf16", "amx"): "bf16_amx", ("bf16", "avx512"): "bf16_avx512",
-                ("fp32", "avx512"): "fp32_avx512", ("fp32", "avx2"): "fp32_avx2"}
+PEAK_KERNELS: dict[tuple[str, str | None], str] = {
+    ("int8", "amx"): "int8_amx", ("int8", "avx512"): "int8_avx512_vnni", ("int8", "avx2"): "int8_avx_vnni",
+    ("bf16", "amx"): "bf16_amx", ("bf16", "avx512"): "bf16_avx512",
+    ("fp32", "avx512"): "fp32_avx512", ("fp32", "avx2"): "fp32_avx2"}
 
 
 def peak_kernel(exec_type: str) -> str | None:

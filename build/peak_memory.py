@@ -19,7 +19,9 @@ from build.runtimes import RUNTIMES
 
 def _max_rss_mb() -> float:
     status = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert match is not None, "no VmHWM in /proc/self/status"
+    return int(match.group(1)) / 1024
 
 
 def main(runtime: str, model_dir: str, threads: str, shape: str) -> None:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from torch import nn
 
 from build.data import Dataset, ImageSet
 from build.errors import VariantRejected
 from build.hardware import Hardware, detect
+from build.models import Classifier
 from build.repository.model_config import TensorIO
 from build.runtimes import Runtime
 from build.shipped import shipped_path
@@ -31,7 +31,11 @@ from build.teacher_logits import teacher_logits
 from build.verification import Tolerance
 from serving.publication import Publication
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 C = TypeVar("C")
+D = TypeVar("D", bound="DataclassInstance")  # a technique's config
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -102,7 +106,8 @@ class BuildContext:
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""
         if "soft_targets" not in self._memo:
-            source = self.teacher.module if self.teacher.is_torch else self.teacher.runner(self.options.threads)
+            module = self.teacher.module  # a torch teacher, else its ONNX file run by ONNX Runtime
+            source = module if module is not None else self.teacher.runner(self.options.threads)
             self._memo["soft_targets"] = teacher_logits(source, self.train_set.images, self.teacher.sha256,
                                                         self.data.checksum)
         return self._memo["soft_targets"]
@@ -173,7 +178,7 @@ class VariantState:
     tolerance: Tolerance
     workdir: Path
     source: VariantState | None = None  # the parent variant's finished state, when the variant starts from one
-    model: nn.Module | None = None
+    model: Classifier | None = None
     onnx_path: Path | None = None
     reference_logits: np.ndarray | None = None
     recipe: tuple[str, ...] = ()
@@ -184,7 +189,7 @@ class VariantState:
         return replace(self, **result.produced, recipe=(*self.recipe, step), metrics={**self.metrics, **result.metrics})
 
 
-def keep_own(own: C, given: C) -> C:
+def keep_own(own: D, given: D) -> D:
     """`given` (the build's config for a technique) with the fields a recipe set away from the technique's defaults
     kept: a variant's own choice (its student family, its epochs) wins over a build-wide setting."""
     default = type(own)()

@@ -66,7 +66,7 @@ def _targets(rows: list[dict], best: dict[str, dict]) -> list[dict]:
 
 def _fixed_targets(rows: list[dict]) -> list[dict]:
     by_model = {(r["runtime"], r["variant"]): r for r in rows}
-    results = []
+    results: list[dict] = []
     for label, runtime, variants, b64, b1, drop in TARGETS:
         candidates = [by_model[runtime, v] for v in variants if by_model.get((runtime, v), {}).get("speedup_b64")]
         if not candidates:

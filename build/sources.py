@@ -104,15 +104,16 @@ def _builtin_weights(card: ModelCard) -> Path:
 
 def _builtin(card: ModelCard, data: Dataset) -> tuple[Classifier, str, float | None]:
     """The network, its file's hash, and the test accuracy its checkpoint records."""
-    meta = checkpoint_meta(_builtin_weights(card))  # the classes first: weights for others may not even load
+    weights = _builtin_weights(card)
+    meta = checkpoint_meta(weights)  # the classes first: weights for others may not even load
     if meta.get("classes") and meta["classes"] != data.classes:
-        raise card.error("data", f"{card.weights.name} was trained on classes {meta['classes']}, the data has "
+        raise card.error("data", f"{weights.name} was trained on classes {meta['classes']}, the data has "
                          f"{data.classes}", "point data at the dataset the weights were trained on")
-    module, meta = load_weights(card.weights, card.preprocess)
+    module, meta = load_weights(weights, card.preprocess)
     if meta["arch"] != card.spec:
-        raise card.error("weights", f"{card.weights.name} holds a '{meta['arch']}', the card says '{card.spec}'",
+        raise card.error("weights", f"{weights.name} holds a '{meta['arch']}', the card says '{card.spec}'",
                          f"use source = \"builtin:{meta['arch']}\" or the right weights")
-    return module, sha256_file(card.weights), meta.get("test_accuracy")
+    return module, sha256_file(weights), meta.get("test_accuracy")
 
 
 def _torch(card: ModelCard) -> tuple[Classifier, str]:

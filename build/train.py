@@ -8,6 +8,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -31,7 +32,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     cutout: int = 0  # side of a random square zeroed in each training image (DeVries & Taylor 2017); 0: off
-    anneal: str = "cos"  # one-cycle shape: "cos", or "linear" for the triangular schedule of fast CIFAR recipes
+    # one-cycle shape: "cos", or "linear" for the triangular schedule of fast CIFAR recipes
+    anneal: Literal["cos", "linear"] = "cos"
     seed: int = 0
     device: str = "auto"
 
@@ -82,7 +84,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.model: Classifier = build_classifier(cfg.arch, len(data.classes), pre).to(self.device)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) is documented and works; torch's overloads of Module.to omit it.
+        self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                                    weight_decay=cfg.weight_decay)
         if not 0 < cfg.warmup_epochs < cfg.epochs:

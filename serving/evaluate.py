@@ -96,7 +96,8 @@ def run_served_evaluation(repo: Path, test_sets: Mapping[str, TestSet], triton_u
     check_test_sets(manifest, test_sets)  # refuse before starting a server
     server = nullcontext() if triton_url else TritonServer(TritonConfig.on_free_ports(repo))
     with server as running:
-        url = triton_url or running.cfg.grpc_url
+        url = running.cfg.grpc_url if running is not None else triton_url
+        assert url is not None  # none started here: the external one
         client = TritonClassifier(url, names={m: (e.io.input, e.io.output) for m, e in manifest.items()})
         try:
             table = format_table(evaluate_served(client, manifest, test_sets, latency_requests))

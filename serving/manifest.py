@@ -104,8 +104,9 @@ class CardRecord:
     @classmethod
     def from_dict(cls, data: dict, where: str) -> CardRecord:
         _object(data, where)
+        c, h, w = _ints(data, "input", where, 3)
         return cls(name=_need(data, "name", str, where), source=_need(data, "source", str, where),
-                   input=_ints(data, "input", where, 3), mean=_floats(data, "mean", where),
+                   input=(c, h, w), mean=_floats(data, "mean", where),
                    std=_floats(data, "std", where), classes=_strings(data, "classes", where),
                    data=_need(data, "data", str, where),
                    data_checksum=_need(data, "data_checksum", str, where),

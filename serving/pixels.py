@@ -21,7 +21,7 @@ def to_chw(img: Image.Image, dims: tuple[int, ...]) -> np.ndarray:
     channels, height, width = check_dims(dims)
     img = img.convert(MODES[channels])
     if img.size != (width, height):
-        img = img.resize((width, height), Image.BILINEAR)
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
     pixels = np.asarray(img, dtype=np.uint8)
     return pixels.reshape(height, width, channels).transpose(2, 0, 1).copy()
 

@@ -94,6 +94,7 @@ class StackProcess:
         self.stop()
 
     def wait_ready(self, timeout: float = 180.0) -> None:
+        assert self.process is not None, "wait_ready after __enter__ started the process"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

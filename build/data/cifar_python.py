@@ -100,7 +100,9 @@ def _read_batches(path: Path) -> dict[str, dict]:
             with tarfile.open(path) as tar:
                 for m in tar.getmembers():
                     if Path(m.name).name in wanted:
-                        found[Path(m.name).name] = pickle.load(tar.extractfile(m), encoding="bytes")
+                        member = tar.extractfile(m)
+                        assert member is not None, f"{m.name} in {path} is not a file"
+                        found[Path(m.name).name] = pickle.load(member, encoding="bytes")
     except (tarfile.TarError, pickle.UnpicklingError, EOFError, OSError) as exc:
         raise ZooError(f"CIFAR-10 release at {path} is corrupt ({exc}); fetch it again") from exc
     missing = wanted - found.keys()

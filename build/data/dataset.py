@@ -57,7 +57,8 @@ def load_dataset(spec: str | None, shape: tuple[int, int, int], cache_dir: Path 
     spec = resolve_data_spec(spec)
     cache_dir = Path(cache_dir or default_cache_dir())
     source, checksum = _locate(spec, cache_dir)
-    arrays = _cached_decode(source, checksum, tuple(shape), cache_dir)
+    c, h, w = shape
+    arrays = _cached_decode(source, checksum, (c, h, w), cache_dir)
     train = ImageSet(arrays["train_x"], arrays["train_y"])
     fit, val = split_validation(train)
     # Archives list the test set class by class; a fixed shuffle makes any prefix a fair sample.

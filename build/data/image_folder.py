@@ -59,7 +59,9 @@ def _entries(source: Path) -> Iterator[Entry]:
             for m in tar:
                 parsed = _parse(PurePosixPath(m.name))
                 if parsed and m.isfile():
-                    yield (*parsed, tar.extractfile(m).read())
+                    member = tar.extractfile(m)
+                    assert member is not None  # a regular file's member always has its data
+                    yield (*parsed, member.read())
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ZooError(f"dataset archive {source} is corrupt or not a tar archive ({exc}); fetch it again") from exc
 

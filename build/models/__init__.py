@@ -25,6 +25,9 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 class Classifier(nn.Module):
     """Takes raw uint8 NCHW pixels, as clients send them, and returns logits: the card's preprocessing is inside."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, pre: Preprocess) -> None:
         super().__init__()
         self.backbone, self.pre = backbone, pre

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -20,7 +20,11 @@ class Runner(Protocol):
         """uint8 NCHW images in, float32 logits out."""
 
 
-class Runtime(Protocol):
+RunnerT = TypeVar("RunnerT", bound=Runner)
+
+
+class Runtime(Protocol[RunnerT]):
+    # Generic in the runner it makes: describe() takes the runner that this runtime's runner() returned.
     # Optional: skip_variant(variant_name) -> str | None, a refusal by variant before the file is read
     # (PublishRuntime asks it first; TensorRT builds only fp32, fp16 and the INT8 variants).
     name: str
@@ -38,11 +42,11 @@ class Runtime(Protocol):
     def triton_fields(self, model_dir: Path, threads: int) -> RuntimeFields:
         """Backend or platform, file name and parameters for config.pbtxt (model_dir: the version folder)."""
 
-    def runner(self, model_dir: Path, threads: int) -> Runner:
+    def runner(self, model_dir: Path, threads: int) -> RunnerT:
         """An in-process runner over the files in model_dir, configured as config.pbtxt says."""
 
     def tolerance(self, variant: Tolerance) -> Tolerance:
         """How far this runtime may drift from the variant's reference logits."""
 
-    def describe(self, run: Runner) -> dict:
+    def describe(self, run: RunnerT) -> dict:
         """What really ran: versions, settings and, where the runtime says, the precision of its kernels."""

@@ -22,7 +22,7 @@ INTEGER_CONVS = ("QLinearConv", "ConvInteger")
 
 class OnnxRuntime:
     name = "onnxruntime"
-    max_drop_points = None  # it runs the variant's own file: the variant's accuracy is this model's
+    max_drop_points: float | None = None  # it runs the variant's own file: the variant's accuracy is this model's
 
     def unavailable_reason(self, hw: Hardware) -> str | None:
         return None

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -149,9 +149,10 @@ def tune(model_path: Path, threads: int, precision: str, rounds: int = 3) -> tup
                 start = time.perf_counter()
                 session(images[:1])
                 latencies[i].append(time.perf_counter() - start)
-    results = [{"settings": s.settings.parameters(), "throughput_b64_ips": round(statistics.median(r), 1),
-                "latency_b1_p50_ms": round(statistics.median(lat) * 1e3, 3)}
-               for s, r, lat in zip(sessions, rates, latencies)]
+    results: list[dict[str, Any]] = [
+        {"settings": s.settings.parameters(), "throughput_b64_ips": round(statistics.median(r), 1),
+         "latency_b1_p50_ms": round(statistics.median(lat) * 1e3, 3)}
+        for s, r, lat in zip(sessions, rates, latencies)]
     best = max(range(len(sessions)), key=lambda i: results[i]["throughput_b64_ips"])
     return sessions[best].settings, {"measured_on": model_path.parent.parent.name, "rounds": rounds,
                                      "candidates": results, "chosen": results[best]["settings"]}

@@ -146,7 +146,8 @@ def _qdq_problem(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -
     # or computed in the graph): TensorRT's parser judges it.
     zero = constants.get(node.input[2]) if len(node.input) > 2 else None
     source = constants.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-    quantized = (source or zero).data_type if (source or zero) is not None else None
+    known = source or zero
+    quantized = known.data_type if known is not None else None
     if quantized == TensorProto.INT32:
         return "int32"
     if quantized is not None and quantized not in SIGNED_QDQ:
@@ -502,7 +503,7 @@ class TensorRTRuntime:
         # load on another GPU fails with TensorRT's own message about the mismatch.
         return RuntimeFields(platform="tensorrt_plan", filename=plans[-1].name,
                              instance_kind=pb.ModelInstanceGroup.KIND_GPU,
-                             cc_model_filenames={capability_key(p.name): p.name for p in plans})
+                             cc_model_filenames={key: p.name for p in plans if (key := capability_key(p.name))})
 
     def runner(self, model_dir: Path, threads: int) -> TrtRunner:
         device = self.device()

@@ -123,4 +123,5 @@ class Distill(TechniqueStep):
 
 
 def _teacher_macs(ctx: BuildContext) -> int | None:
-    return macs_and_params(ctx.teacher.module)[0] if ctx.teacher.is_torch else None
+    module = ctx.teacher.module
+    return macs_and_params(module)[0] if module is not None else None

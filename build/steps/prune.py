@@ -79,7 +79,7 @@ def _pruner(model: Classifier, ratio: float, iterations: int, importance: str,
                                 ignored_layers=[_classifier_head(model)], round_to=round_to)
 
 
-def ratio_for_macs(model: nn.Module, reduction: float, round_to: int | None, tol: float = 0.01) -> float:
+def ratio_for_macs(model: Classifier, reduction: float, round_to: int | None, tol: float = 0.01) -> float:
     """The channel ratio that cuts MACs by `reduction`, by bisection over dry runs on copies."""
     base = macs_and_params(model)[0]
     low, high = 0.0, 0.95

@@ -58,6 +58,7 @@ class PublishRuntime(Step):
         return StepResult(status, why, produced=produced, published=Published(name, self.runtime.name, entry))
 
     def _publish(self, name: str, state: VariantState, ctx: BuildContext) -> StepResult:
+        assert state.onnx_path is not None and state.reference_logits is not None  # as run() checked
         previous = read_manifest(ctx.publication.repo).models.get(name)
         version = previous.version + 1 if previous else 1
         folder = ctx.publication.stage(name)
@@ -102,6 +103,7 @@ class PublishRuntime(Step):
         if budget is None:
             return reference_top1
         if reference_top1 is None:  # the reference runtime was not asked for: measure its file here
+            assert state.onnx_path is not None  # as run() checked
             reference_top1 = onnx_accuracy(state.onnx_path, ctx.test_set, ctx.options.threads)
         drop = (reference_top1 - top1) * 100
         if drop > budget:

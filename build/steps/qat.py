@@ -112,6 +112,7 @@ def fold_batchnorm(model: nn.Module) -> int:
         source = node.args[0]
         if (isinstance(source, fx.Node) and source.op == "call_module"
                 and isinstance(modules[source.target], nn.Conv2d) and len(source.users) == 1):
+            assert isinstance(source.target, str) and isinstance(node.target, str)  # call_module: a module's path
             pairs.append((source.target, node.target))
     for conv, bn in pairs:
         model.set_submodule(conv, fuse_conv_bn_eval(modules[conv], modules[bn]))
@@ -121,10 +122,10 @@ def fold_batchnorm(model: nn.Module) -> int:
 
 def insert_fake_quant(model: nn.Module, types: Int8Types) -> list[str]:
     """Wrap every Conv2d and Linear in a FakeQuantLayer; return their names."""
-    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    for name in names:
-        model.set_submodule(name, FakeQuantLayer(model.get_submodule(name), types))
-    return names
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for name, layer in layers:
+        model.set_submodule(name, FakeQuantLayer(layer, types))
+    return [name for name, _ in layers]
 
 
 def strip_fake_quant(model: nn.Module) -> None:

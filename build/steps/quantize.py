@@ -77,7 +77,7 @@ def sensitivity(float_path: Path, qdq_path: Path, input_name: str, images: np.nd
         snr = [errors[t]["qdq_err"] for t in tensors if t in errors]
         if snr:
             scores[node.name] = min(snr)
-    return sorted(scores, key=scores.get)
+    return sorted(scores, key=lambda name: scores[name])
 
 
 def doubling(n: int) -> list[int]:

@@ -13,8 +13,10 @@ class FromTeacher(Step):
     name = "from_teacher"
 
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
-        if ctx.teacher.is_torch:
-            return StepResult.ok(model=copy.deepcopy(ctx.teacher.module).eval())
+        module = ctx.teacher.module
+        if module is not None:  # a torch teacher
+            return StepResult.ok(model=copy.deepcopy(module).eval())
+        assert ctx.teacher.onnx_path is not None  # an ONNX source: its file
         path = state.workdir / "model.onnx"
         shutil.copyfile(ctx.teacher.onnx_path, path)
         macs, params = macs_and_params(path)

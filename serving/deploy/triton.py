@@ -67,7 +67,7 @@ class TritonPlan:
 def memory_request(repo: Repository, models: list[str]) -> int:
     """MiB for the server plus every model it loads: the build's measured peak of each, where it measured one; an
     unmeasured model counts as the largest measured one."""
-    measured = [repo.models[m].memory_mb for m in models if repo.models[m].memory_mb]
+    measured = [mb for m in models if (mb := repo.models[m].memory_mb)]
     fallback = max(measured, default=UNMEASURED_MODEL_MB)
     total = BASE_MEMORY_MB + sum(repo.models[m].memory_mb or fallback for m in models)
     return int(math.ceil(total / 64) * 64)

@@ -9,8 +9,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -440,6 +441,8 @@ def create_app(settings: GatewaySettings, triton: TritonInference | None = None,
             await asyncio.gather(watcher, return_exceptions=True)
             await app.state.gateway.close()
 
-    handlers = {ApiError: api_error, ClientDisconnect: client_gone, Exception: unexpected_error}
+    # Each handler takes the exception class it is registered for.
+    handlers: dict[type[Exception], Callable[[Request, Any], Awaitable[Response]]] = {
+        ApiError: api_error, ClientDisconnect: client_gone, Exception: unexpected_error}
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers)
     return HotRoutes(app, HOT_ROUTES)

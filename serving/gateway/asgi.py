@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 RawHeaders = list[tuple[bytes, bytes]]
 Reply = tuple[int, bytes, RawHeaders]  # status, body, headers other than Content-Length
@@ -96,7 +96,7 @@ class HotRoutes:
                     return await self.serve(route.endpoint, scope, receive, send)
         await self.app(scope, receive, send)
 
-    async def serve(self, endpoint: RawRoute, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, endpoint: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await endpoint(scope, receive, send)
         except Exception as exc:

@@ -141,6 +141,7 @@ def effective(declared: Experiment, now: float, progress: Progress | None) -> tu
             canary = {**canary, "weight": 1.0 if canary["state"] == "promoted" else 0.0}
             return Experiment(declared.name, declared.arms, declared.shadow, canary), math.inf
         return declared, math.inf
+    assert canary is not None  # a schedule is read from the declared canary
     status = {**canary, "baseline": dict(declared.arms)}
     progress = progress or Progress()
     steps = len(schedule.steps)
@@ -312,6 +313,7 @@ class CanaryController:
         declared = self.store.experiments.get(schedule.experiment)
         if declared is None or CanarySchedule.of(declared) != schedule:
             return  # the file changed meanwhile: its new content rules
+        assert declared.canary is not None  # it has this schedule
         canary = {**declared.canary, "state": "rolled_back", "reason": reason}
         try:
             self.store.put(declared.with_weights(declared.arms, canary))
@@ -351,6 +353,7 @@ class CanaryController:
         if not self.current(name).ramping:
             raise BadRequest(f"experiment '{name}' has no canary in progress")
         declared = self.store.get(name)
+        assert declared.canary is not None  # ramping: it has a canary
         return declared, {k: v for k, v in declared.canary.items() if k not in ("state", "reason")}
 
     def _finish(self, declared: Experiment, arms: dict[str, float], canary: dict) -> Experiment:

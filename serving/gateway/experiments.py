@@ -54,7 +54,7 @@ class Experiment:
     @property
     def ramping(self) -> bool:
         """A canary is in progress: started or scheduled, neither promoted nor rolled back."""
-        return bool(self.canary) and self.canary.get("state") in ("ramping", "pending")
+        return self.canary is not None and self.canary.get("state") in ("ramping", "pending")
 
     def with_weights(self, arms: dict[str, float], canary: dict | None) -> Experiment:
         return replace(self, arms={m: w for m, w in arms.items() if w > 0}, canary=canary)
@@ -129,8 +129,8 @@ def parse_declared(name: str, body: object, known_models: Iterable[str] | None) 
     if isinstance(body, dict) and body.get("name", name) != name:
         raise InvalidConfig(f"experiment '{name}' names itself '{body['name']}'")
     canary = body.get("canary") if isinstance(body, dict) else None
-    if isinstance(canary, dict) and canary.get("state") == "ramping" and "start" not in canary \
-            and isinstance(canary.get("baseline"), dict):
+    if isinstance(body, dict) and isinstance(canary, dict) and canary.get("state") == "ramping" \
+            and "start" not in canary and isinstance(canary.get("baseline"), dict):
         body = {**body, "arms": canary["baseline"]}
         canary = {**canary, "state": "interrupted", "weight": 0.0, "reason": "the gateway restarted during the ramp"}
     experiment = parse_experiment(name, body, known.models)

@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass
 
 MAX_HEADER_BYTES = 64 * 1024
+HEAD_READ = "_tz_head_read"  # marks an IncompleteReadError raised after the response head was read
 
 
 class UpstreamError(ConnectionError):
@@ -69,7 +70,7 @@ class HttpPool:
         # it is still working on the request, and a malformed response means it answered.
         before = isinstance(exc, (ConnectionError, asyncio.IncompleteReadError)) or (
             isinstance(exc, OSError) and not isinstance(exc, TimeoutError))
-        if isinstance(exc, asyncio.IncompleteReadError) and getattr(exc, "_tz_head_read", False):
+        if isinstance(exc, asyncio.IncompleteReadError) and getattr(exc, HEAD_READ, False):
             before = False
         return UpstreamError(f"{self.host}:{self.port}: {exc.__class__.__name__}: {exc}", before)
 
@@ -107,7 +108,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[HttpResponse, bo
     try:
         return await _read_rest(reader, head)
     except asyncio.IncompleteReadError as exc:
-        exc._tz_head_read = True  # the body broke off: the server had answered
+        setattr(exc, HEAD_READ, True)  # the body broke off: the server had answered
         raise
 
 

@@ -96,7 +96,10 @@ class TritonInference:
         self._turn = (self._turn + 1) % count
         order = [self.upstreams[(self._turn + i) % count] for i in range(count)]
         candidates = [u for u in order if u is not avoid and u.healthy] or [u for u in order if u is not avoid]
-        return min(candidates, key=lambda u: u.outstanding) if candidates else avoid
+        if candidates:
+            return min(candidates, key=lambda u: u.outstanding)
+        assert avoid is not None  # no candidate: the one replica there is was to be avoided
+        return avoid
 
     async def _send(self, upstream: Upstream, method: str, path: str, body: bytes,
                     headers: dict[str, str] | None) -> HttpResponse:
