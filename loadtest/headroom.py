@@ -34,6 +34,7 @@ import numpy as np
 
 from loadtest.gateway_overhead import kserve_request
 from loadtest.images import save_images
+from loadtest.plan import LoadPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
 from serving.triton import TritonConfig, TritonServer, model_stats
 
@@ -216,12 +217,13 @@ def generator_command(gen: Generator, target: Target, connections: int, bound_s:
         return ["sh", "-c", f'{shlex.join(tax)} & exec "$@"', "sh", *wrk]
     cmd = [sys.executable, "-m", "locust", "--headless", "-u", str(connections), "-r", str(max(connections, 100)),
            "-t", f"{math.ceil(bound_s)}s", "--host", f"http://{target.http}", "--only-summary", "--loglevel",
-           "WARNING", "--stop-timeout", "2", "--tz-exporter-ports", ",".join(map(str, exporter_ports))]
+           "WARNING", "--stop-timeout", "2"]
     if gen.processes > 1:
         cmd += ["--processes", str(gen.processes)]
-    cmd += ["-f", "loadtest/locustfile.py", "TritonHttpUser", "--tz-images-file", str(target.work / "images.npy"),
-            "--tz-images", "1", "--tz-models", target.model, "--tz-linger", "0"]
-    return cmd + (["--tz-repo", str(target.repo)] if target.repo else [])
+    plan = LoadPlan(models=(target.model,), repo=str(target.repo or ""), images_file=str(target.work / "images.npy"),
+                    images=1, exporter_ports=tuple(exporter_ports), linger_s=0.0)
+    plan_file = plan.write(target.work / f"plan-{gen.name}.json")
+    return cmd + ["-f", "loadtest/locustfile.py", "TritonHttpUser", "--tz-plan", str(plan_file)]
 
 
 def _wrk() -> str:

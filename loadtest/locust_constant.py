@@ -1,16 +1,15 @@
 """Constant shape for Locust (a confirmation run): `-f loadtest/locustfile.py,loadtest/locust_constant.py`.
 
-The arrival rate comes from pacing each user (--tz-user-rps = --tz-rate / --tz-users; `invoke loadtest` sets it).
+It holds the plan's `constant` (--tz-plan); the arrival rate comes from pacing each user at its rate / users.
 """
 
 from __future__ import annotations
 
 from locust import LoadTestShape
 
-from loadtest.shapes import ConstantPlan
+from loadtest.plan import plan_of
 
 
 class ConstantShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
-        opts = self.runner.environment.parsed_options
-        return ConstantPlan(opts.tz_users, opts.tz_seconds, opts.tz_rate).tick(self.get_run_time())
+        return plan_of(self.runner.environment.parsed_options).constant.tick(self.get_run_time())

@@ -1,4 +1,5 @@
-"""Step-load shape for Locust: add it after the locustfile (`-f loadtest/locustfile.py,loadtest/locust_step.py`)."""
+"""Step-load shape for Locust: add it after the locustfile (`-f loadtest/locustfile.py,loadtest/locust_step.py`); it
+follows the plan's `step` (--tz-plan)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,8 @@ from pathlib import Path
 
 from locust import LoadTestShape
 
-from loadtest.shapes import Snapshot, StepLoad, StepPlan
-
-
-def plan_from(opts) -> StepPlan:
-    return StepPlan(start_users=opts.tz_start_users, step_users=opts.tz_step_users, step_seconds=opts.tz_step_seconds,
-                    max_users=opts.tz_max_users, slo_ms=opts.tz_slo_ms, slo_quantile=opts.tz_slo_quantile,
-                    max_error_rate=opts.tz_max_error_rate, min_gain=opts.tz_min_gain, patience=opts.tz_patience,
-                    user_rps=opts.tz_user_rps, warmup_s=opts.tz_warmup)
+from loadtest.plan import plan_of
+from loadtest.shapes import Snapshot, StepLoad
 
 
 class StepLoadShape(LoadTestShape):
@@ -24,13 +19,13 @@ class StepLoadShape(LoadTestShape):
     logic: StepLoad | None = None
 
     def tick(self) -> tuple[int, float] | None:
-        opts = self.runner.environment.parsed_options
+        plan = plan_of(self.runner.environment.parsed_options)
         if self.logic is None:
-            self.logic = StepLoad(plan_from(opts))
+            self.logic = StepLoad(plan.step)
         steps_before = len(self.logic.steps)
         decision = self.logic.tick(self.snapshot())
-        if len(self.logic.steps) != steps_before and opts.tz_steps_out:
-            self.write(Path(opts.tz_steps_out))
+        if len(self.logic.steps) != steps_before and plan.steps_out:
+            self.write(Path(plan.steps_out))
         return decision
 
     def snapshot(self) -> Snapshot:

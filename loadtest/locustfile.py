@@ -1,15 +1,17 @@
 """Locust users for the zoo: Triton over HTTP (binary tensors) and gRPC, the gateway, and an A/B experiment.
 
-Run by `invoke loadtest`, or by hand, e.g.:
+Run by `invoke loadtest`, or by hand: write the run's plan (`python -m loadtest.plan` describes its fields), e.g.
+  python -m loadtest.plan plan.json repo=model_repository models=resnet18_int8 \
+      data=../shared/data/cifar10-jpeg.tar.gz constant.users=4 constant.seconds=20
   locust -f loadtest/locustfile.py,loadtest/locust_constant.py --headless TritonHttpUser \
-      --host http://127.0.0.1:8000 --tz-repo model_repository --tz-models resnet18_int8 \
-      --tz-data ../shared/data/cifar10-jpeg.tar.gz --tz-users 4 --tz-seconds 20
-Every option of ours starts with --tz- (`locust -f loadtest/locustfile.py --help` lists them).
+      --host http://127.0.0.1:8000 --tz-plan plan.json
+Our one option is --tz-plan (or $TRITONZOO_LOCUST_PLAN): every setting is a field of loadtest.plan.LoadPlan.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from locust.user.task import LOCUST_STATE_STOPPING  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
 from loadtest.locust_metrics import LoadMetrics, serve_exporter  # noqa: E402
+from loadtest.plan import PLAN_ENV, LoadPlan, plan_of  # noqa: E402
 from loadtest.rawhttp import HttpStatusError, RawConnection  # noqa: E402
 from loadtest.workload import Workload, load_workload  # noqa: E402
 
@@ -36,56 +39,29 @@ locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the step shape decides on the mas
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    group = parser.add_argument_group("tritonzoo")
-    add = group.add_argument
-    add("--tz-models", default="", help="comma-separated models, or 'all' (from --tz-repo's manifest)")
-    add("--tz-repo", default="", help="model repository whose manifest names the models and their inputs")
-    add("--tz-images-file", default="", help="pre-decoded images from `invoke loadtest`: .npz, one uint8 N,C,H,W "
-        "array per model, or .npy, one array for every model")
-    add("--tz-data", default="", help="or: test images, an ImageFolder dir/.tar.gz or cifar-10-python.tar.gz (with "
-        "--tz-repo, a model whose card names a dataset on this disk takes its images from there, at its input)")
-    add("--tz-images", type=int, default=500, help="test images to cycle through")
-    add("--tz-grpc", default="127.0.0.1:8001", help="Triton gRPC address for TritonGrpcUser")
-    add("--tz-experiment", default="ab", help="gateway experiment for GatewayExperimentUser")
-    add("--tz-timeout", type=float, default=30.0, help="per-request timeout, seconds")
-    add("--tz-user-rps", type=float, default=0.0, help="pace each user to this many requests/s (0: closed loop)")
-    add("--tz-exporter-ports", default="9646", help="ports for the Prometheus exporter, one per process with users")
-    add("--tz-run-file", default="", help="write the test's start and end times here (JSON)")
-    add("--tz-max-requests", type=int, default=0, help="stop after this many requests in all (0: no bound)")
-    add("--tz-max-seconds", type=float, default=0.0, help="stop after this many seconds (0: no bound)")
-    add("--tz-linger", type=float, default=2.5, help="seconds to keep exporting after the end (final scrape)")
-    add("--tz-steps-out", default="", help="step shape: write each step's figures here (JSON)")
-    add("--tz-users", type=int, default=4, help="constant shape: users")
-    add("--tz-seconds", type=float, default=30.0, help="constant shape: seconds")
-    add("--tz-rate", type=float, default=0.0, help="constant shape: total requests/s (0: closed loop)")
-    add("--tz-start-users", type=int, default=1, help="step shape: users in the first step")
-    add("--tz-step-users", type=int, default=2, help="step shape: users added per step")
-    add("--tz-step-seconds", type=float, default=10.0, help="step shape: seconds per step")
-    add("--tz-max-users", type=int, default=64, help="step shape: highest user count")
-    add("--tz-slo-ms", type=float, default=100.0, help="step shape: latency SLO, ms")
-    add("--tz-slo-quantile", type=float, default=0.95, help="step shape: quantile the SLO applies to")
-    add("--tz-max-error-rate", type=float, default=0.01, help="step shape: failures allowed per request")
-    add("--tz-min-gain", type=float, default=0.05, help="step shape: throughput growth that still counts")
-    add("--tz-patience", type=int, default=2, help="step shape: steps without growth before stopping")
-    add("--tz-warmup", type=float, default=0.0, help="step shape: seconds at the first step's users before it starts")
+    parser.add_argument_group("tritonzoo").add_argument(
+        "--tz-plan", default=os.environ.get(PLAN_ENV, ""),
+        help=f"the run's plan, a JSON file (`python -m loadtest.plan` writes one; default: ${PLAN_ENV})")
 
 
 WORKLOAD: Workload | None = None
+PLAN = LoadPlan()  # this process's, read at init
 METRICS = LoadMetrics()
 
 
 @events.init.add_listener
 def _init(environment: Environment, **_: object) -> None:
-    global WORKLOAD
+    global WORKLOAD, PLAN
     opts = environment.parsed_options
     if opts is None:
         return
+    PLAN = plan_of(opts)
     environment.events.request.add_listener(METRICS.on_request)
     if not _is_master(environment):  # the master of --processes runs no users and sees no requests
-        WORKLOAD = load_workload(opts)
-        serve_exporter(METRICS.registry, [int(p) for p in opts.tz_exporter_ports.split(",")])
+        WORKLOAD = load_workload(PLAN, opts.host)
+        serve_exporter(METRICS.registry, list(PLAN.exporter_ports))
     if not isinstance(environment.runner, WorkerRunner):
-        gevent.spawn(_enforce_bounds, environment, opts.tz_max_requests, opts.tz_max_seconds)
+        gevent.spawn(_enforce_bounds, environment, PLAN.max_requests, PLAN.max_seconds)
 
 
 @events.test_start.add_listener
@@ -100,10 +76,9 @@ def _stopped(environment: Environment, **_: object) -> None:
 
 
 def _record_time(environment: Environment, key: str) -> None:
-    opts = environment.parsed_options
-    if opts is None or not opts.tz_run_file or isinstance(environment.runner, WorkerRunner):
+    if environment.parsed_options is None or not PLAN.run_file or isinstance(environment.runner, WorkerRunner):
         return
-    path = Path(opts.tz_run_file)
+    path = Path(PLAN.run_file)
     record = json.loads(path.read_text()) if path.exists() else {}
     record.setdefault(key, time.time())  # the first start and the first end: a test is started once per run
     path.write_text(json.dumps(record))
@@ -127,23 +102,22 @@ def _enforce_bounds(environment: Environment, max_requests: int, max_seconds: fl
 @events.quitting.add_listener
 def _linger(environment: Environment, **_: object) -> None:
     """Keep the exporter up for a last scrape, so Prometheus holds the final totals."""
-    opts = environment.parsed_options
-    if opts is not None and not _is_master(environment):
-        time.sleep(opts.tz_linger)
+    if environment.parsed_options is not None and not _is_master(environment):
+        time.sleep(PLAN.linger_s)
 
 
 def _stagger(user: User) -> None:
     """Paced users spawned together would send in bursts, in step for the whole run: each starts at a random phase."""
-    rate = user.environment.parsed_options.tz_user_rps
+    rate = PLAN.user_rps
     if rate > 0:
         gevent.sleep(random.uniform(0, 1 / rate))
 
 
 def _pacing(user: User) -> float:
-    """Seconds until this user's next send, on a fixed schedule at --tz-user-rps: after a slow answer the next
+    """Seconds until this user's next send, on a fixed schedule at the plan's pace: after a slow answer the next
     request goes at once, so the arrival rate holds as live traffic's does (Locust's constant_throughput would
     lower it instead). A user more than a second behind its schedule starts it afresh."""
-    rate = user.environment.parsed_options.tz_user_rps
+    rate = PLAN.user_rps
     if rate <= 0:
         return 0.0
     now = time.monotonic()
@@ -159,7 +133,7 @@ class TritonHttpUser(User):
     FastHttpUser builds headers, a request and a response object per request; on cores shared with Triton, that CPU
     is taken from the server (`invoke bench-loadgen` measures it). Every request still goes through
     `events.request`, so a failure is counted like any other. Closed loop, the task loops by itself: Locust's
-    scheduler, run once per task, costs as much as the request. Paced (--tz-user-rps), it waits between requests.
+    scheduler, run once per task, costs as much as the request. Paced (the plan's user_rps), it waits between requests.
     """
 
     wait_time = _pacing
@@ -176,7 +150,7 @@ class TritonHttpUser(User):
 
     @task
     def loop(self) -> None:
-        paced = self.environment.parsed_options.tz_user_rps > 0
+        paced = PLAN.user_rps > 0
         while self._state != LOCUST_STATE_STOPPING:
             self.infer()
             if paced:
@@ -186,7 +160,7 @@ class TritonHttpUser(User):
         model, request = next(self.requests)
         start, exception, length = time.perf_counter(), None, 0
         try:
-            self.conn = self.conn or RawConnection(*self.address, self.environment.parsed_options.tz_timeout)
+            self.conn = self.conn or RawConnection(*self.address, PLAN.timeout_s)
             length = self.conn.exchange(request)
         except HttpStatusError as exc:  # answered: the connection is still good
             exception = exc
@@ -204,13 +178,13 @@ class TritonHttpUser(User):
 
 
 class TritonGrpcUser(User):
-    """Triton's gRPC endpoint (--tz-grpc), with ready-made ModelInferRequest messages."""
+    """Triton's gRPC endpoint (the plan's grpc), with ready-made ModelInferRequest messages."""
 
     wait_time = _pacing
 
     def on_start(self) -> None:
         _stagger(self)
-        self.channel = grpc.insecure_channel(self.environment.parsed_options.tz_grpc)
+        self.channel = grpc.insecure_channel(PLAN.grpc)
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         self.requests = WORKLOAD.cycle("grpc")
 
@@ -222,7 +196,7 @@ class TritonGrpcUser(User):
         model, request = next(self.requests)
         start, exception, length = time.perf_counter(), None, 0
         try:
-            length = self.stub.ModelInfer(request, timeout=self.environment.parsed_options.tz_timeout).ByteSize()
+            length = self.stub.ModelInfer(request, timeout=PLAN.timeout_s).ByteSize()
         except grpc.RpcError as exc:
             exception = exc
         self.environment.events.request.fire(request_type="grpc", name=model.name, context={}, exception=exception,
@@ -243,7 +217,7 @@ class GatewayUser(FastHttpUser):
     def predict(self) -> None:
         model, payload = next(self.requests)
         self.client.post(f"/v1/models/{model.name}/predict", data=payload.body, headers=payload.headers,
-                         name=model.name, timeout=self.environment.parsed_options.tz_timeout)
+                         name=model.name, timeout=PLAN.timeout_s)
 
 
 class GatewayExperimentUser(FastHttpUser):
@@ -259,12 +233,11 @@ class GatewayExperimentUser(FastHttpUser):
 
     @task
     def predict(self) -> None:
-        opts = self.environment.parsed_options
         payload = next(self.requests)
         headers = {**payload.headers, "X-Assignment-Key": self.key}
-        with self.client.post(f"/v1/experiments/{opts.tz_experiment}/predict", data=payload.body, headers=headers,
-                              name=f"{opts.tz_experiment}:unassigned", timeout=opts.tz_timeout,
+        with self.client.post(f"/v1/experiments/{PLAN.experiment}/predict", data=payload.body, headers=headers,
+                              name=f"{PLAN.experiment}:unassigned", timeout=PLAN.timeout_s,
                               catch_response=True) as response:
             arm = response.headers.get("X-Experiment-Arm") if response.headers else None
             if arm:
-                response.request_meta["name"] = f"{opts.tz_experiment}:{arm}"
+                response.request_meta["name"] = f"{PLAN.experiment}:{arm}"

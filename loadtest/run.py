@@ -22,6 +22,7 @@ from pathlib import Path
 import loadtest.promql as q
 from loadtest.capacity import Slo, instance_count, plan_capacity, replan
 from loadtest.images import payloads_for, save_payloads
+from loadtest.plan import LoadPlan
 from loadtest.prometheus import PromClient, PrometheusServer, binary
 from loadtest.shapes import AUTO_PACE, ConstantPlan, StepPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
@@ -104,26 +105,21 @@ def create_experiment(gateway: str, name: str, models: tuple[str, ...], admin_ke
         resp.read()
 
 
-def locust_command(spec: LoadSpec, ends: Endpoints, images_file: Path, exporter_ports: list[int]) -> list[str]:
+def load_plan(spec: LoadSpec, ends: Endpoints, images_file: Path, exporter_ports: list[int]) -> LoadPlan:
+    """What Locust is to do, as the locustfile reads it (--tz-plan)."""
+    return LoadPlan(models=spec.models, repo=str(spec.repo), images_file=str(images_file), images=spec.images,
+                    grpc=ends.triton_grpc, experiment=spec.experiment, exporter_ports=tuple(exporter_ports),
+                    run_file=str(spec.out / "run-times.json"), max_requests=spec.max_requests,
+                    max_seconds=spec.seconds, linger_s=2.5 * spec.interval_s, steps_out=str(spec.out / "steps.json"),
+                    shape=spec.shape, constant=ConstantPlan(spec.users, spec.seconds, spec.rate),
+                    step=replace(spec.step, warmup_s=spec.warmup_s))
+
+
+def locust_command(spec: LoadSpec, ends: Endpoints, plan_file: Path) -> list[str]:
     host = ends.gateway if spec.target in ("gateway", "experiment") else ends.triton_http
-    plan = ConstantPlan(spec.users, spec.seconds, spec.rate)
-    step = spec.step
     cmd = [sys.executable, "-m", "locust", "-f", f"loadtest/locustfile.py,{SHAPES[spec.shape]}", "--headless",
            USERS[spec.target], "--host", f"http://{host}", "--stop-timeout", "10", "--only-summary",
-           "--csv", str(spec.out / "locust"), "--loglevel", "WARNING",
-           "--tz-images-file", str(images_file), "--tz-images", str(spec.images), "--tz-repo", str(spec.repo),
-           "--tz-models", ",".join(spec.models) or "all", "--tz-grpc", ends.triton_grpc,
-           "--tz-experiment", spec.experiment, "--tz-exporter-ports", ",".join(map(str, exporter_ports)),
-           "--tz-run-file", str(spec.out / "run-times.json"), "--tz-max-requests", str(spec.max_requests),
-           "--tz-max-seconds", str(spec.seconds), "--tz-linger", str(2.5 * spec.interval_s),
-           "--tz-user-rps", str(plan.user_rate if spec.shape == "constant" else spec.step.user_rps),
-           "--tz-users", str(spec.users), "--tz-seconds", str(spec.seconds), "--tz-rate", str(spec.rate),
-           "--tz-steps-out", str(spec.out / "steps.json"),
-           "--tz-start-users", str(step.start_users), "--tz-step-users", str(step.step_users),
-           "--tz-step-seconds", str(step.step_seconds), "--tz-max-users", str(step.max_users),
-           "--tz-slo-ms", str(step.slo_ms), "--tz-slo-quantile", str(step.slo_quantile),
-           "--tz-max-error-rate", str(step.max_error_rate), "--tz-min-gain", str(step.min_gain),
-           "--tz-patience", str(step.patience), "--tz-warmup", str(spec.warmup_s)]
+           "--csv", str(spec.out / "locust"), "--loglevel", "WARNING", "--tz-plan", str(plan_file)]
     if spec.processes > 1:
         cmd += ["--processes", str(spec.processes)]
     return cmd
@@ -197,8 +193,8 @@ def run_load(spec: LoadSpec, stack: Stack | None = None) -> dict:
                                 spec.out / "images.npz")
     with nullcontext(stack) if stack else load_stack(spec) as on:
         started = time.time()
-        outcome = drive_locust(locust_command(spec, on.ends, images_file, on.exporter_ports),
-                               spec.out / "locust.log", spec.seconds)
+        plan_file = load_plan(spec, on.ends, images_file, on.exporter_ports).write(spec.out / "locust-plan.json")
+        outcome = drive_locust(locust_command(spec, on.ends, plan_file), spec.out / "locust.log", spec.seconds)
         exited = time.time()
         window = run_window(spec.out, q.Window(started, exited))
         if spec.warmup_s:

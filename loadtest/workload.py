@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest.payloads import ModelIO, experiment_payloads, gateway_tensor, triton_grpc, triton_http
+from loadtest.plan import LoadPlan
 
 
 @dataclass
@@ -51,37 +52,36 @@ class Workload:
             yield payloads[i % len(payloads)]
 
 
-def load_workload(opts) -> Workload:
+def load_workload(plan: LoadPlan, host: str | None) -> Workload:
+    """The workload of a plan; `host` is Locust's --host (Triton's, for the Host header of ready-made requests)."""
     from loadtest.images import load_payloads, payloads_for
 
-    ios = model_ios(opts.tz_repo, opts.tz_models)
+    ios = model_ios(plan.repo, plan.models)
     names = [m.name for m in ios]
-    if opts.tz_images_file:
-        loaded = load_payloads(Path(opts.tz_images_file), opts.tz_images)
+    if plan.images_file:
+        loaded = load_payloads(Path(plan.images_file), plan.images)
         images = loaded if isinstance(loaded, dict) else dict.fromkeys(names, loaded)
-    elif opts.tz_data and opts.tz_repo:  # each model's own dataset where its card names one here, at its dims
-        images = payloads_for(Path(opts.tz_repo), names, Path(opts.tz_data), opts.tz_images)
-    elif opts.tz_data:
-        raise SystemExit("locustfile: --tz-data needs --tz-repo, whose manifest gives each model's input shape")
+    elif plan.data and plan.repo:  # each model's own dataset where its card names one here, at its dims
+        images = payloads_for(Path(plan.repo), names, Path(plan.data), plan.images)
+    elif plan.data:
+        raise SystemExit("locustfile: the plan's data needs its repo, whose manifest gives each model's input shape")
     else:
-        raise SystemExit("locustfile: give --tz-images-file or --tz-data (real test images)")
+        raise SystemExit("locustfile: the plan gives neither images_file nor data (real test images)")
     missing = [n for n in names if n not in images]
     if missing:
-        raise SystemExit(f"locustfile: {opts.tz_images_file} has no images for {missing}")
-    host = (opts.host or "").removeprefix("http://").rstrip("/")
-    return Workload(ios, images, host)
+        raise SystemExit(f"locustfile: {plan.images_file} has no images for {missing}")
+    return Workload(ios, images, (host or "").removeprefix("http://").rstrip("/"))
 
 
-def model_ios(repo: str, models: str) -> list[ModelIO]:
+def model_ios(repo: str, models: tuple[str, ...]) -> list[ModelIO]:
     if not repo:
-        names = [m for m in models.split(",") if m and m != "all"]
-        if not names:
-            raise SystemExit("locustfile: --tz-models is required (or --tz-repo with 'all')")
-        return [ModelIO(n) for n in names]
+        if not models:
+            raise SystemExit("locustfile: the plan names no models (give them, or a repo to take all of)")
+        return [ModelIO(n) for n in models]
     from serving.manifest import load_manifest
 
     manifest = load_manifest(Path(repo))
-    names = sorted(manifest) if models in ("", "all") else models.split(",")
+    names = list(models) or sorted(manifest)
     missing = [n for n in names if n not in manifest]
     if missing:
         raise SystemExit(f"locustfile: models not in {repo}: {missing}")

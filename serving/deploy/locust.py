@@ -1,8 +1,9 @@
 """Locust as separate pods: a master (web UI, coordinating) and workers (the users), in Locust's own distributed mode.
 
-The locustfile, the modules it imports and the payloads travel in ConfigMaps, read here as files: what runs in the
-cluster is the project's locustfile as it is on this disk, not a copy baked into an image some time ago. Workers
-export their request metrics for Prometheus through a small plugin (locust_exporter.py) on the pod's address.
+The locustfile, the modules it imports, the run's plan (loadtest.plan's LoadPlan, as JSON) and the payloads travel
+in ConfigMaps, read here as files: what runs in the cluster is the project's locustfile as it is on this disk, not a
+copy baked into an image some time ago. Workers export their request metrics for Prometheus through a small plugin
+(locust_exporter.py) on the pod's address.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ PLUGIN = Path(__file__).resolve().parent / "locust_exporter.py"
 MASTER, WORKER = "locust-master", "locust-worker"
 FILES, PAYLOADS = "locust-files", "locust-payloads"
 FILES_DIR, PAYLOADS_DIR = "/opt/locust", "/opt/locust-payloads"
+PLAN_FILE = "locust-plan.json"  # beside the files: the run's plan, which the locustfile reads (--tz-plan)
 WEB_PORT, MASTER_PORT, EXPORTER_PORT = 8089, 5557, 9647
 SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_step.py"}
 # Which user class loads which endpoint: the gateway's /v1 predict, an A/B experiment through it, or Triton itself.
@@ -55,7 +58,7 @@ class LocustPlan:
     seconds: float = 60.0
     rate: float = 0.0
     experiment: str = "ab"
-    extra: dict[str, str] = field(default_factory=dict)  # further --tz-* options, e.g. {"slo-ms": "50"}
+    step: dict[str, float] = field(default_factory=dict)  # the step shape's settings, e.g. {"slo_ms": 50}
 
     def check(self) -> None:
         if self.user not in USERS:
@@ -122,17 +125,24 @@ def file_key(rel: str) -> str:
     return rel.replace("/", ".")
 
 
-def locust_arguments(plan: LocustPlan, site: Site, images_file: str, images: int) -> list[str]:
+def load_plan(plan: LocustPlan, site: Site, images_file: str, images: int) -> str:
+    """What the locustfile reads (--tz-plan), shipped in the files' ConfigMap: every pod runs the same plan. A JSON
+    record of loadtest.plan.LoadPlan (serving/ does not import loadtest): the fields set here, the rest its defaults;
+    the locustfile refuses a field it does not know."""
+    triton_host = f"{triton.NAME}.{site.namespace}.svc"
+    record = {"models": list(plan.models), "repo": gateway.CATALOGUE_DIR, "images_file": images_file,
+              "images": images, "grpc": f"{triton_host}:{triton.PORTS['grpc']}", "experiment": plan.experiment,
+              "shape": plan.shape, "constant": {"users": plan.users, "seconds": plan.seconds, "rate": plan.rate},
+              "step": dict(plan.step)}
+    return json.dumps(record, indent=2)
+
+
+def locust_arguments(plan: LocustPlan, site: Site) -> list[str]:
     files = [f"{FILES_DIR}/loadtest/locustfile.py", f"{FILES_DIR}/{SHAPES[plan.shape]}", f"{FILES_DIR}/{PLUGIN.name}"]
     gateway_url = f"http://{gateway.NAME}.{site.namespace}.svc:{gateway.PORT}"
     triton_host = f"{triton.NAME}.{site.namespace}.svc"
     host = gateway_url if plan.user in ("gateway", "experiment") else f"http://{triton_host}:{triton.PORTS['http']}"
-    options = {"repo": gateway.CATALOGUE_DIR, "models": ",".join(plan.models), "images-file": images_file,
-               "images": str(images), "grpc": f"{triton_host}:{triton.PORTS['grpc']}", "experiment": plan.experiment,
-               "users": str(plan.users), "seconds": str(plan.seconds), "rate": str(plan.rate),
-               "user-rps": str(plan.rate / plan.users if plan.rate else 0.0), **plan.extra}
-    return ["-f", ",".join(files), USERS[plan.user], "--host", host,
-            *(arg for key, value in options.items() for arg in (f"--tz-{key}", value))]
+    return ["-f", ",".join(files), USERS[plan.user], "--host", host, "--tz-plan", f"{FILES_DIR}/{PLAN_FILE}"]
 
 
 def locust_objects(site: Site, plan: LocustPlan, catalogue_volume: dict) -> list[dict]:
@@ -140,15 +150,16 @@ def locust_objects(site: Site, plan: LocustPlan, catalogue_volume: dict) -> list
     missing = [m for m in plan.models if m not in plan.payloads]
     if missing:
         raise DeployError(f"no payload images for {missing}")
-    sources = {**locust_sources(plan.shape), PLUGIN.name: PLUGIN.read_text()}
     images_name, images_bytes = encode_payloads({m: plan.payloads[m] for m in plan.models})
+    images = min(len(a) for a in plan.payloads.values())
+    run_plan = load_plan(plan, site, f"{PAYLOADS_DIR}/{images_name}", images)
+    sources = {**locust_sources(plan.shape), PLUGIN.name: PLUGIN.read_text(), PLAN_FILE: run_plan}
     if len(images_bytes) > PAYLOAD_BUDGET * 1.1:
         raise DeployError(f"payloads of {len(images_bytes)} bytes do not fit a ConfigMap: load fewer models or images")
     files = config_map(site, FILES, "load-generator", {file_key(k): v for k, v in sources.items()})
     payloads = config_map(site, PAYLOADS, "load-generator",
                           binary={images_name: base64.b64encode(images_bytes).decode()})
-    images = min(len(a) for a in plan.payloads.values())
-    common = locust_arguments(plan, site, f"{PAYLOADS_DIR}/{images_name}", images)
+    common = locust_arguments(plan, site)
     volumes = [{"name": "files", "configMap": {"name": FILES, "items": [
                    {"key": file_key(k), "path": k} for k in sources]}},
                {"name": "payloads", "configMap": {"name": PAYLOADS}}, catalogue_volume]

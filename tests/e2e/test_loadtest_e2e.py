@@ -18,6 +18,7 @@ from loadtest.run import (
     LoadSpec,
     collect,
     drive_locust,
+    load_plan,
     locust_command,
     run_capacity,
     run_load,
@@ -89,7 +90,8 @@ def test_failed_requests_are_counted_never_dropped(repo: Path, tmp_path: Path) -
             prom.client.wait_for_targets({"triton"})
             images = save_images(load_test_images(MINI_ARCHIVE, 100, CIFAR), tmp_path / "images.npy")
             ends = Endpoints(cfg.http_url, cfg.grpc_url, f"127.0.0.1:{cfg.metrics_port}")
-            outcome = drive_locust(locust_command(s, ends, images, [exporter]), tmp_path / "locust.log", s.seconds)
+            plan = load_plan(s, ends, images, [exporter]).write(tmp_path / "locust-plan.json")
+            outcome = drive_locust(locust_command(s, ends, plan), tmp_path / "locust.log", s.seconds)
             exited = time.time()
             window = run_window(tmp_path, Window(0, 0))
             time.sleep(2 * s.interval_s)

@@ -23,7 +23,9 @@ import pytest
 
 from build.data import load_dataset
 from loadtest.images import payloads_for, save_payloads
+from loadtest.plan import LoadPlan
 from loadtest.prometheus import PromClient
+from loadtest.shapes import ConstantPlan
 from serving.processes import spawn, stop_group
 from serving.triton import TritonConfig, command, environment, prepare_backends
 from tests.conftest import CIFAR, MINI_ARCHIVE, ROOT, full_data_spec
@@ -253,14 +255,13 @@ def locust(hosts: Hosts, payloads: Path, repo: Path, models: list[str], users: i
     spread = hosts.workdir / "spread.py"
     spread.write_text(SPREAD)
     files = f"loadtest/locustfile.py,loadtest/locust_constant.py,serving/deploy/locust_exporter.py,{spread}"
-    common = ["-f", files, "SpreadGatewayUser", "--tz-repo", str(repo), "--tz-models", ",".join(models),
-              "--tz-images-file", str(payloads), "--tz-images", "64", "--tz-users", str(users),
-              "--tz-seconds", str(seconds), "--tz-rate", str(rate), "--tz-user-rps", str(rate / users),
-              "--tz-linger", "3", "--loglevel", "WARNING"]
+    plan = LoadPlan(models=tuple(models), repo=str(repo), images_file=str(payloads), images=64, linger_s=3,
+                    max_seconds=seconds + 30, constant=ConstantPlan(users, seconds, rate))
+    plan_file = plan.write(hosts.workdir / "plan.json")
+    common = ["-f", files, "SpreadGatewayUser", "--tz-plan", str(plan_file), "--loglevel", "WARNING"]
     master = hosts.run("lm", [sys.executable, "-m", "locust", *common, "--headless", "--master",
                               "--master-bind-host", hosts.address["lm"], "--master-bind-port", str(MASTER_PORT),
-                              "--expect-workers", "2", "--stop-timeout", "10", "--only-summary",
-                              "--tz-max-seconds", str(seconds + 30)])
+                              "--expect-workers", "2", "--stop-timeout", "10", "--only-summary"])
     workers = [hosts.run(w, [sys.executable, "-m", "locust", *common, "--worker", "--master-host",
                              hosts.address["lm"], "--master-port", str(MASTER_PORT),
                              "--tz-public-exporter", f"{hosts.address[w]}:{EXPORTER_PORT}"],

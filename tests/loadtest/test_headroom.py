@@ -34,6 +34,7 @@ from loadtest.headroom import (
 )
 from loadtest.locust_metrics import LoadMetrics
 from loadtest.payloads import ModelIO, triton_http
+from loadtest.plan import LoadPlan
 from loadtest.rawhttp import HttpStatusError, RawConnection, parse_head
 from serving.triton import free_ports
 from tests.conftest import CIFAR
@@ -69,9 +70,13 @@ def test_generator_commands(tmp_path: Path) -> None:
     assert wrk[1:4] == ["-t1", "-c8", "-d41s"] and wrk[-1] == "http://127.0.0.1:8000/v2/models/m/infer"
     project = generator_command(generator("locust-2p"), target, 8, 40, [9001, 9002])
     assert "TritonHttpUser" in project and project[project.index("--processes") + 1] == "2"
-    assert project[project.index("--tz-repo") + 1] == "repo" and project[project.index("-u") + 1] == "8"
+    plan = LoadPlan.read(Path(project[project.index("--tz-plan") + 1]))
+    assert plan.repo == "repo" and plan.exporter_ports == (9001, 9002) and project[project.index("-u") + 1] == "8"
     single = generator_command(generator("locust-1p"), target, 4, 40, [9001])
-    assert "--processes" not in single and single[single.index("--tz-images") + 1] == "1"
+    assert "--processes" not in single
+    assert LoadPlan.read(Path(single[single.index("--tz-plan") + 1])) == LoadPlan(
+        models=("m",), repo="repo", images_file=str(tmp_path / "images.npy"), images=1, exporter_ports=(9001,),
+        linger_s=0.0)
 
 
 def test_wrk_summary_line_is_parsed() -> None:

@@ -5,7 +5,6 @@ import itertools
 import json
 import tarfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from PIL import Image
 
 from loadtest.images import load_test_images, save_payloads
 from loadtest.payloads import ModelIO, experiment_payloads, gateway_image, gateway_tensor, triton_grpc, triton_http
+from loadtest.plan import LoadPlan
 from loadtest.workload import Workload, load_workload
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.serving.manifests import entry, write
@@ -88,21 +88,16 @@ def test_each_model_of_a_workload_is_sent_its_own_images() -> None:
     assert {p.headers["Content-Type"] for p in itertools.islice(work.experiment_cycle(), 3)} == {"image/png"}
 
 
-def opts(**kw) -> SimpleNamespace:
-    base = {"tz_repo": "", "tz_models": "", "tz_images_file": "", "tz_data": "", "tz_images": 3, "host": "http://h:1"}
-    return SimpleNamespace(**{**base, **kw})
-
-
 def test_workloads_load_per_model_payload_files_or_the_models_own_data(tmp_path: Path) -> None:
     repo = write(tmp_path / "repo", [entry("c_fp32"), entry("g_fp32", dims=(1, 28, 28))])
     files = save_payloads({"c_fp32": np.ones((5, 3, 32, 32), np.uint8), "g_fp32": np.ones((5, 1, 28, 28), np.uint8)},
                           tmp_path / "images.npz")
-    work = load_workload(opts(tz_repo=str(repo), tz_models="all", tz_images_file=str(files)))
+    work = load_workload(LoadPlan(repo=str(repo), images_file=str(files), images=3), "http://h:1")
     assert [m.name for m in work.models] == ["c_fp32", "g_fp32"] and work.host == "h:1"
     assert {m: a.shape for m, a in work.images.items()} == {"c_fp32": (3, 3, 32, 32), "g_fp32": (3, 1, 28, 28)}
-    from_data = load_workload(opts(tz_repo=str(repo), tz_models="g_fp32", tz_data=str(MINI_ARCHIVE)))
+    from_data = load_workload(LoadPlan(repo=str(repo), models=("g_fp32",), data=str(MINI_ARCHIVE), images=3), None)
     assert from_data.images["g_fp32"].shape == (3, 1, 28, 28)
     with pytest.raises(SystemExit, match=r"no images for \['x_fp32'\]"):
-        load_workload(opts(tz_models="x_fp32", tz_images_file=str(files)))
-    with pytest.raises(SystemExit, match="needs --tz-repo, whose manifest gives each model's input shape"):
-        load_workload(opts(tz_models="x_fp32", tz_data=str(MINI_ARCHIVE)))
+        load_workload(LoadPlan(models=("x_fp32",), images_file=str(files), images=3), None)
+    with pytest.raises(SystemExit, match="needs its repo, whose manifest gives each model's input shape"):
+        load_workload(LoadPlan(models=("x_fp32",), data=str(MINI_ARCHIVE)), None)

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from loadtest import run
+from loadtest.plan import LoadPlan
 from loadtest.promql import Window
-from loadtest.run import CapacityGoal, Endpoints, LoadSpec, locust_command, run_window
+from loadtest.run import CapacityGoal, Endpoints, LoadSpec, load_plan, locust_command, run_window
 from loadtest.shapes import StepPlan
 from loadtest.summary import markdown
 from tests.serving.manifests import entry, write
@@ -24,24 +25,32 @@ def option(cmd: list[str], name: str) -> str:
 
 
 def test_locust_is_headless_bounded_and_loopback() -> None:
-    cmd = locust_command(spec(models=("a", "b"), seconds=20, max_requests=500, users=4, rate=100), ENDS,
-                         Path("i.npy"), [9000])
+    one = spec(models=("a", "b"), seconds=20, max_requests=500, users=4, rate=100)
+    cmd = locust_command(one, ENDS, Path("plan.json"))
     assert "--headless" in cmd and "TritonHttpUser" in cmd and "--processes" not in cmd
-    assert option(cmd, "--host") == "http://127.0.0.1:1" and option(cmd, "--tz-grpc") == "127.0.0.1:2"
-    assert option(cmd, "--tz-max-seconds") == "20" and option(cmd, "--tz-max-requests") == "500"
-    assert option(cmd, "--tz-user-rps") == "25.0" and option(cmd, "--tz-models") == "a,b"
+    assert option(cmd, "--host") == "http://127.0.0.1:1" and option(cmd, "--tz-plan") == "plan.json"
     assert option(cmd, "-f").endswith("locust_constant.py")
+    plan = load_plan(one, ENDS, Path("i.npy"), [9000])
+    assert plan.grpc == "127.0.0.1:2" and plan.max_seconds == 20 and plan.max_requests == 500
+    assert plan.user_rps == 25.0 and plan.models == ("a", "b") and plan.images_file == "i.npy"
 
 
 def test_step_shape_gateway_target_and_processes() -> None:
-    cmd = locust_command(spec(target="experiment", shape="step", processes=2, models=("a", "b"),
-                              step=StepPlan(slo_ms=25)), ENDS, Path("i.npy"), [9000, 9001])
+    one = spec(target="experiment", shape="step", processes=2, models=("a", "b"), step=StepPlan(slo_ms=25),
+               warmup_s=3)
+    cmd = locust_command(one, ENDS, Path("plan.json"))
     assert "GatewayExperimentUser" in cmd and option(cmd, "--host") == "http://127.0.0.1:4"
-    assert option(cmd, "--processes") == "2" and option(cmd, "--tz-exporter-ports") == "9000,9001"
-    assert option(cmd, "--tz-slo-ms") == "25" and option(cmd, "--tz-user-rps") == "0.0"
-    assert option(cmd, "-f").endswith("locust_step.py")
-    paced = locust_command(spec(shape="step", step=StepPlan(user_rps=25)), ENDS, Path("i.npy"), [9000])
-    assert option(paced, "--tz-user-rps") == "25"  # each user paced: every step adds arrival rate
+    assert option(cmd, "--processes") == "2" and option(cmd, "-f").endswith("locust_step.py")
+    plan = load_plan(one, ENDS, Path("i.npy"), [9000, 9001])
+    assert plan.exporter_ports == (9000, 9001) and plan.step.slo_ms == 25 and plan.user_rps == 0.0
+    assert plan.step.warmup_s == 3
+    paced = load_plan(spec(shape="step", step=StepPlan(user_rps=25)), ENDS, Path("i.npy"), [9000])
+    assert paced.user_rps == 25  # each user paced: every step adds arrival rate
+
+
+def test_the_plan_makes_the_round_trip_through_json(tmp_path: Path) -> None:
+    plan = load_plan(spec(shape="step", step=StepPlan(slo_ms=25, user_rps=3)), ENDS, Path("i.npy"), [9000, 9001])
+    assert LoadPlan.read(plan.write(tmp_path / "plan.json")) == plan
 
 
 @pytest.mark.parametrize("bad, message", [({"target": "udp"}, "unknown target"), ({"shape": "ramp"}, "unknown shape"),
@@ -158,6 +167,7 @@ def test_locust_is_given_each_models_images_at_its_own_input(monkeypatch, tmp_pa
     monkeypatch.setattr(run, "write_results", lambda results, out: None)
     one = LoadSpec(repo, MINI_ARCHIVE, tmp_path / "out", images=6, interval_s=0.01)
     run.run_load(one, run.Stack(ENDS, None, [9000]))
-    images = load_payloads(Path(option(commands[0], "--tz-images-file")))
+    plan = LoadPlan.read(Path(option(commands[0], "--tz-plan")))
+    images = load_payloads(Path(plan.images_file))
     assert {m: a.shape for m, a in images.items()} == {"c_fp32": (6, 3, 32, 32), "g_fp32": (6, 1, 28, 28)}
-    assert option(commands[0], "--tz-models") == "all" and images["g_fp32"].dtype == np.uint8
+    assert plan.models == () and images["g_fp32"].dtype == np.uint8

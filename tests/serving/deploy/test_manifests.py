@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from loadtest.plan import LoadPlan
 from serving.deploy import autoscaling, locust
 from serving.deploy.gateway import CATALOGUE
 from serving.deploy.objects import MONITORING
@@ -217,9 +218,11 @@ def test_locust_ships_the_locustfile_its_modules_and_payloads(generated: Path) -
     files = one(objects, "ConfigMap", locust.FILES)["data"]
     shipped = {k for k in files}
     for key, text in files.items():
-        for module in locust._loadtest_imports(text):
+        for module in locust._loadtest_imports(text) if key.endswith(".py") else ():
             assert locust.file_key(module.replace(".", "/") + ".py") in shipped, f"{key} imports {module}"
     assert files["loadtest.locustfile.py"] == (ROOT / "loadtest" / "locustfile.py").read_text()
+    plan = LoadPlan.from_dict(json.loads(files[locust.PLAN_FILE]))  # the locustfile reads it as it stands
+    assert plan.repo and plan.images_file.startswith(locust.PAYLOADS_DIR) and set(plan.models) <= set(MODELS)
     (name, encoded), = one(objects, "ConfigMap", locust.PAYLOADS)["binaryData"].items()
     path = generated.parent / name
     path.write_bytes(base64.b64decode(encoded))
@@ -240,6 +243,7 @@ def test_locust_arguments_name_real_users_options_and_files(generated: Path) -> 
         assert args[args.index("-f") + 2] in locust.USERS.values()
         used = {a for a in args if a.startswith("--tz-")}
         assert used <= defined, used - defined
+        assert args[args.index("--tz-plan") + 1] == f"{locust.FILES_DIR}/{locust.PLAN_FILE}"
         mounted = {f"{m['mountPath']}/{i['path']}" for m in container["volumeMounts"]
                    for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == m["name"]
                    for i in v.get("configMap", {}).get("items", [])}
