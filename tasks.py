@@ -27,7 +27,7 @@ def friendly(fn: Callable) -> Callable:
     @wraps(fn)
     def wrapper(*args, **kwargs):
         from build.errors import ZooError
-        from loadtest.prometheus import PrometheusError
+        from loadtest.metrics.prometheus import PrometheusError
         from serving.manifest import ManifestError
         from serving.triton import TritonError
 
@@ -308,7 +308,7 @@ def test(c, all=False):
 def bench_gateway(c, repo=str(REPO), model=None, data=None, concurrency="1,16", seconds=10.0, repeats=3):
     """Benchmark the gateway against direct Triton (same model, same images, same run)."""
     from build.data import load_dataset
-    from loadtest.gateway_overhead import run_gateway_benchmark
+    from loadtest.bench.gateway_overhead import run_gateway_benchmark
     from serving.manifest import load_manifest
 
     manifest = load_manifest(Path(repo))
@@ -363,8 +363,8 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
              target_rps=0.0, headroom=0.2, price=1.0, confirm_seconds=0.0, confirm_attempts=2, each=False,
              warmup=0.0, user_rps="0"):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
-    from loadtest.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
-    from loadtest.shapes import AUTO_PACE, StepPlan
+    from loadtest.analysis.shapes import AUTO_PACE, StepPlan
+    from loadtest.runs.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
 
     source = _payload_source(data)
     try:
@@ -408,8 +408,8 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
 def bench_served(c, repo=str(REPO), data=None, models="fp32,int8,int8_openvino,fp32_openvino_bf16,pruned_int8_openvino",
                  family=None, seconds=10.0, rounds=3, in_flight=4, client_tax=True, out=str(REPORTS / "served")):
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
-    from loadtest.images import payloads_for
-    from loadtest.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
+    from loadtest.bench.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
+    from loadtest.protocol.images import payloads_for
     from serving.manifest import load_manifest
 
     source = _payload_source(data)
@@ -429,7 +429,7 @@ def bench_served(c, repo=str(REPO), data=None, models="fp32,int8,int8_openvino,f
 @friendly
 def report(c, root=str(REPORTS / "loadtest")):
     """Write the load and capacity report (Markdown and HTML, with charts) from the load runs under --root."""
-    from loadtest.report import write_report
+    from loadtest.report.combined import write_report
 
     for path in write_report(Path(root)):
         print(path)
@@ -456,8 +456,8 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
     """Load-generator headroom: Locust against wrk on Triton's HTTP endpoint (trivial model, then zoo variants)."""
     import json
 
-    from loadtest.headroom import HeadroomPlan, run_headroom
-    from loadtest.images import payloads_for
+    from loadtest.bench.headroom import HeadroomPlan, run_headroom
+    from loadtest.protocol.images import payloads_for
     from serving.manifest import load_manifest
 
     source = _payload_source(data)
@@ -503,9 +503,9 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
     """Search max batch size x batching delay x instances for one model; write the best config within the SLO."""
     import json
 
-    from loadtest.config_search import SearchPlan, trials_from
-    from loadtest.config_search import tune_config as run_search
-    from loadtest.images import payloads_for
+    from loadtest.bench.config_search import SearchPlan, trials_from
+    from loadtest.bench.config_search import tune_config as run_search
+    from loadtest.protocol.images import payloads_for
 
     source = _payload_source(data)
     plan = SearchPlan(trials_from(max_batch_sizes), trials_from(delays_us), trials_from(instances), concurrency,
@@ -562,7 +562,7 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
     source = data or os.environ.get("TRITONZOO_DATA")
     loader = None
     if locust and source:
-        from loadtest.images import payloads_for
+        from loadtest.protocol.images import payloads_for
 
         def loader(models, count):
             return payloads_for(Path(repo), models, Path(source), count)

@@ -14,8 +14,8 @@ from serving.deploy.objects import Site
 from serving.deploy.repository import DeployError, Repository, read_repository
 from serving.deploy.triton_release import release_for
 
-# (models, images per model) -> each model's test images at its input dims; loadtest.images.payloads_for does this
-# where tasks.py calls us (serving/ does not import loadtest).
+# (models, images per model) -> each model's test images at its input dims; loadtest.protocol.images.payloads_for
+# does this where tasks.py calls us (serving/ does not import loadtest).
 ImageLoader = Callable[[list[str], int], Mapping[str, np.ndarray]]
 
 

@@ -1,6 +1,6 @@
 """Locust as separate pods: a master (web UI, coordinating) and workers (the users), in Locust's own distributed mode.
 
-The locustfile, the modules it imports, the run's plan (loadtest.plan's LoadPlan, as JSON) and the payloads travel
+The locustfile, the modules it imports, the run's plan (loadtest.runs.plan's LoadPlan, as JSON) and the payloads travel
 in ConfigMaps, read here as files: what runs in the cluster is the project's locustfile as it is on this disk, not a
 copy baked into an image some time ago. Workers export their request metrics for Prometheus through a small plugin
 (locust_exporter.py) on the pod's address.
@@ -39,7 +39,8 @@ FILES, PAYLOADS = "locust-files", "locust-payloads"
 FILES_DIR, PAYLOADS_DIR = "/opt/locust", "/opt/locust-payloads"
 PLAN_FILE = "locust-plan.json"  # beside the files: the run's plan, which the locustfile reads (--tz-plan)
 WEB_PORT, MASTER_PORT, EXPORTER_PORT = 8089, 5557, 9647
-SHAPES = {"constant": "loadtest/locust_constant.py", "step": "loadtest/locust_step.py"}
+LOCUSTFILE = "loadtest/locust/locustfile.py"
+SHAPES = {"constant": "loadtest/locust/constant_shape.py", "step": "loadtest/locust/step_shape.py"}
 # Which user class loads which endpoint: the gateway's /v1 predict, an A/B experiment through it, or Triton itself.
 USERS = {"gateway": "GatewayUser", "experiment": "GatewayExperimentUser", "http": "TritonHttpUser",
          "grpc": "TritonGrpcUser"}
@@ -96,12 +97,14 @@ def encode_payloads(payloads: Mapping[str, np.ndarray]) -> tuple[str, bytes]:
 def locust_sources(shape: str, root: Path = ROOT) -> dict[str, str]:
     """The locustfile, the shape and every loadtest module they import (at any depth, in functions too), by path
     relative to `root`, as text. serving.* modules come from the image, where the package is installed."""
-    wanted = ["loadtest/__init__.py", "loadtest/locustfile.py", SHAPES[shape]]
+    wanted = [LOCUSTFILE, SHAPES[shape]]
     found: dict[str, str] = {}
     while wanted:
         rel = wanted.pop()
         if rel in found:
             continue
+        # every package on the way, with its __init__.py: loadtest/, loadtest/locust/, ...
+        wanted += [f"{parent}/__init__.py" for parent in Path(rel).parents if parent.parts]
         path = root / rel
         if not path.exists():
             raise DeployError(f"{path} not found: the Locust pods run the project's locustfile and its modules")
@@ -121,14 +124,15 @@ def _loadtest_imports(source: str) -> set[str]:
 
 
 def file_key(rel: str) -> str:
-    """A ConfigMap key for a relative path (keys cannot hold '/'): loadtest/locustfile.py -> loadtest.locustfile.py."""
+    """A ConfigMap key for a relative path (keys cannot hold '/'): loadtest/locust/locustfile.py ->
+    loadtest.locust.locustfile.py."""
     return rel.replace("/", ".")
 
 
 def load_plan(plan: LocustPlan, site: Site, images_file: str, images: int) -> str:
     """What the locustfile reads (--tz-plan), shipped in the files' ConfigMap: every pod runs the same plan. A JSON
-    record of loadtest.plan.LoadPlan (serving/ does not import loadtest): the fields set here, the rest its defaults;
-    the locustfile refuses a field it does not know."""
+    record of loadtest.runs.plan.LoadPlan (serving/ does not import loadtest): the fields set here, the rest its
+    defaults; the locustfile refuses a field it does not know."""
     triton_host = f"{triton.NAME}.{site.namespace}.svc"
     record = {"models": list(plan.models), "repo": gateway.CATALOGUE_DIR, "images_file": images_file,
               "images": images, "grpc": f"{triton_host}:{triton.PORTS['grpc']}", "experiment": plan.experiment,
@@ -138,7 +142,7 @@ def load_plan(plan: LocustPlan, site: Site, images_file: str, images: int) -> st
 
 
 def locust_arguments(plan: LocustPlan, site: Site) -> list[str]:
-    files = [f"{FILES_DIR}/loadtest/locustfile.py", f"{FILES_DIR}/{SHAPES[plan.shape]}", f"{FILES_DIR}/{PLUGIN.name}"]
+    files = [f"{FILES_DIR}/{LOCUSTFILE}", f"{FILES_DIR}/{SHAPES[plan.shape]}", f"{FILES_DIR}/{PLUGIN.name}"]
     gateway_url = f"http://{gateway.NAME}.{site.namespace}.svc:{gateway.PORT}"
     triton_host = f"{triton.NAME}.{site.namespace}.svc"
     host = gateway_url if plan.user in ("gateway", "experiment") else f"http://{triton_host}:{triton.PORTS['http']}"

@@ -1,4 +1,4 @@
-"""A Locust plugin, loaded after the locustfile (`locust -f loadtest/locustfile.py,...,locust_exporter.py`):
+"""A Locust plugin, loaded after the locustfile (`locust -f loadtest/locust/locustfile.py,...,locust_exporter.py`):
 export the same request metrics as loadtest's exporter, on an address that Prometheus on another host can scrape.
 
 loadtest's own exporter binds to loopback only, as everything here does by default; a worker in its own pod or
@@ -11,7 +11,7 @@ from __future__ import annotations
 from locust import events
 from prometheus_client import start_http_server
 
-from loadtest.locust_metrics import LoadMetrics
+from loadtest.locust.exporter import LoadMetrics
 
 METRICS = LoadMetrics()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from build.data import load_dataset
-from loadtest.config_search import SearchPlan, Trial, apply_trial, current_trial, read_config, tune_config
-from loadtest.headroom import TAXED, HeadroomPlan, run_headroom
-from loadtest.images import load_test_images
+from loadtest.bench.config_search import SearchPlan, Trial, apply_trial, current_trial, read_config, tune_config
+from loadtest.bench.headroom import TAXED, HeadroomPlan, run_headroom
+from loadtest.protocol.images import load_test_images
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
 

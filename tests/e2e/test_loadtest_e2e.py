@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from build.data import load_dataset
-from loadtest.images import load_test_images, save_images
-from loadtest.prometheus import PrometheusServer
-from loadtest.promql import Window
-from loadtest.run import (
+from loadtest.analysis.shapes import StepPlan
+from loadtest.metrics.prometheus import PrometheusServer
+from loadtest.metrics.promql import Window
+from loadtest.protocol.images import load_test_images, save_images
+from loadtest.runs.run import (
     CapacityGoal,
     Endpoints,
     LoadSpec,
@@ -24,7 +25,6 @@ from loadtest.run import (
     run_load,
     run_window,
 )
-from loadtest.shapes import StepPlan
 from serving.triton import TritonConfig, TritonServer, free_ports
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish

@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from build.data import load_dataset
-from loadtest.images import payloads_for, save_payloads
-from loadtest.plan import LoadPlan
-from loadtest.prometheus import PromClient
-from loadtest.shapes import ConstantPlan
+from loadtest.analysis.shapes import ConstantPlan
+from loadtest.metrics.prometheus import PromClient
+from loadtest.protocol.images import payloads_for, save_payloads
+from loadtest.runs.plan import LoadPlan
 from serving.processes import spawn, stop_group
 from serving.triton import TritonConfig, command, environment, prepare_backends
 from tests.conftest import CIFAR, MINI_ARCHIVE, ROOT, full_data_spec
@@ -254,7 +254,8 @@ def locust(hosts: Hosts, payloads: Path, repo: Path, models: list[str], users: i
     """Locust's master in its namespace and a worker in each of two others, each worker loading one gateway."""
     spread = hosts.workdir / "spread.py"
     spread.write_text(SPREAD)
-    files = f"loadtest/locustfile.py,loadtest/locust_constant.py,serving/deploy/locust_exporter.py,{spread}"
+    files = ",".join(["loadtest/locust/locustfile.py", "loadtest/locust/constant_shape.py",
+                      "serving/deploy/locust_exporter.py", str(spread)])
     plan = LoadPlan(models=tuple(models), repo=str(repo), images_file=str(payloads), images=64, linger_s=3,
                     max_seconds=seconds + 30, constant=ConstantPlan(users, seconds, rate))
     plan_file = plan.write(hosts.workdir / "plan.json")

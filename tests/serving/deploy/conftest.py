@@ -38,7 +38,7 @@ def write_repository(repo: Path, models: dict = MODELS) -> Path:
 
 
 def fake_images(models: list[str], count: int) -> dict[str, np.ndarray]:
-    """What loadtest.images.payloads_for returns: each model's images at its dims, shared within a family."""
+    """What loadtest.protocol.images.payloads_for returns: each model's images at its dims, shared within a family."""
     rng = np.random.default_rng(0)
     by_family = {}
     out = {}

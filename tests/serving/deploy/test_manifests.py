@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from loadtest.plan import LoadPlan
+from loadtest.runs.plan import LoadPlan
 from serving.deploy import autoscaling, locust
 from serving.deploy.gateway import CATALOGUE
 from serving.deploy.objects import MONITORING
@@ -160,7 +160,7 @@ def test_the_hpa_metric_is_one_the_adapter_rule_exports(generated: Path) -> None
     helm = yaml.safe_load((generated / "prometheus-adapter" / "values.yaml").read_text())
     assert helm["rules"]["custom"] == [rule]
     # The rule reads Triton's own counters, by the names the load reports read from a real Triton in the e2e tests.
-    promql = (ROOT / "loadtest" / "promql.py").read_text()
+    promql = (ROOT / "loadtest" / "metrics" / "promql.py").read_text()
     for name in re.findall(r"\b(nv_inference_\w+)\{", rule["metricsQuery"]):
         assert name in promql, name
 
@@ -212,7 +212,7 @@ def test_the_catalogue_map_mounts_as_a_repository_the_gateway_reads(generated: P
 
 
 def test_locust_ships_the_locustfile_its_modules_and_payloads(generated: Path) -> None:
-    from loadtest.images import load_payloads
+    from loadtest.protocol.images import load_payloads
 
     objects = base_objects(generated)
     files = one(objects, "ConfigMap", locust.FILES)["data"]
@@ -220,7 +220,8 @@ def test_locust_ships_the_locustfile_its_modules_and_payloads(generated: Path) -
     for key, text in files.items():
         for module in locust._loadtest_imports(text) if key.endswith(".py") else ():
             assert locust.file_key(module.replace(".", "/") + ".py") in shipped, f"{key} imports {module}"
-    assert files["loadtest.locustfile.py"] == (ROOT / "loadtest" / "locustfile.py").read_text()
+    assert files["loadtest.locust.locustfile.py"] == (ROOT / "loadtest" / "locust" / "locustfile.py").read_text()
+    assert "loadtest.locust.__init__.py" in files and "loadtest.runs.__init__.py" in files
     plan = LoadPlan.from_dict(json.loads(files[locust.PLAN_FILE]))  # the locustfile reads it as it stands
     assert plan.repo and plan.images_file.startswith(locust.PAYLOADS_DIR) and set(plan.models) <= set(MODELS)
     (name, encoded), = one(objects, "ConfigMap", locust.PAYLOADS)["binaryData"].items()
@@ -234,7 +235,7 @@ def test_locust_ships_the_locustfile_its_modules_and_payloads(generated: Path) -
 
 def test_locust_arguments_name_real_users_options_and_files(generated: Path) -> None:
     objects = base_objects(generated)
-    sources = (ROOT / "loadtest" / "locustfile.py").read_text() + locust.PLUGIN.read_text()
+    sources = (ROOT / "loadtest" / "locust" / "locustfile.py").read_text() + locust.PLUGIN.read_text()
     defined = set(re.findall(r'"(--tz-[\w-]+)"', sources))
     for name in (locust.MASTER, locust.WORKER):
         deployment = one(objects, "Deployment", name)
