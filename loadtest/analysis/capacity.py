@@ -51,20 +51,21 @@ def curve(steps: list[dict], quantile: float, user_rps: float = 0.0) -> list[Poi
 def knee(points: list[Point]) -> Point | None:
     """Where latency starts to climb faster than throughput: the point farthest below the chord from the first to
     the last point, in coordinates normalised to [0, 1] (the Kneedle method on a convex curve)."""
-    usable = [p for p in points if p.latency_s is not None]
+    usable = [(p, p.latency_s) for p in points if p.latency_s is not None]
     if len(usable) < 3:
         return None
-    x0, x1 = min(p.rps for p in usable), max(p.rps for p in usable)
-    y0, y1 = min(p.latency_s for p in usable), max(p.latency_s for p in usable)
+    x0, x1 = min(p.rps for p, _ in usable), max(p.rps for p, _ in usable)
+    y0, y1 = min(latency for _, latency in usable), max(latency for _, latency in usable)
     if x1 == x0 or y1 == y0:
         return None
 
-    def gap(p: Point) -> float:
-        x, y = (p.rps - x0) / (x1 - x0), (p.latency_s - y0) / (y1 - y0)
+    def gap(point: tuple[Point, float]) -> float:
+        p, latency = point
+        x, y = (p.rps - x0) / (x1 - x0), (latency - y0) / (y1 - y0)
         return x - y  # above 0: more throughput than latency gained, relative to the ends
 
     best = max(usable, key=gap)
-    return best if gap(best) > 0 else None
+    return best[0] if gap(best) > 0 else None
 
 
 def sustainable(points: list[Point], slo: Slo) -> list[Point]:

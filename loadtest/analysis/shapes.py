@@ -100,12 +100,12 @@ class StepLoad:
             if self._warm(now):
                 self._step_start = now
         elif now.at - self._step_start.at >= self.plan.step_seconds:
-            if self._close_step(now) != "ok":
+            if self._close_step(self._step_start, now) != "ok":
                 return None
         return self.plan.users(len(self.steps)), self.plan.spawn_rate
 
-    def _close_step(self, now: Snapshot) -> str:
-        begin, users = self._step_start, self.plan.users(len(self.steps))
+    def _close_step(self, begin: Snapshot, now: Snapshot) -> str:
+        users = self.plan.users(len(self.steps))
         seconds = now.at - begin.at
         requests, failures = now.requests - begin.requests, now.failures - begin.failures
         result = StepResult(users, begin.at, now.at, requests, failures, (requests - failures) / seconds,

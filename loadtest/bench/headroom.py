@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -331,7 +332,7 @@ def window_sample(gen: Generator, round_: int, a: Snapshot, b: Snapshot) -> Samp
              "other": max(busy - triton - generator, 0.0) / seconds}
     per_request = {"triton": 1e6 * triton / success if success else None,
                    "generator": 1e6 * generator / success if success else None}
-    client = None if a.client is None else {k: b.client[k] - a.client[k] for k in a.client}
+    client = None if a.client is None or b.client is None else {k: b.client[k] - a.client[k] for k in a.client}
     return Sample(gen.name, round_, seconds, success, b.server["failure"] - a.server["failure"], success / seconds,
                   (b.server["inferences"] - a.server["inferences"]) / execs if execs else None, client, cores,
                   per_request)
@@ -410,7 +411,7 @@ def summarize(samples: list[Sample], cpu_count: int) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name in dict.fromkeys(s.generator for s in samples):
         mine = [s for s in samples if s.generator == name]
-        row = {"rps": _median([s.rps for s in mine]), "rounds_rps": [round(s.rps, 1) for s in mine],
+        row: dict[str, Any] = {"rps": _median([s.rps for s in mine]), "rounds_rps": [round(s.rps, 1) for s in mine],
                "server_failures": sum(s.failure for s in mine), "avg_batch": _median([s.avg_batch for s in mine]),
                "cores": {k: _median([s.cores[k] for s in mine]) for k in mine[0].cores},
                "us_per_request": {k: _median([s.us_per_request[k] for s in mine]) for k in mine[0].us_per_request}}
@@ -428,13 +429,14 @@ def summarize(samples: list[Sample], cpu_count: int) -> dict[str, dict]:
 def _client_failures(samples: list[Sample]) -> int | None:
     """Failures the generator itself saw: wrk's non-2xx and socket errors over its runs, Locust's in the window."""
     if generator(samples[0].generator).kind == "wrk":
-        if any(s.wrk is None for s in samples):
+        summaries = [s.wrk for s in samples if s.wrk is not None]
+        if len(summaries) < len(samples):
             return None  # a summary missing: unknown, never reported as zero
-        return sum(int(s.wrk["non_2xx"] + s.wrk["connect"] + s.wrk["read"] + s.wrk["write"] + s.wrk["timeout"])
-                   for s in samples)
-    if any(s.client is None for s in samples):
+        return sum(int(w["non_2xx"] + w["connect"] + w["read"] + w["write"] + w["timeout"]) for w in summaries)
+    counts = [s.client for s in samples if s.client is not None]
+    if len(counts) < len(samples):
         return None
-    return int(sum(s.client["failure"] for s in samples))
+    return int(sum(c["failure"] for c in counts))
 
 
 def _ceiling(us: dict[str, float | None], cores: float) -> float | None:
@@ -485,7 +487,8 @@ def check_request(target: Target) -> list[int]:
 def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dict) -> None:
     """Fills `out` (also when interrupted: the summary covers the windows measured until then). The trivial model
     takes the image's shape (C, H, W)."""
-    dims = tuple(image.shape)
+    c, h, w = image.shape
+    dims = (c, h, w)
     publish_trivial(work / "repo", dims)
     samples: list[Sample] = []
     out.update(model=TRIVIAL, input_dims=list(dims), answer_shape=None)
@@ -493,7 +496,7 @@ def trivial_headroom(image: np.ndarray, plan: HeadroomPlan, work: Path, out: dic
         with TritonServer(TritonConfig.loading(work / "repo", (TRIVIAL,)), work / "tritonserver.log") as server:
             target = make_target(server.cfg.http_url, TRIVIAL, image, work / TRIVIAL)
             out["answer_shape"] = check_request(target)
-            run_rounds(target, list(plan.generators), plan, server.process.pid, samples)
+            run_rounds(target, list(plan.generators), plan, _pid(server), samples)
     finally:
         cpus = os.cpu_count() or 1
         summary = summarize(samples, cpus)
@@ -507,7 +510,7 @@ def variant_images(repo: Path, models: list[str], image: np.ndarray,
     from loadtest.protocol.images import fit_payloads
     from serving.manifest import load_manifest
 
-    given = {m: np.asarray(payloads[m])[:1] if m in (payloads or {}) else image[None] for m in models}
+    given = {m: np.asarray(payloads[m])[:1] if payloads and m in payloads else image[None] for m in models}
     return {m: batch[0] for m, batch in fit_payloads(given, load_manifest(repo), models).items()}
 
 
@@ -524,8 +527,8 @@ def variant_headroom(repo: Path, models: list[str], images: Mapping[str, np.ndar
             io = (manifest[model].io.input, manifest[model].io.output)
             target = make_target(server.cfg.http_url, model, images[model], work / model, io, repo)
             check_request(target)
-            measure(generator("wrk"), target, plan, server.process.pid, -1)  # warm-up: first batches are slow
-            summary = summarize(run_rounds(target, list(plan.variant_generators), plan, server.process.pid, []),
+            measure(generator("wrk"), target, plan, _pid(server), -1)  # warm-up: first batches are slow
+            summary = summarize(run_rounds(target, list(plan.variant_generators), plan, _pid(server), []),
                                 os.cpu_count() or 1)
             out[model] = {"summary": summary, **within_10pct(summary)}
 
@@ -537,7 +540,14 @@ def within_10pct(summary: dict[str, dict]) -> dict[str, dict[str, bool]]:
             "within_10pct_taxed": {n: r["vs_taxed"] >= VARIANT_TARGET for n, r in locusts.items() if r["vs_taxed"]}}
 
 
-def check_models(repo: Path | None, models: list[str]) -> None:
+def _pid(server: TritonServer) -> int:
+    if server.process is None:
+        raise RuntimeError("Triton is not running")
+    return server.process.pid
+
+
+def check_models(repo: Path | None, models: list[str]) -> Path:
+    """The repository the variants are in, once every one of `models` is found there."""
     from serving.manifest import load_manifest
 
     if repo is None:
@@ -546,6 +556,7 @@ def check_models(repo: Path | None, models: list[str]) -> None:
     unknown = [m for m in models if m not in known]
     if unknown:
         raise ValueError(f"models {unknown} are not in {repo}; it has {sorted(known)}")
+    return repo
 
 
 def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Path | None = None,
@@ -559,18 +570,20 @@ def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Pat
     plan.validate()
     _wrk()
     images: dict[str, np.ndarray] = {}
+    variants = None
     if models:
-        check_models(repo, models)
-        images = variant_images(repo, models, image, payloads)
+        variants = check_models(repo, models)
+        images = variant_images(variants, models, image, payloads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"plan": asdict(plan), "cpu_count": os.cpu_count(), "started_at": time.time(), "partial": None}
+    results: dict[str, Any] = {"plan": asdict(plan), "cpu_count": os.cpu_count(), "started_at": time.time(),
+                               "partial": None}
     try:
         with tempfile.TemporaryDirectory(prefix="tz-headroom-") as tmp:
             results["trivial"] = {}
             trivial_headroom(images[models[0]] if models else image, plan, Path(tmp), results["trivial"])
-            if models:
+            if models and variants:
                 results["variants"] = {}
-                variant_headroom(repo, models, images, plan, Path(tmp), results["variants"])
+                variant_headroom(variants, models, images, plan, Path(tmp), results["variants"])
     except KeyboardInterrupt:
         results["partial"] = "interrupted"  # what was measured so far is still written
     return write_results(results, out_dir)

@@ -79,7 +79,7 @@ class InFlight:
 def in_process_rate(run: Runner, images: np.ndarray, seconds: float) -> float:
     """Images per second in this process, run as its backend runs it at saturation: an OpenVINO session (it has
     `start`) keeps a whole batch on every stream, any other runner takes batches back to back."""
-    start = getattr(run, "start", None)
+    start, wait = getattr(run, "start", None), getattr(run, "wait", None)
     begin, done = time.perf_counter(), 0
     while time.perf_counter() - begin < seconds:
         if start:
@@ -87,8 +87,8 @@ def in_process_rate(run: Runner, images: np.ndarray, seconds: float) -> float:
         else:
             run(images)
         done += len(images)
-    if start:  # the batches still in flight count, and so does their time
-        run.wait()
+    if start and wait:  # the batches still in flight count, and so does their time
+        wait()
     return done / (time.perf_counter() - begin)
 
 
@@ -183,7 +183,7 @@ def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str,
 def machine() -> dict:
     """The CPU the figures come from: served and in-process rates both move with it (AMX above all).
     Read here rather than from build.hardware: a load generator has no build code."""
-    cpuinfo, fields = Path("/proc/cpuinfo"), {}
+    cpuinfo, fields = Path("/proc/cpuinfo"), dict[str, str]()
     for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())  # the first CPU's entry

@@ -12,4 +12,6 @@ from loadtest.runs.plan import plan_of
 
 class ConstantShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
+        if self.runner is None:
+            raise RuntimeError("Locust gives a shape its runner before the first tick")
         return plan_of(self.runner.environment.parsed_options).constant.tick(self.get_run_time())

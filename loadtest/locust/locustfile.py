@@ -14,6 +14,7 @@ import json
 import os
 import random
 import time
+import weakref
 from pathlib import Path
 
 import grpc
@@ -25,7 +26,7 @@ import gevent  # noqa: E402  (after the gRPC set-up above, as gRPC requires)
 import locust.runners  # noqa: E402
 from locust import FastHttpUser, User, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
-from locust.runners import WorkerRunner  # noqa: E402
+from locust.runners import Runner, WorkerRunner  # noqa: E402
 from locust.user.task import LOCUST_STATE_STOPPING  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
@@ -60,8 +61,9 @@ def _init(environment: Environment, **_: object) -> None:
     if not _is_master(environment):  # the master of --processes runs no users and sees no requests
         WORKLOAD = load_workload(PLAN, opts.host)
         serve_exporter(METRICS.registry, list(PLAN.exporter_ports))
-    if not isinstance(environment.runner, WorkerRunner):
-        gevent.spawn(_enforce_bounds, environment, PLAN.max_requests, PLAN.max_seconds)
+    runner = environment.runner
+    if runner is not None and not isinstance(runner, WorkerRunner):
+        gevent.spawn(_enforce_bounds, runner, PLAN.max_requests, PLAN.max_seconds)
 
 
 @events.test_start.add_listener
@@ -88,15 +90,21 @@ def _is_master(environment: Environment) -> bool:
     return type(environment.runner).__name__ == "MasterRunner"
 
 
-def _enforce_bounds(environment: Environment, max_requests: int, max_seconds: float) -> None:
+def _enforce_bounds(runner: Runner, max_requests: int, max_seconds: float) -> None:
     """Stop the whole run at the request or time bound, whatever the shape says."""
     start = time.monotonic()
     while True:
         gevent.sleep(0.1)
-        done = environment.runner.stats.total.num_requests
+        done = runner.stats.total.num_requests
         if (max_requests and done >= max_requests) or (max_seconds and time.monotonic() - start >= max_seconds):
-            environment.runner.quit()
+            runner.quit()
             return
+
+
+def _workload() -> Workload:
+    if WORKLOAD is None:
+        raise RuntimeError("no workload: users run only in processes that loaded one at init")
+    return WORKLOAD
 
 
 @events.quitting.add_listener
@@ -121,9 +129,12 @@ def _pacing(user: User) -> float:
     if rate <= 0:
         return 0.0
     now = time.monotonic()
-    due = getattr(user, "_tz_due", now) + 1 / rate
-    user._tz_due = due if due >= now - 1.0 else now
-    return max(0.0, user._tz_due - now)
+    due = _DUE.get(user, now) + 1 / rate
+    _DUE[user] = due = due if due >= now - 1.0 else now
+    return max(0.0, due - now)
+
+
+_DUE: weakref.WeakKeyDictionary[User, float] = weakref.WeakKeyDictionary()  # each paced user's next send
 
 
 class TritonHttpUser(User):
@@ -140,9 +151,9 @@ class TritonHttpUser(User):
 
     def on_start(self) -> None:
         _stagger(self)
-        self.requests = WORKLOAD.cycle("http")
+        self.requests = _workload().cycle("http")
         self.conn: RawConnection | None = None
-        host, _, port = WORKLOAD.host.rpartition(":")
+        host, _, port = _workload().host.rpartition(":")
         self.address = (host, int(port))
 
     def on_stop(self) -> None:
@@ -158,7 +169,8 @@ class TritonHttpUser(User):
 
     def infer(self) -> None:
         model, request = next(self.requests)
-        start, exception, length = time.perf_counter(), None, 0
+        start, length = time.perf_counter(), 0
+        exception: Exception | None = None
         try:
             self.conn = self.conn or RawConnection(*self.address, PLAN.timeout_s)
             length = self.conn.exchange(request)
@@ -186,7 +198,7 @@ class TritonGrpcUser(User):
         _stagger(self)
         self.channel = grpc.insecure_channel(PLAN.grpc)
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
-        self.requests = WORKLOAD.cycle("grpc")
+        self.requests = _workload().cycle("grpc")
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -204,31 +216,38 @@ class TritonGrpcUser(User):
                                              response_length=length)
 
 
-class GatewayUser(FastHttpUser):
-    """The gateway's /v1/models/{model}/predict with raw uint8 tensors (--host http://127.0.0.1:8080)."""
+class _GatewayHttpUser(FastHttpUser):
+    """FastHttpUser with the plan's per-request timeout: it takes a timeout per client, not per request."""
 
+    abstract = True
     wait_time = _pacing
+
+    def __init__(self, environment: Environment) -> None:
+        self.network_timeout = PLAN.timeout_s  # read when FastHttpUser builds its client
+        super().__init__(environment)
+
+
+class GatewayUser(_GatewayHttpUser):
+    """The gateway's /v1/models/{model}/predict with raw uint8 tensors (--host http://127.0.0.1:8080)."""
 
     def on_start(self) -> None:
         _stagger(self)
-        self.requests = WORKLOAD.cycle("gateway")
+        self.requests = _workload().cycle("gateway")
 
     @task
     def predict(self) -> None:
         model, payload = next(self.requests)
         self.client.post(f"/v1/models/{model.name}/predict", data=payload.body, headers=payload.headers,
-                         name=model.name, timeout=PLAN.timeout_s)
+                         name=model.name)
 
 
-class GatewayExperimentUser(FastHttpUser):
+class GatewayExperimentUser(_GatewayHttpUser):
     """An A/B experiment through the gateway: a sticky assignment key per user; requests named by their arm.
     Arms of different input dims are sent PNG images, which the gateway resizes for each (`experiment_payloads`)."""
 
-    wait_time = _pacing
-
     def on_start(self) -> None:
         _stagger(self)
-        self.requests = WORKLOAD.experiment_cycle()
+        self.requests = _workload().experiment_cycle()
         self.key = f"user-{random.getrandbits(48):x}"
 
     @task
@@ -236,8 +255,7 @@ class GatewayExperimentUser(FastHttpUser):
         payload = next(self.requests)
         headers = {**payload.headers, "X-Assignment-Key": self.key}
         with self.client.post(f"/v1/experiments/{PLAN.experiment}/predict", data=payload.body, headers=headers,
-                              name=f"{PLAN.experiment}:unassigned", timeout=PLAN.timeout_s,
-                              catch_response=True) as response:
+                              name=f"{PLAN.experiment}:unassigned", catch_response=True) as response:
             arm = response.headers.get("X-Experiment-Arm") if response.headers else None
             if arm:
                 response.request_meta["name"] = f"{PLAN.experiment}:{arm}"

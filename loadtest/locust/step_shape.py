@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from locust import LoadTestShape
+from locust.runners import Runner
 
 from loadtest.analysis.shapes import Snapshot, StepLoad
 from loadtest.runs.plan import plan_of
@@ -19,23 +20,28 @@ class StepLoadShape(LoadTestShape):
     logic: StepLoad | None = None
 
     def tick(self) -> tuple[int, float] | None:
-        plan = plan_of(self.runner.environment.parsed_options)
+        runner = self.runner
+        if runner is None:
+            raise RuntimeError("Locust gives a shape its runner before the first tick")
+        plan = plan_of(runner.environment.parsed_options)
         if self.logic is None:
             self.logic = StepLoad(plan.step)
         steps_before = len(self.logic.steps)
-        decision = self.logic.tick(self.snapshot())
+        decision = self.logic.tick(snapshot(runner))
         if len(self.logic.steps) != steps_before and plan.steps_out:
-            self.write(Path(plan.steps_out))
+            write(self.logic, Path(plan.steps_out))
         return decision
 
-    def snapshot(self) -> Snapshot:
-        total = self.runner.stats.total
-        return Snapshot(time.time(), total.num_requests, total.num_failures, dict(total.response_times))
 
-    def write(self, path: Path) -> None:
-        """Rewritten whole after every step (atomically), so a run cut short still leaves its finished steps."""
-        record = {"plan": vars(self.logic.plan), "stop_reason": self.logic.stop_reason,
-                  "steps": [s.to_dict() for s in self.logic.steps]}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(path)
+def snapshot(runner: Runner) -> Snapshot:
+    total = runner.stats.total
+    return Snapshot(time.time(), total.num_requests, total.num_failures, dict(total.response_times))
+
+
+def write(logic: StepLoad, path: Path) -> None:
+    """Rewritten whole after every step (atomically), so a run cut short still leaves its finished steps."""
+    record = {"plan": vars(logic.plan), "stop_reason": logic.stop_reason,
+              "steps": [s.to_dict() for s in logic.steps]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)

@@ -147,23 +147,23 @@ class PrometheusServer:
     def start(self, timeout_s: float = 30.0) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="tritonzoo-prometheus-"))
         config = write_config(self.workdir / "prometheus.yml", self.targets, self.interval_s)
-        self.log_path = self.log_path or self.workdir / "prometheus.log"  # its tail goes into any error
+        log_path = self.log_path = self.log_path or self.workdir / "prometheus.log"  # its tail goes into any error
         try:
-            self.process = spawn(self.command(config, self.workdir / "data"), self.log_path)
-            self._wait_ready(timeout_s)
+            process = self.process = spawn(self.command(config, self.workdir / "data"), log_path)
+            self._wait_ready(process, log_path, timeout_s)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _wait_ready(self, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self.process.returncode}:\n{log_tail(self.log_path)}")
+            if process.poll() is not None:
+                raise PrometheusError(f"prometheus exited with {process.returncode}:\n{log_tail(log_path)}")
             if self.client.ready():
                 return
             time.sleep(0.1)
-        raise PrometheusError(f"prometheus not ready after {timeout_s:.0f}s:\n{log_tail(self.log_path)}")
+        raise PrometheusError(f"prometheus not ready after {timeout_s:.0f}s:\n{log_tail(log_path)}")
 
     def stop(self) -> None:
         proc, self.process = self.process, None

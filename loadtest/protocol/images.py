@@ -16,6 +16,7 @@ import pickle
 import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -70,8 +71,15 @@ def _from_archive(archive: Path) -> dict[str, list[tuple[str, bytes]]]:
             parts = member.name.split("/")
             if member.isfile() and len(parts) >= 3 and parts[-3] == "test" and \
                     parts[-1].lower().endswith(IMAGE_SUFFIXES):
-                by_class.setdefault(parts[-2], []).append((parts[-1], tar.extractfile(member).read()))
+                by_class.setdefault(parts[-2], []).append((parts[-1], _member(tar, member).read()))
     return by_class
+
+
+def _member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    stream = tar.extractfile(member)
+    if stream is None:
+        raise ValueError(f"{member.name} is not a regular file")
+    return stream
 
 
 def _interleave(by_class: dict[str, list[tuple[str, bytes]]], limit: int) -> list[bytes]:
@@ -94,7 +102,7 @@ def _from_python_release(archive: Path, limit: int) -> np.ndarray:
     """The official release's test_batch: 10,000 rows of 3072 bytes, already CHW."""
     with tarfile.open(archive, "r:gz") as tar:
         member = next(m for m in tar if m.name.endswith("/test_batch"))
-        batch = pickle.load(tar.extractfile(member), encoding="bytes")  # the official, checksummed format
+        batch = pickle.load(_member(tar, member), encoding="bytes")  # the official, checksummed format
     return np.asarray(batch[b"data"][:limit], dtype=np.uint8).reshape(-1, *RELEASE_DIMS)
 
 
@@ -114,14 +122,16 @@ def payloads_for(repo: Path, models: Iterable[str], fallback: Path | None, limit
     if unknown:
         raise ValueError(f"models {unknown} are not in {repo}; it has {sorted(manifest.models)}")
     sources = {m: model_source(manifest.cards.get(manifest.models[m].family), fallback) for m in models}
-    missing = [m for m, source in sources.items() if source is None]
+    found = {m: source for m, source in sources.items() if source is not None}
+    missing = [m for m in sources if m not in found]
     if missing:
         raise ValueError(f"no payload images for {missing}: their cards name no dataset on this disk; give --data")
     picked: dict[Path, Picked] = {}
-    decoded: dict[tuple[Path, tuple[int, ...]], np.ndarray] = {}
+    decoded: dict[tuple[Path, tuple[int, int, int]], np.ndarray] = {}
     out = {}
     for model in models:
-        source, dims = sources[model], manifest.models[model].io.input_dims
+        c, h, w = manifest.models[model].io.input_dims
+        source, dims = found[model], (c, h, w)
         if (source, dims) not in decoded:
             if source not in picked:
                 picked[source] = pick_test_images(source, limit)

@@ -126,7 +126,8 @@ def with_settings(plan: LoadPlan, settings: list[str]) -> LoadPlan:
         if owner not in ("", "step", "constant") or name not in {f.name for f in fields(inner)}:
             raise ValueError(f"no plan field {key!r}")
         value = _parse(typing.get_type_hints(type(inner))[name], text)
-        plan = replace(plan, **{owner: replace(inner, **{name: value})}) if owner else replace(plan, **{name: value})
+        changes: dict[str, Any] = {owner: replace(inner, **{name: value})} if owner else {name: value}
+        plan = replace(plan, **changes)
     return plan
 
 

@@ -177,7 +177,7 @@ def load_stack(spec: LoadSpec) -> Iterator[Stack]:
                    "locust": [f"127.0.0.1:{p}" for p in exporter_ports]}
         prom = stack.enter_context(PrometheusServer(targets, prom_port, spec.interval_s, spec.out / "prometheus.log"))
         prom.client.wait_for_targets({"triton", "gateway"})
-        if spec.target == "experiment":
+        if spec.target == "experiment" and ends.gateway is not None:  # serve() starts a gateway for experiments
             create_experiment(ends.gateway, spec.experiment, spec.models, admin_key)
         yield Stack(ends, prom.client, exporter_ports)
 
@@ -228,8 +228,9 @@ def resolve_pacing(spec: LoadSpec) -> LoadSpec:
     if spec.step.user_rps != AUTO_PACE:
         return spec
     manifest = load_manifest(spec.repo)
-    speeds = [manifest[m].throughput_b64 for m in models_of(spec) if m in manifest]
-    if not speeds or None in speeds:
+    found = [manifest[m].throughput_b64 for m in models_of(spec) if m in manifest]
+    speeds = [v for v in found if v is not None]
+    if not speeds or len(speeds) < len(found):
         raise ValueError("--user-rps auto needs the models' measured throughput in the manifest (speed."
                          "throughput_b64_ips); give a rate per user instead")
     share = len(speeds) / sum(1 / v for v in speeds) / AUTO_USERS
