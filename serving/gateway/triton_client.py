@@ -148,19 +148,18 @@ class TritonInference:
             return False
 
     async def load(self, name: str) -> None:
-        for upstream in self.upstreams:
-            try:
-                await upstream.control.load_model(name, client_timeout=120.0)
-            except InferenceServerException as exc:
-                raise Unavailable(f"Triton {upstream.name} could not load '{name}': {exc.message()}",
-                                  self.retry_after_s) from exc
+        await self._control("load", name, 120.0)
 
     async def unload(self, name: str) -> None:
+        await self._control("unload", name, 60.0)
+
+    async def _control(self, action: str, name: str, timeout_s: float) -> None:
+        """Load or unload on every replica: all of them must serve the same models."""
         for upstream in self.upstreams:
             try:
-                await upstream.control.unload_model(name, client_timeout=60.0)
+                await getattr(upstream.control, f"{action}_model")(name, client_timeout=timeout_s)
             except InferenceServerException as exc:
-                raise Unavailable(f"Triton {upstream.name} could not unload '{name}': {exc.message()}",
+                raise Unavailable(f"Triton {upstream.name} could not {action} '{name}': {exc.message()}",
                                   self.retry_after_s) from exc
 
     async def close(self) -> None:
