@@ -364,7 +364,9 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
              warmup=0.0, user_rps="0"):
     """Load Triton or the gateway with Locust (headless, bounded) and read the results back from a real Prometheus."""
     from loadtest.analysis.shapes import AUTO_PACE, StepPlan
-    from loadtest.runs.run import CapacityGoal, LoadSpec, run_capacity, run_each, run_load
+    from loadtest.report.run import write
+    from loadtest.runs.run import run_capacity, run_each, run_load
+    from loadtest.runs.spec import CapacityGoal, LoadSpec
 
     source = _payload_source(data)
     try:
@@ -389,7 +391,7 @@ def loadtest(c, repo=str(REPO), data=None, models="all", target="http", shape="c
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     for name in runs:
-        print((folder(name) if each else spec.out).joinpath("loadtest.md").read_text())
+        print(write((folder(name) if each else spec.out) / "loadtest.json").read_text())
     partial = [name or str(spec.out) for name, r in runs.items() if r["partial"]]
     if partial:
         raise SystemExit(f"partial results in {', '.join(partial)}")
@@ -410,6 +412,7 @@ def bench_served(c, repo=str(REPO), data=None, models="fp32,int8,int8_openvino,f
     """Served throughput at saturation (batch 64) of each model on Triton, against the first and against in-process."""
     from loadtest.bench.saturation import SaturationPlan, baseline_first, run_saturation_benchmark
     from loadtest.protocol.images import payloads_for
+    from loadtest.report import saturation
     from serving.manifest import load_manifest
 
     source = _payload_source(data)
@@ -418,11 +421,11 @@ def bench_served(c, repo=str(REPO), data=None, models="fp32,int8,int8_openvino,f
     plan = SaturationPlan(seconds=seconds, rounds=rounds, in_flight=in_flight, client_tax=client_tax)
     try:
         # each model's payloads come from its own card's data where that is on disk, else from --data
-        path = run_saturation_benchmark(Path(repo), chosen, payloads_for(Path(repo), chosen, source, 64), plan,
-                                        chosen[0], Path(out))
+        results = run_saturation_benchmark(Path(repo), chosen, payloads_for(Path(repo), chosen, source, 64), plan,
+                                           chosen[0], Path(out))
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(path.read_text())
+    print(saturation.write(results).read_text())
 
 
 @task(help={"root": "folder holding the load runs (each a sub-folder with loadtest.json); the report goes here"})
@@ -458,6 +461,7 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
 
     from loadtest.bench.headroom import HeadroomPlan, run_headroom
     from loadtest.protocol.images import payloads_for
+    from loadtest.report import headroom
     from serving.manifest import load_manifest
 
     source = _payload_source(data)
@@ -473,10 +477,10 @@ def bench_loadgen(c, data=None, connections=32, rounds=3, warmup=1.5, seconds=4.
                         generators=tuple(_csv(generators)), variant_generators=tuple(_csv(variant_generators)),
                         nice=nice)
     try:
-        results, md = run_headroom(payloads[shaped][0], plan, Path(out), Path(repo), chosen, payloads)
+        results = run_headroom(payloads[shaped][0], plan, Path(out), Path(repo), chosen, payloads)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(md.read_text())
+    print(headroom.write(results).read_text())
     if json.loads(results.read_text())["partial"]:
         raise SystemExit(f"partial results in {out}")
 
@@ -506,16 +510,17 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
     from loadtest.bench.config_search import SearchPlan, trials_from
     from loadtest.bench.config_search import tune_config as run_search
     from loadtest.protocol.images import payloads_for
+    from loadtest.report import config_search
 
     source = _payload_source(data)
     plan = SearchPlan(trials_from(max_batch_sizes), trials_from(delays_us), trials_from(instances), concurrency,
                       seconds, warmup, rounds, slo_ms, slo_quantile, max_error_rate, min_gain)
     try:
         payloads = payloads_for(Path(repo), [model], source, images)[model]
-        results, md = run_search(Path(repo), model, payloads, plan, Path(out), write=not dry_run)
+        results = run_search(Path(repo), model, payloads, plan, Path(out), write=not dry_run)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(md.read_text())
+    print(config_search.write(results).read_text())
     if json.loads(results.read_text())["partial"]:
         raise SystemExit(f"partial results (nothing written) in {out}")
 

@@ -70,7 +70,7 @@ class StepPlan:
     min_gain: float = 0.05   # a step must beat the best throughput so far by this fraction to count as growth
     patience: int = 2        # steps without growth before the plateau stops the run
     user_rps: float = 0.0    # > 0: each user paced to this rate, so every step adds arrival rate; 0: closed loop;
-    #                          AUTO_PACE: set from the models' measured throughput (loadtest.runs.run.resolve_pacing)
+    #                          AUTO_PACE: set from the models' measured throughput (loadtest.runs.spec.resolve_pacing)
     warmup_s: float = 0.0    # start_users run this long before the first step: a fresh Triton's first batches are slow
 
     def users(self, step: int) -> int:

@@ -247,8 +247,8 @@ def search(repo: Path, model: str, images: np.ndarray, plan: SearchPlan, log: Pa
 
 
 def tune_config(repo: Path, model: str, images: np.ndarray, plan: SearchPlan, out_dir: Path,
-                write: bool = True) -> tuple[Path, Path]:
-    """Search, choose, write the winner into `repo` (unless `write` is False), and report under `out_dir`."""
+                write: bool = True) -> Path:
+    """Search, choose, write the winner into `repo` (unless `write` is False); the results' JSON under `out_dir`."""
     from serving.manifest import load_manifest
 
     plan.validate()
@@ -285,13 +285,11 @@ def write_winner(repo: Path, model: str, chosen: Trial, why: str) -> tuple[bool,
     return True, why
 
 
-def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
-    json_path, md_path = out_dir / f"{results['model']}.json", out_dir / f"{results['model']}.md"
+def write_results(results: dict, out_dir: Path) -> Path:
+    """The results as JSON; `loadtest.report.config_search` renders them."""
+    json_path = out_dir / f"{results['model']}.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    from loadtest.report.config_search import markdown
-
-    md_path.write_text(markdown(results))
-    return json_path, md_path
+    return json_path
 
 
 def trials_from(values: str) -> tuple[int, ...]:

@@ -561,8 +561,8 @@ def check_models(repo: Path | None, models: list[str]) -> Path:
 
 def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Path | None = None,
                  models: list[str] | None = None,
-                 payloads: Mapping[str, np.ndarray] | None = None) -> tuple[Path, Path]:
-    """The trivial-model comparison, then (with `models`) the per-variant one; JSON and Markdown under `out_dir`.
+                 payloads: Mapping[str, np.ndarray] | None = None) -> Path:
+    """The trivial-model comparison, then (with `models`) the per-variant one; their JSON under `out_dir`.
 
     `image` (C, H, W) is the payload; with `models`, each variant is sent its own (`payloads[model]`, e.g. from
     `loadtest.protocol.images.payloads_for`, else `image` resized to its input), and the trivial model takes the
@@ -589,10 +589,8 @@ def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Pat
     return write_results(results, out_dir)
 
 
-def write_results(results: dict, out_dir: Path) -> tuple[Path, Path]:
-    json_path, md_path = out_dir / "headroom.json", out_dir / "headroom.md"
+def write_results(results: dict, out_dir: Path) -> Path:
+    """The results as JSON; `loadtest.report.headroom` renders them."""
+    json_path = out_dir / "headroom.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    from loadtest.report.headroom import markdown
-
-    md_path.write_text(markdown(results))
-    return json_path, md_path
+    return json_path

@@ -171,12 +171,9 @@ def add_speedups(results: dict[str, dict], baseline: str) -> dict[str, dict]:
 def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     cpu = machine()
-    (out_dir / "saturation.json").write_text(json.dumps(
+    path = out_dir / "saturation.json"  # `loadtest.report.saturation` renders it
+    path.write_text(json.dumps(
         {"plan": asdict(plan), "baseline": baseline, "machine": cpu, "models": results}, indent=2) + "\n")
-    from loadtest.report.combined import saturation_markdown
-
-    path = out_dir / "saturation.md"
-    path.write_text(saturation_markdown(out_dir / "saturation.json"))
     return path
 
 
@@ -194,7 +191,7 @@ def machine() -> dict:
 
 def run_saturation_benchmark(repo: Path, models: list[str], images: np.ndarray | Mapping[str, np.ndarray],
                              plan: SaturationPlan, baseline: str, out_dir: Path) -> Path:
-    """Start Triton with just `models` loaded, measure them, and write JSON and Markdown; return the latter.
+    """Start Triton with just `models` loaded, measure them, and write their JSON; return its path.
     `images`: each model's own payloads (`loadtest.protocol.images.payloads_for`), or one array, resized to each model's
     input."""
     from loadtest.protocol.images import fit_payloads

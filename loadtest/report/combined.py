@@ -8,10 +8,8 @@ It also writes a Grafana dashboard for the same PromQL the runs were read with.
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -20,12 +18,13 @@ matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
 from loadtest.analysis import abstats  # noqa: E402
-from loadtest.report.fmt import num as _num  # noqa: E402
+from loadtest.report import config_search, headroom, saturation  # noqa: E402
 from loadtest.report.fmt import pct as _pct  # noqa: E402
-from loadtest.report.fmt import times as _x  # noqa: E402
+from loadtest.report.page import Block, Image, Pre, Section, Table, Text, to_html, to_markdown  # noqa: E402
 from loadtest.report.run import markdown  # noqa: E402
 
 RESULTS = "loadtest.json"
+TITLE = "Load and capacity report"
 ZOO_CHARTS = ("speedup.png", "accuracy_vs_latency.png")
 
 
@@ -136,36 +135,6 @@ def capacity_rows(runs: dict[str, dict]) -> list[list[str]]:
     return rows
 
 
-# --- page structure: sections of blocks, rendered to Markdown and to HTML ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    rows: list[list[str]]               # the first row is the header
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str                           # a file beside the report
-
-
-@dataclass(frozen=True)
-class Pre:
-    text: str
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list = field(default_factory=list)
-    flag: str = ""                      # shown after the title in HTML (e.g. PARTIAL)
-
-
 # --- extra sections --------------------------------------------------------------------------------------------------
 
 
@@ -174,43 +143,13 @@ def zoo_section(zoo: Path, root: Path) -> Section | None:
     found = [zoo / name for name in ZOO_CHARTS if (zoo / name).exists()]
     if not found:
         return None
-    blocks: list = [Text(f"From the zoo build's report ({zoo}): in-process ONNX Runtime speed-ups against the "
+    blocks: list[Block] = [Text(f"From the zoo build's report ({zoo}): in-process ONNX Runtime speed-ups against the "
                          "baseline, and accuracy against latency with the Pareto front.")]
     for chart in found:
         copy = root / f"zoo-{chart.name}"
         shutil.copyfile(chart, copy)
         blocks.append(Image(copy.name))
     return Section("Zoo build: speed-up and accuracy vs latency", blocks)
-
-
-def saturation_section(path: Path) -> Section | None:
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    plan = data["plan"]
-    rows = [["model", "served img/s", "rounds img/s", f"speed-up vs {data['baseline']}", "in-process img/s",
-             "served / in-process", "client cores", "served / in-process beside the client's CPU", "failed requests"]]
-    for model, r in data["models"].items():
-        rows.append([model, f"{r['served_ips']:.0f}", ", ".join(f"{v:.0f}" for v in r.get("rounds_ips", [])),
-                     _x(r.get("speedup_vs_baseline")), _num(r.get("in_process_ips"), ".0f"),
-                     _x(r.get("served_over_in_process")), _num(r.get("client_cores"), ".2f"),
-                     _x(r.get("served_over_in_process_taxed")), str(r["failed_requests"])])
-    cpu = data.get("machine")
-    on = (f" on {cpu['cpu']}, {cpu['logical_cpus']} logical CPUs, {'with' if cpu['amx'] else 'without'} AMX"
-          if cpu else "")
-    text = (f"Batch {plan['batch']}, {plan['in_flight']} requests in flight, median of {plan['rounds']} interleaved "
-            f"rounds of {plan['seconds']:g} s (`invoke bench-served`){on}; "
-            "in process: the backend's own session, driven as the backend drives it, right after each served "
-            "window, then again beside a CPU tax the size of the client's CPU; ratios: medians of the per-round "
-            "ratios.")
-    return Section("Served throughput at saturation", [Text(text), Table(rows)])
-
-
-def saturation_markdown(path: Path) -> str:
-    """`invoke bench-served`'s own page (saturation.md): the report's section, on its own."""
-    section = saturation_section(path)
-    assert section is not None, path
-    return _markdown([section], section.title)
 
 
 def ab_section(name: str, run: dict) -> Section | None:
@@ -225,13 +164,14 @@ def ab_section(name: str, run: dict) -> Section | None:
         table.append([r["arm"], f"{r['requests']:.0f}", f"{r['failures']:.0f}", _ci(r["share"], 100, "%"),
                       _pct(weights.get(r["arm"])), _ci(r["success_rate"], 100, "%"), _ci(r["mean_s"], 1e3),
                       _ci(r["median_s"], 1e3)])
-    blocks = [Text(f"Run `{name}`: Locust's requests by arm (the gateway's `X-Experiment-Arm`), failures included; "
-                   "'unassigned' are requests that failed before an arm was chosen. Share and success rate: Wilson "
-                   "intervals. Mean latency: exact mean, normal-approximation interval with the spread from the "
-                   "histogram's buckets. Median: distribution-free interval from order statistics, located in the "
-                   "buckets by interpolation. All intervals treat requests as independent; assignment is sticky per "
-                   "user key (one per Locust user), so the traffic share is really decided user by user and its true "
-                   "uncertainty is wider than the request-level interval shown."), Table(table)]
+    blocks: list[Block] = [Text(
+        f"Run `{name}`: Locust's requests by arm (the gateway's `X-Experiment-Arm`), failures included; "
+        "'unassigned' are requests that failed before an arm was chosen. Share and success rate: Wilson "
+        "intervals. Mean latency: exact mean, normal-approximation interval with the spread from the "
+        "histogram's buckets. Median: distribution-free interval from order statistics, located in the "
+        "buckets by interpolation. All intervals treat requests as independent; assignment is sticky per "
+        "user key (one per Locust user), so the traffic share is really decided user by user and its true "
+        "uncertainty is wider than the request-level interval shown."), Table(table)]
     control = run["spec"]["models"][0] if run["spec"]["models"] else None
     diffs = abstats.differences(rows, control) if control else []
     if diffs:
@@ -241,66 +181,6 @@ def ab_section(name: str, run: dict) -> Section | None:
     if not run["locust"].get("latency_buckets"):
         blocks.append(Text("This run kept no latency histogram (it predates them): no latency intervals."))
     return Section(f"A/B results: {name}", blocks, " (PARTIAL)" if run.get("partial") else "")
-
-
-def headroom_section(folder: Path) -> Section | None:
-    """Every `invoke bench-loadgen` result under the folder (the trivial model, and variants run in batches)."""
-    files = sorted(folder.glob("**/headroom.json")) if folder.is_dir() else []
-    if not files:
-        return None
-    blocks: list = [Text("`invoke bench-loadgen`: Locust against wrk on the same Triton endpoint and payload; "
-                         "throughput counted by Triton, medians of interleaved rounds.")]
-    for path in files:
-        data = json.loads(path.read_text())
-        flag = " (PARTIAL)" if data.get("partial") else ""
-        trivial, variants = data.get("trivial"), data.get("variants") or {}
-        if trivial and len(trivial["summary"]) > 1:
-            blocks += [Text(f"Trivial model ({path.parent.name}/{path.name}, {data['plan']['connections']} "
-                            f"connections){flag}:"), Table(_headroom_rows(trivial["summary"]))]
-            v = trivial.get("verdict") or {}
-            if v:
-                taxed = f"; {_x(v['vs_taxed'])} wrk+tax" if v.get("vs_taxed") else ""
-                blocks.append(Text(f"Best Locust configuration: {v['best']} at {_x(v['vs_wrk'])} wrk (target "
-                                   f"{v['target']:.1f}x: {'met' if v['met'] else 'not met'}){taxed}."))
-        for model, var in variants.items():
-            within = [f"{n} {'within' if w else 'NOT within'} 10% of wrk" for n, w in var["within_10pct"].items()]
-            within += [f"{n} {'within' if w else 'NOT within'} 10% of wrk+tax"
-                       for n, w in var.get("within_10pct_taxed", {}).items()]
-            blocks += [Text(f"{model}{flag}: {', '.join(within)}."), Table(_headroom_rows(var["summary"]))]
-    return Section("Load-generator headroom", blocks)
-
-
-def _headroom_rows(summary: dict) -> list[list[str]]:
-    rows = [["generator", "success/s", "vs wrk", "vs wrk+tax", "failures (Triton / client)", "Triton cores",
-             "generator cores", "generator µs/req"]]
-    for name, r in summary.items():
-        rows.append([name, _num(r["rps"], ".0f"), _x(r["vs_wrk"]), _x(r.get("vs_taxed")), f"{r['server_failures']} / "
-                     f"{_num(r['client_failures'], '.0f')}", _num(r["cores"]["triton"], ".2f"),
-                     _num(r["cores"]["generator"], ".2f"), _num(r["us_per_request"]["generator"], ".0f")])
-    return rows
-
-
-def config_search_section(folder: Path) -> Section | None:
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
-        return None
-    blocks: list = [Text("`invoke tune-config`: max batch size x batching delay x instances, each trial under the same "
-                         "closed-loop load; the best throughput within the SLO is written to the repository.")]
-    for path in files:
-        data = json.loads(path.read_text())
-        rows = [["max batch", "delay µs", "instances", "success/s", "p95 ms", "p99 ms", "failures", "SLO"]]
-        rows += [[str(t["max_batch_size"]), str(t["max_queue_delay_us"]), str(t["instances"]), f"{t['rps']:.1f}",
-                  _num(t["p95_ms"], ".2f"), _num(t["p99_ms"], ".2f"), str(t["failures"]),
-                  "met" if t["meets_slo"] else "missed"] for t in data["trials"]]
-        chosen = data["chosen"]
-        blocks += [Text(f"{data['model']}: current {_trial(data['current'])}; chosen "
-                        f"{_trial(chosen) if chosen else 'none'}; {data['decision']}; written: "
-                        f"{'yes' if data['written'] else 'no'}."), Table(rows)]
-    return Section("Config search", blocks)
-
-
-def _trial(t: dict) -> str:
-    return f"batch {t['max_batch_size']} / delay {t['max_queue_delay_us']} µs / {t['instances']} instance(s)"
 
 
 def _ci(interval: abstats.Interval | None, scale: float, unit: str = "") -> str:
@@ -314,15 +194,21 @@ def _ci(interval: abstats.Interval | None, scale: float, unit: str = "") -> str:
 
 def run_section(name: str, run: dict, charts: list[Path]) -> Section:
     body = markdown(run).replace("# Load test", "### Load test", 1)
-    return Section(f"Run: {name}", [Image(c.name) for c in charts] + [Pre(body)],
-                   " (PARTIAL)" if run.get("partial") else "")
+    blocks: list[Block] = [Image(c.name) for c in charts]
+    return Section(f"Run: {name}", [*blocks, Pre(body)], " (PARTIAL)" if run.get("partial") else "")
 
 
 def extra_sections(root: Path, reports: Path, runs: dict[str, dict]) -> list[Section]:
-    found = [zoo_section(reports / "zoo", root), saturation_section(reports / "served" / "saturation.json")]
-    found += [ab_section(name, run) for name, run in runs.items()]
-    found += [headroom_section(reports / "loadgen"),
-              config_search_section(reports / "config_search")]
+    found = [zoo_section(reports / "zoo", root)] + [ab_section(name, run) for name, run in runs.items()]
+    pages = [(reports / "served", "saturation.json", saturation.sections),
+             (reports / "loadgen", "**/headroom.json", headroom.sections),
+             (reports / "config_search", "*.json", config_search.sections)]
+    for folder, pattern, sections in pages:  # each benchmark's own sections, as its page shows them
+        files = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        for path in files:
+            for section in sections(json.loads(path.read_text())):
+                section.title += f" ({path.relative_to(reports)})" if len(files) > 1 else ""
+                found.append(section)
     return [s for s in found if s is not None]
 
 
@@ -338,56 +224,13 @@ def write_report(root: Path, reports: Path | None = None) -> tuple[Path, Path]:
               for name, run in runs.items()}
     dashboard = write_dashboard(root / "grafana-dashboard.json")
     together = curves_chart(runs, root / "curves.png")
-    sections = [Section("Capacity", [Table(capacity_rows(runs))] + ([Image(together.name)] if together else []))]
+    capacity: list[Block] = [Table(capacity_rows(runs)), *([Image(together.name)] if together else [])]
+    sections = [Section("Capacity", capacity)]
     sections += extra_sections(root, reports or root.parent, runs)
     sections += [run_section(name, run, charts[name]) for name, run in runs.items()]
     sections.append(Section("Grafana", [Text(f"`{dashboard.name}` (beside this report): the same PromQL as the time "
                                              "series above, for Grafana with a Prometheus data source.")]))
     md, page = root / "report.md", root / "report.html"
-    md.write_text(_markdown(sections))
-    page.write_text(_html(sections))
+    md.write_text(to_markdown(sections, TITLE))
+    page.write_text(to_html(sections, TITLE))
     return md, page
-
-
-def _markdown(sections: list[Section], title: str = "Load and capacity report") -> str:
-    lines = [f"# {title}"]
-    for section in sections:
-        lines += ["", f"## {section.title}", ""]
-        for block in section.blocks:
-            lines += _md_block(block) + [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _md_block(block) -> list[str]:
-    if isinstance(block, Table):
-        head, *rows = block.rows
-        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |"
-                                                                            for r in rows]
-    if isinstance(block, Image):
-        return [f"![{Path(block.name).stem}]({block.name})"]
-    return [block.text]  # Text and Pre: the run summaries are Markdown already
-
-
-def _html(sections: list[Section]) -> str:
-    body = ["<h1>Load and capacity report</h1>"]
-    for section in sections:
-        flag = f" <strong>{html.escape(section.flag.strip())}</strong>" if section.flag else ""
-        body.append(f"<h2>{html.escape(section.title)}{flag}</h2>")
-        body += [_html_block(b) for b in section.blocks]
-    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{border:1px solid #ccc;padding:4px}" \
-            "table{border-collapse:collapse}img{max-width:100%}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>Load report</title><style>{style}</style>" \
-           f"</head><body>{''.join(body)}</body></html>\n"
-
-
-def _html_block(block) -> str:
-    def cells(row: list[str], tag: str) -> str:
-        return "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row) + "</tr>"
-
-    if isinstance(block, Table):
-        return "<table>" + cells(block.rows[0], "th") + "".join(cells(r, "td") for r in block.rows[1:]) + "</table>"
-    if isinstance(block, Image):
-        return f'<img src="{html.escape(block.name)}" alt="{html.escape(Path(block.name).stem)}">'
-    if isinstance(block, Pre):
-        return f"<pre>{html.escape(block.text)}</pre>"
-    return f"<p>{html.escape(block.text)}</p>"

@@ -1,10 +1,13 @@
-"""Markdown summary of one load run's results (loadtest.json)."""
+"""Markdown summary of one load run's results (loadtest.json -> loadtest.md)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from loadtest.report.fmt import ms as _ms
 from loadtest.report.fmt import num as _num
 from loadtest.report.fmt import us_as_ms as _us_as_ms
+from loadtest.report.page import write_page
 
 
 def markdown(results: dict) -> str:
@@ -111,3 +114,7 @@ def capacity_lines(results: dict) -> list[str]:
                         f"{conf['measured_rps']:.1f} | {_ms(conf['measured_latency_s'])} | {conf['error_rate']:.2%} "
                         f"| {'met' if conf['met'] else 'MISSED'} |")
     return rows + [""]
+
+
+def write(results_json: Path) -> Path:
+    return write_page(results_json, markdown)

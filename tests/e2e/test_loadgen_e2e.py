@@ -11,6 +11,8 @@ from build.data import load_dataset
 from loadtest.bench.config_search import SearchPlan, Trial, apply_trial, current_trial, read_config, tune_config
 from loadtest.bench.headroom import TAXED, HeadroomPlan, run_headroom
 from loadtest.protocol.images import load_test_images
+from loadtest.report import config_search as search_report
+from loadtest.report import headroom as headroom_report
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
 
@@ -19,7 +21,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool("wrk")]
 
 def test_headroom_compares_wrk_and_locust_on_the_same_endpoint(tmp_path: Path) -> None:
     plan = HeadroomPlan(connections=4, rounds=1, warmup_s=0.5, measure_s=1.5, generators=("wrk", "locust-2p", TAXED))
-    json_path, md_path = run_headroom(load_test_images(MINI_ARCHIVE, 1, CIFAR)[0], plan, tmp_path)
+    json_path = run_headroom(load_test_images(MINI_ARCHIVE, 1, CIFAR)[0], plan, tmp_path)
+    md_path = headroom_report.write(json_path)
     results = json.loads(json_path.read_text())
     trivial = results["trivial"]
     assert results["partial"] is None and trivial["answer_shape"] == [1, 10]
@@ -43,7 +46,8 @@ def test_config_search_reloads_each_trial_and_writes_the_winner_back(tmp_path: P
     original = read_config(path)
     plan = SearchPlan(max_batch_sizes=(8,), delays_us=(0,), instances=(1, 2), concurrency=4, seconds=1.0,
                       warmup_s=0.3, slo_ms=10_000, min_gain=0.0)
-    json_path, md_path = tune_config(tmp_path / "repo", model, data.test.images[:16], plan, tmp_path / "out")
+    json_path = tune_config(tmp_path / "repo", model, data.test.images[:16], plan, tmp_path / "out")
+    md_path = search_report.write(json_path)
     results = json.loads(json_path.read_text())
     assert len(results["trials"]) == 3  # the grid and the current config
     assert all(t["requests"] > 0 and t["failures"] == 0 and t["meets_slo"] for t in results["trials"])

@@ -13,18 +13,12 @@ from loadtest.analysis.shapes import StepPlan
 from loadtest.metrics.prometheus import PrometheusServer
 from loadtest.metrics.promql import Window
 from loadtest.protocol.images import load_test_images, save_images
-from loadtest.runs.run import (
-    CapacityGoal,
-    Endpoints,
-    LoadSpec,
-    collect,
-    drive_locust,
-    load_plan,
-    locust_command,
-    run_capacity,
-    run_load,
-    run_window,
-)
+from loadtest.report.run import write
+from loadtest.runs.collect import collect
+from loadtest.runs.drive import drive_locust, load_plan, locust_command, run_window
+from loadtest.runs.run import run_capacity, run_load
+from loadtest.runs.spec import CapacityGoal, LoadSpec
+from loadtest.runs.stack import Endpoints
 from serving.triton import TritonConfig, TritonServer, free_ports
 from tests.conftest import CIFAR, MINI_ARCHIVE
 from tests.e2e.stack import publish
@@ -76,7 +70,7 @@ def test_grpc_step_load_side_by_side_with_two_locust_processes(repo: Path, tmp_p
     # reports arrive, so its summary can miss the final second. The exporter runs in the workers and misses nothing.
     assert sum(c["success"] for c in locust.values()) >= locust_csv_totals(tmp_path)[0]
     assert any(p[1] for s in results["series"]["triton_inferences_per_s"] for p in s["points"])
-    assert (tmp_path / "loadtest.md").read_text().startswith("# Load test: grpc")
+    assert write(tmp_path / "loadtest.json").read_text().startswith("# Load test: grpc")
 
 
 def test_failed_requests_are_counted_never_dropped(repo: Path, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from loadtest.bench.headroom import (
 from loadtest.locust.exporter import LoadMetrics
 from loadtest.protocol.payloads import ModelIO, triton_http
 from loadtest.protocol.rawhttp import HttpStatusError, RawConnection, parse_head
+from loadtest.report import headroom as report
 from loadtest.report.headroom import markdown
 from loadtest.runs.plan import LoadPlan
 from serving.triton import free_ports
@@ -270,8 +271,8 @@ def test_variants_are_sent_their_own_image_and_the_trivial_model_takes_the_first
     monkeypatch.setattr(headroom, "trivial_headroom", fake_trivial)
     monkeypatch.setattr(headroom, "variant_headroom", lambda r, models, images, *a: seen.update(variants=images))
     own = np.full((4, 1, 28, 28), 200, np.uint8)
-    _, md = headroom.run_headroom(IMAGE, HeadroomPlan(), tmp_path / "out", repo, ["g_fp32", "w_fp32", "c_fp32"],
-                                  payloads={"g_fp32": own})
+    md = report.write(headroom.run_headroom(IMAGE, HeadroomPlan(), tmp_path / "out", repo,
+                                            ["g_fp32", "w_fp32", "c_fp32"], payloads={"g_fp32": own}))
     variants = seen["variants"]
     assert np.array_equal(variants["g_fp32"], own[0]), "its own payload"
     assert variants["w_fp32"].shape == (3, 48, 48) and np.array_equal(variants["c_fp32"], IMAGE), "the image, fitted"

@@ -10,6 +10,7 @@ import numpy as np
 
 from loadtest.bench import saturation
 from loadtest.bench.saturation import SaturationPlan, _row, add_speedups, baseline_first, in_process_rate, write_results
+from loadtest.report import saturation as report
 from tests.serving.manifests import entry, write
 
 
@@ -95,7 +96,7 @@ def test_all_models_put_the_fp32_onnxruntime_baseline_first() -> None:
 
 def test_results_name_the_machine_they_come_from(tmp_path) -> None:
     results = add_speedups({"a": _row(served=[10.0], local=[10.0], failed=0)}, "a")
-    md = write_results(results, SaturationPlan(), "a", tmp_path)
+    md = report.write(write_results(results, SaturationPlan(), "a", tmp_path))
     data = json.loads((tmp_path / "saturation.json").read_text())
     assert data["machine"]["logical_cpus"] == os.cpu_count() and isinstance(data["machine"]["amx"], bool)
     assert f"{os.cpu_count()} logical CPUs" in md.read_text()

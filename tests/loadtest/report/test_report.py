@@ -59,10 +59,12 @@ def test_report_gathers_zoo_charts_saturation_ab_headroom_config_search_and_graf
     write_headroom_and_search(reports)
     md, page = write_report(root)
     text = md.read_text()
-    assert "## Load-generator headroom" in text and "| locust-1p | 9000 | 0.69x | 0.90x | 0 / 0 |" in text
-    assert "(target 0.8x: not met); 0.90x wrk+tax." in text
-    assert "m: locust-1p NOT within 10% of wrk, locust-1p within 10% of wrk+tax." in text
-    assert "## Config search" in text and "| 8 | 0 | 2 | 150.0 |" in text
+    assert "## Load-generator headroom: trivial model" in text  # the sections of its own page, headroom.md
+    assert "| locust-1p | 9000 | 0.69x | 0.69x | 0.90x | 0 / 0 |" in text
+    assert "(target 0.8x: not met); against wrk beside Locust's extra CPU (wrk+tax): **0.90x**." in text
+    assert "## Load-generator headroom: m (loadgen/variants/headroom.json)" in text
+    assert "locust-1p: NOT within 10% of wrk; locust-1p: within 10% of wrk+tax." in text
+    assert "## Config search: m" in text and "| 8 | 0 | 2 | 150.0 |" in text
     assert (root / "zoo-speedup.png").read_bytes() == b"png" and "![zoo-speedup](zoo-speedup.png)" in text
     assert "| a | 300 | 299, 300 | 1.00x | 310 | 0.97x | 0.12 | 1.01x | 0 |" in text and "on Some Xeon" in text
     assert "## A/B results: ab-run" in text and "| a | 100 | 5 | 50.00% [" in text and "95.00% [" in text
@@ -82,14 +84,17 @@ def write_headroom_and_search(reports: Path) -> None:
                          sample("wrk+tax", 0, 10000, 110, 20)], 2)
     (reports / "loadgen" / "variants").mkdir(parents=True)
     (reports / "loadgen" / "headroom.json").write_text(json.dumps({
-        "plan": asdict(HeadroomPlan()), "trivial": {"summary": summary, "verdict": verdict(summary, 2)}}))
+        "plan": asdict(HeadroomPlan()), "cpu_count": 2, "partial": None,
+        "trivial": {"summary": summary, "verdict": verdict(summary, 2)}}))
     (reports / "loadgen" / "variants" / "headroom.json").write_text(json.dumps({
-        "plan": asdict(HeadroomPlan()), "trivial": {"summary": {"wrk": summary["wrk"]}},
+        "plan": asdict(HeadroomPlan()), "cpu_count": 2, "partial": None,
+        "trivial": {"summary": {"wrk": summary["wrk"]}, "verdict": {}},
         "variants": {"m": {"summary": summary, "within_10pct": {"locust-1p": False},
                            "within_10pct_taxed": {"locust-1p": True}}}}))
     (reports / "config_search").mkdir()
-    trial = {"max_batch_size": 8, "max_queue_delay_us": 0, "instances": 2, "rps": 150.0, "p95_ms": 4.0,
-             "p99_ms": None, "failures": 0, "meets_slo": True}
+    trial = {"max_batch_size": 8, "max_queue_delay_us": 0, "instances": 2, "rps": 150.0, "p50_ms": 2.0,
+             "p95_ms": 4.0, "p99_ms": None, "avg_batch": 1.5, "failures": 0, "meets_slo": True}
     (reports / "config_search" / "m.json").write_text(json.dumps({
-        "model": "m", "plan": asdict(SearchPlan()), "current": asdict(Trial(64, 200, 1)),
-        "chosen": asdict(Trial(8, 0, 2)), "decision": "best", "written": True, "trials": [trial]}))
+        "model": "m", "repo": "r", "partial": None, "plan": asdict(SearchPlan()), "current": asdict(Trial(64, 200, 1)),
+        "chosen": asdict(Trial(8, 0, 2)), "decision": "best", "written": True,
+        "manifest_max_batch_size": 8, "trials": [trial]}))
