@@ -288,7 +288,7 @@ def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", r
 def lint(c):
     """Lint and type-check the code as CI does (ruff and mypy, with the project's settings in pyproject.toml)."""
     c.run("ruff check .", pty=False)
-    c.run("mypy build serving loadtest tasks.py", pty=False)
+    c.run("mypy build serving loadtest tasks.py tests", pty=False)
 
 
 @task(help={"all": "also run the slow end-to-end tests (real tritonserver)"})

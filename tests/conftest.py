@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pytest
 
@@ -15,6 +16,19 @@ CIFAR = (3, 32, 32)  # the test archive's images, and the tiny networks' input
 PRE = Preprocess(CIFAR, (125.307, 122.961, 113.8575), (62.985, 62.0925, 66.708))
 MINI_ARCHIVE = DATA_DIR / "cifar10-mini.tar.gz"
 ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+def unused(kind: type[T]) -> T:
+    """None in place of a `kind` that the code under test must not touch (a use fails at once), typed as `kind`."""
+    return cast(T, None)
+
+
+def present(value: T | None) -> T:
+    """`value`, which the test expects to be there: asserted not None, for the checks that follow."""
+    assert value is not None
+    return value
 
 
 # What provides each system tool a test may need; ./setup.sh installs them all.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from serving.manifest import Manifest, write_manifest
-from tests.conftest import MINI_ARCHIVE, ROOT
+from tests.conftest import MINI_ARCHIVE, ROOT, present
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -87,7 +87,7 @@ def test_loadtest_names_a_missing_prometheus_before_starting_anything(empty_repo
     bin_dir = tmp_path / "bin"  # PATH with a shell and nothing else: no prometheus
     bin_dir.mkdir()
     for tool in ("bash", "env"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
+        (bin_dir / tool).symlink_to(present(shutil.which(tool)))
     proc = invoke("loadtest", "--data", str(MINI_ARCHIVE), "--repo", str(empty_repo), "--out", str(tmp_path / "out"),
                   env={**os.environ, "PATH": str(bin_dir)})
     assert_one_line_error(proc, "`prometheus` not found", "./setup.sh")

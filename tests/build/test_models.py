@@ -67,7 +67,9 @@ def test_a_channel_pruned_network_loads_into_its_base_architecture(tmp_path: Pat
     loaded, _ = load_weights(tmp_path / "w.pt", PRE)
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert torch.allclose(model(x), loaded(x), atol=5e-2)
-    assert loaded.backbone.fc.in_features == model.backbone.fc.in_features < 16
+    fc, loaded_fc = model.backbone.fc, loaded.backbone.fc
+    assert isinstance(fc, torch.nn.Linear) and isinstance(loaded_fc, torch.nn.Linear)
+    assert loaded_fc.in_features == fc.in_features < 16
     save_weights(model, tmp_path / "unmarked.pt", {"arch": tiny_arch, "num_classes": 10})
     with pytest.raises(ZooError, match="does not fit architecture 'tiny'"):
         load_weights(tmp_path / "unmarked.pt", PRE)

@@ -28,7 +28,12 @@ def test_every_kernel_this_cpu_has_is_timed_and_the_others_are_named() -> None:
 def test_a_cpu_said_to_have_a_kernels_flags_times_that_kernel(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever this machine is: the flags alone decide what runs (a fake run stands in for the binary)."""
     ran: list[str] = []
-    monkeypatch.setattr(peak, "_run", lambda binary, name, threads, seconds: ran.append(name) or 100.0)
+
+    def fake_run(binary: Path, name: str, threads: int, seconds: float) -> float:
+        ran.append(name)
+        return 100.0
+
+    monkeypatch.setattr(peak, "_run", fake_run)
     peaks = peak.measure(2, frozenset(peak.KERNELS[kernel]), repeats=2, machine="x86_64")
     assert kernel in ran and ran.count(kernel) == 2
     assert all(set(peak.KERNELS[k]) <= set(peak.KERNELS[kernel]) for k in ran), "only kernels whose flags it has"

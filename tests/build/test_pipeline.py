@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from build.data import Dataset
 from build.errors import VariantRejected
 from build.pipeline import (
     BuildContext,
@@ -21,8 +22,11 @@ from build.pipeline import (
     keep_own,
 )
 from build.repository.model_config import TensorIO
+from build.sources import Teacher
 from build.steps.distill import DistillConfig
-from tests.conftest import CIFAR
+from build.verification import Tolerance
+from serving.publication import Publication
+from tests.conftest import CIFAR, unused
 
 
 class Fixed(Step):
@@ -39,8 +43,8 @@ class Fixed(Step):
 
 
 def run(tmp_path: Path, *steps: Step) -> tuple[VariantState, list[Outcome]]:
-    start = VariantState("v", "teacher", None, tmp_path)
-    return Pipeline(steps).run(start, None, log=lambda _: None)
+    start = VariantState("v", "teacher", unused(Tolerance), tmp_path)
+    return Pipeline(steps).run(start, unused(BuildContext), log=lambda _: None)
 
 
 def test_what_steps_produce_is_merged_into_the_next_state(tmp_path: Path) -> None:
@@ -50,7 +54,7 @@ def test_what_steps_produce_is_merged_into_the_next_state(tmp_path: Path) -> Non
     assert state.metrics == {"macs": 1, "graph": {"y": 2}}, "a step's metric replaces the one of the same name"
     assert outcomes == [Outcome("v", Status.OK)]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        state.model = None
+        state.model = None  # type: ignore[misc]  # the assignment that must be refused
 
 
 def test_a_model_fails_alone_but_a_failed_step_ends_the_variant(tmp_path: Path) -> None:
@@ -66,9 +70,10 @@ def test_a_model_fails_alone_but_a_failed_step_ends_the_variant(tmp_path: Path) 
 
 
 def test_the_context_is_read_only(tmp_path: Path) -> None:
-    ctx = BuildContext(None, None, BuildOptions(), (), None, tmp_path, {}, TensorIO(CIFAR, 10))
+    ctx = BuildContext(unused(Dataset), unused(Teacher), BuildOptions(), (), unused(Publication), tmp_path, {},
+                       TensorIO(CIFAR, 10))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        ctx.options = BuildOptions(threads=1)
+        ctx.options = BuildOptions(threads=1)  # type: ignore[misc]  # the assignment that must be refused
 
 
 def test_a_variant_keeps_its_own_choices_over_the_build_config() -> None:

@@ -110,7 +110,7 @@ def test_int8_and_fp16_are_verified_and_published(tmp_path: Path, teacher: Path,
 def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, teacher: Path,
                                                                mini_archive: Path) -> None:
     # The mini archive holds only 10 validation images: far below the calibration minimum.
-    ran = []
+    ran: list[str] = []
     with pytest.raises(ZooError, match="calibration needs 64 to 10 validation images"):
         build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
                   FAST, log=ran.append)
@@ -236,7 +236,7 @@ def test_accuracy_floor_rejects(tmp_path: Path, teacher: Path, mini_archive: Pat
 ])
 def test_bad_settings_fail_before_any_step_runs(tmp_path: Path, teacher: Path, mini_archive: Path,
                                                 config: object, message: str) -> None:
-    ran = []
+    ran: list[str] = []
     options = dataclasses.replace(FAST, configs=(config,))
     with pytest.raises(ZooError, match=message):
         build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "pruned", "sparse",

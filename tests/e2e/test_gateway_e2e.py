@@ -130,7 +130,9 @@ class Load:
     """Concurrent clients hammering an experiment; every non-200 is kept."""
 
     def __init__(self, stack: Stack, experiment: str, bodies: list[bytes], threads: int = 3) -> None:
-        self.stop, self.failures, self.arms = threading.Event(), [], Counter()
+        self.stop = threading.Event()
+        self.failures: list[tuple[int, str]] = []
+        self.arms: Counter[str] = Counter()
         self._lock = threading.Lock()
         args = (stack.url, experiment, bodies)
         self.threads = [threading.Thread(target=self._run, args=args) for _ in range(threads)]

@@ -148,7 +148,8 @@ def start_tritons(hosts: Hosts, repo: Path) -> None:
         cfg = TritonConfig(repo, host=hosts.address[name], http_port=TRITON_PORTS["http"],
                            grpc_port=TRITON_PORTS["grpc"], metrics_port=TRITON_PORTS["metrics"],
                            model_control="explicit", extra_args=("--load-model=*",))
-        hosts.run(name, ["taskset", "-c", str(core % os.cpu_count()), *command(cfg, backends)], env=environment())
+        cpu = core % (os.cpu_count() or 1)
+        hosts.run(name, ["taskset", "-c", str(cpu), *command(cfg, backends)], env=environment())
     for name in ("t1", "t2"):
         wait_http(f"http://{hosts.address[name]}:{TRITON_PORTS['http']}/v2/health/ready", 240, name,
                   lambda name=name: hosts.log(name))
@@ -180,7 +181,9 @@ def start_prometheus(hosts: Hosts, root: Path) -> None:
     path.write_text(json.dumps(config))
     storage = root / "tsdb"
     shutil.rmtree(storage, ignore_errors=True)
-    hosts.run("prom", [shutil.which("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={storage}",
+    prometheus = shutil.which("prometheus")
+    assert prometheus is not None, "the module's needs_tool mark ensures it"
+    hosts.run("prom", [prometheus, f"--config.file={path}", f"--storage.tsdb.path={storage}",
                        f"--web.listen-address={hosts.address['prom']}:{PROM_PORT}", "--log.level=warn"])
     wait_http(f"http://{hosts.address['prom']}:{PROM_PORT}/-/ready", 60, "prometheus", lambda: hosts.log("prom"))
 

@@ -121,7 +121,7 @@ def test_invoke_serve_stops_cleanly_on_ctrl_c(workspace, tmp_path: Path) -> None
     assert "triton_python_backend_stub" in server_processes(repo)
     stack.stop()
     time.sleep(0.5)
-    assert stack.process.returncode is not None
+    assert stack.process is not None and stack.process.returncode is not None
     assert not server_processes(repo), "processes left behind"
 
 

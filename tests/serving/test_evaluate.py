@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 
+from serving.client import TritonClassifier
 from serving.evaluate import ServedResult, build_accuracy, evaluate_served, format_table, not_evaluated
 from tests.serving.manifests import entry
 
@@ -21,10 +24,16 @@ class FakeClassifier:
         return np.array([1.0] * 98 + [5.0, 9.0])
 
 
+def served(fake: FakeClassifier) -> TritonClassifier:
+    """The fake where a TritonClassifier is taken: it answers the two calls evaluate_served makes."""
+    return cast(TritonClassifier, fake)
+
+
 def test_served_accuracy_and_latency_per_model() -> None:
     manifest = {"m_fp32": entry("m_fp32", top1=0.5)}
     labels = np.array([0, 1, 2, 3, 4, 0, 0, 0, 0, 0])
-    (result,) = evaluate_served(FakeClassifier(), manifest, {"m": (np.zeros((10, 3, 32, 32), np.uint8), labels)})
+    test_sets = {"m": (np.zeros((10, 3, 32, 32), np.uint8), labels)}
+    (result,) = evaluate_served(served(FakeClassifier()), manifest, test_sets)
     assert result.served_accuracy == 0.5 and result.variant == "fp32" and result.runtime == "onnxruntime"
     assert result.build_accuracy is None, "the build measured 100 images, not these 10"
     assert result.p50_ms == 1.0 and result.p99_ms > 5.0
@@ -36,7 +45,7 @@ def test_each_family_is_evaluated_on_its_own_test_set() -> None:
     cifar = (np.zeros((10, 3, 32, 32), np.uint8), np.arange(10) % 10)  # FakeClassifier: all right
     digits = (np.zeros((4, 1, 28, 28), np.uint8), np.zeros(4, int))  # right on the first only
     client = FakeClassifier()
-    results = {r.model: r for r in evaluate_served(client, manifest, {"m": cifar, "gray": digits})}
+    results = {r.model: r for r in evaluate_served(served(client), manifest, {"m": cifar, "gray": digits})}
     assert results["m_fp32"].images == 10 and results["m_fp32"].served_accuracy == 1.0
     assert results["gray_int8"].images == 4 and results["gray_int8"].served_accuracy == 0.25
     assert client.shapes == {"m_fp32": (3, 32, 32), "gray_int8": (1, 28, 28)}, "a family without a test set: left out"
@@ -49,7 +58,7 @@ def test_a_test_set_of_another_shape_is_refused_before_anything_is_sent() -> Non
     cifar = (np.zeros((10, 3, 32, 32), np.uint8), np.zeros(10, int))
     with pytest.raises(ValueError, match=r"gray_int8 takes \[1, 28, 28\], the test images of family gray are "
                                          r"\[3, 32, 32\]"):
-        evaluate_served(client, manifest, {"m": cifar, "gray": cifar})
+        evaluate_served(served(client), manifest, {"m": cifar, "gray": cifar})
     assert client.shapes == {}
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
+from serving.backends.openvino.ov_session import OvSession
 from serving.in_process import in_process_runner, model_config
 from tests.serving.backends.conftest import sum_model
 
@@ -37,7 +38,7 @@ def test_openvino_model_runs_on_the_backends_session(tmp_path: Path) -> None:
                      {"NUM_STREAMS": "2", "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": "1"})
     ov.save_model(ov.convert_model(str(sum_model(tmp_path / "src.onnx"))), str(folder / "1" / "model.xml"))
     run = in_process_runner(folder)
-    assert run.settings.streams == 2
+    assert isinstance(run, OvSession) and run.settings.streams == 2
     assert np.all(run(np.ones((4, 3, 2, 2), np.uint8)) == 4)
 
 

@@ -19,9 +19,11 @@ def _conv_model(path: Path, qdq: bool) -> Path:
     inits = [helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])]
     conv_in, weight = "x", "w"
     if qdq:
-        inits += [numpy_helper.from_array(np.float32(1.0), "s"), numpy_helper.from_array(np.uint8(0), "z"),
+        inits += [numpy_helper.from_array(np.array(1.0, np.float32), "s"),
+                  numpy_helper.from_array(np.array(0, np.uint8), "z"),
                   numpy_helper.from_array(rng.integers(-64, 64, (8, 3, 3, 3)).astype(np.int8), "wq"),
-                  numpy_helper.from_array(np.float32(0.01), "ws"), numpy_helper.from_array(np.int8(0), "wz")]
+                  numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+                  numpy_helper.from_array(np.array(0, np.int8), "wz")]
         nodes += [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
                   helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
                   helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"])]

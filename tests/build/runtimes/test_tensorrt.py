@@ -36,7 +36,7 @@ from build.runtimes import RUNTIMES
 from build.runtimes.tensorrt import Buffer, TensorRTRuntime, capability_key, plan_filename
 from build.steps.quantize import Int8Config, quantize
 from build.zoo import _usable_runtimes
-from tests.conftest import CIFAR, ROOT, build_one, models_of
+from tests.conftest import CIFAR, ROOT, build_one, models_of, present
 
 GPU = Hardware("x86_64", 2, frozenset(), gpu="NVIDIA H100 80GB HBM3", gpu_capability=(9, 0))
 NO_GPU = Hardware("x86_64", 2, frozenset())
@@ -57,15 +57,18 @@ def called(name: str) -> list[tuple]:
     return [args for method, args in CALLS if method == name]
 
 
-class Severity(enum.IntEnum):
-    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-
 class ILogger:
-    Severity = Severity
+    class Severity(enum.IntEnum):
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
 
     def __init__(self) -> None:
         pass
+
+    def log(self, severity: ILogger.Severity, msg: str) -> None:
+        raise NotImplementedError("ILogger.log is abstract in TensorRT: a logger overrides it")
+
+
+Severity = ILogger.Severity
 
 
 class BuilderFlag(enum.Enum):  # TensorRT 11's: FP16, INT8, BF16, FP8, INT4, FP4 and the precision constraints are gone
@@ -88,9 +91,11 @@ class DataType(enum.Enum):
     FLOAT, HALF, INT8, INT32, BOOL, UINT8 = range(6)
 
 
-NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32,
-         DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
-ONNX_TYPES = {TensorProto.FLOAT: DataType.FLOAT, TensorProto.FLOAT16: DataType.HALF, TensorProto.UINT8: DataType.UINT8}
+NUMPY: dict[DataType, type[np.generic]] = {
+    DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32,
+    DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+ONNX_TYPES: dict[int, DataType] = {  # by TensorProto.DataType: the elem_type of a tensor, an int
+    TensorProto.FLOAT: DataType.FLOAT, TensorProto.FLOAT16: DataType.HALF, TensorProto.UINT8: DataType.UINT8}
 
 
 class Tensor:
@@ -106,7 +111,10 @@ class Network:  # __slots__ everywhere: setting an attribute the real object lac
     __slots__ = ("flags", "inputs", "outputs", "onnx")
 
     def __init__(self, flags: int) -> None:
-        self.flags, self.inputs, self.outputs, self.onnx = flags, [], [], b""
+        self.flags = flags
+        self.inputs: list[Tensor] = []
+        self.outputs: list[Tensor] = []
+        self.onnx = b""
 
     @property
     def num_inputs(self) -> int:
@@ -130,7 +138,8 @@ class OnnxParser:
     __slots__ = ("network", "errors")
 
     def __init__(self, network: Network, logger: ILogger) -> None:
-        self.network, self.errors = network, []
+        self.network = network
+        self.errors: list[ParserError] = []
 
     def parse_from_file(self, path: str) -> bool:
         record("parse_from_file", path)
@@ -177,7 +186,9 @@ class BuilderConfig:
     __slots__ = ("profiles", "cache", "tf32")
 
     def __init__(self) -> None:
-        self.profiles, self.cache, self.tf32 = [], None, True  # TF32 is on by default in TensorRT
+        self.profiles: list[OptimizationProfile] = []
+        self.cache: TimingCache | None = None
+        self.tf32 = True  # TF32 is on by default in TensorRT
 
     def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
         record("set_memory_pool_limit", pool, size)
@@ -204,7 +215,7 @@ class BuilderConfig:
         self.cache = cache
         return True
 
-    def get_timing_cache(self) -> TimingCache:
+    def get_timing_cache(self) -> TimingCache | None:
         return self.cache
 
 
@@ -288,7 +299,9 @@ class Context:
     __slots__ = ("engine", "shape", "addresses")
 
     def __init__(self, engine: Engine) -> None:
-        self.engine, self.shape, self.addresses = engine, None, {}
+        self.engine = engine
+        self.shape: tuple[int, ...] | None = None
+        self.addresses: dict[str, int] = {}
 
     def set_input_shape(self, name: str, shape: tuple) -> bool:
         record("set_input_shape", name, tuple(shape))
@@ -299,6 +312,7 @@ class Context:
         return True
 
     def get_tensor_shape(self, name: str) -> tuple:
+        assert self.shape is not None, "the input shape is set before shapes are read"
         return self.shape if name == self.engine.plan["input"] else (self.shape[0], self.engine.plan["classes"])
 
     def set_tensor_address(self, name: str, address: int) -> bool:
@@ -308,6 +322,7 @@ class Context:
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         record("execute_async_v3", stream_handle, self.shape)
+        assert self.shape is not None, "the input shape is set before the engine runs"
         rows = self.shape[0]
         images = DEVICE_MEMORY[self.addresses[self.engine.plan["input"]]][:rows]
         logits = self.engine.session.run(None, {self.engine.plan["input"]: images})[0]
@@ -315,14 +330,20 @@ class Context:
         return True
 
 
-def fake_tensorrt(version: str = "10.5.0.18") -> types.ModuleType:
-    module = types.ModuleType("tensorrt")
-    module.__version__ = version
-    for cls in (ILogger, BuilderFlag, NetworkDefinitionCreationFlag, MemoryPoolType, TensorIOMode, DataType,
-                OnnxParser, Builder, Runtime):
-        setattr(module, cls.__name__, cls)
-    module.nptype = lambda dtype: NUMPY[dtype]
-    return module
+class FakeTensorRT(types.ModuleType):
+    """The fake `tensorrt` module: its version, `nptype`, and the classes above under TensorRT's names."""
+
+    def __init__(self, version: str = "10.5.0.18") -> None:
+        super().__init__("tensorrt")
+        self.__version__ = version
+        self.ILogger, self.BuilderFlag, self.MemoryPoolType = ILogger, BuilderFlag, MemoryPoolType
+        self.NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag
+        self.TensorIOMode, self.DataType = TensorIOMode, DataType
+        self.OnnxParser, self.Builder, self.Runtime = OnnxParser, Builder, Runtime
+
+    @staticmethod
+    def nptype(dtype: DataType) -> type[np.generic]:
+        return NUMPY[dtype]
 
 
 class FakeDevice:
@@ -368,9 +389,9 @@ class FakeDevice:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
     # Handed to the runtime, not put in sys.modules: torch's exporter probes for a real `tensorrt` there.
-    module = fake_tensorrt()
+    module = FakeTensorRT()
     monkeypatch.setattr(trt_runtime, "_trt", lambda: module)
     monkeypatch.setattr(trt_runtime, "find_spec", lambda name: object() if name == "tensorrt" else None)
     CALLS.clear()
@@ -379,7 +400,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 @pytest.fixture
-def runtime(fake: types.ModuleType) -> TensorRTRuntime:
+def runtime(fake: FakeTensorRT) -> TensorRTRuntime:
     return TensorRTRuntime(device_factory=FakeDevice)
 
 
@@ -446,7 +467,7 @@ def test_applies_to_fp32_fp16_and_every_int8_variant_and_says_why_not_to_the_res
         assert runtime.skip_variant(variant) is None, variant
     for variant in ("pruned", "sparse", "distilled", "pruned_distilled"):
         why = runtime.skip_variant(variant)
-        assert "precision variants" in why and variant in why
+        assert why is not None and "precision variants" in why and variant in why
 
 
 def test_the_file_decides_what_tensorrt_can_build(tmp_path: Path) -> None:
@@ -455,14 +476,14 @@ def test_the_file_decides_what_tensorrt_can_build(tmp_path: Path) -> None:
     assert runtime.skip_reason(conv_model(tmp_path / "fp16.onnx", TensorProto.FLOAT16)) is None
     assert runtime.skip_reason(conv_model(tmp_path / "s8.onnx", zero_point=(TensorProto.INT8, 0))) is None
     unsigned = runtime.skip_reason(conv_model(tmp_path / "u8.onnx", zero_point=(TensorProto.UINT8, 128)))
-    assert "UINT8" in unsigned and "symmetric" in unsigned and "quant_images" in unsigned
+    assert unsigned is not None and "UINT8" in unsigned and "symmetric" in unsigned and "quant_images" in unsigned
     asymmetric = runtime.skip_reason(conv_model(tmp_path / "a8.onnx", zero_point=(TensorProto.INT8, 3)))
-    assert "non-zero zero points" in asymmetric and "ActivationSymmetric=True" in asymmetric
+    assert asymmetric is not None and "non-zero zero points" in asymmetric and "ActivationSymmetric=True" in asymmetric
     both = runtime.skip_reason(conv_model(tmp_path / "ub.onnx", zero_point=(TensorProto.UINT8, 128), int32_bias=True))
-    assert "INT32 biases behind DequantizeLinear (first at bias_dq)" in both
+    assert both is not None and "INT32 biases behind DequantizeLinear (first at bias_dq)" in both
     assert "with QInt8 activations with extra_options ActivationSymmetric=True, extra_options QuantizeBias=False" \
         in both, "every fix a GPU INT8 needs, in one line"
-    assert "fixed batch of 8" in runtime.skip_reason(conv_model(tmp_path / "b8.onnx", batch=8))
+    assert "fixed batch of 8" in present(runtime.skip_reason(conv_model(tmp_path / "b8.onnx", batch=8)))
 
 
 def test_the_zoos_int8_on_a_gpu_machine_passes_and_its_cpu_encoding_does_not(tmp_path: Path) -> None:
@@ -475,7 +496,7 @@ def test_the_zoos_int8_on_a_gpu_machine_passes_and_its_cpu_encoding_does_not(tmp
         files[label] = tmp_path / f"{label}.onnx"
         quantize(src, files[label], "images", images(64), Int8Config(calibration_images=64), int8_types(hw), [])
     why = TensorRTRuntime().skip_reason(files["cpu"])
-    assert "UINT8" in why and "INT32 biases" in why
+    assert why is not None and "UINT8" in why and "INT32 biases" in why
     assert TensorRTRuntime().skip_reason(files["gpu"]) is None
 
 
@@ -488,12 +509,12 @@ def test_without_the_package_or_a_gpu_the_build_skips_it_in_one_line(monkeypatch
     assert logged == [f"skipping runtime tensorrt: {runtime.unavailable_reason(GPU)}"]
 
 
-def test_the_package_alone_is_not_enough(fake: types.ModuleType) -> None:
+def test_the_package_alone_is_not_enough(fake: FakeTensorRT) -> None:
     runtime = TensorRTRuntime()
-    assert "no CUDA GPU" in runtime.unavailable_reason(NO_GPU)
+    assert "no CUDA GPU" in present(runtime.unavailable_reason(NO_GPU))
     assert runtime.unavailable_reason(GPU) is None
     fake.__version__ = "8.6.1"
-    assert "too old" in runtime.unavailable_reason(GPU)
+    assert "too old" in present(runtime.unavailable_reason(GPU))
 
 
 def test_the_registry_does_not_import_tensorrt_or_cuda() -> None:
@@ -506,7 +527,7 @@ def test_the_registry_does_not_import_tensorrt_or_cuda() -> None:
 # --- the builder's use of the API --------------------------------------------------------------------------------
 
 
-def test_the_fake_has_none_of_the_apis_tensorrt_11_removed(fake: types.ModuleType) -> None:
+def test_the_fake_has_none_of_the_apis_tensorrt_11_removed(fake: FakeTensorRT) -> None:
     """So that the tests below fail if the runtime reaches for one."""
     builder = fake.Builder(fake.ILogger())
     config = builder.create_builder_config()
@@ -515,9 +536,9 @@ def test_the_fake_has_none_of_the_apis_tensorrt_11_removed(fake: types.ModuleTyp
                         (config, "max_workspace_size")]:
         assert not hasattr(owner, name), name
     with pytest.raises(AttributeError):
-        config.int8_calibrator = object()
+        config.int8_calibrator = object()  # type: ignore[attr-defined]  # the removed attribute, which must fail
     with pytest.raises(AttributeError):
-        config.max_workspace_size = 1 << 30
+        config.max_workspace_size = 1 << 30  # type: ignore[attr-defined]  # the removed attribute, which must fail
     assert not hasattr(Context, "execute_async_v2") and not hasattr(Context, "set_binding_shape")
     assert not hasattr(Engine, "get_binding_shape") and not hasattr(Engine, "device_memory_size")
 
@@ -642,7 +663,7 @@ def test_manifest_records_tensorrt_version_compute_capability_and_profile(runtim
     json.dumps(info)  # it goes into manifest.json as it is
 
 
-def test_an_unknown_tensorrt_version_names_no_container(fake: types.ModuleType, tmp_path: Path) -> None:
+def test_an_unknown_tensorrt_version_names_no_container(fake: FakeTensorRT, tmp_path: Path) -> None:
     fake.__version__ = "11.4.0.106"
     runtime = TensorRTRuntime(device_factory=FakeDevice)
     _, _, run = publish(runtime, conv_model(tmp_path / "fp32.onnx"), tmp_path / "m" / "1")
@@ -667,7 +688,7 @@ def test_opt_batch_must_lie_in_the_profile() -> None:
 
 
 def test_a_build_publishes_verified_plans_and_says_where_tensorrt_does_not_apply(
-        fake: types.ModuleType, tmp_path: Path, teacher: Path, mini_archive: Path,
+        fake: FakeTensorRT, tmp_path: Path, teacher: Path, mini_archive: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(RUNTIMES, "tensorrt", TensorRTRuntime(device_factory=FakeDevice))
     monkeypatch.setattr("build.zoo.detect", lambda: GPU)

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import build.steps.distill
 from build.data import load_dataset
 from build.errors import ZooError
+from build.models import Classifier
 from build.pipeline import BuildOptions
 from build.steps.distill import DistillConfig, distill_student, shipped_student
 from tests.conftest import CIFAR, build_one, card_for, models_of
@@ -26,7 +28,12 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
 
     trained: list[str] = []
     real_distill = build.steps.distill.distill
-    monkeypatch.setattr(build.steps.distill, "distill", lambda *a: trained.append(a[-1]) or real_distill(*a))
+
+    def recorded_distill(*args: Any) -> tuple[Classifier, float]:
+        trained.append(args[-1])
+        return real_distill(*args)
+
+    monkeypatch.setattr(build.steps.distill, "distill", recorded_distill)
 
     def zoo(config: DistillConfig) -> dict:
         options = dataclasses.replace(OPTIONS, configs=(config,))

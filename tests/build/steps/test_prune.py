@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -42,7 +43,8 @@ def test_pruning_keeps_residual_shapes_consistent(model: Classifier, importance:
         torch.nn.functional.cross_entropy(model(x), torch.zeros(4, dtype=torch.long)).backward()
     _pruner(model, 0.5, 1, importance, None).step()
     assert model(x).shape == (4, 10), "the head keeps its classes"
-    assert model.backbone.fc.in_features < 32, "channels feeding the head were pruned"
+    fc = model.backbone.fc
+    assert isinstance(fc, torch.nn.Linear) and fc.in_features < 32, "channels feeding the head were pruned"
 
 
 def test_channels_are_rounded_unless_the_network_is_too_narrow(model: Classifier) -> None:
@@ -67,7 +69,12 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
 
     trained: list[str] = []
     real_prune = build.steps.prune.prune
-    monkeypatch.setattr(build.steps.prune, "prune", lambda *a: trained.append(a[-1]) or real_prune(*a))
+
+    def recorded_prune(*args: Any) -> tuple[Classifier, dict]:
+        trained.append(args[-1])
+        return real_prune(*args)
+
+    monkeypatch.setattr(build.steps.prune, "prune", recorded_prune)
 
     def zoo(prune: PruneConfig) -> dict:
         build_one(data, teacher, tmp_path / "repo", variants, ["onnxruntime"],

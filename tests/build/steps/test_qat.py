@@ -17,7 +17,7 @@ from torch.ao.quantization import FakeQuantize
 from torch.nn import functional as F
 
 from build.card import ModelCard
-from build.data import load_dataset
+from build.data import Dataset, load_dataset
 from build.errors import ZooError
 from build.hardware import Int8Types, detect, int8_types
 from build.models import Classifier
@@ -39,8 +39,10 @@ from build.steps.qat import (
     insert_fake_quant,
 )
 from build.steps.quantize import Int8Config, QuantizeStatic
+from build.verification import Tolerance
 from build.zoo import build_order
-from tests.conftest import CIFAR, PRE, build_one, models_of
+from serving.publication import Publication
+from tests.conftest import CIFAR, PRE, build_one, models_of, unused
 
 ONNX_TYPES = {QuantType.QUInt8: TensorProto.UINT8, QuantType.QInt8: TensorProto.INT8}
 TYPES = [
@@ -55,6 +57,7 @@ def tiny_model() -> Classifier:
     torch.manual_seed(0)
     model = Classifier(CifarResNet([1, 1], [8, 16], 10), PRE)
     for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        assert bn.running_mean is not None and bn.running_var is not None, "BatchNorms track running statistics"
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
         bn.weight.data.uniform_(0.5, 1.5)
@@ -71,10 +74,11 @@ def context(tmp_path: Path, mini_archive: Path) -> BuildContext:
     data = dataclasses.replace(mini, val=mini.test)  # the mini archive's validation split is too small to calibrate
     options = BuildOptions(threads=1, verify_images=100)
     teacher = Teacher(card_for_model(), "tiny", module=tiny_model())
-    return BuildContext(data, teacher, options, [], None, tmp_path, {}, TensorIO(CIFAR, 10))
+    return BuildContext(data, teacher, options, [], unused(Publication), tmp_path, {}, TensorIO(CIFAR, 10))
 
 
-def ort_qparams(rmin: float, rmax: float, qtype: QuantType, reduce_range: bool, symmetric: bool):
+def ort_qparams(rmin: float | torch.Tensor, rmax: float | torch.Tensor, qtype: QuantType, reduce_range: bool,
+                symmetric: bool):
     """Scale and zero point as ONNX Runtime's quantizer computes them."""
     qmin, qmax = get_qmin_qmax_for_qType(ONNX_TYPES[qtype], reduce_range=reduce_range, symmetric=symmetric)
     zero, scale = compute_scale_zp(np.float32(float(rmin)), np.float32(float(rmax)), qmin, qmax, symmetric=symmetric)
@@ -94,7 +98,8 @@ def fake_quant(x: torch.Tensor, scale: float, zero: int, qmin: int, qmax: int) -
 ])
 def test_bad_settings_are_refused_before_the_build(name: str, value: str, message: str, tmp_path: Path) -> None:
     options = options_for("default", [f"qat.{name}={value}"])
-    ctx = BuildContext(None, None, options, [], None, tmp_path, {}, TensorIO(CIFAR, 10))
+    ctx = BuildContext(unused(Dataset), unused(Teacher), options, [], unused(Publication), tmp_path, {},
+                       TensorIO(CIFAR, 10))
     with pytest.raises(ZooError, match=message):
         QuantAwareFinetune().tuned(options.configs).check(ctx)
 
@@ -107,7 +112,7 @@ def test_unsigned_weights_cannot_be_simulated() -> None:
 
 @pytest.mark.parametrize("types", TYPES, ids=lambda t: t.reason)
 @pytest.mark.parametrize("layer", [nn.Conv2d(3, 4, 3, padding=1), nn.Linear(6, 5)], ids=["conv", "linear"])
-def test_wrapped_layer_quantizes_as_onnxruntime_would(types: Int8Types, layer: nn.Module) -> None:
+def test_wrapped_layer_quantizes_as_onnxruntime_would(types: Int8Types, layer: nn.Conv2d | nn.Linear) -> None:
     torch.manual_seed(1)
     x = torch.randn(8, 3, 5, 5) * 2 + 0.5 if isinstance(layer, nn.Conv2d) else torch.randn(8, 6) * 3
     out = FakeQuantLayer(copy.deepcopy(layer), types)(x)
@@ -141,6 +146,7 @@ def test_input_ranges_freeze_while_weight_ranges_follow() -> None:
     fold_batchnorm(model)
     insert_fake_quant(model, TYPES[0])
     stem = model.get_submodule("backbone.stem.0")
+    assert isinstance(stem, FakeQuantLayer)
     handle = freeze_input_ranges_after(model, 2)
     model.train()
     model(images(4, seed=1))
@@ -158,9 +164,10 @@ def test_step_leaves_a_plain_folded_float_model(tmp_path: Path, mini_archive: Pa
     # A learning rate this small keeps the weights in place, so the result must equal the folded input.
     ctx = context(tmp_path, mini_archive)
     parent = tiny_model()
-    state = VariantState("qat", "parent", None, tmp_path, model=parent)
+    state = VariantState("qat", "parent", unused(Tolerance), tmp_path, model=parent)
     step = QuantAwareFinetune(QatConfig(steps=3, lr=1e-7, batch_size=32))
     state = state.advanced(step.name, step.run(state, ctx))
+    assert state.model is not None
     assert not any(isinstance(m, (FakeQuantLayer, FakeQuantize, nn.BatchNorm2d)) for m in state.model.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in parent.modules()), "the parent's model is left alone"
     folded = copy.deepcopy(tiny_model())
@@ -174,7 +181,7 @@ def test_step_leaves_a_plain_folded_float_model(tmp_path: Path, mini_archive: Pa
 
 def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: Path) -> None:
     ctx = context(tmp_path, mini_archive)
-    state = VariantState("qat", "parent", None, tmp_path, model=tiny_model())
+    state = VariantState("qat", "parent", unused(Tolerance), tmp_path, model=tiny_model())
     for step in (QuantAwareFinetune(QatConfig(steps=4, batch_size=32)), ExportOnnx(), OptimizeGraph(),
                  QuantizeStatic(Int8Config(calibration_images=64, check_images=100))):
         step.check(ctx)
@@ -186,6 +193,7 @@ def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: P
     # ONNX Runtime picks the weight scales QAT trained for: per output channel, max-abs over 127 (or 64).
     scales = [onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_scale")]
     levels = 64 if int8_types(detect()).reduce_range else 127
+    assert state.model is not None and state.reference_logits is not None
     for name, m in state.model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             expected = m.weight.detach().abs().flatten(1).amax(1).numpy() / levels

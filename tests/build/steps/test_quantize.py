@@ -13,7 +13,7 @@ from build.hardware import detect, int8_types
 from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.steps.quantize import Int8Config, QuantizeStatic, doubling, quantize, sensitivity
-from tests.conftest import CIFAR, PRE
+from tests.conftest import CIFAR, PRE, unused
 
 
 @pytest.fixture
@@ -40,14 +40,18 @@ def test_sensitivity_ranks_every_quantized_layer(quantized, tmp_path: Path) -> N
 def test_over_budget_layers_fall_back_to_fp32(quantized, tmp_path: Path, mini_archive: Path) -> None:
     from build.pipeline import BuildContext, BuildOptions, VariantState
     from build.repository.model_config import TensorIO
+    from build.sources import Teacher
+    from build.verification import Tolerance
+    from serving.publication import Publication
 
     prepared, _, _ = quantized
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     # A negative budget can never be met: the step falls back as far as it is allowed to.
     cfg = Int8Config(calibration_images=64, check_images=100, accuracy_budget=-1.0, max_fallback_layers=3)
-    ctx = BuildContext(data, None, BuildOptions(threads=1), [], None, tmp_path, {}, TensorIO(CIFAR, 10))
-    state = VariantState("int8", "fp32", None, tmp_path, onnx_path=prepared)
+    ctx = BuildContext(data, unused(Teacher), BuildOptions(threads=1), [], unused(Publication), tmp_path, {},
+                       TensorIO(CIFAR, 10))
+    state = VariantState("int8", "fp32", unused(Tolerance), tmp_path, onnx_path=prepared)
     result = QuantizeStatic(cfg).run(state, ctx)
     state = state.advanced("quantize_static_int8", result)
     q = state.metrics["quantization"]

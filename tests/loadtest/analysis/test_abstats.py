@@ -13,6 +13,7 @@ from loadtest.analysis.abstats import (
     value_at_rank,
     wilson,
 )
+from tests.conftest import present
 
 
 def hist(samples: list[float], bounds: list[float]) -> dict:
@@ -23,15 +24,15 @@ def hist(samples: list[float], bounds: list[float]) -> dict:
 
 
 def test_wilson_matches_the_textbook_values() -> None:
-    ci = wilson(50, 100)
+    ci = present(wilson(50, 100))
     assert ci.value == 0.5 and ci.low == pytest.approx(0.4038, abs=1e-4) and ci.high == pytest.approx(0.5962, abs=1e-4)
-    zero = wilson(0, 20)
+    zero = present(wilson(0, 20))
     assert zero.low == 0.0 and zero.high == pytest.approx(0.1611, abs=1e-4)  # never a zero-width interval
     assert wilson(0, 0) is None
 
 
 def test_newcombe_difference_holds_the_point_estimate() -> None:
-    d = newcombe_difference(wilson(90, 100), wilson(80, 100))
+    d = newcombe_difference(present(wilson(90, 100)), present(wilson(80, 100)))
     assert d.value == pytest.approx(0.1) and d.low < 0.1 < d.high and d.low == pytest.approx(0.0006, abs=2e-3)
 
 
@@ -40,9 +41,9 @@ def test_median_and_mean_from_buckets_bracket_the_truth() -> None:
     samples = list(rng.uniform(0.0, 0.010, 4000))
     bounds = [i / 1000 for i in range(1, 11)]
     h = hist(samples, bounds)
-    med = median_ci(h["buckets"])
+    med = present(median_ci(h["buckets"]))
     assert med.low <= np.median(samples) <= med.high and med.high - med.low < 0.001
-    mean = mean_ci(h["buckets"], h["sum"], h["count"])
+    mean = present(mean_ci(h["buckets"], h["sum"], h["count"]))
     assert mean.value == pytest.approx(np.mean(samples))
     sd = (mean.high - mean.low) / 2 / 1.959964 * np.sqrt(4000)
     assert sd == pytest.approx(np.std(samples), rel=0.02)  # bucket midpoints: close to the true spread

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from loadtest.analysis.capacity import Plan, Point, Slo, curve, instance_count, knee, plan_capacity, sustainable
+from tests.conftest import present
 
 # A typical curve: throughput grows with users until the server saturates, then only latency grows.
 STEPS = [
@@ -21,7 +22,7 @@ def test_curve_prefers_prometheus_sub_ms_quantiles() -> None:
 
 
 def test_knee_is_where_throughput_stops_paying_for_latency() -> None:
-    assert knee(curve(STEPS, 0.95)).users == 5
+    assert present(knee(curve(STEPS, 0.95))).users == 5
     assert knee(curve(STEPS[:2], 0.95)) is None  # too few points to tell
 
 

@@ -7,7 +7,8 @@ class Clock:
     """Cumulative Locust-like totals fed step by step: each step adds (requests, failures, latency ms)."""
 
     def __init__(self) -> None:
-        self.at, self.requests, self.failures, self.times = 0.0, 0, 0, {}
+        self.at, self.requests, self.failures = 0.0, 0, 0
+        self.times: dict[int, int] = {}  # latency ms -> requests
 
     def snap(self) -> Snapshot:
         return Snapshot(self.at, self.requests, self.failures, dict(self.times))

@@ -38,7 +38,7 @@ from loadtest.report import headroom as report
 from loadtest.report.headroom import markdown
 from loadtest.runs.plan import LoadPlan
 from serving.triton import free_ports
-from tests.conftest import CIFAR
+from tests.conftest import CIFAR, present
 from tests.serving.manifests import entry, write
 
 IMAGE = np.arange(3 * 32 * 32, dtype=np.uint8).reshape(3, 32, 32)
@@ -83,7 +83,7 @@ def test_generator_commands(tmp_path: Path) -> None:
 def test_wrk_summary_line_is_parsed() -> None:
     out = 'Running 5s test\n...\nTZ_WRK {"requests": 100, "duration_us": 5000000, "connect": 0, "read": 1, ' \
           '"write": 0, "status": 3, "timeout": 0, "p50_us": 500, "p99_us": 900}\n'
-    summary = parse_wrk(out)
+    summary = present(parse_wrk(out))
     assert summary["requests"] == 100 and summary["non_2xx"] == 3 and summary["read"] == 1
     assert parse_wrk("no summary") is None
 
@@ -274,6 +274,7 @@ def test_variants_are_sent_their_own_image_and_the_trivial_model_takes_the_first
     md = report.write(headroom.run_headroom(IMAGE, HeadroomPlan(), tmp_path / "out", repo,
                                             ["g_fp32", "w_fp32", "c_fp32"], payloads={"g_fp32": own}))
     variants = seen["variants"]
+    assert isinstance(variants, dict)
     assert np.array_equal(variants["g_fp32"], own[0]), "its own payload"
     assert variants["w_fp32"].shape == (3, 48, 48) and np.array_equal(variants["c_fp32"], IMAGE), "the image, fitted"
     assert seen["trivial"] is variants["g_fp32"], "the trivial model stands in for the first variant"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def test_the_client_tax_control_is_paired_by_round_like_the_plain_ratio() -> Non
 
 
 def test_the_taxed_run_burns_the_clients_cpu_beside_the_model(monkeypatch) -> None:
-    started = []
+    started: list[list[str] | str] = []  # the tax's command, then "waited"
 
     class FakeTax:
         def __init__(self, command: list[str]) -> None:
@@ -59,8 +60,13 @@ def test_speedups_are_ratios_to_the_baseline_in_the_same_run() -> None:
 
 
 def test_in_process_rate_runs_plain_runners_back_to_back() -> None:
-    calls = []
-    rate = in_process_rate(lambda x: calls.append(len(x)), np.zeros((4, 1)), 0.05)
+    calls: list[int] = []
+
+    def runner(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x
+
+    rate = in_process_rate(runner, np.zeros((4, 1)), 0.05)
     assert calls and all(n == 4 for n in calls)
     assert rate > 0
 
@@ -108,7 +114,7 @@ def test_each_model_is_loaded_with_its_own_images_at_its_own_input(tmp_path, mon
     import serving.triton
 
     repo = write(tmp_path / "repo", [entry("c_fp32"), entry("g_fp32", dims=(1, 28, 28))])
-    seen = {}
+    seen: dict[str, dict[str, Any]] = {}
 
     @contextlib.contextmanager
     def fake_triton(cfg, *args):

@@ -57,6 +57,7 @@ def test_real_prometheus_scrapes_an_exporter_and_answers_promql() -> None:
     try:
         with PrometheusServer({"locust": [f"127.0.0.1:{exporter_port}"]}, prom_port, interval_s=0.2) as prom:
             workdir = prom.workdir
+            assert workdir is not None, "a running server has its storage"
             prom.client.wait_for_targets({"locust"})
             value = _poll(lambda: prom.client.scalar('sum(tritonzoo_test_requests_total{job="locust"})'))
             assert value == 3.0

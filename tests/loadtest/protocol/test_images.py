@@ -28,21 +28,24 @@ from tests.serving.manifests import card, entry, write
 
 def first_mini_image() -> Image.Image:
     with tarfile.open(MINI_ARCHIVE) as tar:  # the first image in payload order: the first airplane
-        data = tar.extractfile("cifar10-mini/test/airplane/0000.jpg").read()
+        member = tar.extractfile("cifar10-mini/test/airplane/0000.jpg")
+        assert member is not None
+        data = member.read()
     return Image.open(io.BytesIO(data))
 
 
 def test_images_are_resized_to_the_input_asked_for() -> None:
     wide = load_test_images(MINI_ARCHIVE, 4, (3, 48, 48))
     assert wide.shape == (4, 3, 48, 48) and wide.dtype == np.uint8
-    expected = np.asarray(first_mini_image().convert("RGB").resize((48, 48), Image.BILINEAR)).transpose(2, 0, 1)
+    resized = first_mini_image().convert("RGB").resize((48, 48), Image.Resampling.BILINEAR)
+    expected = np.asarray(resized).transpose(2, 0, 1)
     assert np.array_equal(wide[0], expected)
 
 
 def test_one_channel_images_are_the_grayscale_of_the_originals() -> None:
     gray = load_test_images(MINI_ARCHIVE, 3, (1, 28, 28))
     assert gray.shape == (3, 1, 28, 28)
-    expected = np.asarray(first_mini_image().convert("L").resize((28, 28), Image.BILINEAR))
+    expected = np.asarray(first_mini_image().convert("L").resize((28, 28), Image.Resampling.BILINEAR))
     assert np.array_equal(gray[0, 0], expected)
     assert np.array_equal(load_test_images(MINI_ARCHIVE, 3, CIFAR), load_test_images(MINI_ARCHIVE, 3, (3, 32, 32)))
 
@@ -85,7 +88,12 @@ def test_each_model_takes_its_familys_dataset_at_its_own_input(tmp_path: Path, m
     repo = write(tmp_path / "repo", entries, cards)
     reads: list[Path] = []
     pick = images_module.pick_test_images
-    monkeypatch.setattr(images_module, "pick_test_images", lambda s, n: reads.append(s) or pick(s, n))
+
+    def recorded_pick(source: Path, limit: int) -> images_module.Picked:
+        reads.append(source)
+        return pick(source, limit)
+
+    monkeypatch.setattr(images_module, "pick_test_images", recorded_pick)
 
     payloads = payloads_for(repo, [e.model for e in entries], MINI_ARCHIVE, 4)
     assert sorted(reads) == sorted([digits, MINI_ARCHIVE]), "each source is read once, whatever the shapes"
@@ -129,6 +137,7 @@ def test_one_array_is_fitted_to_each_models_input(tmp_path: Path) -> None:
 def test_payload_files_hold_one_array_per_model_or_one_for_all(tmp_path: Path) -> None:
     payloads = {"a_fp32": np.ones((5, 3, 32, 32), np.uint8), "g_fp32": np.zeros((5, 1, 28, 28), np.uint8)}
     loaded = load_payloads(save_payloads(payloads, tmp_path / "images.npz"), 3)
+    assert isinstance(loaded, dict)
     assert {m: a.shape for m, a in loaded.items()} == {"a_fp32": (3, 3, 32, 32), "g_fp32": (3, 1, 28, 28)}
     single = load_payloads(save_images(payloads["a_fp32"], tmp_path / "images.npy"))
     assert isinstance(single, np.ndarray) and single.shape == (5, 3, 32, 32)

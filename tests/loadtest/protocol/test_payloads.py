@@ -29,7 +29,9 @@ def test_real_test_images_from_the_archive_interleave_classes() -> None:
     images = load_test_images(MINI_ARCHIVE, 25, CIFAR)
     assert images.shape == (25, 3, 32, 32) and images.dtype == np.uint8
     with tarfile.open(MINI_ARCHIVE) as tar:  # the second image is the first of the second class (automobile)
-        first = tar.extractfile("cifar10-mini/test/automobile/0000.jpg").read()
+        member = tar.extractfile("cifar10-mini/test/automobile/0000.jpg")
+        assert member is not None
+        first = member.read()
     expected = np.asarray(Image.open(io.BytesIO(first)).convert("RGB")).transpose(2, 0, 1)
     assert np.array_equal(images[1], expected)
 

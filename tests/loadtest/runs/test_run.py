@@ -3,11 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from loadtest.analysis.capacity import Slo
+from loadtest.metrics.prometheus import PromClient
 from loadtest.runs import run
 from loadtest.runs.drive import LocustOutcome
 from loadtest.runs.plan import LoadPlan
 from loadtest.runs.spec import CONFIRM_WARMUP_S, CapacityGoal, LoadSpec
 from loadtest.runs.stack import Endpoints, Stack
+from tests.conftest import unused
 from tests.serving.manifests import entry, write
 
 ENDS = Endpoints("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
@@ -66,7 +68,7 @@ def test_a_missed_confirmation_backs_off_to_the_next_step_and_the_plan_follows(m
         return {"met": best["users"] < 6, "partial": None}
 
     monkeypatch.setattr(run, "confirm", fake_confirm)
-    attempts = run.confirm_plan(spec(), Slo(0.05), CapacityGoal(confirm_seconds=10), results, None)
+    attempts = run.confirm_plan(spec(), Slo(0.05), CapacityGoal(confirm_seconds=10), results, unused(Stack))
     out = spec().out
     assert calls == [(6, 240.0, out / "confirm"), (4, 160.0, out / "confirm-2")]
     assert [a["met"] for a in attempts] == [False, True]
@@ -76,9 +78,14 @@ def test_a_missed_confirmation_backs_off_to_the_next_step_and_the_plan_follows(m
 
     calls.clear()
     results = {"capacity": plan_capacity(steps, Slo(0.05), 1000, 0.2, 1.0, 1)}
-    monkeypatch.setattr(run, "confirm", lambda *a, **k: calls.append(a) or {"met": False, "partial": None})
+
+    def missed(spec: LoadSpec, slo: Slo, best: dict, rate: float, seconds: float, stack: Stack, out: Path) -> dict:
+        calls.append((best["users"], rate, out))
+        return {"met": False, "partial": None}
+
+    monkeypatch.setattr(run, "confirm", missed)
     attempts = run.confirm_plan(spec(), Slo(0.05), CapacityGoal(confirm_seconds=10, confirm_attempts=2),
-                                results, None)
+                                results, unused(Stack))
     assert len(attempts) == 2 and results["capacity"]["planned_from"]["users"] == 6, "nothing met: plan unchanged"
 
 
@@ -90,12 +97,18 @@ def test_locust_is_given_each_models_images_at_its_own_input(monkeypatch, tmp_pa
 
     repo = write(tmp_path / "repo", [entry("c_fp32"), entry("g_fp32", dims=(1, 28, 28))])
     commands: list[list[str]] = []
-    monkeypatch.setattr(run, "drive_locust", lambda cmd, log, bound: commands.append(cmd) or LocustOutcome(0, None))
+
+    def drive_locust(cmd: list[str], log: Path, bound: float) -> LocustOutcome:
+        commands.append(cmd)
+        return LocustOutcome(0, None)
+
+    monkeypatch.setattr(run, "drive_locust", drive_locust)
     monkeypatch.setattr(run, "collect", lambda *a, **k: {"partial": None})
     monkeypatch.setattr(run, "write_results", lambda results, out: None)
     one = LoadSpec(repo, MINI_ARCHIVE, tmp_path / "out", images=6, interval_s=0.01)
-    run.run_load(one, Stack(ENDS, None, [9000]))
+    run.run_load(one, Stack(ENDS, unused(PromClient), [9000]))
     plan = LoadPlan.read(Path(option(commands[0], "--tz-plan")))
     images = load_payloads(Path(plan.images_file))
+    assert isinstance(images, dict)
     assert {m: a.shape for m, a in images.items()} == {"c_fp32": (6, 3, 32, 32), "g_fp32": (6, 1, 28, 28)}
     assert plan.models == () and images["g_fp32"].dtype == np.uint8

@@ -19,9 +19,13 @@ def test_an_experiment_is_created_with_equal_weights_through_the_admin_api(monke
         def read(self) -> bytes:
             return b"{}"
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda req, timeout: sent.append(req) or Response())
+    def urlopen(req: urllib.request.Request, timeout: float) -> Response:
+        sent.append(req)
+        return Response()
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     create_experiment("127.0.0.1:4", "ab", ("a", "b"), "key")
     [req] = sent
     assert req.get_method() == "PUT" and req.full_url == "http://127.0.0.1:4/admin/experiments/ab"
     assert req.get_header("X-api-key") == "key" and req.get_header("Content-type") == "application/json"
-    assert json.loads(req.data) == {"arms": {"a": 1.0, "b": 1.0}}
+    assert isinstance(req.data, bytes) and json.loads(req.data) == {"arms": {"a": 1.0, "b": 1.0}}

@@ -54,22 +54,43 @@ class FakeRequest:
         return self.sender
 
 
+class FakeLogger:
+    """pb_utils.Logger: keeps the errors logged."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def log_error(self, message: str) -> None:
+        self.errors.append(message)
+
+
+class FakePbUtils(types.ModuleType):
+    """The fake `triton_python_backend_utils`: what the backends use of it."""
+
+    TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL
+
+    def __init__(self) -> None:
+        super().__init__("triton_python_backend_utils")
+        self.Tensor, self.InferenceResponse, self.Logger = FakeTensor, FakeResponse, FakeLogger()
+
+    @staticmethod
+    def TritonError(message: str) -> str:
+        return message
+
+    @staticmethod
+    def get_input_tensor_by_name(request: FakeRequest, name: str) -> FakeTensor:
+        return FakeTensor(name, request.inputs[name])
+
+
 @pytest.fixture
 def load_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], types.ModuleType]:
     """Import `serving/backends/<name>/model.py` as Triton does: its folder on sys.path, pb_utils faked."""
-    fake = types.ModuleType("triton_python_backend_utils")
-    fake.Tensor = FakeTensor
-    fake.InferenceResponse = FakeResponse
-    fake.TritonError = lambda msg: msg
-    fake.TRITONSERVER_RESPONSE_COMPLETE_FINAL = FINAL
-    fake.Logger = types.SimpleNamespace(errors=[])
-    fake.Logger.log_error = fake.Logger.errors.append
-    fake.get_input_tensor_by_name = lambda req, name: FakeTensor(name, req.inputs[name])
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", FakePbUtils())
 
     def load(name: str) -> types.ModuleType:
         monkeypatch.syspath_prepend(str(BACKENDS / name))
         spec = importlib.util.spec_from_file_location(f"{name}_backend_model", BACKENDS / name / "model.py")
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

@@ -8,7 +8,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from tests.serving.backends.conftest import FINAL, FakeRequest, FakeResponse, initialize, sum_model
+from tests.serving.backends.conftest import FINAL, FakeRequest, FakeResponse, FakeSender, initialize, sum_model
 
 
 @pytest.fixture
@@ -69,8 +69,13 @@ def test_a_bad_batch_answers_every_request_with_an_error_and_serving_goes_on(bac
 
 def test_a_response_that_cannot_be_sent_is_logged_and_serving_goes_on(backend, tmp_path: Path) -> None:
     model = initialize(backend, _model_dir(tmp_path))
+
+    class GoneSender(FakeSender):
+        def send(self, response: FakeResponse, flags: int = 0) -> None:
+            raise RuntimeError("the client went away")
+
     gone = FakeRequest(images=np.ones((1, 3, 2, 2), np.uint8))
-    gone.sender.send = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("the client went away"))
+    gone.sender = GoneSender()
     assert model.execute([gone]) is None
     model.session.wait()
     (error,) = backend.pb_utils.Logger.errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def write_repository(repo: Path, models: dict = MODELS) -> Path:
         (repo / name / "1").mkdir(parents=True, exist_ok=True)
         (repo / name / "config.pbtxt").write_text(text_format.MessageToString(config))
         (repo / name / "labels.txt").write_text("\n".join(LABELS) + "\n")
-        details = {"memory": {"model_peak_mb": memory}} if memory else {}
+        details: dict[str, Any] = {"memory": {"model_peak_mb": memory}} if memory else {}
         entries.append(entry(name, family, variant=name.split("_", 1)[1], dims=dims, max_batch_size=64, **details))
     return write(repo, entries, [card("m"), card("wide", dims=(3, 48, 48))])
 

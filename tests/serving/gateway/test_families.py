@@ -17,7 +17,7 @@ from serving.gateway.app import create_app
 from serving.gateway.catalogue import Catalogue
 from serving.gateway.settings import GatewaySettings
 from serving.gateway.shadow import Primary, agreement, shadow_input
-from tests.serving.gateway.conftest import ADMIN, GRAY, MODELS, WIDE, FakeTriton, write_repository
+from tests.serving.gateway.conftest import ADMIN, GRAY, MODELS, WIDE, FakeTriton, as_triton, write_repository
 
 MIXED = (*MODELS, "wide_fp32", "gray_fp32", "gray_int8")
 FAMILY_OF = {"m_a": "m", "m_b": "m", "m_c": "m", "wide_fp32": "wide", "gray_fp32": "gray", "gray_int8": "gray"}
@@ -38,7 +38,7 @@ def mixed(tmp_path: Path, triton: FakeTriton):
     repo = write_repository(tmp_path / "mixed", MIXED)
     settings = GatewaySettings(repository=repo, state_file=tmp_path / "state.json",
                                admin_keys=frozenset({"admin-secret"}))
-    with TestClient(create_app(settings, triton)) as c:
+    with TestClient(create_app(settings, as_triton(triton))) as c:
         yield c
 
 

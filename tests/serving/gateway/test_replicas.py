@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -13,11 +14,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from serving.gateway.app import create_app
+from serving.gateway.asgi import HotRoutes
 from serving.gateway.canary import CanaryPlan, CanarySchedule, PrometheusErrors, effective
 from serving.gateway.errors import InvalidConfig
 from serving.gateway.experiments import Experiment, ExperimentStore, parse_file
 from serving.gateway.settings import GatewaySettings
-from tests.serving.gateway.conftest import ADMIN, FakeTriton
+from tests.conftest import present
+from tests.serving.gateway.conftest import ADMIN, FakeTriton, as_triton
 from tests.serving.gateway.test_app import TENSOR, image
 
 T0 = 1_900_000_000.0  # a fixed wall-clock time: every replica is given the same
@@ -40,11 +43,18 @@ def declare(path: Path, experiments: dict) -> None:
 
 def replica(settings: GatewaySettings, clock: Clock, **changes) -> TestClient:
     fields = {**settings.__dict__, "watch_interval_s": 0.05, **changes}
-    return TestClient(create_app(GatewaySettings(**fields), FakeTriton(), clock))
+    return TestClient(create_app(GatewaySettings(**fields), as_triton(FakeTriton()), clock))
 
 
 def gateway_of(client: TestClient):
+    assert isinstance(client.app, HotRoutes)
     return client.app.app.state.gateway
+
+
+def tick(client: TestClient) -> None:
+    """One turn of the replica's canary check, on its event loop, as its watch loop takes it."""
+    assert client.portal is not None, "the client is running"
+    client.portal.call(gateway_of(client).canary.tick)
 
 
 def wait_for(predicate, timeout: float = 5.0) -> None:
@@ -54,7 +64,8 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-CANARY = {"model": "m_c", "start": T0 + 10, "steps": [0.25, 0.5, 1.0], "interval_s": 60, "max_error_rate": 0.05}
+CANARY: dict[str, Any] = {"model": "m_c", "start": T0 + 10, "steps": [0.25, 0.5, 1.0], "interval_s": 60,
+                          "max_error_rate": 0.05}
 
 
 @pytest.fixture
@@ -132,7 +143,8 @@ def prometheus(failures_by_step: dict[int, tuple[float, float]], calls: list[dic
 
 def test_replicas_roll_back_together_on_the_error_rate_prometheus_reports(settings, shared) -> None:
     """Neither replica sees a failure itself: the errors were on other replicas, and Prometheus sums them all."""
-    clock, calls = Clock(), []
+    clock = Clock()
+    calls: list[dict] = []
     transport = prometheus({0: (100.0, 1.0), 1: (200.0, 30.0)}, calls)
     with replica(settings, clock, prometheus_url="http://prometheus:9090") as a, \
             replica(settings, clock, prometheus_url="http://prometheus:9090") as b:
@@ -144,7 +156,7 @@ def test_replicas_roll_back_together_on_the_error_rate_prometheus_reports(settin
                                    (T0 + 130 + settle, "rolled_back", 0.0)]:  # step 1: 15%: roll back
             clock.now = now
             for c in (a, b):
-                c.portal.call(gateway_of(c).canary.tick)
+                tick(c)
                 status = c.get("/v1/experiments/ab").json()
                 assert (status["canary"]["state"], status["canary"]["weight"]) == (state, weight), now
         assert status["arms"] == {"m_a": 3.0, "m_b": 1.0} and "step 1" in status["canary"]["reason"]
@@ -160,11 +172,11 @@ def test_without_prometheus_each_replica_judges_its_own_requests(settings, trito
         g = gateway_of(c)
         g.triton = triton
         triton.failing.add("m_c")
-        c.portal.call(g.canary.tick)  # the step's start, as the watch loop sees it
+        tick(c)  # the step's start, as the watch loop sees it
         for _ in range(20):
             c.post("/v1/experiments/ab/predict", content=image(1), headers={**TENSOR, "X-Variant": "m_c"})
         clock.now = T0 + 70
-        c.portal.call(g.canary.tick)
+        tick(c)
         status = c.get("/v1/experiments/ab").json()
         assert status["canary"]["state"] == "rolled_back" and status["arms"] == {"m_a": 3.0, "m_b": 1.0}
     # Judged locally, the verdict is written to the file: a restart must not resume the ramp.
@@ -173,18 +185,19 @@ def test_without_prometheus_each_replica_judges_its_own_requests(settings, trito
 
 def test_the_schedule_gives_weights_by_the_clock_and_promotes_after_the_last_check() -> None:
     declared = parse_file(json.dumps({"ab": {"arms": {"a": 1}, "canary": CANARY}}), {"a", "m_c"})["ab"]
-    schedule = CanarySchedule.of(declared)
+    schedule = present(CanarySchedule.of(declared))
     assert [schedule.step_at(T0 + dt) for dt in (0, 10, 69.9, 70, 130, 190, 10_000)] == [-1, 0, 0, 1, 2, 3, 3]
     experiment, until = effective(declared, T0, None)
-    assert experiment.arms == {"a": 1.0} and experiment.canary["state"] == "pending" and until == T0 + 10
+    assert experiment.canary is not None and experiment.canary["state"] == "pending"
+    assert experiment.arms == {"a": 1.0} and until == T0 + 10
     experiment, until = effective(declared, T0 + 80, None)
     assert experiment.arms == {"a": 0.5, "m_c": 0.5} and until == T0 + 130
     experiment, _ = effective(declared, T0 + 200, None)
-    assert experiment.canary["state"] == "ramping", "promotion waits for the last step's check"
+    assert present(experiment.canary)["state"] == "ramping", "promotion waits for the last step's check"
     from serving.gateway.canary import Progress
 
     experiment, _ = effective(declared, T0 + 200, Progress(checked=2))
-    assert experiment.arms == {"m_c": 1.0} and experiment.canary["state"] == "promoted"
+    assert experiment.arms == {"m_c": 1.0} and present(experiment.canary)["state"] == "promoted"
 
 
 def test_start_times_name_their_zone() -> None:

@@ -48,6 +48,7 @@ class Replica:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     def stop(self) -> None:
+        assert self.server is not None, "started"
         self.server.close()
 
 
