@@ -48,7 +48,8 @@ def partial_text(results: dict, what: str = "run") -> list[Block]:
 def to_markdown(sections: list[Section], title: str) -> str:
     lines = [f"# {title}", ""]
     for section in sections:
-        lines += [f"## {section.title}{section.flag}", ""]
+        if section.title != title or section.flag:  # a one-section page needs no second heading
+            lines += [f"## {section.title}{section.flag}", ""]
         for block in section.blocks:
             lines += _md_block(block) + [""]
     return "\n".join(lines).rstrip() + "\n"
