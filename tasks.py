@@ -102,11 +102,13 @@ def checkpoint(c, run_dir, out):
     "label_smoothing": "label smoothing of the loss", "cutout": "side of the square cut out of each image (0: none)",
     "anneal": "learning-rate decay after the peak: cos, or linear (the triangular schedule)",
     "resume_from": "a checkpoint to start --run-dir from when it has none (e.g. one written by invoke checkpoint)",
+    "init_from": "start from these weights (a finished run's file) with a fresh optimiser and schedule: a second "
+                 "phase",
 })
 @friendly
 def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4,
           label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=None,
-          resume_from=None):
+          resume_from=None, init_from=""):
     """Train a card's builtin network, by default the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last
     on CPU, CUDA when present)."""
     from build.data import load_dataset
@@ -118,7 +120,7 @@ def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr
         raise SystemExit(f"error: invoke train trains builtin networks; {model.path} has source {model.source}")
     cfg = TrainConfig(arch=model.spec, epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=float(lr),
                       weight_decay=float(weight_decay), label_smoothing=float(label_smoothing), cutout=int(cutout),
-                      anneal=anneal, seed=seed, device=device)
+                      anneal=anneal, seed=seed, device=device, init_from=str(init_from or ""))
     target = Path(out) if out else model.weights
     if target is None:
         raise SystemExit(f"error: {model.path} names no weights file: give --out")

@@ -19,7 +19,7 @@ from build.data import Dataset, ImageSet
 from build.device import autocast, configure_threads, pick_device
 from build.errors import ZooError
 from build.evaluate import torch_accuracy
-from build.models import Classifier, build_classifier, save_weights, write_provenance
+from build.models import Classifier, build_classifier, read_checkpoint, save_weights, write_provenance
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class TrainConfig:
     anneal: Literal["cos", "linear"] = "cos"
     seed: int = 0
     device: str = "auto"
+    # a second phase: start from these weights (a tritonzoo weights file of the same arch) with a fresh optimiser
+    # and schedule, e.g. a shorter cycle after a finished run; "" starts from random initialisation
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,14 @@ def apply_cutout(x: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tens
     return x * ~(in_y & in_x)[:, None]
 
 
+def initial_state(path: Path, arch: str) -> dict[str, torch.Tensor]:
+    """The FP32 state dict of a finished run's weights file, checked to be of `arch`."""
+    blob = read_checkpoint(path)
+    if blob.get("arch") != arch:
+        raise ZooError(f"--init-from {path} holds a {blob.get('arch') or 'non-tritonzoo'} network, not {arch}")
+    return {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+
+
 class Trainer:
     """Owns model, optimiser, schedule and RNG, so that a checkpoint restores all of them."""
 
@@ -84,6 +95,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.model: Classifier = build_classifier(cfg.arch, len(data.classes), pre).to(self.device)
+        if cfg.init_from:
+            self.model.load_state_dict(initial_state(Path(cfg.init_from), cfg.arch))
         # Module.to(memory_format=...) is documented and works; torch's overloads of Module.to omit it.
         self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,

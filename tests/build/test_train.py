@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,20 @@ def test_cutout_zeroes_one_square_per_image() -> None:
     zeroed = (out[:, 0] == 0).sum(dim=(1, 2))
     assert (zeroed > 0).all() and (zeroed <= 12 * 12).all()
     assert torch.equal(out[:, 0] == 0, out[:, 2] == 0)  # the same square in every channel
+
+
+def test_a_second_phase_starts_from_a_finished_runs_weights(tmp_path: Path, mini_archive: Path,
+                                                           tiny_arch: str) -> None:
+    """--init-from: a finished run's weights (FP16 on disk), fresh optimiser and schedule; another arch is refused."""
+    data = load_dataset(str(mini_archive), CIFAR)
+    cfg = TrainConfig(arch=tiny_arch, epochs=2, warmup_epochs=1, batch_size=30, device="cpu")
+    first = train(cfg, data, tmp_path / "one", tmp_path / "one.pt", PRE)
+    second = Trainer(replace(cfg, init_from=str(first.weights)), data, tmp_path / "two", PRE)
+    saved = torch.load(first.weights, weights_only=True)["state_dict"]
+    for key, value in second.model.state_dict().items():
+        assert torch.equal(value, saved[key].to(value.dtype)), key
+    assert second.epoch == 0 and not second.opt.state, "fresh optimiser"
+    assert second.sched.last_epoch == 0, "fresh schedule"
+    torch.save({**torch.load(first.weights, weights_only=True), "arch": "resnet18"}, tmp_path / "other.pt")
+    with pytest.raises(ZooError, match="holds a resnet18 network"):
+        Trainer(replace(cfg, init_from=str(tmp_path / "other.pt")), data, tmp_path / "three", PRE)
