@@ -12,9 +12,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
-import uvicorn
 
-from serving.gateway.app import create_app
+from serving.gateway.server import serve
 from serving.gateway.settings import GatewaySettings
 from serving.manifest import load_manifest
 from serving.supervisor import SupervisedTriton
@@ -41,9 +40,7 @@ def run_stack(repo: Path, host: str, port: int, triton: TritonConfig, state_file
     settings = GatewaySettings(repository=repo, triton_grpc=grpc_url, triton_http=http_url, state_file=state_file)
     with nullcontext() if external_triton else SupervisedTriton(triton):
         logging.getLogger("tritonzoo").info("gateway on http://%s:%d, Triton gRPC %s", host, port, grpc_url)
-        # proxy_headers off: the gateway never reads client addresses, so that middleware would be pure cost.
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", loop="uvloop",
-                    http="httptools", access_log=False, proxy_headers=False)
+        serve(settings, host, port)
 
 
 def preflight(repo: Path, host: str, port: int, triton: TritonConfig,

@@ -40,17 +40,12 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    from serving.gateway.app import create_app
+    from serving.gateway.server import serve
 
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("tritonzoo").info("gateway on http://%s:%d, Triton %s", args.host, args.port, args.triton_http)
-    # As `invoke serve` runs it: httptools and uvloop, no access log, no proxy-headers middleware.
-    uvicorn.run(create_app(settings_from(args)), host=args.host, port=args.port, log_level="warning", loop="uvloop",
-                http="httptools", access_log=False, proxy_headers=False)
-
+    serve(settings_from(args), args.host, args.port)
 
 if __name__ == "__main__":
     main()
