@@ -5,6 +5,7 @@ Adding a variant is one module defining a `Variant` plus one line in `VARIANTS`.
 
 from __future__ import annotations
 
+from build.steps.distill import Distill, DistillConfig
 from build.variants.base import Variant
 from build.variants.distilled import DISTILLED, DISTILLED_MOBILENET
 from build.variants.fp16 import FP16
@@ -23,4 +24,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     qat_of("distilled", "distilled_int8_qat"),
 )}
 
-__all__ = ["VARIANTS", "Variant"]
+
+
+def distill_config(student: str) -> DistillConfig:
+    """The settings the registry's variant for this student family distils with (its step's config)."""
+    configs = [step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)]
+    return next(c for c in configs if c.student == student)
+
+
+__all__ = ["VARIANTS", "Variant", "distill_config"]

@@ -11,6 +11,7 @@ from build.models import build_classifier, load_weights, save_weights
 from build.shipped import load_or_train, model_sha256, run_key
 from build.steps.distill import DistillConfig, student_run
 from build.steps.prune import PruneConfig, pruning_run
+from build.variants import distill_config
 from tests.conftest import PRE
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
@@ -61,7 +62,7 @@ def test_the_default_build_finds_every_shipped_run() -> None:
     pruned = {p: r for p, r in records.items() if r.get("channel_pruned")}
     assert sorted(r["arch"] for r in students.values()) == ["mobilenetv2", "resnet20"] and len(pruned) == 2
     for path, record in students.items():
-        key, stem = student_run(variant_distill_config(record["arch"]), record["teacher_sha256"],
+        key, stem = student_run(distill_config(record["arch"]), record["teacher_sha256"],
                                 record["dataset_checksum"], record["train_images"], record["steps"])
         assert path.name == f"{stem}_{key}.pt" and path.exists()
     default_student = next(p for p, r in students.items() if r["arch"] == DistillConfig().student)
@@ -72,11 +73,3 @@ def test_the_default_build_finds_every_shipped_run() -> None:
                           record["dataset_checksum"], record["train_images"], PruneConfig().schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()
 
-
-def variant_distill_config(student: str) -> DistillConfig:
-    """The settings the registry's variant for this student family distils with (its step's config)."""
-    from build.steps.distill import Distill
-    from build.variants import VARIANTS
-
-    configs = [step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)]
-    return next(c for c in configs if c.student == student)
