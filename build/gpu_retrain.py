@@ -37,7 +37,6 @@ from build.data import Dataset, ImageSet, load_dataset
 from build.train import TrainConfig, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
-
 CARD = ROOT / "models" / "resnet18_cifar10.toml"
 PART_BYTES = 15_000_000  # files come back from the device machine in pieces of at most 16 MiB
 # The runs after the teacher: name -> what they ship (run one after another within a follower).
@@ -84,12 +83,13 @@ def pack(out: Path, name: str, files: list[Path]) -> None:
 
 
 def run_teacher(args: argparse.Namespace, card: ModelCard, data: Dataset) -> None:
-    scratch = Path(args.work) / "pilot"
-    epochs, per_epoch = plan_epochs(data, card, args.budget, args.smoke, scratch)
     if args.epochs:
-        epochs = args.epochs
+        epochs, pilot = args.epochs, {}
+    else:
+        epochs, per_epoch = plan_epochs(data, card, args.budget, args.smoke, Path(args.work) / "pilot")
+        pilot = {"pilot_s_per_epoch": round(per_epoch, 2)}
     cfg = recipe(epochs, args.smoke)
-    print(json.dumps({"pilot_s_per_epoch": round(per_epoch, 2), "epochs": epochs, "config": asdict(cfg)}), flush=True)
+    print(json.dumps({**pilot, "epochs": epochs, "config": asdict(cfg)}), flush=True)
     assert card.weights is not None
     result = train(cfg, data, Path(args.work) / "teacher", card.weights, card.preprocess)
     print(json.dumps({"teacher_val": result.val_accuracy, "teacher_test": result.test_accuracy,
