@@ -5,8 +5,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
+from build.data.dataset import sha256_file
 from build.models import build_classifier, load_weights, save_weights
 from build.shipped import load_or_train, model_sha256, run_key
 from build.steps.distill import DistillConfig, student_run
@@ -54,10 +56,14 @@ def test_a_shipped_result_is_loaded_and_anything_else_trains(tmp_path: Path, tin
     assert origin == {"shipped": "run.pt", "trained_on": "gpu", "train_seconds": 3}
 
 
-def test_the_default_build_finds_every_shipped_run() -> None:
+@pytest.mark.parametrize("folder", [WEIGHTS, WEIGHTS / "checkpoints" / "teacher_h200"], ids=["shipped", "teacher_h200"])
+def test_the_default_build_finds_every_shipped_run(folder: Path) -> None:
     """Each shipped file's own record, under today's key scheme and default settings, gives back its name; a change
-    to either would leave the build training what it ships, silently."""
-    records = {p.with_suffix(".pt"): json.loads(p.read_text()) for p in WEIGHTS.glob("*_*.json")}
+    to either would leave the build training what it ships, silently. The H200 teacher's folder is checked too, so
+    that switching the card to it stays a copy."""
+    records = {p.with_suffix(".pt"): json.loads(p.read_text()) for p in folder.glob("*_*.json")}
+    teacher = sha256_file(folder / "resnet18_cifar10.pt")
+    assert all(r["teacher_sha256"] == teacher for r in records.values() if "teacher_sha256" in r)
     students = {p: r for p, r in records.items() if "student" in r.get("config", {})}
     pruned = {p: r for p, r in records.items() if r.get("channel_pruned")}
     assert sorted(r["arch"] for r in students.values()) == ["mobilenetv2", "resnet20"] and len(pruned) == 2
@@ -66,7 +72,7 @@ def test_the_default_build_finds_every_shipped_run() -> None:
                                 record["dataset_checksum"], record["train_images"], record["steps"])
         assert path.name == f"{stem}_{key}.pt" and path.exists()
     default_student = next(p for p, r in students.items() if r["arch"] == DistillConfig().student)
-    sources = {"pruned": WEIGHTS / "resnet18_cifar10.pt", "pruned_distilled": default_student}
+    sources = {"pruned": folder / "resnet18_cifar10.pt", "pruned_distilled": default_student}
     for path, record in pruned.items():
         variant = path.stem.rsplit("_", 1)[0]
         key = pruning_run(PruneConfig(), model_sha256(load_weights(sources[variant], PRE)[0]), record["teacher_sha256"],
