@@ -12,7 +12,7 @@ The teacher's epochs are the most that fit `--budget` seconds, timed on this mac
 recipe is phase 1's (docs/training.md). The runs that follow the teacher go in parallel processes, and each
 result is packed into --out as soon as it exists, so a run cut short still returns what finished.
 
-    python -m build.gpu_retrain --data cifar10-jpeg.tar.gz --out $OUT --budget 300
+    python -m build.gpu_retrain --card models/resnet18_cifar10.toml --data cifar10-jpeg.tar.gz --out $OUT --budget 300
 
 Measured on one NVIDIA H200 (docs/training.md): 2.05 s an epoch of the teacher's recipe, so 95 epochs in 195 s;
 then, three followers sharing the GPU: `pruned` 16 s, the 12-epoch MobileNetV2 student 156 s, and the 60-epoch
@@ -36,8 +36,6 @@ from build.card import ModelCard, load_card
 from build.data import Dataset, ImageSet, load_dataset
 from build.train import TrainConfig, Trainer, train
 
-ROOT = Path(__file__).resolve().parents[1]
-CARD = ROOT / "models" / "resnet18_cifar10.toml"
 PART_BYTES = 15_000_000  # files come back from the device machine in pieces of at most 16 MiB
 # The runs after the teacher: name -> what they ship (run one after another within a follower).
 FOLLOWERS = {"student": ["resnet20", "pruned_distilled"], "pruned": ["pruned"], "mobilenet": ["mobilenetv2"]}
@@ -104,7 +102,8 @@ def run_follower(args: argparse.Namespace, card: ModelCard, data: Dataset) -> No
     from build.steps.prune import prune_shipped
     from build.variants import distill_config
 
-    options = options_for("default", ["prune.finetune_steps=2", "prune.final_steps=2"] if args.smoke else [])
+    smoke = ["distill.epochs=0.02", "prune.finetune_steps=2", "prune.final_steps=2"]  # pruned_distilled's student too
+    options = options_for("default", smoke if args.smoke else [])
     shipped: list[Path] = []
     for name in FOLLOWERS[args.follower]:
         if name in ("resnet20", "mobilenetv2"):
@@ -152,19 +151,25 @@ def _pin(cores: list[int]):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--card", required=True, help="the teacher's model card (a builtin network with weights)")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--work", default="/tmp/gpu_retrain")
     p.add_argument("--budget", type=float, default=300.0, help="seconds of teacher training")
     p.add_argument("--epochs", type=int, default=0, help="teacher epochs (default: as many as fit --budget)")
-    p.add_argument("--deadline", type=float, default=0.0, help="epoch seconds at which followers are stopped")
+    p.add_argument("--deadline", type=float, default=math.inf,
+                   help="epoch seconds at which unfinished followers are stopped (default: none)")
     p.add_argument("--follower", choices=sorted(FOLLOWERS))
     p.add_argument("--smoke", action="store_true", help="tiny runs, to check the script on a CPU")
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    weights = Path(args.work) / "weights" / "resnet18_cifar10.pt"
+    card = load_card(Path(args.card), args.data)
+    if card.weights is None:
+        raise SystemExit(f"error: {args.card} names no weights file: this script retrains a card's builtin network")
+    # the new teacher and its runs go to the work folder, never over the card's shipped files
+    weights = Path(args.work) / "weights" / card.weights.name
     weights.parent.mkdir(parents=True, exist_ok=True)
-    card = replace(load_card(CARD, args.data), weights=weights)
+    card = replace(card, weights=weights)
     data = load_dataset(card.data, card.input)
     if args.smoke:
         data = replace(data, train=ImageSet(data.train.images[:1000], data.train.labels[:1000]),

@@ -25,7 +25,6 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 )}
 
 
-
 def distill_config(student: str) -> DistillConfig:
     """The settings the registry's variant for this student family distils with (its step's config)."""
     configs = [step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)]
