@@ -3,11 +3,19 @@
 The loss is Hinton et al.'s: KL divergence between temperature-softened student and teacher
 distributions (scaled by T^2), blended with cross-entropy on the labels. Teacher logits come
 precomputed (see `BuildContext.soft_targets`), so the teacher never runs inside the loop.
+
+A run given a `run_dir` checkpoints there every few minutes and at the end, and a later call with the same
+folder and settings continues from the checkpoint: the long shipped runs (`invoke distill`, `invoke prune`)
+survive an interrupted session, and their validation curve is logged beside the checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +25,11 @@ from tqdm import tqdm
 
 from build.data import ImageSet
 from build.device import autocast, configure_threads, pick_device
+from build.errors import ZooError
+from build.evaluate import torch_accuracy
 from build.train import augment
+
+CHECKPOINT_SECONDS = 300.0  # at most this much work is lost when a run is interrupted
 
 
 @dataclass(frozen=True)
@@ -38,34 +50,105 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
     return alpha * soft + (1 - alpha) * F.cross_entropy(student, labels)
 
 
-def batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
-    """`steps` index batches, walking fresh permutations of the n examples epoch after epoch."""
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    for _ in range(steps):
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        yield order[pos:pos + batch_size]
-        pos += batch_size
+class Batches:
+    """Index batches walking fresh permutations of the n examples epoch after epoch; its state is a checkpoint's."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self.order, self.pos = torch.randperm(n, generator=gen), 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n:
+            self.order, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        self.pos += self.batch_size
+        return self.order[self.pos - self.batch_size:self.pos]
+
+    @property
+    def epochs_done(self) -> bool:
+        """True right after a batch that ended an epoch."""
+        return self.pos + self.batch_size > self.n
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "pos": self.pos, "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.pos = state["order"], state["pos"]
+        self.gen.set_state(state["gen"])
 
 
-def fit(model: nn.Module, data: ImageSet, soft_targets: np.ndarray, cfg: FitConfig, desc: str) -> float:
-    """Train `model` in place for cfg.steps steps; return the mean loss over the last tenth of them."""
+def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """`steps` index batches of `Batches`."""
+    sampler = Batches(n, batch_size, gen)
+    return (next(sampler) for _ in range(steps))
+
+
+class Checkpoint:
+    """A run's resumable state in `run_dir`: model (its widths included), optimiser, schedule, sampler, losses."""
+
+    def __init__(self, run_dir: Path, cfg: FitConfig) -> None:
+        self.path, self.log, self.cfg = run_dir / "fit.pt", run_dir / "log.jsonl", asdict(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.saved_at = time.monotonic()
+
+    def restore(self, model: nn.Module, opt: torch.optim.Optimizer, sched, sampler: Batches) -> tuple[int, list]:
+        """The step to continue from and the losses so far; (0, []) for a new run."""
+        if not self.path.exists():
+            return 0, []
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state["config"] != self.cfg:
+            raise ZooError(f"checkpoint {self.path} was made with {state['config']}, not {self.cfg}; "
+                           "remove its folder to start over")
+        from build.models import take_widths  # a pruned network's layers are narrower than its architecture's
+
+        take_widths(model, state["model"])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        sampler.load_state_dict(state["sampler"])
+        return state["step"], state["losses"]
+
+    def due(self, step: int, total: int) -> bool:
+        return step == total or time.monotonic() - self.saved_at > CHECKPOINT_SECONDS
+
+    def save(self, step: int, model: nn.Module, opt: torch.optim.Optimizer, sched, sampler: Batches,
+             losses: list) -> None:
+        state = {"config": self.cfg, "step": step, "losses": losses, "model": model.state_dict(),
+                 "opt": opt.state_dict(), "sched": sched.state_dict(), "sampler": sampler.state_dict()}
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+        self.saved_at = time.monotonic()
+
+    def record(self, entry: dict) -> None:
+        with self.log.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def fit(model: nn.Module, data: ImageSet, soft_targets: np.ndarray, cfg: FitConfig, desc: str,
+        run_dir: Path | None = None, val: ImageSet | None = None) -> float:
+    """Train `model` in place for cfg.steps steps; return the mean loss over the last tenth of them. With `run_dir`,
+    resumable from there; with `val`, its accuracy is logged there after every epoch."""
     configure_threads()
     device = pick_device()
     gen = torch.Generator().manual_seed(cfg.seed)
     # Module.to(memory_format=...) is documented and works; torch's overloads of Module.to omit it.
-    model.to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
+    model.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.15)
+    sampler = Batches(len(data), min(cfg.batch_size, len(data)), gen)
+    ckpt = Checkpoint(run_dir, cfg) if run_dir else None
+    start, losses = ckpt.restore(model, opt, sched, sampler) if ckpt else (0, [])
+    model.to(device)
+    opt.load_state_dict(opt.state_dict())  # moves a restored momentum to the model's device
     # On a GPU the whole set moves there once: cropping on the CPU would leave it idle.
     images, labels = torch.from_numpy(data.images).to(device), torch.from_numpy(data.labels).long().to(device)
     soft = torch.from_numpy(soft_targets).to(device)
-    batch_size = min(cfg.batch_size, len(data))
-    losses = []
-    bar = tqdm(batches(len(data), batch_size, cfg.steps, gen), total=cfg.steps, desc=desc, unit="step", leave=False)
-    for idx in bar:
-        idx = idx.to(device)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step", leave=False)
+    for step in bar:
+        idx = next(sampler).to(device)
         x = augment(images[idx], gen).contiguous(memory_format=torch.channels_last)
         with autocast(device):
             logits = model(x)
@@ -76,6 +159,19 @@ def fit(model: nn.Module, data: ImageSet, soft_targets: np.ndarray, cfg: FitConf
         sched.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if ckpt and val is not None and sampler.epochs_done:
+            _log_epoch(ckpt, model, val, device, step + 1, losses, sampler)
+        if ckpt and ckpt.due(step + 1, cfg.steps):
+            ckpt.save(step + 1, model, opt, sched, sampler, losses)
     model.cpu().eval()
     tail = losses[-max(1, len(losses) // 10):]
     return float(np.mean(tail))
+
+
+def _log_epoch(ckpt: Checkpoint, model: nn.Module, val: ImageSet, device: torch.device, step: int, losses: list,
+               sampler: Batches) -> None:
+    """The validation curve that chooses a recipe's length; the test set is never looked at during a run."""
+    acc = torch_accuracy(model.eval(), val, device=device, amp=autocast(device))
+    model.train()
+    ckpt.record({"step": step, "epoch": round(step * sampler.batch_size / sampler.n, 2), "val_accuracy": round(acc, 4),
+                 "loss": round(float(np.mean(losses[-100:])), 4), "time": round(time.time())})

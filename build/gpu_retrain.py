@@ -3,8 +3,8 @@ invoke (the borrowed GPU machines have PyTorch but not this project's tasks).
 
 It calls the functions `invoke train`, `invoke distill` and `invoke prune` call, with their arguments:
   teacher            train(TrainConfig(...))            = invoke train --epochs E --warmup-epochs E/5 ...
-  resnet20 student   distill_student(DistillConfig())   = invoke distill
-  mobilenetv2        distill_student(student=mobilenetv2, epochs=12) = invoke distill --set distill.student=...
+  widenet student    distill_student(DistillConfig())   = invoke distill
+  the other students distill_student(distill_config(arch)) = invoke distill --set distill.student=... (the ladder)
   pruned             prune_shipped("pruned")            = invoke prune --variants pruned
   pruned_distilled   prune_shipped("pruned_distilled")  = invoke prune --variants pruned_distilled
 
@@ -38,7 +38,7 @@ from build.train import TrainConfig, Trainer, train
 
 PART_BYTES = 15_000_000  # files come back from the device machine in pieces of at most 16 MiB
 # The runs after the teacher: name -> what they ship (run one after another within a follower).
-FOLLOWERS = {"student": ["resnet20", "pruned_distilled"], "pruned": ["pruned"], "mobilenet": ["mobilenetv2"]}
+FOLLOWERS = {"student": ["widenet", "pruned_distilled"], "pruned": ["pruned"], "ladder": ["resnet20", "mobilenetv2"]}
 
 
 def recipe(epochs: int, smoke: bool) -> TrainConfig:
@@ -97,6 +97,7 @@ def run_teacher(args: argparse.Namespace, card: ModelCard, data: Dataset) -> Non
 
 
 def run_follower(args: argparse.Namespace, card: ModelCard, data: Dataset) -> None:
+    from build.models import ARCHITECTURES
     from build.profiles import options_for
     from build.steps.distill import distill_student
     from build.steps.prune import prune_shipped
@@ -106,7 +107,7 @@ def run_follower(args: argparse.Namespace, card: ModelCard, data: Dataset) -> No
     options = options_for("default", smoke if args.smoke else [])
     shipped: list[Path] = []
     for name in FOLLOWERS[args.follower]:
-        if name in ("resnet20", "mobilenetv2"):
+        if name in ARCHITECTURES:
             cfg = distill_config(name)
             record = distill_student(card, data, replace(cfg, epochs=0.02) if args.smoke else cfg)
         else:

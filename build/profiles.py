@@ -39,7 +39,7 @@ PROFILES: dict[str, BuildOptions] = {
                           configs=(Int8Config(calibration_images=128, check_images=500),)),
     # For a GPU: fine-tuning runs to convergence (the default profile's distillation already does).
     "long": BuildOptions(min_accuracy=0.5, profile="long", configs=(
-        PruneConfig(finetune_steps=700, final_steps=3500),
+        PruneConfig(finetune_steps=700, final_steps=10550),  # 30 epochs after the last pruning step
         SparsityConfig(finetune_steps=3500),
     )),
 }

@@ -17,6 +17,7 @@ from torch import nn
 
 from build.card import ModelCard, Preprocess
 from build.data import Dataset
+from build.data.dataset import default_cache_dir
 from build.device import autocast, pick_device
 from build.evaluate import torch_accuracy
 from build.models import Classifier, load_weights, save_weights, write_provenance
@@ -40,6 +41,12 @@ def model_sha256(model: nn.Module) -> str:
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
         digest.update(value.numpy().tobytes())
     return digest.hexdigest()
+
+
+def run_folder(name: str) -> Path:
+    """Where a shipped run keeps its checkpoint and validation curve while it trains: outside the work tree, in the
+    cache, so that `invoke distill` or `invoke prune` run again with the same settings continues it."""
+    return default_cache_dir() / "runs" / name
 
 
 def shipped_path(weights_dir: Path, stem: str, key: str) -> Path:

@@ -13,12 +13,14 @@ from build.card import Preprocess
 from build.errors import ZooError
 from build.models.mobilenet import mobilenetv2
 from build.models.resnet import resnet18, resnet20
+from build.models.widenet import widenet
 
 # name -> factory(num_classes, in_channels)
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
     "resnet20": resnet20,
     "mobilenetv2": mobilenetv2,
+    "widenet": widenet,
 }
 
 

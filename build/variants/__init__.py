@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from build.steps.distill import Distill, DistillConfig
 from build.variants.base import Variant
-from build.variants.distilled import DISTILLED, DISTILLED_MOBILENET
+from build.variants.distilled import DISTILLED, DISTILLED_MOBILENET, DISTILLED_RESNET20
 from build.variants.fp16 import FP16
 from build.variants.fp32 import FP32
 from build.variants.int8 import INT8, int8_of
@@ -16,7 +16,7 @@ from build.variants.qat import qat_of
 from build.variants.sparse import SPARSE
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    FP32, INT8, FP16, PRUNED, SPARSE, DISTILLED, DISTILLED_MOBILENET, PRUNED_DISTILLED,
+    FP32, INT8, FP16, PRUNED, SPARSE, DISTILLED, DISTILLED_RESNET20, DISTILLED_MOBILENET, PRUNED_DISTILLED,
     int8_of("pruned", "pruned_int8"),
     int8_of("distilled", "distilled_int8"),
     int8_of("distilled_mobilenetv2", "distilled_mobilenetv2_int8"),
@@ -25,10 +25,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 )}
 
 
+def students() -> dict[str, DistillConfig]:
+    """The student ladder: each variant distilled from the teacher, with the settings its step distils with."""
+    return {v.name: step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)}
+
+
 def distill_config(student: str) -> DistillConfig:
     """The settings the registry's variant for this student family distils with (its step's config)."""
-    configs = [step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)]
-    return next(c for c in configs if c.student == student)
+    return next(c for c in students().values() if c.student == student)
 
 
-__all__ = ["VARIANTS", "Variant", "distill_config"]
+__all__ = ["VARIANTS", "Variant", "distill_config", "students"]

@@ -1,4 +1,8 @@
-"""distilled students: small networks trained on the teacher's softened logits, one variant per student family."""
+"""distilled students: small networks trained on the teacher's softened logits, one variant per student family.
+
+`distilled` is the default student, the one the int8, QAT and pruned combinations start from; the others are the
+rest of the ladder, published so that a user sees what each size of student costs and keeps.
+"""
 
 from build.steps.distill import Distill, DistillConfig
 from build.steps.export import ExportOnnx
@@ -9,7 +13,15 @@ DISTILLED = Variant(
     name="distilled",
     parent="teacher",
     steps=(Distill(), ExportOnnx(), OptimizeGraph()),
-    description="knowledge distillation into a CIFAR ResNet-20 student (KL on softened logits + cross-entropy)",
+    description="knowledge distillation into the wide, shallow student (widenet: airbench94's network for CPUs; "
+                "KL on softened logits + cross-entropy)",
+)
+
+DISTILLED_RESNET20 = Variant(
+    name="distilled_resnet20",
+    parent="teacher",
+    steps=(Distill(DistillConfig(student="resnet20", epochs=60.0)), ExportOnnx(), OptimizeGraph()),
+    description="knowledge distillation into a CIFAR ResNet-20 (16-32-64 channels), the smallest student; 60 epochs",
 )
 
 DISTILLED_MOBILENET = Variant(

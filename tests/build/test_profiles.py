@@ -23,9 +23,9 @@ def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_
     options = options_for("quick", ["distill.epochs=3", "distill.alpha=0.9"])
     int8 = [s.config for s in configured_steps("int8", True, [], options) if isinstance(s, QuantizeStatic)]
     assert int8 == [Int8Config(calibration_images=128, check_images=500)], "the profile's config"
-    resnet, mobilenet = ([s.config for s in configured_steps(v, True, [], options) if isinstance(s, Distill)][0]
+    widenet, mobilenet = ([s.config for s in configured_steps(v, True, [], options) if isinstance(s, Distill)][0]
                          for v in ("distilled", "distilled_mobilenetv2"))
-    assert (resnet.student, resnet.epochs, resnet.alpha) == ("resnet20", 3.0, 0.9)
+    assert (widenet.student, widenet.epochs, widenet.alpha) == ("widenet", 3.0, 0.9)
     assert (mobilenet.student, mobilenet.epochs, mobilenet.alpha) == ("mobilenetv2", 12.0, 0.9), \
         "the variant's student and epochs win over --set; the rest follows it"
 
