@@ -10,6 +10,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ from build.pipeline import BuildContext, BuildOptions, StepResult, TechniqueStep
 from build.shipped import load_or_train, model_sha256, run_folder, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
+C = TypeVar("C")
+
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
     "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -42,10 +45,8 @@ class PruneConfig:
     importance: str = "l2"
     round_to: int = 16  # channel counts stay multiples of this: ORT's conv kernels are blocked for such widths
     iterations: int = 3
-    # About one epoch after each pruning step and twelve after the last: the 2-epoch schedule before lost 3.1 points
-    # of the 91.70% teacher (docs/training.md); the shipped run's validation curve is beside its file.
-    finetune_steps: int = 350
-    final_steps: int = 4220
+    finetune_steps: int = 150  # after each pruning step
+    final_steps: int = 450  # after the last one (the `pruned` variant fine-tunes longer: its recipe says so)
     lr: float = 0.04
     alpha: float = 0.5  # weight of the teacher's soft targets; 0.5 and lr 0.04 won on validation (README)
     shipped: bool = True  # load the network `invoke prune` shipped for this very run, when there is one
@@ -138,14 +139,22 @@ def pruning_run(cfg: PruneConfig, source_sha256: str, teacher_sha256: str, data_
 
 
 def pruned_parent(variant: str) -> str:
-    """The parent `variant` prunes: the teacher or the distilled student; a ZooError for any other variant."""
-    from build.variants import VARIANTS  # they list this step in their recipes: imported late
+    """The parent `variant` prunes: the teacher or a student; a ZooError for any other variant."""
+    from build.variants import VARIANTS, students  # they list this step in their recipes: imported late
 
     pruned = [n for n, v in VARIANTS.items() if any(isinstance(s, StructuredPrune) for s in v.steps)]
     parent = VARIANTS[variant].parent if variant in pruned else None
-    if parent not in ("teacher", "distilled"):
-        raise ZooError(f"'{variant}' is not a pruned variant of the teacher or of the student; choose from {pruned}")
+    if parent != "teacher" and parent not in students():
+        raise ZooError(f"'{variant}' is not a pruned variant of the teacher or of a student; choose from {pruned}")
     return parent
+
+
+def step_config(variant: str, kind: type[C], options: BuildOptions) -> C:
+    """The config of technique `kind` that `variant`'s recipe runs with in a build with these options."""
+    from build.zoo import configured_steps  # the build plans from the registry, which imports this module
+
+    configs = [s.config for s in configured_steps(variant, False, [], options) if isinstance(s, TechniqueStep)]
+    return next(c for c in configs if isinstance(c, kind))
 
 
 def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOptions) -> dict:
@@ -153,13 +162,13 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     from build.steps.distill import DistillConfig, shipped_student
 
     parent = pruned_parent(variant)
-    cfg = options.config(PruneConfig)
+    cfg = step_config(variant, PruneConfig, options)
     cfg.validate()
     teacher_path = shipped_teacher(card)
     teacher, source_meta = load_weights(teacher_path, card.preprocess)
     source = teacher
-    if parent == "distilled":
-        source, source_meta = shipped_student(card, data, options.config(DistillConfig))
+    if parent != "teacher":
+        source, source_meta = shipped_student(card, data, step_config(parent, DistillConfig, options))
     train, schedule = data.train, [options.train_steps(n) for n in cfg.schedule()]
     teacher_sha = sha256_file(teacher_path)
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pytest
 import torch
 
 from build.data import ImageSet
@@ -34,3 +39,44 @@ def test_fit_learns_the_soft_targets() -> None:
     first = fit(model, data, soft, FitConfig(steps=1, lr=0.05, batch_size=32), "test")
     last = fit(model, data, soft, FitConfig(steps=40, lr=0.05, batch_size=32), "test")
     assert last < first and not model.training
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import build.fit
+    from build.models import Classifier
+
+    rng = np.random.default_rng(0)
+    data = ImageSet(rng.integers(0, 255, (64, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 64))
+    soft = np.eye(10, dtype=np.float32)[data.labels] * 8
+    cfg = FitConfig(steps=6, lr=0.05, batch_size=16)
+
+    def model() -> Classifier:
+        torch.manual_seed(0)
+        return Classifier(CifarResNet([1], [4], 10), PRE)
+
+    whole = model()
+    fit(whole, data, soft, cfg, "whole")
+    monkeypatch.setattr(build.fit, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every step
+    calls = {"n": 0}
+    real_augment = build.fit.augment
+
+    def interrupted(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_augment(*args, **kwargs)
+
+    monkeypatch.setattr(build.fit, "augment", interrupted)
+    try:
+        fit(model(), data, soft, cfg, "interrupted", tmp_path / "run", val=data)
+    except KeyboardInterrupt:
+        pass
+    assert torch.load(tmp_path / "run" / "fit.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(build.fit, "augment", real_augment)
+    resumed = model()
+    fit(resumed, data, soft, cfg, "resumed", tmp_path / "run", val=data)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1.0], "validation is logged once per epoch (four steps of 16 of 64 images)"

@@ -9,10 +9,11 @@ import torch
 
 from build.data.dataset import sha256_file
 from build.models import build_classifier, load_weights, save_weights
+from build.profiles import options_for
 from build.shipped import load_or_train, model_sha256, run_key
 from build.steps.distill import DistillConfig, student_run
-from build.steps.prune import PruneConfig, pruning_run
-from build.variants import distill_config
+from build.steps.prune import PruneConfig, pruning_run, step_config
+from build.variants import VARIANTS, distill_config
 from build.variants import students as ladder
 from tests.conftest import PRE
 
@@ -71,11 +72,12 @@ def test_the_default_build_finds_every_shipped_run() -> None:
         key, stem = student_run(distill_config(record["arch"]), record["teacher_sha256"],
                                 record["dataset_checksum"], record["train_images"], record["steps"])
         assert path.name == f"{stem}_{key}.pt" and path.exists()
-    default_student = next(p for p, r in students.items() if r["arch"] == DistillConfig().student)
-    sources = {"pruned": folder / "resnet18_cifar10.pt", "pruned_distilled": default_student}
+    default = options_for("default", [])
     for path, record in pruned.items():
         variant = path.stem.rsplit("_", 1)[0]
-        key = pruning_run(PruneConfig(), model_sha256(load_weights(sources[variant], PRE)[0]), record["teacher_sha256"],
-                          record["dataset_checksum"], record["train_images"], PruneConfig().schedule())
+        parent, cfg = VARIANTS[variant].parent, step_config(variant, PruneConfig, default)
+        source = folder / "resnet18_cifar10.pt" if parent == "teacher" else next(
+            p for p, r in students.items() if r["arch"] == ladder()[parent].student)
+        key = pruning_run(cfg, model_sha256(load_weights(source, PRE)[0]), record["teacher_sha256"],
+                          record["dataset_checksum"], record["train_images"], cfg.schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()
-
