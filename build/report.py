@@ -16,8 +16,8 @@ from build.steps.measure import BASELINE  # noqa: E402
 from build.steps.publish import model_name  # noqa: E402
 from build.variants import students  # noqa: E402
 from build.zoo import ZooBuild  # noqa: E402
+from serving.provenance import provenance  # noqa: E402
 
-SCHEMA_VERSION = 4
 COMBINATIONS = ("pruned_int8", "distilled_int8", "pruned_distilled", "pruned_distilled_int8")
 # (label, runtime, variants, min speed-up at batch 64, min speed-up at batch 1, max accuracy drop in points)
 TARGETS = [
@@ -162,7 +162,7 @@ def report_data(build: ZooBuild) -> dict:
     base = next((e for e in entries if e["variant"] == BASELINE and e["runtime"] == "onnxruntime"), None)
     rows = [_row(e, base["accuracy"]["top1"] if base else None) for e in entries]
     return {
-        "schema_version": SCHEMA_VERSION,
+        "provenance": provenance("zoo"),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": build.options.profile,
         "family": build.card.name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from build.steps.measure import MeasureSpeed
 from build.steps.publish import PublishRuntime, model_name
 from build.variants import VARIANTS
 from serving.manifest import CardRecord
+from serving.provenance import code_version
 from serving.publication import Publication, PublicationError
 
 
@@ -237,16 +237,3 @@ def _usable_runtimes(names: list[str], hardware: Hardware, log) -> list[Runtime]
     if not usable:
         raise ZooError(f"none of the runtimes {names} can run on this machine")
     return usable
-
-
-def code_version() -> str:
-    """The git commit the build ran from, marked -dirty when the tree had local changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha

@@ -35,6 +35,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from loadtest.bench.closed_loop import LoopResult, closed_loop
 from loadtest.protocol.payloads import kserve_request
 from serving.in_process import read_config
+from serving.provenance import provenance
 from serving.publication import PublicationError, republish_config
 from serving.triton import TritonConfig, TritonServer, model_stats
 
@@ -288,7 +289,7 @@ def write_winner(repo: Path, model: str, chosen: Trial, why: str) -> tuple[bool,
 def write_results(results: dict, out_dir: Path) -> Path:
     """The results as JSON; `loadtest.report.config_search` renders them."""
     json_path = out_dir / f"{results['model']}.json"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    json_path.write_text(json.dumps({"provenance": provenance("config_search"), **results}, indent=2) + "\n")
     return json_path
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from loadtest.bench.closed_loop import closed_loop
 from loadtest.protocol.payloads import kserve_request
+from serving.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrenci
                                  names=(io.input, io.output))
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "gateway_overhead.json").write_text(json.dumps({
-        "model": model, "image_shape": list(image.shape), "seconds": seconds, "repeats": repeats,
+        "provenance": provenance("gateway_overhead"), "model": model, "image_shape": list(image.shape),
+        "seconds": seconds, "repeats": repeats,
         "results": {str(c): [asdict(s) for s in summaries] for c, summaries in results.items()},
         "client_cpu_ms_per_call": costs}, indent=2))
     from loadtest.report.gateway import text

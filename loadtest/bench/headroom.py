@@ -37,6 +37,7 @@ from loadtest.protocol.images import save_images
 from loadtest.protocol.payloads import kserve_request
 from loadtest.runs.plan import LoadPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
+from serving.provenance import provenance
 from serving.triton import TritonConfig, TritonServer, model_stats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -592,5 +593,5 @@ def run_headroom(image: np.ndarray, plan: HeadroomPlan, out_dir: Path, repo: Pat
 def write_results(results: dict, out_dir: Path) -> Path:
     """The results as JSON; `loadtest.report.headroom` renders them."""
     json_path = out_dir / "headroom.json"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    json_path.write_text(json.dumps({"provenance": provenance("headroom"), **results}, indent=2) + "\n")
     return json_path

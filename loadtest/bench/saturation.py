@@ -10,8 +10,6 @@ compared round by round.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,7 @@ from tqdm import tqdm
 
 from serving.in_process import Runner, in_process_runner
 from serving.manifest import ModelEntry
+from serving.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -170,22 +169,11 @@ def add_speedups(results: dict[str, dict], baseline: str) -> dict[str, dict]:
 
 def write_results(results: dict[str, dict], plan: SaturationPlan, baseline: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    cpu = machine()
+    stamp = provenance("saturation")
     path = out_dir / "saturation.json"  # `loadtest.report.saturation` renders it
-    path.write_text(json.dumps(
-        {"plan": asdict(plan), "baseline": baseline, "machine": cpu, "models": results}, indent=2) + "\n")
+    path.write_text(json.dumps({"provenance": stamp, "plan": asdict(plan), "baseline": baseline,
+                                "machine": stamp["machine"], "models": results}, indent=2) + "\n")
     return path
-
-
-def machine() -> dict:
-    """The CPU the figures come from: served and in-process rates both move with it (AMX above all).
-    Read here rather than from build.hardware: a load generator has no build code."""
-    cpuinfo, fields = Path("/proc/cpuinfo"), dict[str, str]()
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())  # the first CPU's entry
-    return {"cpu": fields.get("model name") or platform.processor() or "unknown", "logical_cpus": os.cpu_count(),
-            "amx": "amx_tile" in fields.get("flags", "").split()}
 
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.report.fmt import provenance
+
 
 @dataclass(frozen=True)
 class Text:
@@ -40,9 +42,10 @@ class Section:
 
 
 def partial_text(results: dict, what: str = "run") -> list[Block]:
-    """The warning a cut-short result opens with."""
-    cut = results.get("partial")
-    return [Text(f"**PARTIAL RESULTS** — the {what} was cut short ({cut}).")] if cut else []
+    """What a result opens with: the warning when it was cut short, and where its figures come from."""
+    cut, source = results.get("partial"), provenance(results)
+    return ([Text(f"**PARTIAL RESULTS** — the {what} was cut short ({cut}).")] if cut else []) + \
+        ([Text(source)] if source else [])
 
 
 def to_markdown(sections: list[Section], title: str) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from loadtest.report.fmt import ms as _ms
 from loadtest.report.fmt import num as _num
+from loadtest.report.fmt import provenance
 from loadtest.report.fmt import us_as_ms as _us_as_ms
 from loadtest.report.page import write_page
 
@@ -17,6 +18,8 @@ def markdown(results: dict) -> str:
         lines += [f"**PARTIAL RESULTS** — the run was cut short ({results['partial']}).", ""]
     lines += [f"{window['seconds']:.1f} s of load on models {', '.join(spec['models']) or 'all'}, "
               f"{spec['processes']} Locust process(es); every figure below was read back from Prometheus.", ""]
+    if provenance(results):
+        lines += [provenance(results), ""]
     lines += _locust_table(results) + _triton_table(results) + _gateway_table(results) + _steps_table(results)
     lines += capacity_lines(results)
     if results.get("locust_log_tail"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from loadtest.report.fmt import num
 from loadtest.report.fmt import times as _x
-from loadtest.report.page import Section, Table, Text, to_markdown, write_page
+from loadtest.report.page import Section, Table, Text, partial_text, to_markdown, write_page
 
 TITLE = "Served throughput at saturation"
 
@@ -28,7 +28,7 @@ def sections(data: dict) -> list[Section]:
             "in process: the backend's own session, driven as the backend drives it, right after each served "
             "window, then again beside a CPU tax the size of the client's CPU; ratios: medians of the per-round "
             "ratios.")
-    return [Section(TITLE, [Text(text), Table(rows)])]
+    return [Section(TITLE, [*partial_text(data, "benchmark"), Text(text), Table(rows)])]
 
 
 def markdown(data: dict) -> str:

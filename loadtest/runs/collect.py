@@ -10,6 +10,7 @@ import loadtest.metrics.promql as q
 from loadtest.runs.drive import LocustOutcome
 from loadtest.runs.spec import LoadSpec
 from serving.processes import log_tail
+from serving.provenance import provenance
 
 
 def collect(client, spec: LoadSpec, window: q.Window, outcome: LocustOutcome, exited: float | None = None) -> dict:
@@ -62,5 +63,5 @@ def write_results(results: dict, out: Path) -> Path:
     """The results as JSON (loadtest.json); `loadtest.report.run` renders them."""
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "loadtest.json"
-    json_path.write_text(json.dumps(results, indent=2))
+    json_path.write_text(json.dumps({"provenance": provenance("loadtest"), **results}, indent=2))
     return json_path

@@ -13,6 +13,8 @@ PARTIAL = {"spec": {"target": "http", "shape": "constant", "models": [], "proces
 
 def test_results_are_written_as_json_and_rendered_beside_it(tmp_path: Path) -> None:
     json_path = write_results(PARTIAL, tmp_path / "out")
-    assert json_path.name == "loadtest.json" and json.loads(json_path.read_text()) == PARTIAL
+    written = json.loads(json_path.read_text())
+    assert json_path.name == "loadtest.json" and written["provenance"]["report"] == "loadtest"
+    assert {k: v for k, v in written.items() if k != "provenance"} == PARTIAL
     md_path = write(json_path)
-    assert md_path.name == "loadtest.md" and md_path.read_text() == markdown(PARTIAL)
+    assert md_path.name == "loadtest.md" and md_path.read_text() == markdown(written)
