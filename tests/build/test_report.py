@@ -176,3 +176,17 @@ def test_student_families_are_compared_side_by_side() -> None:
     section = text.split("## Student families")[1].split("\n## ")[0]
     assert "| distilled | resnet20 | 41.0 |" in section and "| distilled_mobilenetv2 | mobilenetv2 | 29.0 |" in section
     assert "+2.00" in section
+
+
+def test_the_distilled_target_takes_the_fastest_student_of_the_ladder_within_budget() -> None:
+    fp32 = _entry("fp32", 0.917, 8.0, 160.0)
+    wide = _entry("distilled", 0.900, 1.2, 930.0)          # 5.8x, 1.7 points
+    small = _entry("distilled_resnet20", 0.875, 0.5, 2000.0)  # 12.5x, but 4.2 points
+    data = report_data(_build(fp32, wide, small))
+    target = next(t for t in data["targets"] if t["target"] == "distilled")
+    assert (target["model"], target["status"]) == ("r18_distilled", "met")
+    text = markdown(data, charts=False)
+    assert "| 2.0 pts | throughput | r18_distilled |" in text, "the fastest model within each budget is listed"
+    front = text.split("The accuracy–latency Pareto front")[1].split("\n## ")[0]
+    assert [line.split(" | ")[0] for line in front.splitlines() if line.startswith("| r18_")] == \
+        ["| r18_distilled_resnet20", "| r18_distilled", "| r18_fp32"]
