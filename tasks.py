@@ -224,7 +224,7 @@ BUILD_HELP = {
 def _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields):
     from build.profiles import options_for
     from build.report import write_reports
-    from build.zoo import build_zoo
+    from build.zoo import build_zoo, check_published
 
     if min_accuracy is not None:
         fields["min_accuracy"] = float(min_accuracy)
@@ -235,6 +235,7 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accu
     for b in builds:
         for variant, why in b.rejected.items():
             print(f"not published: {b.card.name} {variant}: {why}")
+    check_published(builds)
     return builds
 
 

@@ -133,14 +133,14 @@ class StepResult:
     """What one step did: its status, why (FAIL, SKIPPED), and what it produced."""
 
     status: Status = Status.OK
-    why: str = ""
+    why: str = ""  # why it failed or was skipped; for OK, a note the build log shows (e.g. a size it adapted)
     produced: Mapping[str, Any] = field(default_factory=dict)  # VariantState fields it sets: model, onnx_path...
     metrics: Mapping[str, Any] = field(default_factory=dict)  # merged into the variant's metrics
     published: Published | None = None  # a publish step's model: its FAIL leaves out that model only
 
     @classmethod
-    def ok(cls, metrics: Mapping[str, Any] = EMPTY, **produced: Any) -> StepResult:
-        return cls(Status.OK, produced=produced, metrics=metrics)
+    def ok(cls, metrics: Mapping[str, Any] = EMPTY, note: str = "", **produced: Any) -> StepResult:
+        return cls(Status.OK, note, produced=produced, metrics=metrics)
 
     @classmethod
     def failed(cls, why: str) -> StepResult:
@@ -240,7 +240,8 @@ class Pipeline:
                 outcomes.append(Outcome(state.name, result.status, result.why, **vars(result.published)))
             elif result.status is Status.FAIL:
                 return state, [*outcomes, Outcome(state.name, Status.FAIL, result.why)]
-            suffix = "" if result.status is Status.OK else f" {result.status.value}: {result.why}"
+            suffix = f" {result.status.value}: {result.why}" if result.status is not Status.OK else \
+                (f": {result.why}" if result.why else "")
             log(f"  [{state.name}] {step.name} ({time.perf_counter() - start:.1f}s){suffix}")
         return state, [*outcomes, Outcome(state.name, Status.OK)]
 

@@ -195,6 +195,15 @@ def build_order(requested: list[str]) -> list[tuple[str, bool]]:
     return list(order.items())
 
 
+def check_published(builds: list[ZooBuild]) -> None:
+    """A run that published nothing for a card has failed: a ZooError with every reason, after the reports are out."""
+    empty = [b for b in builds if not b.entries]
+    if empty:
+        reasons = "; ".join(f"{b.card.name}: " + ("; ".join(f"{k}: {why}" for k, why in b.rejected.items())
+                                                 or "no variant was built") for b in empty)
+        raise ZooError(f"published no model for {', '.join(b.card.name for b in empty)} ({reasons})")
+
+
 def configured_steps(name: str, publish: bool, runtimes: list[Runtime], options: BuildOptions) -> list[Step]:
     """The variant's recipe with the build's technique configs applied, then one publish step per runtime."""
     variant = VARIANTS[name]

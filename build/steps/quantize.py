@@ -30,19 +30,31 @@ QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 @dataclass(frozen=True)
 class Int8Config:
     method: str = "minmax"
-    calibration_images: int = 512
+    calibration_images: int = 512  # at most: a smaller validation split calibrates on all of its images
     per_channel: bool = True
     percentile: float = 99.999
     accuracy_budget: float = 0.005  # validation top-1 INT8 may lose before layers fall back to FP32
-    check_images: int = 2000  # validation images that measure that loss
+    check_images: int = 2000  # validation images that measure that loss (at most: the split's size)
     max_fallback_layers: int = 8
 
     def validate(self, available: int) -> None:
         if self.method not in METHODS:
             raise ZooError(f"unknown calibration method '{self.method}'; choose one of {sorted(METHODS)}")
-        if not MIN_CALIBRATION_IMAGES <= self.calibration_images <= available:
-            raise ZooError(f"calibration needs {MIN_CALIBRATION_IMAGES} to {available} validation images "
-                           f"(the validation split's size), got {self.calibration_images}")
+        if self.calibration_images < MIN_CALIBRATION_IMAGES:
+            raise ZooError(f"calibration needs at least {MIN_CALIBRATION_IMAGES} images, got {self.calibration_images}")
+        if available < MIN_CALIBRATION_IMAGES:
+            raise ZooError(f"INT8 calibration needs at least {MIN_CALIBRATION_IMAGES} validation images, and the "
+                           f"validation split (a tenth of the training images) has {available}: give the card's data "
+                           f"at least {MIN_CALIBRATION_IMAGES * 10} training images, or leave out the int8 variants "
+                           "(--variants fp32,fp16,...)")
+
+    def images(self, available: int) -> tuple[int, int, str]:
+        """Calibration and check images for a validation split of `available` images, and a note when they shrank."""
+        calibration, check = min(self.calibration_images, available), min(self.check_images, available)
+        shrunk = calibration < self.calibration_images or check < self.check_images
+        note = (f"calibrated on {calibration} and checked on {check} validation images (the split's size; "
+                f"{self.calibration_images} and {self.check_images} asked)") if shrunk else ""
+        return calibration, check, note
         if self.accuracy_budget < 0 or self.max_fallback_layers < 0:
             raise ZooError(f"accuracy_budget and max_fallback_layers must not be negative; got {self}")
 
@@ -110,11 +122,12 @@ class QuantizeStatic(TechniqueStep):
         cfg = self.config
         prepared = state.workdir / "prepared.onnx"
         quant_pre_process(str(state.onnx_path), str(prepared))
-        calibration = ctx.data.val.images[: cfg.calibration_images]
+        n_calibration, n_check, note = cfg.images(len(ctx.data.val))
+        calibration = ctx.data.val.images[:n_calibration]
         out = state.workdir / "model.onnx"
         types, name = int8_types(ctx.hardware), ctx.io.input_name
         quantize(prepared, out, name, calibration, cfg, types, exclude=[])
-        check = ctx.data.val.head(cfg.check_images)
+        check = ctx.data.val.head(n_check)
         float_acc = onnx_accuracy(prepared, check, ctx.options.threads)
         int8_acc = onnx_accuracy(out, check, ctx.options.threads)
         fallback: list[str] = []
@@ -128,11 +141,11 @@ class QuantizeStatic(TechniqueStep):
                     break
         drop = float_acc - int8_acc
         return StepResult.ok({"quantization": {
-            "format": "QDQ", "method": cfg.method, "calibration_images": cfg.calibration_images,
+            "format": "QDQ", "method": cfg.method, "calibration_images": n_calibration,
             "per_channel": cfg.per_channel, "activations": types.activation.name, "weights": types.weight.name,
             "reduce_range": types.reduce_range, "why": types.reason,
             "validation": {"images": len(check), "float_top1": float_acc, "int8_top1": int8_acc,
                            "drop": round(drop, 4), "budget": cfg.accuracy_budget,
                            "within_budget": drop <= cfg.accuracy_budget},
             "fp32_fallback_layers": fallback,
-        }}, onnx_path=out)
+        }}, note, onnx_path=out)

@@ -20,7 +20,7 @@ from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.quantize import Int8Config
 from build.steps.sparsify import SparsityConfig
-from build.zoo import build_order
+from build.zoo import build_order, check_published
 from tests.conftest import CIFAR, PRE, build_one, models_of
 
 FAST = BuildOptions(verify_images=100, measure_speed=False, threads=1)
@@ -111,7 +111,7 @@ def test_too_small_calibration_set_fails_before_any_step_runs(tmp_path: Path, te
                                                                mini_archive: Path) -> None:
     # The mini archive holds only 10 validation images: far below the calibration minimum.
     ran: list[str] = []
-    with pytest.raises(ZooError, match="calibration needs 64 to 10 validation images"):
+    with pytest.raises(ZooError, match="needs at least 64 validation images.*has 10"):
         build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "int8"], ["onnxruntime"],
                   FAST, log=ran.append)
     assert ran == [] and not (tmp_path / "repo" / "manifest.json").exists()
@@ -225,6 +225,8 @@ def test_accuracy_floor_rejects(tmp_path: Path, teacher: Path, mini_archive: Pat
     result = build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32"], ["onnxruntime"],
                        options, log=lambda _: None)
     assert "below the floor 0.99" in result.rejected["fp32"]
+    with pytest.raises(ZooError, match="published no model for tiny \\(tiny: fp32: tiny_fp32: test top-1 .* below"):
+        check_published([result])
 
 
 @pytest.mark.parametrize(("config", "message"), [

@@ -64,3 +64,17 @@ def test_over_budget_layers_fall_back_to_fp32(quantized, tmp_path: Path, mini_ar
 
 def test_doubling() -> None:
     assert doubling(8) == [1, 2, 4, 8] and doubling(3) == [1, 2, 3] and doubling(1) == [1] and doubling(0) == []
+
+
+def test_calibration_adapts_to_a_small_validation_split_and_says_so() -> None:
+    from build.errors import ZooError
+
+    cfg = Int8Config()
+    assert cfg.images(5000) == (512, 2000, ""), "a split large enough takes the settings as they are"
+    calibration, check, note = cfg.images(200)  # 2,000 training images: a validation split of 200
+    assert (calibration, check) == (200, 200) and "calibrated on 200 and checked on 200" in note
+    cfg.validate(200)  # no error: the sizes adapt
+    with pytest.raises(ZooError, match="needs at least 64 validation images.*has 50.*at least 640 training images"):
+        cfg.validate(50)
+    with pytest.raises(ZooError, match="at least 64 images, got 10"):
+        Int8Config(calibration_images=10).validate(5000)
