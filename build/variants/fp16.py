@@ -17,7 +17,7 @@ FP16 = Variant(
     name="fp16",
     parent="fp32",
     steps=(FromVariant("fp32"), ConvertFp16()),
-    tolerance=Tolerance(max_abs_diff=0.05, min_top1_agreement=0.995),
+    tolerance=Tolerance(max_rel_diff=0.05, min_top1_agreement=0.995),
     description="FP16 weights and activations, FP32 inputs and outputs",
     hardware_note=fp16_note,
 )

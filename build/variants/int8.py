@@ -4,7 +4,7 @@ from build.hardware import Hardware
 from build.steps.quantize import QuantizeStatic
 from build.steps.source import FromVariant
 from build.variants.base import Variant
-from build.verification import Tolerance
+from build.verification import QUANTIZED
 
 
 def int8_note(hw: Hardware) -> str | None:
@@ -18,7 +18,7 @@ def int8_of(parent: str, name: str) -> Variant:
         name=name,
         parent=parent,
         steps=(FromVariant(parent), QuantizeStatic()),
-        tolerance=Tolerance(max_abs_diff=None, min_top1_agreement=0.95),
+        tolerance=QUANTIZED,
         description=f"{parent}, static INT8 (QDQ, per-channel weights, calibrated on the validation split)",
         hardware_note=int8_note,
     )

@@ -13,7 +13,7 @@ from build.steps.quantize import QuantizeStatic
 from build.steps.source import FromVariant
 from build.variants.base import Variant
 from build.variants.int8 import int8_note
-from build.verification import Tolerance
+from build.verification import QUANTIZED
 
 
 def qat_of(parent: str, name: str) -> Variant:
@@ -21,7 +21,7 @@ def qat_of(parent: str, name: str) -> Variant:
         name=name,
         parent=parent,
         steps=(FromVariant(parent), QuantAwareFinetune(), ExportOnnx(), OptimizeGraph(), QuantizeStatic()),
-        tolerance=Tolerance(max_abs_diff=None, min_top1_agreement=0.95),
+        tolerance=QUANTIZED,
         description=f"{parent}, BatchNorm folded and quantization-aware fine-tuned (fake-quantized weights and "
                     "inputs), then static INT8 (QDQ, per-channel weights, calibrated on the validation split)",
         hardware_note=int8_note,
