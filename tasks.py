@@ -216,18 +216,19 @@ BUILD_HELP = {
     "variants": "comma-separated variants, or 'all'", "runtimes": RUNTIMES_HELP,
     "profile": "default (CPU, about 30 min), quick (CI: a subset, a few steps) or long (a GPU)",
     "set": "technique.field=value, repeatable, e.g. --set prune.importance=taylor --set int8.method=entropy",
-    "min_accuracy": "reject (do not publish) a variant below this test top-1 (default: the profile's)",
+    "max_drop": "reject (do not publish) a derived variant more than this many points below its parent "
+                "(default: the profile's, 10; the source's own fp32 is never refused)",
     "report": "folder for the build report (JSON, Markdown, charts)",
 }
 
 
-def _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields):
+def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, **fields):
     from build.profiles import options_for
     from build.report import write_reports
     from build.zoo import build_zoo, check_published
 
-    if min_accuracy is not None:
-        fields["min_accuracy"] = float(min_accuracy)
+    if max_drop is not None:
+        fields["max_drop_points"] = float(max_drop)
     options = options_for(profile, set or [], **fields)
     builds = build_zoo(_cards(card, data, teacher), Path(repo), _variants(variants), _csv(runtimes), options)
     paths = write_reports(builds, Path(report))
@@ -243,10 +244,10 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accu
       iterable=["set", "card"])
 @friendly
 def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
-          profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), eval_images=0):
+          profile="default", set=None, max_drop=None, report=str(REPORTS / "zoo"), eval_images=0):
     """Build each card's variants: optimize, verify, measure, publish atomically, and write the report."""
     fields = {"eval_images": eval_images} if eval_images else {}
-    _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report, **fields)
+    _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, **fields)
 
 
 @task(help={
@@ -272,12 +273,12 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
       iterable=["set", "card"])
 @friendly
 def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
-        profile="default", set=None, min_accuracy=None, report=str(REPORTS / "zoo"), images=0, triton_url=None):
+        profile="default", set=None, max_drop=None, report=str(REPORTS / "zoo"), images=0, triton_url=None):
     """The main job: build each card's models and the report, serve them on Triton, check each through the server."""
     from build.data import load_dataset
     from serving.evaluate import run_served_evaluation
 
-    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, min_accuracy, report)
+    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report)
     samples = {}
     for b in builds:
         test = load_dataset(b.card.data, b.card.input).test  # decoded by the build: read back from the cache

@@ -47,7 +47,9 @@ class BuildOptions:
     served_latency_requests: int = 200  # batch-1 requests per model that `invoke zoo` times through the server
     measure_speed: bool = True
     threads: int = 2
-    min_accuracy: float = 0.0  # a variant below this test accuracy is rejected, not published
+    # A derived variant more than this many points of test top-1 below its parent is broken, not a trade-off: it is
+    # rejected. The source's own fp32 model is the user's model and is never refused for its accuracy. None: no floor.
+    max_drop_points: float | None = None
     train_images: int | None = None  # None: the whole training split
     max_train_steps: int | None = None  # caps every fine-tuning and distillation run
     profile: str = "default"
@@ -78,7 +80,7 @@ class BuildContext:
     io: TensorIO
     hardware: Hardware = field(default_factory=detect)
     weights_dir: Path | None = None  # the teacher's folder, where shipped training runs are looked up
-    _memo: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # derived, computed once
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # derived, computed once
 
     @property
     def name(self) -> str:
@@ -111,6 +113,20 @@ class BuildContext:
             self._memo["soft_targets"] = teacher_logits(source, self.train_set.images, self.teacher.sha256,
                                                         self.data.checksum)
         return self._memo["soft_targets"]
+
+    def parent_top1(self, state: VariantState) -> float | None:
+        """Test top-1 of what `state` was made from: its parent variant's own file (None when that was not
+        published), or the source model itself, measured once on the same test images."""
+        if state.source is not None:
+            return state.source.reference_top1
+        if "teacher_top1" not in self._memo:
+            from build.evaluate import accuracy, torch_logits
+
+            module, images = self.teacher.module, self.test_set.images
+            logits = torch_logits(module, images) if module is not None else \
+                self.teacher.runner(self.options.threads)(images)
+            self._memo["teacher_top1"] = accuracy(logits, self.test_set.labels)
+        return self._memo["teacher_top1"]
 
 
 class Status(Enum):

@@ -70,8 +70,7 @@ class PublishRuntime(Step):
         run = self.runtime.runner(version_dir, ctx.options.threads)
         agreement = verify(name, state.reference_logits, run(ctx.verify_set), self.runtime.tolerance(state.tolerance))
         acc = runner_accuracy(run, ctx.test_set, ctx.options.served_check_images)
-        if acc["top1"] < ctx.options.min_accuracy:
-            raise VariantRejected(f"{name}: test top-1 {acc['top1']:.4f} is below the floor {ctx.options.min_accuracy}")
+        self._check_floor(name, acc["top1"], state, ctx)
         reference_top1 = acc["top1"] if self.runtime.name == REFERENCE_RUNTIME else state.reference_top1
         reference_top1 = self._check_budget(name, acc["top1"], reference_top1, state, ctx)
         note = self.variant.hardware_note(ctx.hardware)
@@ -94,6 +93,18 @@ class PublishRuntime(Step):
             **ctx.provenance,
         }
         return self._result(Status.OK, name, entry=entry, reference_top1=reference_top1)
+
+    def _check_floor(self, name: str, top1: float, state: VariantState, ctx: BuildContext) -> None:
+        """A derived variant far below its parent is broken; the source's own fp32 is the user's model, never refused."""
+        from build.steps.measure import BASELINE  # measure names models as this module does: imported late
+
+        limit = ctx.options.max_drop_points
+        if limit is None or state.name == BASELINE:
+            return
+        parent = ctx.parent_top1(state)
+        if parent is not None and (parent - top1) * 100 > limit:
+            raise VariantRejected(f"{name}: test top-1 {top1:.4f} is {(parent - top1) * 100:.1f} points below its "
+                                  f"parent's {parent:.4f}; a variant may lose at most {limit:g} (--max-drop)")
 
     def _check_budget(self, name: str, top1: float, reference_top1: float | None, state: VariantState,
                       ctx: BuildContext) -> float | None:

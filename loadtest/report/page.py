@@ -44,8 +44,8 @@ class Section:
 def partial_text(results: dict, what: str = "run") -> list[Block]:
     """What a result opens with: the warning when it was cut short, and where its figures come from."""
     cut, source = results.get("partial"), provenance(results)
-    return ([Text(f"**PARTIAL RESULTS** — the {what} was cut short ({cut}).")] if cut else []) + \
-        ([Text(source)] if source else [])
+    blocks: list[Block] = [Text(f"**PARTIAL RESULTS** — the {what} was cut short ({cut}).")] if cut else []
+    return blocks + ([Text(source)] if source else [])
 
 
 def to_markdown(sections: list[Section], title: str) -> str:

@@ -32,7 +32,7 @@ def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_
 
 def test_quick_profile_has_no_accuracy_floor_and_caps_training() -> None:
     quick = options_for("quick", [])
-    assert quick.min_accuracy == 0 and quick.train_steps(1000) == quick.max_train_steps
+    assert quick.max_drop_points is None and quick.train_steps(1000) == quick.max_train_steps
     assert options_for("default", []).train_steps(1000) == 1000
 
 

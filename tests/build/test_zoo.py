@@ -220,13 +220,19 @@ def test_a_rejected_parent_takes_its_descendants_with_it(tmp_path: Path, teacher
     assert result.entries == {} and result.rejected["fp16"] == "its parent fp32 was rejected"
 
 
-def test_accuracy_floor_rejects(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
-    options = dataclasses.replace(FAST, min_accuracy=0.99)
-    result = build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32"], ["onnxruntime"],
-                       options, log=lambda _: None)
-    assert "below the floor 0.99" in result.rejected["fp32"]
-    with pytest.raises(ZooError, match="published no model for tiny \\(tiny: fp32: tiny_fp32: test top-1 .* below"):
-        check_published([result])
+def test_the_floor_refuses_a_broken_variant_never_the_users_own_model(tmp_path: Path, teacher: Path,
+                                                                       mini_archive: Path) -> None:
+    # A floor no model can meet (each would have to beat its parent by 100 points): the fp32, the user's own model,
+    # is published all the same, and the derived fp16 is rejected with the reason.
+    data = load_dataset(str(mini_archive), CIFAR)
+    options = dataclasses.replace(FAST, max_drop_points=-100.0)
+    result = build_one(data, teacher, tmp_path / "repo", ["fp32", "fp16"], ["onnxruntime"], options,
+                       log=lambda _: None)
+    assert "tiny_fp32" in result.entries and "fp32" not in result.rejected
+    assert "points below its parent's" in result.rejected["fp16"]
+    broken = dataclasses.replace(result, outcomes=[o for o in result.outcomes if o.model != "tiny_fp32"])
+    with pytest.raises(ZooError, match="published no model for tiny \\(tiny: fp16: .* points below its parent"):
+        check_published([broken])
 
 
 @pytest.mark.parametrize(("config", "message"), [
