@@ -95,7 +95,7 @@ class PublishRuntime(Step):
         return self._result(Status.OK, name, entry=entry, reference_top1=reference_top1)
 
     def _check_floor(self, name: str, top1: float, state: VariantState, ctx: BuildContext) -> None:
-        """A derived variant far below its parent is broken; the source's own fp32 is the user's model, never refused."""
+        """A derived variant far below its parent is broken; the source's own fp32, the user's model, never is."""
         from build.steps.measure import BASELINE  # measure names models as this module does: imported late
 
         limit = ctx.options.max_drop_points
