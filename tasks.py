@@ -240,13 +240,17 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
     return builds
 
 
-@task(help={**BUILD_HELP, "eval_images": "test images for accuracy (0: the profile's choice)"},
+@task(help={**BUILD_HELP, "eval_images": "test images for accuracy (0: the profile's choice)",
+            "ship": "save each training run the build makes beside the teacher (weights/), keyed, so that later "
+                    "builds load it instead of training (how the sparse and QAT runs are shipped)"},
       iterable=["set", "card"])
 @friendly
 def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
-          profile="default", set=None, max_drop=None, report=str(REPORTS / "zoo"), eval_images=0):
+          profile="default", set=None, max_drop=None, report=str(REPORTS / "zoo"), eval_images=0, ship=False):
     """Build each card's variants: optimize, verify, measure, publish atomically, and write the report."""
-    fields = {"eval_images": eval_images} if eval_images else {}
+    fields: dict = {"eval_images": eval_images} if eval_images else {}
+    if ship:
+        fields["ship_runs"] = True
     _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, **fields)
 
 

@@ -22,10 +22,10 @@ import numpy as np
 from build.data import Dataset, ImageSet
 from build.errors import VariantRejected
 from build.hardware import Hardware, detect
-from build.models import Classifier
+from build.models import Classifier, load_weights
 from build.repository.model_config import TensorIO
 from build.runtimes import Runtime
-from build.shipped import shipped_path
+from build.shipped import Trainer, load_or_train, ship, shipped_path
 from build.sources import Teacher
 from build.teacher_logits import teacher_logits
 from build.verification import Tolerance
@@ -52,6 +52,8 @@ class BuildOptions:
     max_drop_points: float | None = None
     train_images: int | None = None  # None: the whole training split
     max_train_steps: int | None = None  # caps every fine-tuning and distillation run
+    # save each training run this build makes beside the teacher, keyed, so that later builds load it (`--ship`)
+    ship_runs: bool = False
     profile: str = "default"
     # Technique configs (Int8Config, PruneConfig, ...) that the profile and `--set` give, at most one per type:
     # each is applied to the steps of its technique in every recipe when the build plans (see `Step.tuned`).
@@ -104,6 +106,23 @@ class BuildContext:
     def shipped(self, stem: str, key: str, wanted: bool) -> Path | None:
         """Where `invoke distill` or `invoke prune` ships this run's result, when the build should look for it."""
         return shipped_path(self.weights_dir, stem, key) if wanted and self.weights_dir else None
+
+    def shipped_or_trained(self, stem: str, key: str, wanted: bool, train: Trainer,
+                           meta: Mapping[str, Any]) -> tuple[Classifier, dict, dict]:
+        """The run's shipped result when the teacher's folder has one, else a fresh run: the model, its record and
+        where it came from. With `ship_runs`, a fresh run is saved there under its key, with `meta` and its accuracy."""
+        path = self.shipped(stem, key, wanted)
+        start = time.perf_counter()
+        model, record, origin = load_or_train(path, self.teacher.card.preprocess, train)
+        if self.options.ship_runs and origin.get("trained_in_build") and self.weights_dir:
+            target = shipped_path(self.weights_dir, stem, key)
+            ship(model, target, self.data, {"arch": model.arch, **meta, **record, "run_key": key,
+                                            "teacher_sha256": self.teacher.sha256, "train_images": len(self.train_set),
+                                            "train_seconds": round(time.perf_counter() - start)})
+            # what follows starts from the shipped file, as a later build will, so their keys agree
+            model = load_weights(target, self.teacher.card.preprocess)[0]
+            origin = {**origin, "shipped_to": target.name}
+        return model, record, origin
 
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""

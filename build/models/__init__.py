@@ -30,9 +30,10 @@ class Classifier(nn.Module):
     mean: torch.Tensor  # buffers, registered in __init__
     std: torch.Tensor
 
-    def __init__(self, backbone: nn.Module, pre: Preprocess) -> None:
+    def __init__(self, backbone: nn.Module, pre: Preprocess, arch: str | None = None) -> None:
         super().__init__()
         self.backbone, self.pre = backbone, pre
+        self.arch = arch  # the builtin architecture's name; None for a user's own module
         shape = (1, len(pre.mean), 1, 1)
         self.register_buffer("mean", torch.tensor(pre.mean).view(shape), persistent=False)
         self.register_buffer("std", torch.tensor(pre.std).view(shape), persistent=False)
@@ -51,7 +52,7 @@ class Classifier(nn.Module):
 def build_classifier(arch: str, num_classes: int, pre: Preprocess) -> Classifier:
     if arch not in ARCHITECTURES:
         raise ZooError(f"unknown architecture '{arch}'; choose one of {sorted(ARCHITECTURES)}")
-    return Classifier(ARCHITECTURES[arch](num_classes, in_channels=pre.channels), pre)
+    return Classifier(ARCHITECTURES[arch](num_classes, in_channels=pre.channels), pre, arch)
 
 
 def save_weights(model: Classifier, path: Path, meta: dict) -> None:
@@ -117,6 +118,10 @@ def load_weights(path: Path, pre: Preprocess) -> tuple[Classifier, dict]:
         state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
         if meta.get("channel_pruned"):
             take_widths(model, state)
+        if meta.get("batchnorm_folded"):  # a QAT run's network: its convolutions carry their batch norms
+            from build.steps.qat import fold_batchnorm
+
+            fold_batchnorm(model.eval())
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]

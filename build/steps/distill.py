@@ -17,7 +17,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import ARCHITECTURES, Classifier, build_classifier, load_weights
 from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
-from build.shipped import load_or_train, run_folder, run_key, ship, shipped_path, shipped_teacher
+from build.shipped import run_folder, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
 
@@ -114,7 +114,8 @@ class Distill(TechniqueStep):
                                     f"{ctx.name}_{state.name}: distil into {cfg.student}")
             return student, {"final_loss": loss}
 
-        student, record, origin = load_or_train(ctx.shipped(stem, key, cfg.shipped), pre, train)
+        student, record, origin = ctx.shipped_or_trained(stem, key, cfg.shipped, train,
+                                                         {"steps": steps, "config": asdict(cfg)})
         teacher_macs, student_macs = _teacher_macs(ctx), macs_and_params(student)[0]
         return StepResult.ok({"distillation": {
             "student": cfg.student, "temperature": cfg.temperature, "alpha": cfg.alpha, "steps": steps,

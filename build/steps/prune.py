@@ -26,7 +26,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import Classifier, load_weights
 from build.pipeline import BuildContext, BuildOptions, StepResult, TechniqueStep, VariantState
-from build.shipped import load_or_train, model_sha256, run_folder, run_key, ship, shipped_path, shipped_teacher
+from build.shipped import model_sha256, run_folder, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
 C = TypeVar("C")
@@ -194,9 +194,10 @@ class StructuredPrune(TechniqueStep):
         cfg = self.config
         assert state.model is not None
         source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
-        key = pruning_run(cfg, model_sha256(source), ctx.teacher.sha256, ctx.data.checksum,
-                          len(ctx.train_set), schedule)
-        model, record, origin = load_or_train(
-            ctx.shipped(state.name, key, cfg.shipped), ctx.teacher.card.preprocess,
-            lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule, state.name))
+        source_sha = model_sha256(source)
+        key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.checksum, len(ctx.train_set), schedule)
+        meta = {"channel_pruned": True, "source_sha256": source_sha, "steps": schedule, "config": asdict(cfg)}
+        model, record, origin = ctx.shipped_or_trained(
+            state.name, key, cfg.shipped, lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule,
+                                                        state.name), meta)
         return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **origin}}, model=model)

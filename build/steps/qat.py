@@ -19,7 +19,7 @@ as a moving average over training batches, so the ranges are close but not ident
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from onnxruntime.quantization import QuantType
@@ -32,7 +32,9 @@ from torch.utils.hooks import RemovableHandle
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.hardware import Int8Types, int8_types
+from build.models import Classifier
 from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
+from build.shipped import model_sha256, run_key
 
 # ONNX Runtime's integer ranges: asymmetric activations use the whole type; symmetric INT8 weights
 # use -127..127, and -64..64 with reduce_range (7-bit weights).
@@ -51,6 +53,7 @@ class QatConfig:
     alpha: float = 0.9
     freeze_observers_after: float = 0.8  # fraction of the steps after which activation ranges stop moving
     seed: int = 0
+    shipped: bool = True  # load the network `invoke build --ship` shipped for this very run, when there is one
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -167,23 +170,38 @@ class QuantAwareFinetune(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        types = int8_types(ctx.hardware)
-        model = copy.deepcopy(state.model).eval()  # the parent's model is shared, not ours to change
-        folded = fold_batchnorm(model)
-        wrapped = insert_fake_quant(model, types)
-        steps = ctx.options.train_steps(cfg.steps)
-        observed = max(1, round(cfg.freeze_observers_after * steps))
-        fit_cfg = FitConfig(steps=steps, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
-                            alpha=cfg.alpha, seed=cfg.seed)
-        handle = freeze_input_ranges_after(model, observed)
-        try:
-            loss = fit(model, ctx.train_set, ctx.soft_targets(), fit_cfg, f"{state.name}: quantization-aware")
-        finally:
-            handle.remove()
-        strip_fake_quant(model)
-        return StepResult.ok({"qat": {
-            "steps": steps, "lr": cfg.lr, "input_ranges_frozen_after_step": observed, "final_loss": round(loss, 4),
-            "batchnorm_folded": folded, "layers_fake_quantized": len(wrapped),
-            "weights": f"{types.weight.name} per-channel symmetric" + (", 7-bit" if types.reduce_range else ""),
-            "inputs": f"{types.activation.name} per-tensor affine, moving-average min/max",
-        }}, model=model)
+        source, types, steps = state.model, int8_types(ctx.hardware), ctx.options.train_steps(self.config.steps)
+        source_sha = model_sha256(source)
+        # the INT8 types follow the CPU (7-bit weights without VNNI), so they are part of the run
+        bits = f"{types.activation.name}/{types.weight.name}/reduce_range={types.reduce_range}"
+        key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, data=ctx.data.checksum,
+                      train_images=len(ctx.train_set), steps=steps, int8_types=bits)
+        model, record, origin = ctx.shipped_or_trained(
+            state.name, key, cfg.shipped, lambda: quant_aware(source, cfg, types, steps, ctx, state.name),
+            {"batchnorm_folded": True, "source_sha256": source_sha, "steps": steps, "int8_types": bits,
+             "config": asdict(cfg)})
+        return StepResult.ok({"qat": {**record["qat"], "run_key": key, **origin}}, model=model)
+
+
+def quant_aware(source: Classifier, cfg: QatConfig, types: Int8Types, steps: int, ctx: BuildContext,
+                desc: str) -> tuple[Classifier, dict]:
+    """A copy of `source` with its batch norms folded, fine-tuned under simulated INT8, with its fake quantizers
+    removed again, and the run's record."""
+    model = copy.deepcopy(source).eval()  # the parent's model is shared, not ours to change
+    folded = fold_batchnorm(model)
+    wrapped = insert_fake_quant(model, types)
+    observed = max(1, round(cfg.freeze_observers_after * steps))
+    fit_cfg = FitConfig(steps=steps, lr=cfg.lr, batch_size=cfg.batch_size, temperature=cfg.temperature,
+                        alpha=cfg.alpha, seed=cfg.seed)
+    handle = freeze_input_ranges_after(model, observed)
+    try:
+        loss = fit(model, ctx.train_set, ctx.soft_targets(), fit_cfg, f"{desc}: quantization-aware")
+    finally:
+        handle.remove()
+    strip_fake_quant(model)
+    return model, {"final_loss": loss, "qat": {
+        "steps": steps, "lr": cfg.lr, "input_ranges_frozen_after_step": observed, "final_loss": round(loss, 4),
+        "batchnorm_folded": folded, "layers_fake_quantized": len(wrapped),
+        "weights": f"{types.weight.name} per-channel symmetric" + (", 7-bit" if types.reduce_range else ""),
+        "inputs": f"{types.activation.name} per-tensor affine, moving-average min/max",
+    }}

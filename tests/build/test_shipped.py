@@ -81,3 +81,32 @@ def test_the_default_build_finds_every_shipped_run() -> None:
         key = pruning_run(cfg, model_sha256(load_weights(source, PRE)[0]), record["teacher_sha256"],
                           record["dataset_checksum"], record["train_images"], cfg.schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()
+
+
+def test_a_build_ships_its_training_runs_and_the_next_build_loads_them(tmp_path: Path, teacher: Path,
+                                                                        mini_archive: Path, micro_student: str) -> None:
+    """`invoke build --ship` keeps every run it trains (here distillation, sparsity and QAT) beside the teacher,
+    keyed; a later build of the same settings trains nothing."""
+    from build.data import load_dataset
+    from build.pipeline import BuildOptions
+    from build.steps.quantize import Int8Config
+    from tests.conftest import CIFAR, build_one, models_of
+
+    mini = load_dataset(str(mini_archive), CIFAR)
+    data = dataclasses.replace(mini, val=mini.test)  # enough validation images to calibrate INT8
+    options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2, ship_runs=True,
+                           configs=(Int8Config(calibration_images=100, check_images=100),
+                                    DistillConfig(student=micro_student)))
+    variants = ["sparse", "distilled_int8_qat"]
+    build_one(data, teacher, tmp_path / "first", variants, ["onnxruntime"], options)
+    shipped = sorted(p.name.rsplit("_", 1)[0] for p in teacher.parent.glob("*_*.pt"))
+    assert shipped == ["distilled_int8_qat", "micro_distilled", "sparse"]
+    assert json.loads(next(teacher.parent.glob("distilled_int8_qat_*.json")).read_text())["batchnorm_folded"]
+
+    again = build_one(data, teacher, tmp_path / "again", variants, ["onnxruntime"],
+                      dataclasses.replace(options, ship_runs=False))
+    metrics = {v: models_of(tmp_path / "again")[f"tiny_{v}"]["metrics"] for v in variants}
+    assert metrics["sparse"]["sparsity"]["shipped"].startswith("sparse_")
+    assert metrics["distilled_int8_qat"]["qat"]["shipped"].startswith("distilled_int8_qat_")
+    assert metrics["distilled_int8_qat"]["distillation"]["shipped"].startswith("micro_distilled_")
+    assert again.rejected == {}
