@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(prometheus wrk gcc libc6-dev iproute2)
+packages=(prometheus wrk gcc libc6-dev iproute2 python3-venv)
 tools=(prometheus promtool wrk cc ip)
 
 if command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
@@ -31,6 +31,20 @@ else
     fi
 fi
 
-echo "setup: installing tritonzoo with its extras (pip install -e \".[all,dev]\")"
-python3 -m pip install --quiet -e ".[all,dev]"
-echo "setup: done; next: invoke zoo --data ../shared/data/cifar10-jpeg.tar.gz (or any CIFAR-10 source)"
+# Python: the active virtual environment, else python3 itself, unless python3 is externally managed (PEP 668: the
+# system Python of Debian 12 and Ubuntu 24.04), where pip refuses to install: then a virtual environment, .venv.
+py=python3
+activate=""
+if [ -z "${VIRTUAL_ENV:-}" ] && { [ -x .venv/bin/python ] || "$py" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; }; then
+    [ -x .venv/bin/python ] || { echo "setup: $py is externally managed: creating a virtual environment, .venv"
+                                 "$py" -m venv .venv; }
+    py=.venv/bin/python
+    activate=" (first: source .venv/bin/activate)"
+fi
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "setup: tritonzoo needs Python 3.11 or newer; $py is $("$py" -V 2>&1)" >&2; exit 1; }
+
+echo "setup: installing tritonzoo with its extras into $("$py" -c 'import sys; print(sys.prefix)') (pip install -e \".[all,dev]\")"
+"$py" -m pip install --quiet -e ".[all,dev]"
+echo "setup: done; next$activate: invoke zoo --data ../shared/data/cifar10-jpeg.tar.gz (or any CIFAR-10 source)"
