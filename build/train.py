@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from build.device import autocast, configure_threads, pick_device
 from build.errors import ZooError
 from build.evaluate import torch_accuracy
 from build.models import Classifier, build_classifier, read_checkpoint, save_weights, write_provenance
+from serving.provenance import machine
 
 
 @dataclass(frozen=True)
@@ -242,4 +242,5 @@ def _half(value: torch.Tensor) -> torch.Tensor:
 def hardware_summary(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    cpu = machine()
+    return f"{cpu['cpu']} (family {cpu['cpu_family']}, model {cpu['cpu_model']}) x{torch.get_num_threads()} threads"
