@@ -109,8 +109,8 @@ def checkpoint(c, run_dir, out):
                  "phase",
 })
 @friendly
-def train(c, data=None, card=None, epochs=9, warmup_epochs=3, batch_size=128, lr=0.1, weight_decay=5e-4,
-          label_smoothing=0.1, cutout=0, anneal="cos", seed=0, device="auto", run_dir="runs/teacher", out=None,
+def train(c, data=None, card=None, epochs=95, warmup_epochs=19, batch_size=500, lr=0.2, weight_decay=5e-4,
+          label_smoothing=0.1, cutout=12, anneal="linear", seed=0, device="auto", run_dir="runs/teacher", out=None,
           resume_from=None, init_from=""):
     """Train a card's builtin network, by default the ResNet18 teacher on CIFAR-10 (resumable; bf16 + channels_last
     on CPU, CUDA when present)."""

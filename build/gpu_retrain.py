@@ -42,9 +42,9 @@ FOLLOWERS = {"student": ["widenet", "pruned_distilled"], "pruned": ["pruned"], "
 
 
 def recipe(epochs: int, smoke: bool) -> TrainConfig:
-    """Phase 1's recipe (KellerJordan/cifar10-zoo's ResNet-18 baseline), its LR peak at 20% of the epochs."""
-    return TrainConfig(epochs=epochs, warmup_epochs=max(1, round(epochs / 5)), batch_size=100 if smoke else 500,
-                       lr=0.2, weight_decay=5e-4, label_smoothing=0.1, cutout=12, anneal="linear")
+    """The shipped teacher's recipe (TrainConfig's defaults) for `epochs`, its LR peak at 20% of them."""
+    return replace(TrainConfig(), epochs=epochs, warmup_epochs=max(1, round(epochs / 5)),
+                   batch_size=100 if smoke else TrainConfig.batch_size)
 
 
 def plan_epochs(data: Dataset, card: ModelCard, budget: float, smoke: bool, scratch: Path) -> tuple[int, float]:

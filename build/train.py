@@ -24,16 +24,19 @@ from serving.provenance import machine
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The defaults are the shipped teacher's recipe (weights/resnet18_cifar10.json), KellerJordan/cifar10-zoo's
+    ResNet-18 baseline: 95 epochs with the LR peak at 20%, 195 s on an H200 (about 12 hours on 2 CPU cores)."""
+
     arch: str = "resnet18"
-    epochs: int = 9
-    warmup_epochs: int = 3  # one-cycle: LR rises for these epochs, then anneals to zero
-    batch_size: int = 128
-    lr: float = 0.1
+    epochs: int = 95
+    warmup_epochs: int = 19  # one-cycle: LR rises for these epochs, then anneals to zero
+    batch_size: int = 500
+    lr: float = 0.2
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    cutout: int = 0  # side of a random square zeroed in each training image (DeVries & Taylor 2017); 0: off
+    cutout: int = 12  # side of a random square zeroed in each training image (DeVries & Taylor 2017); 0: off
     # one-cycle shape: "cos", or "linear" for the triangular schedule of fast CIFAR recipes
-    anneal: Literal["cos", "linear"] = "cos"
+    anneal: Literal["cos", "linear"] = "linear"
     seed: int = 0
     device: str = "auto"
     # a second phase: start from these weights (a tritonzoo weights file of the same arch) with a fresh optimiser

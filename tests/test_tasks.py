@@ -146,3 +146,19 @@ def test_a_corrupt_manifest_is_one_line_error(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "invoke", "bench-served", "--repo", str(repo), "--models", "all",
                            "--data", str(MINI_ARCHIVE)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "models.m" in proc.stderr, proc.stderr
+
+
+def test_invoke_train_defaults_are_the_shipped_teachers_recipe() -> None:
+    """`invoke train` with no options reproduces the shipped teacher's run (its file records its config)."""
+    import dataclasses
+    import inspect
+    import json
+
+    import tasks
+    from build.train import TrainConfig
+
+    shipped = json.loads((ROOT / "weights" / "resnet18_cifar10.json").read_text())["config"]
+    assert dataclasses.asdict(TrainConfig()) == shipped
+    options = inspect.signature(tasks.train.body).parameters
+    assert {k: options[k].default for k in shipped if k in options and k != "device"} == \
+        {k: v for k, v in shipped.items() if k in options and k != "device"}
