@@ -52,3 +52,20 @@ def test_every_documented_command_names_a_real_task_and_options(page: Path) -> N
             if arg.startswith("--"):
                 option = arg[2:].split("=")[0].removeprefix("no-")
                 assert option in names, f"{page.name}: `invoke {task_name}` has no option --{option}"
+
+
+# Where commands write by default: named in the docs as destinations, not as committed figures.
+OUTPUT_FOLDERS = ("reports/loadtest", "reports/config_search", "reports/gateway_overhead.json")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_file_a_page_names_for_its_figures_exists(page: Path) -> None:
+    """A figure in the docs names the committed file it comes from (a report, a shipped run); that file is here.
+    Older files are cited as 'in git history at <commit>', without their path."""
+    for path in sorted(set(re.findall(r"\b(?:reports|weights)/[\w./{},*-]*[\w/}*]", page.read_text()))):
+        if path.startswith(OUTPUT_FOLDERS):
+            continue
+        brace = re.fullmatch(r"(.*)\{(.*)\}(.*)", path)
+        expanded = [brace[1] + part + brace[3] for part in brace[2].split(",")] if brace else [path]
+        for name in expanded:
+            assert list(ROOT.glob(name)), f"{page.name} names {name}, which is not in the repository"
