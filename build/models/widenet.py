@@ -25,13 +25,21 @@ def conv_group(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(*conv_bn_relu(cin, cout), nn.MaxPool2d(2), *conv_bn_relu(cout, cout))
 
 
+class GlobalMaxPool(nn.Module):
+    """The largest activation of each channel. `amax` exports as one ReduceMax; AdaptiveMaxPool2d + Flatten export a
+    Reshape that ONNX Runtime's quantization pre-processing cannot infer shapes through."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3))
+
+
 class WideNet(nn.Module):
     def __init__(self, widths: tuple[int, int, int], num_classes: int, in_channels: int = 3, stem: int = 24) -> None:
         super().__init__()
         self.features = nn.Sequential(
             *conv_bn_relu(in_channels, stem, kernel=2, padding=0),
             conv_group(stem, widths[0]), conv_group(widths[0], widths[1]), conv_group(widths[1], widths[2]),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            GlobalMaxPool(),
         )
         self.fc = nn.Linear(widths[2], num_classes)
 

@@ -73,3 +73,27 @@ def test_a_channel_pruned_network_loads_into_its_base_architecture(tmp_path: Pat
     save_weights(model, tmp_path / "unmarked.pt", {"arch": tiny_arch, "num_classes": 10})
     with pytest.raises(ZooError, match="does not fit architecture 'tiny'"):
         load_weights(tmp_path / "unmarked.pt", PRE)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "mobilenetv2", "widenet"])
+def test_every_student_exports_and_prepares_for_int8(tmp_path: Path, arch: str) -> None:
+    """The int8, QAT and pruned variants start from a student's ONNX file: it must pass ONNX Runtime's quantization
+    pre-processing (symbolic shape inference), which a Reshape after AdaptiveMaxPool2d once broke."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from build.export import export_onnx
+
+    export_onnx(build_classifier(arch, 10, PRE), tmp_path / "model.onnx")
+    quant_pre_process(str(tmp_path / "model.onnx"), str(tmp_path / "prepared.onnx"))
+    assert (tmp_path / "prepared.onnx").stat().st_size > 0
+
+
+def test_a_qat_network_reloads_with_its_batch_norms_folded(tmp_path: Path) -> None:
+    from build.steps.qat import fold_batchnorm
+
+    model = build_classifier("widenet", 10, PRE).eval()
+    folded = fold_batchnorm(model)
+    save_weights(model, tmp_path / "qat.pt", {"arch": "widenet", "num_classes": 10, "batchnorm_folded": True})
+    loaded, _ = load_weights(tmp_path / "qat.pt", PRE)
+    x = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    assert folded == 7 and torch.allclose(loaded(x), model(x).half().float(), atol=1e-2)
