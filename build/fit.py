@@ -86,7 +86,7 @@ def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterat
 
 
 class Checkpoint:
-    """A run's resumable state in `run_dir`: model (its widths included), optimiser, schedule, sampler, losses."""
+    """A run's resumable state in `run_dir`: model, optimiser, schedule, sampler and losses."""
 
     def __init__(self, run_dir: Path, cfg: FitConfig) -> None:
         self.path, self.log, self.cfg = run_dir / "fit.pt", run_dir / "log.jsonl", asdict(cfg)
@@ -101,10 +101,7 @@ class Checkpoint:
         if state["config"] != self.cfg:
             raise ZooError(f"checkpoint {self.path} was made with {state['config']}, not {self.cfg}; "
                            "remove its folder to start over")
-        from build.models import take_widths  # a pruned network's layers are narrower than its architecture's
-
-        take_widths(model, state["model"])
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])  # a pruned stage's model arrives pruned to the checkpoint's widths
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         sampler.load_state_dict(state["sampler"])

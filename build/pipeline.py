@@ -135,9 +135,11 @@ class BuildContext:
 
     def parent_top1(self, state: VariantState) -> float | None:
         """Test top-1 of what `state` was made from: its parent variant's own file (None when that was not
-        published), or the source model itself, measured once on the same test images."""
+        published), or the source model itself: its checkpoint's record, else measured once on the same images."""
         if state.source is not None:
             return state.source.reference_top1
+        if self.options.eval_images is None and self.teacher.test_accuracy is not None:
+            return self.teacher.test_accuracy  # what its checkpoint records on the whole test set: not run again
         if "teacher_top1" not in self._memo:
             from build.evaluate import accuracy, torch_logits
 
