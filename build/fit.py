@@ -79,12 +79,6 @@ class Batches:
         self.gen.set_state(state["gen"])
 
 
-def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """`steps` index batches of `Batches`."""
-    sampler = Batches(n, batch_size, gen)
-    return (next(sampler) for _ in range(steps))
-
-
 class Checkpoint:
     """A run's resumable state in `run_dir`: model, optimiser, schedule, sampler and losses."""
 
