@@ -18,8 +18,8 @@ from build.data import Dataset, ImageSet
 from build.device import autocast, configure_threads, pick_device
 from build.errors import ZooError
 from build.evaluate import torch_accuracy
+from build.hardware import cpu_model
 from build.models import Classifier, build_classifier, read_checkpoint, save_weights, write_provenance
-from serving.provenance import machine
 
 
 @dataclass(frozen=True)
@@ -245,5 +245,4 @@ def _half(value: torch.Tensor) -> torch.Tensor:
 def hardware_summary(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = machine()
-    return f"{cpu['cpu']} (family {cpu['cpu_family']}, model {cpu['cpu_model']}) x{torch.get_num_threads()} threads"
+    return f"{cpu_model()} x{torch.get_num_threads()} threads"

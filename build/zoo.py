@@ -5,12 +5,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from build.card import ModelCard, check_unique
 from build.data import Dataset, load_dataset
 from build.errors import ZooError
 from build.hardware import Hardware, detect
-from build.pipeline import BuildContext, BuildOptions, Outcome, Pipeline, Status, Step, VariantState
+from build.pipeline import BuildContext, BuildOptions, Outcome, Pipeline, Status, Step, TechniqueStep, VariantState
 from build.repository.model_config import TensorIO
 from build.runtimes import RUNTIMES, Runtime
 from build.sources import Teacher, load_teacher, preflight
@@ -20,6 +21,8 @@ from build.variants import VARIANTS
 from serving.manifest import CardRecord
 from serving.provenance import code_version
 from serving.publication import Publication, PublicationError
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -209,6 +212,12 @@ def configured_steps(name: str, publish: bool, runtimes: list[Runtime], options:
     variant = VARIANTS[name]
     steps = [step.tuned(options.configs) for step in variant.steps]
     return steps + ([PublishRuntime(r, variant) for r in runtimes] if publish else [])
+
+
+def step_config(variant: str, kind: type[C], options: BuildOptions) -> C:
+    """The config of technique `kind` that `variant`'s recipe runs with in a build with these options."""
+    configs = [s.config for s in configured_steps(variant, False, [], options) if isinstance(s, TechniqueStep)]
+    return next(c for c in configs if isinstance(c, kind))
 
 
 def _build_variant(name: str, steps: list[Step], ctx: BuildContext, built: dict[str, VariantState],

@@ -10,7 +10,6 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,8 +27,6 @@ from build.models import Classifier, load_weights
 from build.pipeline import BuildContext, BuildOptions, StepResult, TechniqueStep, VariantState
 from build.shipped import model_sha256, run_folder, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
-
-C = TypeVar("C")
 
 IMPORTANCES = {
     "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -149,17 +146,10 @@ def pruned_parent(variant: str) -> str:
     return parent
 
 
-def step_config(variant: str, kind: type[C], options: BuildOptions) -> C:
-    """The config of technique `kind` that `variant`'s recipe runs with in a build with these options."""
-    from build.zoo import configured_steps  # the build plans from the registry, which imports this module
-
-    configs = [s.config for s in configured_steps(variant, False, [], options) if isinstance(s, TechniqueStep)]
-    return next(c for c in configs if isinstance(c, kind))
-
-
 def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOptions) -> dict:
     """Prune `variant`'s source as the build would, on the whole training split, and ship it beside the teacher."""
     from build.steps.distill import DistillConfig, shipped_student
+    from build.zoo import step_config  # the build plans from the registry, which imports this module
 
     parent = pruned_parent(variant)
     cfg = step_config(variant, PruneConfig, options)

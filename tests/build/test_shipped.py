@@ -12,9 +12,10 @@ from build.models import build_classifier, load_weights, save_weights
 from build.profiles import options_for
 from build.shipped import load_or_train, model_sha256, run_key
 from build.steps.distill import DistillConfig, student_run
-from build.steps.prune import PruneConfig, pruning_run, step_config
+from build.steps.prune import PruneConfig, pruning_run
 from build.variants import VARIANTS, distill_config
 from build.variants import students as ladder
+from build.zoo import step_config
 from tests.conftest import PRE
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
