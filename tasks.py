@@ -217,7 +217,10 @@ BUILD_HELP = {
     "data": DATA_HELP, "card": CARD_HELP, "teacher": "weights file replacing the card's (one card only)",
     "repo": "model repository to publish into",
     "variants": "comma-separated variants, or 'all'", "runtimes": RUNTIMES_HELP,
-    "profile": "default (CPU, about 30 min), quick (CI: a subset, a few steps) or long (a GPU)",
+    "profile": "default (loads the shipped training runs: minutes on 2 CPU cores), quick (CI: a subset, a few "
+               "steps) or long (every training run recomputed from the teacher: a GPU, or hours on a CPU)",
+    "train": "train in the build the runs that weights/ does not ship for these settings (slow on a CPU); without "
+             "it such a variant is left out, saying how to train it",
     "set": "technique.field=value, repeatable, e.g. --set prune.importance=taylor --set int8.method=entropy",
     "max_drop": "reject (do not publish) a derived variant more than this many points below its parent "
                 "(default: the profile's, 10; the source's own fp32 is never refused)",
@@ -225,20 +228,28 @@ BUILD_HELP = {
 }
 
 
-def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, **fields):
+def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock, **fields):
     from build.profiles import options_for
     from build.report import write_reports
+    from build.variants import VARIANTS
     from build.zoo import build_zoo, check_published
 
     if max_drop is not None:
         fields["max_drop_points"] = float(max_drop)
+    if train:
+        fields["train_runs"] = True
     options = options_for(profile, set or [], **fields)
-    builds = build_zoo(_cards(card, data, teacher), Path(repo), _variants(variants), _csv(runtimes), options)
-    paths = write_reports(builds, Path(report))
+    builds = build_zoo(_cards(card, data, teacher), Path(repo), _variants(variants), _csv(runtimes), options,
+                       clock=clock)
+    with clock.phase("report"):
+        paths = write_reports(builds, Path(report))
     print(f"published {sum(len(b.entries) for b in builds)} model(s) to {repo}; report: {paths[-1]}")
     for b in builds:
         for variant, why in b.rejected.items():
             print(f"not published: {b.card.name} {variant}: {why}")
+        for variant, why in b.not_applicable.items():
+            if variant in VARIANTS:  # a whole variant (not one runtime's model): e.g. its run is not shipped
+                print(f"not built: {b.card.name} {variant}: {why}")
     check_published(builds)
     return builds
 
@@ -249,12 +260,17 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
       iterable=["set", "card"])
 @friendly
 def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
-          profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), eval_images=0, ship=False):
+          profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), eval_images=0, ship=False,
+          train=False):
     """Build each card's variants: optimize, verify, measure, publish atomically, and write the report."""
     fields: dict = {"eval_images": eval_images} if eval_images else {}
     if ship:
         fields["ship_runs"] = True
-    _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, **fields)
+    from build.clock import Clock
+
+    clock = Clock()
+    _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock, **fields)
+    print(clock.line())
 
 
 @task(help={
@@ -280,19 +296,24 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
       iterable=["set", "card"])
 @friendly
 def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
-        profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), images=0, triton_url=None):
+        profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), images=0, triton_url=None,
+        train=False):
     """The main job: build each card's models and the report, serve them on Triton, check each through the server."""
+    from build.clock import Clock
     from build.data import load_dataset
     from serving.evaluate import run_served_evaluation
 
-    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report)
-    samples = {}
-    for b in builds:
-        test = load_dataset(b.card.data, b.card.input).test  # decoded by the build: read back from the cache
-        checked = min(b.options.served_check_images, b.options.eval_images or len(test))
-        sample = test.head(images or checked)
-        samples[b.card.name] = (sample.images, sample.labels)
-    print(run_served_evaluation(Path(repo), samples, triton_url, builds[0].options.served_latency_requests))
+    clock = Clock()
+    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock)
+    with clock.phase("served check"):
+        samples = {}
+        for b in builds:
+            test = load_dataset(b.card.data, b.card.input).test  # decoded by the build: read back from the cache
+            checked = min(b.options.served_check_images, b.options.eval_images or len(test))
+            sample = test.head(images or checked)
+            samples[b.card.name] = (sample.images, sample.labels)
+        print(run_served_evaluation(Path(repo), samples, triton_url, builds[0].options.served_latency_requests))
+    print(clock.line())
 
 
 @task

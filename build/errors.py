@@ -11,3 +11,8 @@ class VariantRejected(ZooError):
 
 class ModelRejected(ZooError):
     """One runtime's model of a variant fails (conversion, verification): only that model is left out."""
+
+
+class RunNotShipped(ZooError):
+    """A variant's training run is not shipped and the build was not asked to train it: the variant is left out
+    (SKIPPED), with the command that trains it."""

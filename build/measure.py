@@ -37,12 +37,11 @@ def predict(run: Runner, images: np.ndarray, batch_size: int = 256) -> np.ndarra
     return np.concatenate([run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def runner_accuracy(run: Runner, data: ImageSet, prefix: int) -> dict:
-    """Top-1 on `data`, and on its first `prefix` images: the sample a served check classifies."""
-    logits = predict(run, data.images)
-    n = min(prefix, len(data))
-    return {"top1": accuracy(logits, data.labels), "split": "test", "images": len(data),
-            "prefix": {"images": n, "top1": accuracy(logits[:n], data.labels[:n])}}
+def accuracy_record(logits: np.ndarray, labels: np.ndarray, prefix: int) -> dict:
+    """Top-1 on the test images, and on their first `prefix`: the sample a served check classifies."""
+    n = min(prefix, len(labels))
+    return {"top1": accuracy(logits, labels), "split": "test", "images": len(labels),
+            "prefix": {"images": n, "top1": accuracy(logits[:n], labels[:n])}}
 
 
 def onnx_accuracy(path: Path, data: ImageSet, threads: int, batch_size: int = 250) -> float:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from build.clock import Clock
 from build.data import Dataset, ImageSet
-from build.errors import VariantRejected
+from build.errors import RunNotShipped, VariantRejected
 from build.hardware import Hardware, detect
 from build.models import Classifier, load_weights
 from build.repository.model_config import TensorIO
@@ -54,6 +55,10 @@ class BuildOptions:
     max_train_steps: int | None = None  # caps every fine-tuning and distillation run
     # save each training run this build makes beside the teacher, keyed, so that later builds load it (`--ship`)
     ship_runs: bool = False
+    # A run that a builtin card's weights/ folder should ship but does not (another teacher, other settings): train
+    # it in the build (`--train`, or `--ship`, which keeps it), or leave its variant out, saying so. Cards that ship no runs (a user's model)
+    # always train theirs: their runs are scaled to their data.
+    train_runs: bool = False
     profile: str = "default"
     # Technique configs (Int8Config, PruneConfig, ...) that the profile and `--set` give, at most one per type:
     # each is applied to the steps of its technique in every recipe when the build plans (see `Step.tuned`).
@@ -82,6 +87,7 @@ class BuildContext:
     io: TensorIO
     hardware: Hardware = field(default_factory=detect)
     weights_dir: Path | None = None  # the teacher's folder, where shipped training runs are looked up
+    clock: Clock = field(default_factory=Clock, repr=False, compare=False)  # the pipeline times each step into it
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # derived, computed once
 
     @property
@@ -112,13 +118,20 @@ class BuildContext:
         """The run's shipped result when the teacher's folder has one, else a fresh run: the model, its record and
         where it came from. With `ship_runs`, a fresh run is saved there under its key, with `meta` and its accuracy."""
         path = self.shipped(stem, key, wanted)
+        if path is not None and not path.exists() and not (self.options.train_runs or self.options.ship_runs):
+            raise RunNotShipped(
+                f"{path.parent.name}/ ships no run {path.name} for this teacher, its classes and these settings; "
+                "--train trains it in the build (slow on a CPU), or ship it once with `invoke distill`, "
+                "`invoke prune` or `invoke build --ship`")
         start = time.perf_counter()
         model, record, origin = load_or_train(path, self.teacher.card.preprocess, train)
+        if origin.get("trained_in_build"):
+            origin = {**origin, "train_seconds": round(time.perf_counter() - start)}
         if self.options.ship_runs and origin.get("trained_in_build") and self.weights_dir:
             target = shipped_path(self.weights_dir, stem, key)
             ship(model, target, self.data, {"arch": model.arch, **meta, **record, "run_key": key,
                                             "teacher_sha256": self.teacher.sha256, "train_images": len(self.train_set),
-                                            "train_seconds": round(time.perf_counter() - start)})
+                                            "train_seconds": origin["train_seconds"]})
             # what follows starts from the shipped file, as a later build will, so their keys agree
             model = load_weights(target, self.teacher.card.preprocess)[0]
             origin = {**origin, "shipped_to": target.name}
@@ -174,6 +187,7 @@ class StepResult:
     produced: Mapping[str, Any] = field(default_factory=dict)  # VariantState fields it sets: model, onnx_path...
     metrics: Mapping[str, Any] = field(default_factory=dict)  # merged into the variant's metrics
     published: Published | None = None  # a publish step's model: its FAIL leaves out that model only
+    ends: bool = False  # a SKIPPED that ends the variant: there is nothing to build it from (see RunNotShipped)
 
     @classmethod
     def ok(cls, metrics: Mapping[str, Any] = EMPTY, note: str = "", **produced: Any) -> StepResult:
@@ -271,12 +285,13 @@ class Pipeline:
         outcomes = []
         for step in self.steps:
             start = time.perf_counter()
-            result = _run(step, state, ctx)
+            with ctx.clock.phase(step.name.replace(":", " ")):  # publish:openvino -> "publish openvino"
+                result = _run(step, state, ctx)
             state = state.advanced(step.name, result)
             if result.published:
                 outcomes.append(Outcome(state.name, result.status, result.why, **vars(result.published)))
-            elif result.status is Status.FAIL:
-                return state, [*outcomes, Outcome(state.name, Status.FAIL, result.why)]
+            elif result.status is Status.FAIL or result.ends:
+                return state, [*outcomes, Outcome(state.name, result.status, result.why)]
             suffix = f" {result.status.value}: {result.why}" if result.status is not Status.OK else \
                 (f": {result.why}" if result.why else "")
             log(f"  [{state.name}] {step.name} ({time.perf_counter() - start:.1f}s){suffix}")
@@ -284,8 +299,11 @@ class Pipeline:
 
 
 def _run(step: Step, state: VariantState, ctx: BuildContext) -> StepResult:
-    """A VariantRejected raised deep inside a step (e.g. by verification) is that step's FAIL."""
+    """A VariantRejected raised deep inside a step (e.g. by verification) is that step's FAIL; a RunNotShipped
+    leaves the variant out as SKIPPED."""
     try:
         return step.run(state, ctx)
+    except RunNotShipped as exc:
+        return StepResult(Status.SKIPPED, str(exc), ends=True)
     except VariantRejected as exc:
         return StepResult.failed(str(exc))

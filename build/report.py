@@ -178,7 +178,30 @@ def report_data(build: ZooBuild) -> dict:
         "targets": _targets(rows, _best(build.provenance.get("peaks"))),
         "efficiency": efficiency(rows, build.provenance.get("peaks")),
         "recommendations": recommendations(rows),
+        "training_runs": training_runs(rows, build.provenance["dataset"]["checksum"]),
     }
+
+
+RUN_TECHNIQUES = ("distillation", "pruning", "sparsity", "qat")  # the details that record a training run
+
+
+def training_runs(rows: list[dict], checksum: str) -> list[dict]:
+    """Each training run the models rest on, once (a child model carries its parent's run too): shipped or trained
+    in this build, where and how long it trained, and whether on this build's data (shipped runs are keyed by
+    teacher, classes and split size, not by the data's bytes)."""
+    runs: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: len(r["variant"])):  # a run is named after the shortest variant using it
+        for technique in RUN_TECHNIQUES:
+            d = r["details"].get(technique, {})
+            if "run_key" not in d or d["run_key"] in runs:
+                continue
+            seen = d.get("data_checksum")
+            runs[d["run_key"]] = {
+                "run_key": d["run_key"], "variant": r["variant"], "technique": technique,
+                "shipped": d.get("shipped"), "trained_on": d.get("trained_on"), "train_seconds": d.get("train_seconds"),
+                "data": "this build's" if seen == checksum or "shipped" not in d else
+                        f"other bytes ({seen[:12]})" if seen else "not recorded"}
+    return list(runs.values())
 
 
 def write_reports(builds: list[ZooBuild], out_dir: Path) -> list[Path]:
@@ -319,7 +342,7 @@ def markdown(data: dict, charts: bool) -> str:
     lines += [f"\n{t['target']}: the minimum speed-up is {t['basis']}, measured on this CPU in this build."
               for t in data["targets"] if "basis" in t]
     lines += _efficiency_lines(data["efficiency"], data.get("peaks"))
-    lines += _matrix_lines(data) + _student_lines(data) + _recommendation_lines(data)
+    lines += _matrix_lines(data) + _student_lines(data) + _recommendation_lines(data) + _run_lines(data)
     if data["rejected"]:
         lines += ["", "## Not published", ""] + [f"- **{v}**: {why}" for v, why in data["rejected"].items()]
     if data["not_applicable"]:
@@ -388,6 +411,23 @@ def _absent(data: dict, variant: str, runtime: str) -> str:
     if model in data["not_applicable"] or variant in data["not_applicable"]:
         return "n/a"
     return "rejected" if model in data["rejected"] or variant in data["rejected"] else "–"
+
+
+def _run_lines(data: dict) -> list[str]:
+    runs = data.get("training_runs") or []
+    if not runs:
+        return []
+    lines = ["", "## Training runs", "",
+             "Shipped runs are loaded from `weights/`, keyed by their recipe, the networks they start from and learn "
+             "from, the classes and the training split's size (not the data's bytes); the others trained in this "
+             "build. Every accuracy above is measured on this build's test set either way.", "",
+             "| variant | technique | run | trained on | minutes | data |", "|---|---|---|---|---:|---|"]
+    for run in runs:
+        where = f"`{run['shipped']}`" if run["shipped"] else "trained in this build"
+        minutes = _fmt(run["train_seconds"] / 60 if run["train_seconds"] is not None else None, ".1f")
+        lines.append(f"| {run['variant']} | {run['technique']} | {where} | {run['trained_on'] or 'this machine'} | "
+                     f"{minutes} | {run['data']} |")
+    return lines
 
 
 def _recommendation_lines(data: dict) -> list[str]:

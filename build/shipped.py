@@ -27,7 +27,12 @@ Trainer = Callable[[], tuple[Classifier, dict]]  # a fresh run: the model and it
 
 
 def run_key(recipe: Any, **inputs: Any) -> str:
-    """The run's identity: its inputs and every setting of its recipe except whether to use a shipped result."""
+    """The run's identity: its inputs and every setting of its recipe except whether to use a shipped result.
+
+    The inputs are the networks it starts from and learns from (by their values), the classes it predicts and the
+    size of its training split, never the data's bytes: the same dataset encoded otherwise (the official CIFAR-10
+    release rather than this project's JPEG copy) loads the same runs, each of which records the checksum of the
+    data it was trained on, and the build's report says when that differs from its own."""
     settings = {k: v for k, v in asdict(recipe).items() if k != "shipped"}
     blob = json.dumps({**inputs, "recipe": settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -66,7 +71,7 @@ def load_or_train(path: Path | None, pre: Preprocess, train: Trainer) -> tuple[C
     if path is not None and path.exists():
         model, meta = load_weights(path, pre)
         return model, meta, {"shipped": path.name, "trained_on": meta["hardware"],
-                             "train_seconds": meta["train_seconds"]}
+                             "train_seconds": meta["train_seconds"], "data_checksum": meta.get("dataset_checksum")}
     model, record = train()
     return model, record, {"trained_in_build": True}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from build.card import ModelCard, check_unique
+from build.clock import Clock
 from build.data import Dataset, load_dataset
 from build.errors import ZooError
 from build.hardware import Hardware, detect
@@ -71,12 +72,12 @@ class CardPlan:
 
 
 def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes: list[str],
-              options: BuildOptions = BuildOptions(), log=print, data: dict[str, Dataset] | None = None
-              ) -> list[ZooBuild]:
+              options: BuildOptions = BuildOptions(), log=print, data: dict[str, Dataset] | None = None,
+              clock: Clock | None = None) -> list[ZooBuild]:
     """Build `variants` for `runtimes` of every card into `repo`, in one publication. Every card, source and
     setting is checked before the first expensive step; a rejected variant is left out; any other failure
     publishes nothing, and models of other cards are never touched. `data`: datasets already loaded, by card
-    name (the others are loaded from each card's data)."""
+    name (the others are loaded from each card's data). `clock`: where the time of each phase is added up."""
     unknown = [v for v in variants if v not in VARIANTS] + [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ZooError(f"unknown variant or runtime {unknown}; "
@@ -86,18 +87,20 @@ def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes:
     usable = _usable_runtimes(runtimes, hardware, log)
     for card in cards:  # sources are checked before any dataset is decoded
         preflight(card)
+    clock = clock or Clock()
     with tempfile.TemporaryDirectory(prefix="tritonzoo-build-") as work:
-        inputs = [_load(card, Path(work), (data or {}).get(card.name)) for card in cards]
+        with clock.phase("load data and source"):
+            inputs = [_load(card, Path(work), (data or {}).get(card.name)) for card in cards]
         try:
             with Publication(repo) as publication:
-                return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log)
+                return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log, clock)
         except PublicationError as exc:
             raise ZooError(str(exc)) from exc
 
 
 def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runtime], options: BuildOptions,
-               publication: Publication, work: Path, hardware: Hardware, log) -> list[ZooBuild]:
-    contexts = [_context(i, options, usable, publication, work / i.card.name, hardware) for i in inputs]
+               publication: Publication, work: Path, hardware: Hardware, log, clock: Clock) -> list[ZooBuild]:
+    contexts = [_context(i, options, usable, publication, work / i.card.name, hardware, clock) for i in inputs]
     plans = [_plan(ctx, variants, usable) for ctx in contexts]
     for ctx, plan in zip(contexts, plans):  # every setting is checked before the first expensive step
         for steps in plan.recipes.values():
@@ -117,7 +120,7 @@ def _load(card: ModelCard, work: Path, data: Dataset | None) -> CardInputs:
 
 
 def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime], publication: Publication,
-             workdir: Path, hardware: Hardware) -> BuildContext:
+             workdir: Path, hardware: Hardware, clock: Clock) -> BuildContext:
     card, data, teacher = inputs.card, inputs.data, inputs.teacher
     workdir.mkdir(exist_ok=True)
     provenance = {
@@ -129,7 +132,7 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
     }
     io = TensorIO(input_dims=card.input, num_classes=len(data.classes))
     return BuildContext(data, teacher, options, tuple(runtimes), publication, workdir, provenance, io,
-                        hardware=hardware,
+                        hardware=hardware, clock=clock,
                         weights_dir=card.weights.parent if card.kind == "builtin" and card.weights else None)
 
 
@@ -157,16 +160,20 @@ def _build_card(ctx: BuildContext, plan: CardPlan, variants: list[str], log) -> 
     log(f"model {ctx.name}: {ctx.teacher.card.source}, input {list(ctx.io.input_dims)}, "
         f"{len(ctx.data.classes)} classes")
     built: dict[str, VariantState] = {}
+    ended: dict[str, Outcome] = {}  # variants not built: how they ended
     outcomes = list(plan.outcomes)
     for name, steps in plan.recipes.items():
-        state, records = _build_variant(name, steps, ctx, built, log)
+        state, records = _build_variant(name, steps, ctx, built, ended, log)
         outcomes += records
         if state is not None:
             built[name] = state
+        else:
+            ended[name] = records[-1]
     provenance = dict(ctx.provenance)
     entries = {o.model: o.entry for o in outcomes if o.status is Status.OK and o.model and o.entry is not None}
     if ctx.options.measure_speed and entries:
-        measurement = MeasureSpeed().run(entries, ctx, log)
+        with ctx.clock.phase("measure speed and memory"):
+            measurement = MeasureSpeed().run(entries, ctx, log)
         measured = measurement.merged(entries)
         outcomes = [replace(o, entry=measured[o.model]) if o.model in measured else o for o in outcomes]
         provenance["peaks"] = measurement.peaks
@@ -221,25 +228,28 @@ def step_config(variant: str, kind: type[C], options: BuildOptions) -> C:
 
 
 def _build_variant(name: str, steps: list[Step], ctx: BuildContext, built: dict[str, VariantState],
-                   log) -> tuple[VariantState | None, list[Outcome]]:
-    """The variant's final state (None when it failed) and its outcomes; a failed variant publishes no model."""
+                   ended: dict[str, Outcome], log) -> tuple[VariantState | None, list[Outcome]]:
+    """The variant's final state (None when it failed or was left out) and its outcomes, its own last; a variant
+    not built publishes no model, and ends its children the same way."""
     variant = VARIANTS[name]
-    if variant.parent in VARIANTS and variant.parent not in built:
-        why = f"its parent {variant.parent} was rejected"
+    if variant.parent in ended:
+        parent = ended[variant.parent]
+        why = f"its parent {variant.parent} was " + ("rejected" if parent.status is Status.FAIL else "not built")
         log(f"  [{name}] skipped: {why}")
-        return None, [Outcome(name, Status.FAIL, why)]
+        return None, [Outcome(name, parent.status, why)]
     workdir = ctx.workdir / name
     workdir.mkdir()
     start = VariantState(name=name, parent=variant.parent, tolerance=variant.tolerance, workdir=workdir,
                          source=built.get(variant.parent))
     state, outcomes = Pipeline(steps).run(start, ctx, log)
-    failed = outcomes[-1].status is Status.FAIL
-    left_out = [model_name(ctx.name, name, r.name) for r in ctx.runtimes] if failed else \
+    last = outcomes[-1]
+    left_out = [model_name(ctx.name, name, r.name) for r in ctx.runtimes] if last.status is not Status.OK else \
         [o.model for o in outcomes if o.model and o.status is Status.FAIL]
     for model in left_out:  # what was staged for a model that is not published goes
         ctx.publication.discard(model)
-    if failed:
-        log(f"  [{name}] rejected, not published: {outcomes[-1].why}")
+    if last.status is not Status.OK:
+        log(f"  [{name}] " + ("rejected, not published" if last.status is Status.FAIL else "not built") +
+            f": {last.why}")
         return None, [o for o in outcomes if o.status is not Status.OK]
     return state, outcomes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,10 +60,10 @@ def distill(cfg: DistillConfig, steps: int, train: ImageSet, soft_targets: np.nd
     return student, fit(student, train, soft_targets, fit_cfg, desc, run_dir, val)
 
 
-def student_run(cfg: DistillConfig, teacher_sha256: str, data_checksum: str, train_images: int,
+def student_run(cfg: DistillConfig, teacher_sha256: str, classes: Sequence[str], train_images: int,
                 steps: int) -> tuple[str, str]:
-    """The run's key, and the stem its shipped student's file is named with."""
-    key = run_key(cfg, teacher=teacher_sha256, data=data_checksum, train_images=train_images, steps=steps)
+    """The run's key (see `run_key`), and the stem its shipped student's file is named with."""
+    key = run_key(cfg, teacher=teacher_sha256, classes=list(classes), train_images=train_images, steps=steps)
     return key, f"{cfg.student}_distilled"
 
 
@@ -73,7 +74,7 @@ def distill_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> dict:
     sha, train = sha256_file(teacher_path), data.train
     soft = teacher_logits(teacher, train.images, sha, data.checksum)
     steps = cfg.steps(len(train))
-    key, stem = student_run(cfg, sha, data.checksum, len(train), steps)
+    key, stem = student_run(cfg, sha, data.classes, len(train), steps)
     start = time.perf_counter()
     student, loss = distill(cfg, steps, train, soft, len(data.classes), card.preprocess, f"distil into {cfg.student}",
                             run_folder(f"{stem}_{key}"), data.val)
@@ -86,7 +87,7 @@ def shipped_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> tuple
     """The student `distill_student` shipped for `cfg` beside the teacher; a ZooError if there is none."""
     teacher_path = shipped_teacher(card)
     steps = cfg.steps(len(data.train))
-    key, stem = student_run(cfg, sha256_file(teacher_path), data.checksum, len(data.train), steps)
+    key, stem = student_run(cfg, sha256_file(teacher_path), data.classes, len(data.train), steps)
     path = shipped_path(teacher_path.parent, stem, key)
     if not path.exists():
         raise ZooError(f"no shipped student {path.name} for these distillation settings; run `invoke distill`")
@@ -106,7 +107,7 @@ class Distill(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         steps = ctx.options.train_steps(cfg.steps(len(ctx.train_set)))
-        key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.checksum, len(ctx.train_set), steps)
+        key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), steps)
         pre = ctx.teacher.card.preprocess
 
         def train() -> tuple[Classifier, dict]:

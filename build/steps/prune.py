@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -128,10 +129,11 @@ def prune(source: Classifier, cfg: PruneConfig, train: ImageSet, soft_targets: n
     }}
 
 
-def pruning_run(cfg: PruneConfig, source_sha256: str, teacher_sha256: str, data_checksum: str, train_images: int,
+def pruning_run(cfg: PruneConfig, source_sha256: str, teacher_sha256: str, classes: Sequence[str], train_images: int,
                 schedule: list[int]) -> str:
-    """The run's key: its source network, the teacher whose soft targets it fine-tunes on, data and settings."""
-    return run_key(cfg, source=source_sha256, teacher=teacher_sha256, data=data_checksum, train_images=train_images,
+    """The run's key: its source network, the teacher whose soft targets it fine-tunes on, the classes, the training
+    split's size and the settings (see `run_key`)."""
+    return run_key(cfg, source=source_sha256, teacher=teacher_sha256, classes=list(classes), train_images=train_images,
                    steps=schedule)
 
 
@@ -163,7 +165,7 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     teacher_sha = sha256_file(teacher_path)
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
     source_sha = model_sha256(source)
-    key = pruning_run(cfg, source_sha, teacher_sha, data.checksum, len(train), schedule)
+    key = pruning_run(cfg, source_sha, teacher_sha, data.classes, len(train), schedule)
     start = time.perf_counter()
     model, record = prune(source, cfg, train, soft, schedule, variant, run_folder(f"{variant}_{key}"), data.val)
     meta = {"arch": source_meta["arch"], "channel_pruned": True, "run_key": key, "source_sha256": source_sha,
@@ -185,7 +187,7 @@ class StructuredPrune(TechniqueStep):
         assert state.model is not None
         source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
         source_sha = model_sha256(source)
-        key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.checksum, len(ctx.train_set), schedule)
+        key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), schedule)
         meta = {"channel_pruned": True, "source_sha256": source_sha, "steps": schedule, "config": asdict(cfg)}
         model, record, origin = ctx.shipped_or_trained(
             state.name, key, cfg.shipped, lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule,

@@ -174,7 +174,7 @@ class QuantAwareFinetune(TechniqueStep):
         source_sha = model_sha256(source)
         # the INT8 types follow the CPU (7-bit weights without VNNI), so they are part of the run
         bits = f"{types.activation.name}/{types.weight.name}/reduce_range={types.reduce_range}"
-        key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, data=ctx.data.checksum,
+        key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, classes=list(ctx.data.classes),
                       train_images=len(ctx.train_set), steps=steps, int8_types=bits)
         model, record, origin = ctx.shipped_or_trained(
             state.name, key, cfg.shipped, lambda: quant_aware(source, cfg, types, steps, ctx, state.name),

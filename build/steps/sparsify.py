@@ -44,7 +44,7 @@ class MagnitudeSparsify(TechniqueStep):
         assert state.model is not None
         source, n = state.model, ctx.options.train_steps(cfg.finetune_steps)
         source_sha = model_sha256(source)
-        key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, data=ctx.data.checksum,
+        key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, classes=list(ctx.data.classes),
                       train_images=len(ctx.train_set), steps=n)
         model, record, origin = ctx.shipped_or_trained(
             state.name, key, cfg.shipped, lambda: sparsify(source, cfg, n, ctx, state.name),

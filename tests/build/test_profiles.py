@@ -1,20 +1,24 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from build.errors import ZooError
 from build.profiles import PROFILES, options_for
-from build.steps.distill import Distill
+from build.steps.distill import Distill, DistillConfig
 from build.steps.prune import PruneConfig
+from build.steps.qat import QatConfig
 from build.steps.quantize import Int8Config, QuantizeStatic
-from build.zoo import configured_steps
+from build.steps.sparsify import SparsityConfig
+from build.zoo import configured_steps, step_config
 
 
 def test_overrides_replace_single_fields_on_top_of_the_profile() -> None:
     options = options_for("long", ["prune.ratio=0.4", "prune.importance=taylor", "int8.per_channel=false"], threads=1)
     prune = options.config(PruneConfig)
     assert (prune.ratio, prune.importance) == (0.4, "taylor")
-    assert prune.final_steps == PROFILES["long"].config(PruneConfig).final_steps, "the profile's other fields stay"
+    assert prune.shipped is PROFILES["long"].config(PruneConfig).shipped is False, "the profile's other fields stay"
     assert options.config(Int8Config).per_channel is False and options.threads == 1
     assert options_for("default", ["prune.ratio=none"]).config(PruneConfig).ratio is None
 
@@ -28,6 +32,15 @@ def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_
     assert (widenet.student, widenet.epochs, widenet.alpha) == ("widenet", 3.0, 0.9)
     assert (mobilenet.student, mobilenet.epochs, mobilenet.alpha) == ("mobilenetv2", 12.0, 0.9), \
         "the variant's student and epochs win over --set; the rest follows it"
+
+
+def test_the_long_profile_recomputes_every_training_run_with_the_shipped_recipes() -> None:
+    long, default = options_for("long", []), options_for("default", [])
+    for variant, kind in (("distilled", DistillConfig), ("pruned", PruneConfig), ("pruned_distilled", PruneConfig),
+                          ("sparse", SparsityConfig), ("distilled_int8_qat", QatConfig)):
+        recomputed, shipped = step_config(variant, kind, long), step_config(variant, kind, default)
+        assert recomputed == dataclasses.replace(shipped, shipped=False), variant
+    assert long.train_runs and not default.train_runs
 
 
 def test_quick_profile_has_no_accuracy_floor_and_caps_training() -> None:

@@ -190,3 +190,23 @@ def test_the_distilled_target_takes_the_fastest_student_of_the_ladder_within_bud
     front = text.split("The accuracy–latency Pareto front")[1].split("\n## ")[0]
     assert [line.split(" | ")[0] for line in front.splitlines() if line.startswith("| r18_")] == \
         ["| r18_distilled_resnet20", "| r18_distilled", "| r18_fp32"]
+
+
+def test_each_training_run_is_listed_once_with_where_it_came_from_and_the_data_it_saw() -> None:
+    run = {"student": "widenet", "temperature": 4.0, "alpha": 0.5, "epochs": 50, "run_key": "k1",
+           "shipped": "widenet_distilled_k1.pt", "trained_on": "AMD EPYC x1 threads", "train_seconds": 600,
+           "data_checksum": "other"}
+    student, child = _entry("distilled", 0.89, 1.0, 1000.0), _entry("distilled_int8", 0.89, 0.5, 3000.0)
+    student["metrics"] = {**student["metrics"], "distillation": run}
+    qat = {"steps": 300, "lr": 0.001, "layers_fake_quantized": 8, "batchnorm_folded": 8, "weights": "QInt8",
+           "inputs": "QUInt8", "run_key": "k2", "trained_in_build": True, "train_seconds": 90}
+    child["metrics"] = {**child["metrics"], "distillation": run, "qat": qat}
+    data = report_data(_build(_entry("fp32", 0.91, 8.0, 160.0), child, student))
+    assert data["training_runs"] == [
+        {"run_key": "k1", "variant": "distilled", "technique": "distillation", "shipped": "widenet_distilled_k1.pt",
+         "trained_on": "AMD EPYC x1 threads", "train_seconds": 600, "data": "other bytes (other)"},
+        {"run_key": "k2", "variant": "distilled_int8", "technique": "qat", "shipped": None, "trained_on": None,
+         "train_seconds": 90, "data": "this build's"}]
+    section = markdown(data, charts=False).split("## Training runs")[1]
+    assert "| distilled | distillation | `widenet_distilled_k1.pt` | AMD EPYC x1 threads | 10.0 | other bytes" in section
+    assert "| distilled_int8 | qat | trained in this build | this machine | 1.5 | this build's |" in section

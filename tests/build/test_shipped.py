@@ -19,15 +19,17 @@ from build.zoo import step_config
 from tests.conftest import PRE
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def test_the_run_key_names_the_run_not_where_its_result_comes_from() -> None:
     cfg = DistillConfig()
-    key = run_key(cfg, teacher="t", data="d", steps=100)
-    assert key == run_key(dataclasses.replace(cfg, shipped=False), teacher="t", data="d", steps=100)
-    changed = [run_key(cfg, teacher="other", data="d", steps=100), run_key(cfg, teacher="t", data="other", steps=100),
-               run_key(cfg, teacher="t", data="d", steps=10),
-               run_key(dataclasses.replace(cfg, alpha=0.9), teacher="t", data="d", steps=100)]
+    key = run_key(cfg, teacher="t", classes=["a", "b"], steps=100)
+    assert key == run_key(dataclasses.replace(cfg, shipped=False), teacher="t", classes=["a", "b"], steps=100)
+    changed = [run_key(cfg, teacher="other", classes=["a", "b"], steps=100),
+               run_key(cfg, teacher="t", classes=["b", "a"], steps=100),
+               run_key(cfg, teacher="t", classes=["a", "b"], steps=10),
+               run_key(dataclasses.replace(cfg, alpha=0.9), teacher="t", classes=["a", "b"], steps=100)]
     assert key not in changed and len(set(changed)) == len(changed)
 
 
@@ -52,10 +54,10 @@ def test_a_shipped_result_is_loaded_and_anything_else_trains(tmp_path: Path, tin
     assert load_or_train(None, PRE, train)[1:] == ({"final_loss": 0.5}, {"trained_in_build": True})
     assert load_or_train(tmp_path / "absent.pt", PRE, train)[2] == {"trained_in_build": True}
     save_weights(model, tmp_path / "run.pt", {"arch": tiny_arch, "num_classes": 10, "final_loss": 0.25,
-                                              "hardware": "gpu", "train_seconds": 3})
+                                              "hardware": "gpu", "train_seconds": 3, "dataset_checksum": "c0ffee"})
     loaded, record, origin = load_or_train(tmp_path / "run.pt", PRE, train)
     assert len(runs) == 2 and record["final_loss"] == 0.25
-    assert origin == {"shipped": "run.pt", "trained_on": "gpu", "train_seconds": 3}
+    assert origin == {"shipped": "run.pt", "trained_on": "gpu", "train_seconds": 3, "data_checksum": "c0ffee"}
 
 
 def test_the_default_build_finds_every_shipped_run() -> None:
@@ -70,8 +72,8 @@ def test_the_default_build_finds_every_shipped_run() -> None:
     assert sorted(r["arch"] for r in students.values()) == sorted(c.student for c in ladder().values())
     assert len(pruned) == 2
     for path, record in students.items():
-        key, stem = student_run(distill_config(record["arch"]), record["teacher_sha256"],
-                                record["dataset_checksum"], record["train_images"], record["steps"])
+        key, stem = student_run(distill_config(record["arch"]), record["teacher_sha256"], CIFAR10_CLASSES,
+                                record["train_images"], record["steps"])
         assert path.name == f"{stem}_{key}.pt" and path.exists()
     default = options_for("default", [])
     for path, record in pruned.items():
@@ -79,8 +81,8 @@ def test_the_default_build_finds_every_shipped_run() -> None:
         parent, cfg = VARIANTS[variant].parent, step_config(variant, PruneConfig, default)
         source = folder / "resnet18_cifar10.pt" if parent == "teacher" else next(
             p for p, r in students.items() if r["arch"] == ladder()[parent].student)
-        key = pruning_run(cfg, model_sha256(load_weights(source, PRE)[0]), record["teacher_sha256"],
-                          record["dataset_checksum"], record["train_images"], cfg.schedule())
+        key = pruning_run(cfg, model_sha256(load_weights(source, PRE)[0]), record["teacher_sha256"], CIFAR10_CLASSES,
+                          record["train_images"], cfg.schedule())
         assert path.name == f"{variant}_{key}.pt" and path.exists()
 
 
@@ -104,10 +106,27 @@ def test_a_build_ships_its_training_runs_and_the_next_build_loads_them(tmp_path:
     assert shipped == ["distilled_int8_qat", "micro_distilled", "sparse"]
     assert json.loads(next(teacher.parent.glob("distilled_int8_qat_*.json")).read_text())["batchnorm_folded"]
 
-    again = build_one(data, teacher, tmp_path / "again", variants, ["onnxruntime"],
+    # the same images encoded otherwise: other bytes, the same runs, which say what data they were trained on
+    recoded = dataclasses.replace(data, checksum="0" * 64)
+    again = build_one(recoded, teacher, tmp_path / "again", variants, ["onnxruntime"],
                       dataclasses.replace(options, ship_runs=False))
     metrics = {v: models_of(tmp_path / "again")[f"tiny_{v}"]["metrics"] for v in variants}
     assert metrics["sparse"]["sparsity"]["shipped"].startswith("sparse_")
     assert metrics["distilled_int8_qat"]["qat"]["shipped"].startswith("distilled_int8_qat_")
     assert metrics["distilled_int8_qat"]["distillation"]["shipped"].startswith("micro_distilled_")
+    assert metrics["sparse"]["sparsity"]["data_checksum"] == data.checksum != recoded.checksum
     assert again.rejected == {}
+
+
+def test_a_run_that_is_not_shipped_is_left_out_with_the_command_that_trains_it(
+        tmp_path: Path, teacher: Path, mini_archive: Path) -> None:
+    from build.data import load_dataset
+    from build.pipeline import BuildOptions
+    from tests.conftest import CIFAR, build_one, models_of
+
+    options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2)
+    built = build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "sparse"],
+                      ["onnxruntime"], options)
+    assert sorted(models_of(tmp_path / "repo")) == ["tiny_fp32"]
+    assert "ships no run sparse_" in built.not_applicable["sparse"] and "--train" in built.not_applicable["sparse"]
+    assert not list(teacher.parent.glob("sparse_*.pt")), "nothing trained, nothing shipped"

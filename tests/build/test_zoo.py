@@ -23,7 +23,7 @@ from build.steps.sparsify import SparsityConfig
 from build.zoo import build_order, check_published
 from tests.conftest import CIFAR, PRE, build_one, models_of
 
-FAST = BuildOptions(verify_images=100, measure_speed=False, threads=1)
+FAST = BuildOptions(verify_images=100, measure_speed=False, threads=1, train_runs=True)
 
 
 def test_fp32_build_publishes_a_complete_triton_model(tmp_path: Path, teacher: Path, mini_archive: Path) -> None:

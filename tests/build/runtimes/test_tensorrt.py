@@ -698,7 +698,7 @@ def test_a_build_publishes_verified_plans_and_says_where_tensorrt_does_not_apply
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = BuildOptions(verify_images=100, measure_speed=True, profile="quick", threads=1, max_train_steps=2,
-                           configs=(Int8Config(calibration_images=100, check_images=100),))
+                           train_runs=True, configs=(Int8Config(calibration_images=100, check_images=100),))
     result = build_one(data, teacher, tmp_path / "repo", ["fp32", "fp16", "int8", "sparse"],
                        ["onnxruntime", "tensorrt"], options)
     manifest = models_of(tmp_path / "repo")

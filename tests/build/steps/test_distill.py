@@ -35,17 +35,21 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
 
     monkeypatch.setattr(build.steps.distill, "distill", recorded_distill)
 
-    def zoo(config: DistillConfig) -> dict:
-        options = dataclasses.replace(OPTIONS, configs=(config,))
-        build_one(data, teacher, tmp_path / "repo", ["distilled"], ["onnxruntime"], options, log=lambda _: None)
-        return models_of(tmp_path / "repo")["tiny_distilled"]["metrics"]["distillation"]
+    def zoo(config: DistillConfig, train: bool = False) -> dict | None:
+        options = dataclasses.replace(OPTIONS, configs=(config,), train_runs=train)
+        repo = tmp_path / f"repo{len(list(tmp_path.glob('repo*')))}"  # a fresh repository each time
+        build_one(data, teacher, repo, ["distilled"], ["onnxruntime"], options, log=lambda _: None)
+        model = models_of(repo).get("tiny_distilled")
+        return model["metrics"]["distillation"] if model else None
 
     loaded = zoo(cfg)
-    assert trained == [] and loaded["shipped"] == Path(shipped["weights"]).name
+    assert loaded is not None and trained == [] and loaded["shipped"] == Path(shipped["weights"]).name
     assert loaded["run_key"] == shipped["run_key"] and loaded["trained_on"] == shipped["hardware"]
-    # Other settings are another run, and asking for a fresh one skips the shipped student: both train.
-    assert zoo(dataclasses.replace(cfg, alpha=0.7))["trained_in_build"]
-    assert zoo(dataclasses.replace(cfg, shipped=False))["run_key"] == shipped["run_key"]
+    # Other settings are another run: not trained unless the build is asked to (--train); asking for a fresh run
+    # skips the shipped student. Both of those train.
+    assert zoo(dataclasses.replace(cfg, alpha=0.7)) is None and trained == []
+    assert (zoo(dataclasses.replace(cfg, alpha=0.7), train=True) or {})["trained_in_build"]
+    assert (zoo(dataclasses.replace(cfg, shipped=False)) or {})["run_key"] == shipped["run_key"]
     assert len(trained) == 2
 
 

@@ -80,7 +80,7 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
 
     def zoo(prune: PruneConfig) -> dict:
         build_one(data, teacher, tmp_path / "repo", variants, ["onnxruntime"],
-                  dataclasses.replace(options, configs=(distill, prune)), log=lambda _: None)
+                  dataclasses.replace(options, configs=(distill, prune), train_runs=True), log=lambda _: None)
         return {v: models_of(tmp_path / "repo")[f"tiny_{v}"]["metrics"]["pruning"] for v in variants}
 
     loaded = zoo(cfg)

@@ -209,7 +209,7 @@ def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: P
 def test_distilled_int8_qat_variant_builds_verifies_and_publishes(tmp_path: Path, mini_archive: Path,
                                                                   teacher: Path, micro_student: str) -> None:
     mini = load_dataset(str(mini_archive), CIFAR)
-    options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2,
+    options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2, train_runs=True,
                            configs=(Int8Config(calibration_images=100, check_images=100),
                                     DistillConfig(student=micro_student)))
     assert build_order(["distilled_int8_qat"]) == [("distilled", False), ("distilled_int8_qat", True)]
