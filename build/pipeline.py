@@ -44,8 +44,12 @@ EMPTY: Mapping[str, Any] = MappingProxyType({})
 class BuildOptions:
     verify_images: int = 1000
     eval_images: int | None = None  # None: the whole test set
-    served_check_images: int = 2000  # accuracy is also recorded on this prefix, which `invoke zoo` serves
-    served_latency_requests: int = 200  # batch-1 requests per model that `invoke zoo` times through the server
+    # Accuracy is also recorded on this prefix of the test images, which `invoke zoo` classifies through Triton. The
+    # served models run the same files with the same ONNX Runtime and OpenVINO packages (Triton's Python backend), so
+    # the check is of the serving path (request, batching, preprocessing in the graph, response): 500 images show
+    # any fault there, and their accuracy must equal the build's.
+    served_check_images: int = 500
+    served_latency_requests: int = 100  # batch-1 requests per model that `invoke zoo` times through the server
     measure_speed: bool = True
     threads: int = 2
     # A derived variant more than this many points of test top-1 below its parent is broken, not a trade-off: it is
@@ -56,8 +60,8 @@ class BuildOptions:
     # save each training run this build makes beside the teacher, keyed, so that later builds load it (`--ship`)
     ship_runs: bool = False
     # A run that a builtin card's weights/ folder should ship but does not (another teacher, other settings): train
-    # it in the build (`--train`, or `--ship`, which keeps it), or leave its variant out, saying so. Cards that ship no runs (a user's model)
-    # always train theirs: their runs are scaled to their data.
+    # it in the build (`--train`, or `--ship`, which keeps it), or leave its variant out, saying so. Cards that ship
+    # no runs (a user's model) always train theirs.
     train_runs: bool = False
     profile: str = "default"
     # Technique configs (Int8Config, PruneConfig, ...) that the profile and `--set` give, at most one per type:
