@@ -8,6 +8,7 @@ nothing is written into shared records.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -72,8 +73,23 @@ class BuildOptions:
         """The config of this type the build gives, else the technique's defaults (for `invoke distill`/`prune`)."""
         return next((c for c in self.configs if type(c) is kind), None) or kind()
 
-    def train_steps(self, steps: int) -> int:
+    def train_steps(self, steps: int, train_images: int | None = None) -> int:
+        """A recipe's step count, capped by `max_train_steps`. With `train_images`, a count of fine-tuning steps is
+        first scaled to that training split (see `scaled_steps`); epoch-based counts (distillation) are not."""
+        if train_images is not None:
+            steps = scaled_steps(steps, train_images)
         return steps if self.max_train_steps is None else min(steps, self.max_train_steps)
+
+
+# The recipes count their fine-tuning steps (pruning, sparsity, QAT) for a training split of this size: CIFAR-10's
+# 50,000 images less the validation split, which they were chosen on.
+RECIPE_TRAIN_IMAGES = 45_000
+
+
+def scaled_steps(steps: int, train_images: int) -> int:
+    """As many epochs as `steps` are on the recipes' split, on a smaller one (a user's 1,000 images take 1/45 of
+    the steps, at least one); a larger split keeps the recipe's steps."""
+    return max(1, math.ceil(steps * min(1.0, train_images / RECIPE_TRAIN_IMAGES)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from build.data.arrays import image_file, save_labels
 from build.errors import ZooError
 from serving.pixels import to_chw
 
@@ -73,19 +74,21 @@ def _archive_has(path: Path, name: str) -> bool:
         raise ZooError(f"dataset archive {path} is corrupt or not a tar archive ({exc}); fetch it again") from exc
 
 
-def decode(path: Path, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """The release's 32x32 RGB images, converted to `shape` (C, H, W) where a model takes another."""
+def decode(path: Path, shape: tuple[int, ...], folder: Path) -> list[str]:
+    """The release's 32x32 RGB images, converted to `shape` (C, H, W) where a model takes another, written into
+    `folder` as the train and test arrays (see build.data.arrays); returns the class names."""
     batches = _read_batches(path)
-    train = [batches[name] for name in TRAIN_BATCHES]
-    test = batches[TEST_BATCH]
-    classes = [c.decode() for c in batches["batches.meta"][b"label_names"]]
-    return {
-        "train_x": _reshape(np.concatenate([_images(b) for b in train]), shape),
-        "train_y": np.concatenate([_labels(b) for b in train]),
-        "test_x": _reshape(_images(test), shape),
-        "test_y": _labels(test),
-        "classes": np.array(classes),
-    }
+    for split, names in (("train", TRAIN_BATCHES), ("test", [TEST_BATCH])):
+        images = np.concatenate([_images(batches[name]) for name in names])  # 32x32: small at any count
+        out = image_file(folder, split, len(images), shape)
+        if tuple(shape) == NATIVE:
+            out[:] = images
+        else:
+            for i, img in enumerate(tqdm(images, desc=f"resize {split} to {shape}", unit="img", mininterval=1.0)):
+                out[i] = to_chw(Image.fromarray(img.transpose(1, 2, 0)), shape)
+        out.flush()
+        save_labels(folder, split, np.concatenate([_labels(batches[name]) for name in names]))
+    return [c.decode() for c in batches["batches.meta"][b"label_names"]]
 
 
 def _read_batches(path: Path) -> dict[str, dict]:
@@ -113,13 +116,6 @@ def _read_batches(path: Path) -> dict[str, dict]:
 
 def _images(batch: dict) -> np.ndarray:
     return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, *NATIVE)
-
-
-def _reshape(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    if tuple(shape) == NATIVE:
-        return images
-    return np.stack([to_chw(Image.fromarray(img.transpose(1, 2, 0)), shape)
-                     for img in tqdm(images, desc=f"resize to {shape}", unit="img", mininterval=1.0)])
 
 
 def _labels(batch: dict) -> np.ndarray:

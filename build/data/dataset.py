@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from build.data import cifar_python, image_folder
+from build.data.arrays import gather, open_split
 from build.errors import ZooError
 
 DATA_ENV = "TRITONZOO_DATA"
 CACHE_ENV = "TRITONZOO_CACHE"
 VAL_FRACTION = 0.1  # 500 images per class on CIFAR-10
 VAL_SEED = 0
+CACHE_LAYOUT = 2  # 2: a folder of .npy files, one per split, already split and shuffled (1: one .npz)
 
 
 @dataclass(frozen=True)
@@ -57,27 +62,30 @@ def load_dataset(spec: str | None, shape: tuple[int, int, int], cache_dir: Path 
     spec = resolve_data_spec(spec)
     cache_dir = Path(cache_dir or default_cache_dir())
     source, checksum = _locate(spec, cache_dir)
-    c, h, w = shape
-    arrays = _cached_decode(source, checksum, (c, h, w), cache_dir)
-    train = ImageSet(arrays["train_x"], arrays["train_y"])
-    fit, val = split_validation(train)
-    # Archives list the test set class by class; a fixed shuffle makes any prefix a fair sample.
-    order = np.random.default_rng(VAL_SEED).permutation(len(arrays["test_y"]))
-    test = ImageSet(arrays["test_x"][order], arrays["test_y"][order])
-    return Dataset(fit, val, test, [str(c) for c in arrays["classes"]], checksum, spec)
+    folder = _cached_splits(source, checksum, tuple(shape), cache_dir)
+    fit, val, test = (ImageSet(*open_split(folder, name)) for name in ("fit", "val", "test"))
+    return Dataset(fit, val, test, json.loads((folder / "classes.json").read_text()), checksum, spec)
+
+
+def validation_indices(labels: np.ndarray, fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified hold-out with a fixed seed: the same images whatever the training seed. (fit, val) indices, each
+    in ascending order."""
+    rng = np.random.default_rng(VAL_SEED)
+    per_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    val_idx = np.concatenate([rng.permutation(idx)[: max(1, int(len(idx) * fraction))] for idx in per_class])
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[val_idx] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 def split_validation(train: ImageSet, fraction: float = VAL_FRACTION) -> tuple[ImageSet, ImageSet]:
-    """Stratified hold-out with a fixed seed: the same images whatever the training seed."""
-    rng = np.random.default_rng(VAL_SEED)
-    per_class = [np.flatnonzero(train.labels == c) for c in np.unique(train.labels)]
-    val_idx = np.concatenate([rng.permutation(idx)[: max(1, int(len(idx) * fraction))] for idx in per_class])
-    mask = np.zeros(len(train), dtype=bool)
-    mask[val_idx] = True
-    return (
-        ImageSet(train.images[~mask], train.labels[~mask]),
-        ImageSet(train.images[mask], train.labels[mask]),
-    )
+    fit, val = validation_indices(train.labels, fraction)
+    return ImageSet(train.images[fit], train.labels[fit]), ImageSet(train.images[val], train.labels[val])
+
+
+def test_order(count: int) -> np.ndarray:
+    """Archives list the test set class by class; a fixed shuffle makes any prefix a fair sample."""
+    return np.random.default_rng(VAL_SEED).permutation(count)
 
 
 def _locate(spec: str, cache_dir: Path) -> tuple[Path, str]:
@@ -109,27 +117,34 @@ def _check_sidecar(path: Path, checksum: str) -> None:
         )
 
 
-def _cached_decode(source: Path, checksum: str, shape: tuple[int, int, int], cache_dir: Path) -> dict[str, np.ndarray]:
-    """Keyed by the source's checksum and the decoded size: one source serves models of several input sizes."""
-    cached = cache_dir / "datasets" / f"{checksum[:16]}-{'x'.join(map(str, shape))}.npz"
-    if cached.exists():
-        with np.load(cached) as f:
-            return dict(f)
-    arrays = _decode(source, shape)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".tmp{os.getpid()}.npz")
+def _cached_splits(source: Path, checksum: str, shape: tuple[int, ...], cache_dir: Path) -> Path:
+    """The folder of the decoded splits, keyed by the source's checksum and the decoded size (one source serves
+    models of several input sizes). Decoded once into a temporary folder, which is renamed into place when complete:
+    an interrupted or failed decode leaves nothing behind."""
+    folder = cache_dir / "datasets" / f"{checksum[:16]}-{'x'.join(map(str, shape))}-v{CACHE_LAYOUT}"
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cached)
+        decoder = cifar_python if cifar_python.is_python_release(source) else image_folder
+        classes = decoder.decode(source, shape, tmp)  # writes train_{x,y}.npy and test_{x,y}.npy
+        fit, val = validation_indices(np.load(tmp / "train_y.npy"))
+        gather(tmp, "train", fit, "fit")
+        gather(tmp, "train", val, "val")
+        gather(tmp, "test", test_order(len(np.load(tmp / "test_y.npy"))), "shuffled")
+        for name in ("train_x", "train_y", "test_x", "test_y"):
+            (tmp / f"{name}.npy").unlink()
+        for suffix in ("x", "y"):
+            (tmp / f"shuffled_{suffix}.npy").rename(tmp / f"test_{suffix}.npy")
+        (tmp / "classes.json").write_text(json.dumps([str(c) for c in classes]))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process published the same decode first
+            pass
     finally:
-        tmp.unlink(missing_ok=True)
-    return arrays
-
-
-def _decode(source: Path, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    if cifar_python.is_python_release(source):
-        return cifar_python.decode(source, shape)
-    return image_folder.decode(source, shape)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from build.data.arrays import image_file, save_labels
 from build.errors import ZooError
 from serving.pixels import to_chw
 
@@ -31,37 +32,45 @@ def tree_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
-def decode(source: Path, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Every image decoded, converted to `shape`'s channels (RGB or grayscale) and resized to its H x W."""
-    entries = sorted(_entries(source), key=lambda e: e[:3])
-    classes = sorted({cls for _, cls, _, _ in entries})
-    out: dict[str, np.ndarray] = {"classes": np.array(classes)}
+def decode(source: Path, shape: tuple[int, ...], folder: Path) -> list[str]:
+    """Every image decoded, converted to `shape`'s channels (RGB or grayscale) and resized to its H x W, written into
+    `folder` as the train and test arrays (see build.data.arrays); returns the class names. Two passes over the
+    source, the first for names only, so that each image goes straight to its place and none is held in memory."""
+    names = sorted({entry[:3] for entry in _entries(source, read=False)})
+    classes = sorted({cls for _, cls, _ in names})
+    slots: dict[tuple[str, str, str], int] = {}
+    files = {}
     for split in SPLITS:
-        items = [e for e in entries if e[0] == split]
+        items = [n for n in names if n[0] == split]
         if not items:
             raise ZooError(f"{source} has no images under a '{split}/<class>/' folder; expected the ImageFolder layout")
-        images = [_decode_image(data, f"{source}:{split}/{cls}/{name}", shape) for _, cls, name, data in
-                  tqdm(items, desc=f"decode {split}", unit="img", mininterval=1.0)]
-        out[f"{split}_x"] = np.stack(images)
-        out[f"{split}_y"] = np.array([classes.index(cls) for _, cls, _, _ in items], dtype=np.int64)
-    return out
+        slots.update({item: i for i, item in enumerate(items)})
+        files[split] = image_file(folder, split, len(items), shape)
+        save_labels(folder, split, np.array([classes.index(cls) for _, cls, _ in items]))
+    with tqdm(total=len(names), desc="decode", unit="img", mininterval=1.0) as bar:
+        for split, cls, name, data in _entries(source):
+            files[split][slots[split, cls, name]] = _decode_image(data, f"{source}:{split}/{cls}/{name}", shape)
+            bar.update()
+    for images in files.values():
+        images.flush()
+    return classes
 
 
-def _entries(source: Path) -> Iterator[Entry]:
+def _entries(source: Path, read: bool = True) -> Iterator[Entry]:
+    """(split, class, name, bytes) of every image file; the bytes are empty when not `read`."""
     if source.is_dir():
         for f in source.rglob("*"):
             parsed = _parse(PurePosixPath(f.relative_to(source).as_posix()))
             if parsed and f.is_file():
-                yield (*parsed, f.read_bytes())
+                yield (*parsed, f.read_bytes() if read else b"")
         return
     try:
         with tarfile.open(source) as tar:
             for m in tar:
                 parsed = _parse(PurePosixPath(m.name))
                 if parsed and m.isfile():
-                    member = tar.extractfile(m)
-                    assert member is not None  # a regular file's member always has its data
-                    yield (*parsed, member.read())
+                    member = tar.extractfile(m) if read else None
+                    yield (*parsed, member.read() if member is not None else b"")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ZooError(f"dataset archive {source} is corrupt or not a tar archive ({exc}); fetch it again") from exc
 

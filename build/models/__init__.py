@@ -13,6 +13,7 @@ from build.card import Preprocess
 from build.errors import ZooError
 from build.models.mobilenet import mobilenetv2
 from build.models.resnet import resnet18, resnet20
+from build.models.stem import shaped_for
 from build.models.widenet import widenet
 
 # name -> factory(num_classes, in_channels)
@@ -52,7 +53,8 @@ class Classifier(nn.Module):
 def build_classifier(arch: str, num_classes: int, pre: Preprocess) -> Classifier:
     if arch not in ARCHITECTURES:
         raise ZooError(f"unknown architecture '{arch}'; choose one of {sorted(ARCHITECTURES)}")
-    return Classifier(ARCHITECTURES[arch](num_classes, in_channels=pre.channels), pre, arch)
+    size = min(pre.input[1:])
+    return Classifier(shaped_for(ARCHITECTURES[arch], num_classes, pre.channels, size), pre, arch)
 
 
 def save_weights(model: Classifier, path: Path, meta: dict) -> None:

@@ -161,7 +161,8 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     source = teacher
     if parent != "teacher":
         source, source_meta = shipped_student(card, data, step_config(parent, DistillConfig, options))
-    train, schedule = data.train, [options.train_steps(n) for n in cfg.schedule()]
+    train = data.train
+    schedule = [options.train_steps(n, len(train)) for n in cfg.schedule()]
     teacher_sha = sha256_file(teacher_path)
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
     source_sha = model_sha256(source)
@@ -185,7 +186,7 @@ class StructuredPrune(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        source, schedule = state.model, [ctx.options.train_steps(n) for n in cfg.schedule()]
+        source, schedule = state.model, [ctx.options.train_steps(n, len(ctx.train_set)) for n in cfg.schedule()]
         source_sha = model_sha256(source)
         key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), schedule)
         meta = {"channel_pruned": True, "source_sha256": source_sha, "steps": schedule, "config": asdict(cfg)}

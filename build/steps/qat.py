@@ -170,7 +170,8 @@ class QuantAwareFinetune(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        source, types, steps = state.model, int8_types(ctx.hardware), ctx.options.train_steps(self.config.steps)
+        source, types = state.model, int8_types(ctx.hardware)
+        steps = ctx.options.train_steps(self.config.steps, len(ctx.train_set))
         source_sha = model_sha256(source)
         # the INT8 types follow the CPU (7-bit weights without VNNI), so they are part of the run
         bits = f"{types.activation.name}/{types.weight.name}/reduce_range={types.reduce_range}"

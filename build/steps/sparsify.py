@@ -42,7 +42,7 @@ class MagnitudeSparsify(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        source, n = state.model, ctx.options.train_steps(cfg.finetune_steps)
+        source, n = state.model, ctx.options.train_steps(cfg.finetune_steps, len(ctx.train_set))
         source_sha = model_sha256(source)
         key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, classes=list(ctx.data.classes),
                       train_images=len(ctx.train_set), steps=n)

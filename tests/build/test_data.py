@@ -60,7 +60,7 @@ def test_real_mini_archive_loads(mini_archive: Path) -> None:
 
 def test_decode_happens_once(mini_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = load_dataset(str(mini_archive), CIFAR)
-    monkeypatch.setattr("build.data.dataset._decode", lambda source: pytest.fail("decoded twice"))
+    monkeypatch.setattr("build.data.image_folder.decode", lambda *_: pytest.fail("decoded twice"))
     second = load_dataset(str(mini_archive), CIFAR)
     assert np.array_equal(first.test.images, second.test.images) and first.checksum == second.checksum
 
@@ -75,7 +75,29 @@ def test_corrupt_archive_is_reported_and_not_cached(tmp_path: Path, isolated_cac
     bad.write_bytes(b"\x1f\x8b" + b"garbage" * 100)
     with pytest.raises(ZooError, match="bad.tar.gz is corrupt"):
         load_dataset(str(bad), CIFAR)
-    assert not list(isolated_cache.rglob("*.npz"))
+    assert not list((isolated_cache / "datasets").iterdir()), "no decode, complete or partial, is left"
+
+
+def test_the_cache_holds_each_split_memory_mapped_as_split_and_shuffled_from_the_decode(
+        tmp_path: Path, mini_archive: Path, isolated_cache: Path) -> None:
+    """Large images never need to fit in memory: each split is a file, read through a memory map (copy-on-write,
+    so batches are writable arrays). It holds what splitting and shuffling the decoded arrays in memory gives."""
+    from build.data import image_folder
+    from build.data.dataset import split_validation, test_order
+
+    ds = load_dataset(str(mini_archive), CIFAR)
+    assert all(isinstance(s.images, np.memmap) and s.images.flags.writeable for s in (ds.train, ds.val, ds.test))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    image_folder.decode(mini_archive, CIFAR, raw)
+    train = ImageSet(np.load(raw / "train_x.npy"), np.load(raw / "train_y.npy"))
+    fit, val = split_validation(train)
+    order = test_order(len(np.load(raw / "test_y.npy")))
+    assert np.array_equal(ds.train.images, fit.images) and np.array_equal(ds.val.labels, val.labels)
+    assert np.array_equal(ds.test.images, np.load(raw / "test_x.npy")[order])
+    folder = next((isolated_cache / "datasets").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["classes.json", "fit_x.npy", "fit_y.npy", "test_x.npy",
+                                                         "test_y.npy", "val_x.npy", "val_y.npy"]
 
 
 def test_checksum_sidecar_mismatch(tmp_path: Path, mini_archive: Path) -> None:

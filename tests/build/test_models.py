@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from build.errors import ZooError
-from build.models import build_classifier, load_weights, save_weights
+from build.models import Classifier, build_classifier, load_weights, save_weights
 from build.models.resnet import resnet18
 from tests.conftest import PRE
 
@@ -97,3 +97,25 @@ def test_a_qat_network_reloads_with_its_batch_norms_folded(tmp_path: Path) -> No
     loaded, _ = load_weights(tmp_path / "qat.pt", PRE)
     x = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
     assert folded == 7 and torch.allclose(loaded(x), model(x).half().float(), atol=1e-2)
+
+
+def test_builtin_networks_are_shaped_for_their_input() -> None:
+    """At 32 pixels a builtin is its CIFAR body; from 64 pixels a strided stem comes first, so that every student
+    at 224 pixels is smaller than an ImageNet-shaped ResNet-18 (the one it would learn from there)."""
+    from build.card import Preprocess
+    from build.complexity import macs_and_params
+    from build.models import ARCHITECTURES
+    from build.models.stem import DownsampleStem, halvings
+    from tests.byo_models import imagenet_resnet18
+
+    assert [halvings(s) for s in (32, 48, 63, 64, 127, 128, 224, 512)] == [0, 0, 0, 1, 1, 2, 2, 4]
+    cifar = build_classifier("widenet", 10, PRE)
+    assert cifar.backbone.state_dict().keys() == ARCHITECTURES["widenet"](10).state_dict().keys()
+    at224 = Preprocess((3, 224, 224), PRE.mean, PRE.std)
+    teacher = macs_and_params(Classifier(imagenet_resnet18(), at224))[0]
+    assert 1.7e9 < teacher < 1.9e9
+    for arch in ("widenet", "resnet20", "mobilenetv2"):
+        model = build_classifier(arch, 10, at224).eval()
+        assert isinstance(model.backbone[0], DownsampleStem)
+        assert model(torch.zeros((2, 3, 224, 224), dtype=torch.uint8)).shape == (2, 10)
+        assert macs_and_params(model)[0] * 5 < teacher, arch
