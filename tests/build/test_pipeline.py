@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from build.clock import Clock
 from build.data import Dataset
 from build.errors import VariantRejected
 from build.pipeline import (
@@ -42,9 +45,17 @@ class Fixed(Step):
         return self.result
 
 
-def run(tmp_path: Path, *steps: Step) -> tuple[VariantState, list[Outcome]]:
+def run(tmp_path: Path, *steps: Step, clock: Clock | None = None) -> tuple[VariantState, list[Outcome]]:
     start = VariantState("v", "teacher", unused(Tolerance), tmp_path)
-    return Pipeline(steps).run(start, unused(BuildContext), log=lambda _: None)
+    ctx = cast(BuildContext, SimpleNamespace(clock=clock or Clock()))  # these steps read nothing else of it
+    return Pipeline(steps).run(start, ctx, log=lambda _: None)
+
+
+def test_each_step_is_timed_under_its_kind(tmp_path: Path) -> None:
+    clock = Clock()
+    run(tmp_path, Fixed("export_onnx", StepResult.ok()), Fixed("publish:openvino", StepResult.ok()),
+        Fixed("publish:openvino", StepResult.ok()), clock=clock)
+    assert sorted(clock.seconds) == ["export_onnx", "publish openvino"]
 
 
 def test_what_steps_produce_is_merged_into_the_next_state(tmp_path: Path) -> None:
