@@ -83,7 +83,7 @@ def _parse(path: PurePosixPath) -> tuple[str, str, str] | None:
     return parts[-3], parts[-2], parts[-1]
 
 
-def _decode_image(data: bytes, where: str, shape: tuple[int, int, int]) -> np.ndarray:
+def _decode_image(data: bytes, where: str, shape: tuple[int, ...]) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return to_chw(img, shape)  # the gateway prepares request images with the same function

@@ -116,6 +116,6 @@ def test_builtin_networks_are_shaped_for_their_input() -> None:
     assert 1.7e9 < teacher < 1.9e9
     for arch in ("widenet", "resnet20", "mobilenetv2"):
         model = build_classifier(arch, 10, at224).eval()
-        assert isinstance(model.backbone[0], DownsampleStem)
+        assert isinstance(next(iter(model.backbone.children())), DownsampleStem)
         assert model(torch.zeros((2, 3, 224, 224), dtype=torch.uint8)).shape == (2, 10)
         assert macs_and_params(model)[0] * 5 < teacher, arch

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -36,8 +37,10 @@ def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_
 
 def test_the_long_profile_recomputes_every_training_run_with_the_shipped_recipes() -> None:
     long, default = options_for("long", []), options_for("default", [])
-    for variant, kind in (("distilled", DistillConfig), ("pruned", PruneConfig), ("pruned_distilled", PruneConfig),
-                          ("sparse", SparsityConfig), ("distilled_int8_qat", QatConfig)):
+    kinds: tuple[tuple[str, type[Any]], ...] = (
+        ("distilled", DistillConfig), ("pruned", PruneConfig), ("pruned_distilled", PruneConfig),
+        ("sparse", SparsityConfig), ("distilled_int8_qat", QatConfig))
+    for variant, kind in kinds:
         recomputed, shipped = step_config(variant, kind, long), step_config(variant, kind, default)
         assert recomputed == dataclasses.replace(shipped, shipped=False), variant
     assert long.train_runs and not default.train_runs
