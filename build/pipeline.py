@@ -278,6 +278,10 @@ class Step(ABC):
     def check(self, ctx: BuildContext) -> None:  # noqa: B027 - most steps have nothing to check
         """Refuse bad settings before any step of the build runs; raise ZooError."""
 
+    def not_applicable(self, ctx: BuildContext) -> str | None:
+        """Why this step cannot make anything of this card (its variant is then SKIPPED, with the reason), if so."""
+        return None
+
     @abstractmethod
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         """What the step made of the variant; raise ZooError to fail the whole build."""

@@ -139,11 +139,12 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
 def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime]) -> CardPlan:
     plan = CardPlan({}, [])
     for name, publish in build_order(variants):
-        why = _not_for_source(name, ctx)
+        steps = configured_steps(name, publish, runtimes, ctx.options)
+        why = _not_for_source(name, ctx) or next(filter(None, (s.not_applicable(ctx) for s in steps)), None)
         if why:
             plan.outcomes.append(Outcome(name, Status.SKIPPED, why))
         else:
-            plan.recipes[name] = configured_steps(name, publish, runtimes, ctx.options)
+            plan.recipes[name] = steps
     return plan
 
 
@@ -160,7 +161,7 @@ def _build_card(ctx: BuildContext, plan: CardPlan, variants: list[str], log) -> 
     log(f"model {ctx.name}: {ctx.teacher.card.source}, input {list(ctx.io.input_dims)}, "
         f"{len(ctx.data.classes)} classes")
     built: dict[str, VariantState] = {}
-    ended: dict[str, Outcome] = {}  # variants not built: how they ended
+    ended = {o.variant: o for o in plan.outcomes}  # variants not built: how they ended
     outcomes = list(plan.outcomes)
     for name, steps in plan.recipes.items():
         state, records = _build_variant(name, steps, ctx, built, ended, log)

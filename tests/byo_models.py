@@ -37,15 +37,23 @@ def export_float_onnx(model: nn.Module, path: Path, shape: tuple[int, int, int])
     return path
 
 
-def subset_archive(source: Path, classes: list[str], out: Path) -> Path:
-    """An ImageFolder archive with only `classes` of `source`: a dataset with another class count."""
+def subset_archive(source: Path, classes: list[str], out: Path, per_class: dict[str, int] | None = None) -> Path:
+    """An ImageFolder archive with only `classes` of `source`: a dataset with another class count; `per_class`: at
+    most this many images of each class in each split (e.g. {"train": 170, "test": 50})."""
     import tarfile
+    from collections import Counter
 
+    taken: Counter[tuple[str, str]] = Counter()
     with tarfile.open(source) as src, tarfile.open(out, "w:gz") as dst:
         for member in src:
             parts = member.name.split("/")
-            if member.isfile() and len(parts) >= 3 and parts[-2] in classes:
-                dst.addfile(member, src.extractfile(member))
+            if not (member.isfile() and len(parts) >= 3 and parts[-2] in classes):
+                continue
+            split = parts[-3]
+            if per_class is not None and taken[split, parts[-2]] >= per_class.get(split, 0):
+                continue
+            taken[split, parts[-2]] += 1
+            dst.addfile(member, src.extractfile(member))
     return out
 
 

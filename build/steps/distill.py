@@ -33,16 +33,22 @@ class DistillConfig:
     seed: int = 0
     shipped: bool = True  # load the student `invoke distill` shipped for this very run, when there is one
 
-    def validate(self, teacher_macs: int | None, num_classes: int, pre: Preprocess) -> None:
-        """teacher_macs: None where the teacher is an ONNX file, whose MACs Torch-Pruning cannot count."""
+    def validate(self) -> None:
         if self.student not in ARCHITECTURES:
             raise ZooError(f"unknown student architecture '{self.student}'; choose one of {sorted(ARCHITECTURES)}")
         if not 0 <= self.alpha <= 1 or self.temperature <= 0 or self.epochs <= 0:
             raise ZooError(f"distillation needs 0 <= alpha <= 1, temperature > 0 and epochs > 0; got {self}")
+
+    def no_smaller(self, teacher_macs: int | None, num_classes: int, pre: Preprocess) -> str | None:
+        """Why this student cannot be distilled into from a teacher of `teacher_macs` (None where the teacher is an
+        ONNX file, whose MACs Torch-Pruning cannot count): it would not be smaller."""
+        if teacher_macs is None or self.student not in ARCHITECTURES:  # an unknown student fails `validate`
+            return None
         student_macs = macs_and_params(build_classifier(self.student, num_classes, pre))[0]
-        if teacher_macs is not None and student_macs >= teacher_macs:
-            raise ZooError(f"student '{self.student}' needs {student_macs / 1e6:.1f}M MACs, no fewer than its "
-                           f"teacher's {teacher_macs / 1e6:.1f}M; distillation must shrink the model")
+        if student_macs >= teacher_macs:
+            return (f"student '{self.student}' needs {student_macs / 1e6:.1f}M MACs at this input, no fewer than the "
+                    f"teacher's {teacher_macs / 1e6:.1f}M: distillation would not shrink the model")
+        return None
 
     def steps(self, train_images: int) -> int:
         return max(1, round(self.epochs * train_images / self.batch_size))
@@ -102,7 +108,10 @@ class Distill(TechniqueStep):
     name = "distill"
 
     def check(self, ctx: BuildContext) -> None:
-        self.config.validate(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
+        self.config.validate()
+
+    def not_applicable(self, ctx: BuildContext) -> str | None:
+        return self.config.no_smaller(_teacher_macs(ctx), len(ctx.data.classes), ctx.teacher.card.preprocess)
 
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config

@@ -235,11 +235,22 @@ def test_the_floor_refuses_a_broken_variant_never_the_users_own_model(tmp_path: 
         check_published([broken])
 
 
+def test_a_student_no_smaller_than_the_teacher_is_not_built_and_says_why(tmp_path: Path, teacher: Path,
+                                                                          mini_archive: Path) -> None:
+    """resnet20 is larger than the tiny test teacher: distilled and what derives from it are left out, not the
+    build."""
+    options = dataclasses.replace(FAST, configs=(DistillConfig(student="resnet20"),))
+    result = build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo",
+                       ["fp32", "distilled", "pruned_distilled"], ["onnxruntime"], options)
+    assert "tiny_fp32" in result.entries and result.rejected == {}
+    assert "no fewer than the teacher's" in result.not_applicable["distilled"]
+    assert result.not_applicable["pruned_distilled"] == "its parent distilled was not built"
+
+
 @pytest.mark.parametrize(("config", "message"), [
     (PruneConfig(ratio=1.5), "pruning ratio must lie in \\(0, 1\\)"),
     (PruneConfig(importance="random"), "unknown pruning importance"),
     (SparsityConfig(sparsity=0.0), "sparsity must lie in \\(0, 1\\)"),
-    (DistillConfig(student="resnet20"), "no fewer than its teacher's"),
     (DistillConfig(student="vgg"), "unknown student architecture"),
 ])
 def test_bad_settings_fail_before_any_step_runs(tmp_path: Path, teacher: Path, mini_archive: Path,
