@@ -157,7 +157,7 @@ def distill(c, data=None, card=None, set=None):
 }, iterable=["set"])
 @friendly
 def prune(c, data=None, card=None, variants="pruned,pruned_distilled", set=None):
-    """Prune and fine-tune the networks the build ships and loads (CUDA when present; 17 min on 2 cores)."""
+    """Prune and fine-tune the networks the build ships and loads (CUDA when present; hours on 2 CPU cores)."""
     from build.data import load_dataset
     from build.profiles import options_for
     from build.steps.prune import prune_shipped, pruned_parent

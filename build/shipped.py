@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -76,8 +77,12 @@ def load_or_train(path: Path | None, pre: Preprocess, train: Trainer) -> tuple[C
     return model, record, {"trained_in_build": True}
 
 
-def ship(model: Classifier, path: Path, data: Dataset, meta: dict) -> dict:
-    """Save a run's result with its provenance and its validation and test accuracy in PyTorch."""
+def ship(model: Classifier, path: Path, data: Dataset, meta: dict, curve: Path | None = None) -> dict:
+    """Save a run's result with its provenance and its validation and test accuracy in PyTorch; `curve`, the run's
+    per-epoch validation log (build/fit.py), is kept beside it as `<stem>.val_log.jsonl`, the evidence its length
+    was chosen on."""
+    if curve is not None and curve.exists():
+        shutil.copyfile(curve, path.with_suffix(".val_log.jsonl"))
     device = pick_device()
     meta = {**meta, "num_classes": len(data.classes), "classes": data.classes, "dataset_checksum": data.checksum,
             "hardware": hardware_summary(device), "torch": str(torch.__version__)}

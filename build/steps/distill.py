@@ -81,12 +81,12 @@ def distill_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> dict:
     soft = teacher_logits(teacher, train.images, sha, data.checksum)
     steps = cfg.steps(len(train))
     key, stem = student_run(cfg, sha, data.classes, len(train), steps)
-    start = time.perf_counter()
+    start, run_dir = time.perf_counter(), run_folder(f"{stem}_{key}")
     student, loss = distill(cfg, steps, train, soft, len(data.classes), card.preprocess, f"distil into {cfg.student}",
-                            run_folder(f"{stem}_{key}"), data.val)
+                            run_dir, data.val)
     meta = {"arch": cfg.student, "run_key": key, "teacher_sha256": sha, "train_images": len(train), "steps": steps,
             "config": asdict(cfg), "final_loss": loss, "train_seconds": round(time.perf_counter() - start)}
-    return ship(student, shipped_path(teacher_path.parent, stem, key), data, meta)
+    return ship(student, shipped_path(teacher_path.parent, stem, key), data, meta, run_dir / "log.jsonl")
 
 
 def shipped_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> tuple[Classifier, dict]:

@@ -167,12 +167,13 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
     source_sha = model_sha256(source)
     key = pruning_run(cfg, source_sha, teacher_sha, data.classes, len(train), schedule)
-    start = time.perf_counter()
-    model, record = prune(source, cfg, train, soft, schedule, variant, run_folder(f"{variant}_{key}"), data.val)
+    start, run_dir = time.perf_counter(), run_folder(f"{variant}_{key}")
+    model, record = prune(source, cfg, train, soft, schedule, variant, run_dir, data.val)
     meta = {"arch": source_meta["arch"], "channel_pruned": True, "run_key": key, "source_sha256": source_sha,
             "teacher_sha256": teacher_sha, "train_images": len(train), "steps": schedule, "config": asdict(cfg),
             **record, "train_seconds": round(time.perf_counter() - start)}
-    return ship(model, shipped_path(teacher_path.parent, variant, key), data, meta)
+    last_stage = run_dir / f"stage{len(schedule)}" / "log.jsonl"  # the fine-tuning after the last pruning step
+    return ship(model, shipped_path(teacher_path.parent, variant, key), data, meta, last_stage)
 
 
 @dataclass(frozen=True)

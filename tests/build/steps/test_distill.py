@@ -23,7 +23,9 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
     data = load_dataset(str(mini_archive), CIFAR)
     cfg = DistillConfig(student=micro_student, epochs=1)
     shipped = distill_student(card_for(teacher), data, cfg)
-    assert Path(shipped["weights"]).exists() and Path(shipped["weights"]).with_suffix(".json").exists()
+    weights = Path(shipped["weights"])
+    assert weights.exists() and weights.with_suffix(".json").exists()
+    assert weights.with_suffix(".val_log.jsonl").read_text().count("val_accuracy") == 1, "its validation curve"
     assert shipped["steps"] == 1 and 0 <= shipped["val_accuracy"] <= 1 and 0 <= shipped["test_accuracy"] <= 1
 
     trained: list[str] = []

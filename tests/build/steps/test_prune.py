@@ -65,9 +65,11 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
                            configs=(distill, cfg))
     variants = ["pruned", "pruned_distilled"]
     shipped = {v: prune_shipped(v, card_for(teacher), data, options) for v in variants}
-    assert shipped["pruned"]["steps"] == [2, 2] and shipped["pruned_distilled"]["steps"] == [1, 2]
+    # each recipe's steps scaled to the 90-image training split (at least one), then capped at 2
+    assert shipped["pruned"]["steps"] == [1, 2] and shipped["pruned_distilled"]["steps"] == [1, 1]
     assert all(r["pruning"]["macs_reduction"] >= 2.5 for r in shipped.values())
     assert shipped["pruned_distilled"]["arch"] == micro_student
+    assert all(Path(r["weights"]).with_suffix(".val_log.jsonl").exists() for r in shipped.values())
 
     trained: list[str] = []
     real_prune = build.steps.prune.prune
