@@ -160,8 +160,10 @@ def test_input_ranges_freeze_while_weight_ranges_follow() -> None:
     torch.testing.assert_close(stem.weight_fq.scale, stem.layer.weight.abs().flatten(1).amax(1) / 127)
 
 
-def test_step_leaves_a_plain_folded_float_model(tmp_path: Path, mini_archive: Path) -> None:
+def test_step_leaves_a_plain_folded_float_model(tmp_path: Path, mini_archive: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # A learning rate this small keeps the weights in place, so the result must equal the folded input.
+    monkeypatch.setattr("build.pipeline.RECIPE_TRAIN_IMAGES", 1)  # the recipe's steps as given, not scaled down
     ctx = context(tmp_path, mini_archive)
     parent = tiny_model()
     state = VariantState("qat", "parent", unused(Tolerance), tmp_path, model=parent)
@@ -207,7 +209,9 @@ def test_qat_model_exports_to_qdq_onnx_that_runs(tmp_path: Path, mini_archive: P
 
 
 def test_distilled_int8_qat_variant_builds_verifies_and_publishes(tmp_path: Path, mini_archive: Path,
-                                                                  teacher: Path, micro_student: str) -> None:
+                                                                  teacher: Path, micro_student: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("build.pipeline.RECIPE_TRAIN_IMAGES", 1)  # the recipe's steps, capped at 2, not scaled down
     mini = load_dataset(str(mini_archive), CIFAR)
     options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2, train_runs=True,
                            configs=(Int8Config(calibration_images=100, check_images=100),
