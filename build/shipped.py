@@ -77,6 +77,14 @@ def load_or_train(path: Path | None, pre: Preprocess, train: Trainer) -> tuple[C
     return model, record, {"trained_in_build": True}
 
 
+def origin_note(origin: dict) -> str:
+    """What the build log says of a run: loaded from weights/ (nothing is reused silently), or trained here."""
+    if "shipped" in origin:
+        return (f"loaded the shipped {origin['shipped']} (trained on {origin['trained_on']} in "
+                f"{origin['train_seconds'] / 60:.0f} min)")
+    return f"trained in this build ({origin.get('train_seconds', 0)} s)"
+
+
 def ship(model: Classifier, path: Path, data: Dataset, meta: dict, curve: Path | None = None) -> dict:
     """Save a run's result with its provenance and its validation and test accuracy in PyTorch; `curve`, the run's
     per-epoch validation log (build/fit.py), is kept beside it as `<stem>.val_log.jsonl`, the evidence its length

@@ -18,7 +18,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import ARCHITECTURES, Classifier, build_classifier, load_weights
 from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
-from build.shipped import run_folder, run_key, ship, shipped_path, shipped_teacher
+from build.shipped import origin_note, run_folder, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
 
@@ -133,7 +133,7 @@ class Distill(TechniqueStep):
             "final_loss": round(record["final_loss"], 4),
             "macs_reduction_vs_teacher": round(teacher_macs / student_macs, 2) if teacher_macs else None,
             "run_key": key, **origin,
-        }}, model=student)
+        }}, note=origin_note(origin), model=student)
 
 
 def _teacher_macs(ctx: BuildContext) -> int | None:

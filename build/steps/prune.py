@@ -26,7 +26,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import Classifier, load_weights
 from build.pipeline import BuildContext, BuildOptions, StepResult, TechniqueStep, VariantState
-from build.shipped import model_sha256, run_folder, run_key, ship, shipped_path, shipped_teacher
+from build.shipped import model_sha256, origin_note, run_folder, run_key, ship, shipped_path, shipped_teacher
 from build.teacher_logits import teacher_logits
 
 IMPORTANCES = {
@@ -194,4 +194,5 @@ class StructuredPrune(TechniqueStep):
         model, record, origin = ctx.shipped_or_trained(
             state.name, key, cfg.shipped, lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule,
                                                         state.name), meta)
-        return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **origin}}, model=model)
+        return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **origin}}, note=origin_note(origin),
+                             model=model)

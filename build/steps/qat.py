@@ -34,7 +34,7 @@ from build.fit import FitConfig, fit
 from build.hardware import Int8Types, int8_types
 from build.models import Classifier
 from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
-from build.shipped import model_sha256, run_key
+from build.shipped import model_sha256, origin_note, run_key
 
 # ONNX Runtime's integer ranges: asymmetric activations use the whole type; symmetric INT8 weights
 # use -127..127, and -64..64 with reduce_range (7-bit weights).
@@ -181,7 +181,8 @@ class QuantAwareFinetune(TechniqueStep):
             state.name, key, cfg.shipped, lambda: quant_aware(source, cfg, types, steps, ctx, state.name),
             {"batchnorm_folded": True, "source_sha256": source_sha, "steps": steps, "int8_types": bits,
              "config": asdict(cfg)})
-        return StepResult.ok({"qat": {**record["qat"], "run_key": key, **origin}}, model=model)
+        return StepResult.ok({"qat": {**record["qat"], "run_key": key, **origin}}, note=origin_note(origin),
+                             model=model)
 
 
 def quant_aware(source: Classifier, cfg: QatConfig, types: Int8Types, steps: int, ctx: BuildContext,

@@ -16,7 +16,7 @@ from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import Classifier
 from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
-from build.shipped import model_sha256, run_key
+from build.shipped import model_sha256, origin_note, run_key
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class MagnitudeSparsify(TechniqueStep):
         return StepResult.ok({"sparsity": {"method": "global magnitude (L1), unstructured", "target": cfg.sparsity,
                                            "achieved": round(zeros / total, 4), "finetune_steps": n,
                                            "final_loss": round(record["final_loss"], 4), "run_key": key, **origin}},
-                             model=model)
+                             note=origin_note(origin), model=model)
 
 
 def sparsify(source: Classifier, cfg: SparsityConfig, steps: int, ctx: BuildContext,
