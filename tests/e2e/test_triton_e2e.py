@@ -149,6 +149,6 @@ def test_zoo_main_job_end_to_end(workspace, tmp_path: Path) -> None:
     assert sorted(row[0] for row in rows) == sorted(r["model"] for r in data["models"])
     for row in rows:  # served accuracy equals the build's on the same images
         assert row[3] == row[4], row
-    summary = proc.stdout.splitlines()[-1]
-    assert summary.startswith("time: ") and "served check" in summary and "publish onnxruntime" in summary, summary
+    summary = proc.stdout.splitlines()[-1]  # where the time went: the total, then the longest phases
+    assert summary.startswith("time: ") and summary.count(" s") >= 4, summary
     assert not server_processes(repo), "processes left behind"
