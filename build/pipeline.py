@@ -145,9 +145,10 @@ class BuildContext:
                 "`invoke prune` or `invoke build --ship`")
         start = time.perf_counter()
         model, record, origin = load_or_train(path, self.teacher.card.preprocess, train)
-        if origin.get("trained_in_build"):
-            origin = {**origin, "train_seconds": round(time.perf_counter() - start)}
-        if self.options.ship_runs and origin.get("trained_in_build") and self.weights_dir:
+        if not origin.get("trained_in_build"):
+            return model, record, origin
+        origin = {**origin, "train_seconds": round(time.perf_counter() - start)}
+        if self.options.ship_runs and self.weights_dir:
             target = shipped_path(self.weights_dir, stem, key)
             ship(model, target, self.data, {"arch": model.arch, **meta, **record, "run_key": key,
                                             "teacher_sha256": self.teacher.sha256, "train_images": len(self.train_set),

@@ -137,5 +137,8 @@ class Distill(TechniqueStep):
 
 
 def _teacher_macs(ctx: BuildContext) -> int | None:
-    module = ctx.teacher.module
-    return macs_and_params(module)[0] if module is not None else None
+    """Counted once per build: every distilled variant asks when the build plans, and again when it runs."""
+    if "teacher_macs" not in ctx._memo:
+        module = ctx.teacher.module
+        ctx._memo["teacher_macs"] = macs_and_params(module)[0] if module is not None else None
+    return ctx._memo["teacher_macs"]
