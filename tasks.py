@@ -81,10 +81,16 @@ def _family_models(manifest: dict, names: list[str], family: str | None) -> list
     return [n if n in manifest else f"{family}_{n}" for n in names]
 
 
-def _variants(value: str) -> list[str]:
-    from build.variants import VARIANTS
+def _variants(value: str) -> tuple[list[str], dict[str, str]]:
+    """The variants to build, and the optional ones the default set leaves out (the report lists them, and why)."""
+    from build.hardware import detect
+    from build.variants import VARIANTS, default_variants, optional_variants
 
-    return list(VARIANTS) if value == "all" else _csv(value)
+    if value == "default":
+        hw = detect()
+        return default_variants(hw), {n: f"left out of the default set on this machine ({why}); `--variants {n}` "
+                                         f"or `--variants all` builds it" for n, why in optional_variants(hw).items()}
+    return (list(VARIANTS) if value == "all" else _csv(value)), {}
 
 
 @task(help={"run_dir": "the training run folder", "out": "where to write the compact checkpoint"})
@@ -216,7 +222,8 @@ def ov_layers(c, model, repo=str(REPO), batch=64):
 BUILD_HELP = {
     "data": DATA_HELP, "card": CARD_HELP, "teacher": "weights file replacing the card's (one card only)",
     "repo": "model repository to publish into",
-    "variants": "comma-separated variants, or 'all'", "runtimes": RUNTIMES_HELP,
+    "variants": "comma-separated variants; 'default' (all but those this machine serves no better: sparse, and fp16 "
+                "without a GPU), or 'all'", "runtimes": RUNTIMES_HELP,
     "profile": "default (loads the shipped training runs: minutes on 2 CPU cores), quick (CI: a subset, a few "
                "steps) or long (every training run recomputed from the teacher: a GPU, or hours on a CPU)",
     "train": "train in the build the runs that weights/ does not ship for these settings (slow on a CPU); without "
@@ -239,8 +246,9 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
     if train:
         fields["train_runs"] = True
     options = options_for(profile, set or [], **fields)
-    builds = build_zoo(_cards(card, data, teacher), Path(repo), _variants(variants), _csv(runtimes), options,
-                       clock=clock)
+    chosen, left_out = _variants(variants)
+    builds = build_zoo(_cards(card, data, teacher), Path(repo), chosen, _csv(runtimes), options, clock=clock,
+                       left_out=left_out)
     with clock.phase("report"):
         paths = write_reports(builds, Path(report))
     print(f"published {sum(len(b.entries) for b in builds)} model(s) to {repo}; report: {paths[-1]}")
@@ -259,7 +267,7 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
                     "builds load it instead of training (how the sparse and QAT runs are shipped)"},
       iterable=["set", "card"])
 @friendly
-def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
+def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="default", runtimes=DEFAULT_RUNTIMES,
           profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), eval_images=0, ship=False,
           train=False):
     """Build each card's variants: optimize, verify, measure, publish atomically, and write the report."""
@@ -295,7 +303,7 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
             "triton_url": "use this running Triton (host:grpc_port) instead of starting one"},
       iterable=["set", "card"])
 @friendly
-def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="all", runtimes=DEFAULT_RUNTIMES,
+def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="default", runtimes=DEFAULT_RUNTIMES,
         profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), images=0, triton_url=None,
         train=False):
     """The main job: build each card's models and the report, serve them on Triton, check each through the server."""

@@ -73,11 +73,12 @@ class CardPlan:
 
 def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes: list[str],
               options: BuildOptions = BuildOptions(), log=print, data: dict[str, Dataset] | None = None,
-              clock: Clock | None = None) -> list[ZooBuild]:
+              clock: Clock | None = None, left_out: dict[str, str] | None = None) -> list[ZooBuild]:
     """Build `variants` for `runtimes` of every card into `repo`, in one publication. Every card, source and
     setting is checked before the first expensive step; a rejected variant is left out; any other failure
     publishes nothing, and models of other cards are never touched. `data`: datasets already loaded, by card
-    name (the others are loaded from each card's data). `clock`: where the time of each phase is added up."""
+    name (the others are loaded from each card's data). `clock`: where the time of each phase is added up.
+    `left_out`: variants not asked for, with why, which the report lists (those the default set leaves out)."""
     unknown = [v for v in variants if v not in VARIANTS] + [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ZooError(f"unknown variant or runtime {unknown}; "
@@ -93,20 +94,23 @@ def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes:
             inputs = [_load(card, Path(work), (data or {}).get(card.name)) for card in cards]
         try:
             with Publication(repo) as publication:
-                return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log, clock)
+                return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log, clock,
+                                  left_out or {})
         except PublicationError as exc:
             raise ZooError(str(exc)) from exc
 
 
 def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runtime], options: BuildOptions,
-               publication: Publication, work: Path, hardware: Hardware, log, clock: Clock) -> list[ZooBuild]:
+               publication: Publication, work: Path, hardware: Hardware, log, clock: Clock,
+               left_out: dict[str, str]) -> list[ZooBuild]:
     contexts = [_context(i, options, usable, publication, work / i.card.name, hardware, clock) for i in inputs]
-    plans = [_plan(ctx, variants, usable) for ctx in contexts]
+    plans = [_plan(ctx, variants, usable, left_out) for ctx in contexts]
     for ctx, plan in zip(contexts, plans):  # every setting is checked before the first expensive step
         for steps in plan.recipes.values():
             for step in steps:
                 step.check(ctx)
-    builds = [_build_card(ctx, plan, variants, log) for ctx, plan in zip(contexts, plans)]
+    reported = variants + list(left_out)  # what was left out is reported as such
+    builds = [_build_card(ctx, plan, reported, log) for ctx, plan in zip(contexts, plans)]
     for build in builds:  # the manifest's entries are written once, with their figures
         for name, entry in build.entries.items():
             publication.record(name, entry)
@@ -136,8 +140,8 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
                         weights_dir=card.weights.parent if card.kind == "builtin" and card.weights else None)
 
 
-def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime]) -> CardPlan:
-    plan = CardPlan({}, [])
+def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime], left_out: dict[str, str]) -> CardPlan:
+    plan = CardPlan({}, [Outcome(name, Status.SKIPPED, why) for name, why in left_out.items()])
     for name, publish in build_order(variants):
         steps = configured_steps(name, publish, runtimes, ctx.options)
         why = _not_for_source(name, ctx) or next(filter(None, (s.not_applicable(ctx) for s in steps)), None)

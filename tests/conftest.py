@@ -89,12 +89,13 @@ def card_for(weights: Path, name: str = "tiny", data: str | None = None, **field
 
 
 def build_one(data, teacher: Path, repo: Path, variants: list[str], runtimes: list[str], options, log=None,
-              name: str = "tiny"):
+              name: str = "tiny", left_out: dict[str, str] | None = None):
     """Build one card of `teacher` on an already loaded dataset: the ZooBuild of that card."""
     from build.zoo import build_zoo
 
     card = card_for(teacher, name)
-    return build_zoo([card], repo, variants, runtimes, options, log or (lambda _: None), data={name: data})[0]
+    return build_zoo([card], repo, variants, runtimes, options, log or (lambda _: None), data={name: data},
+                     left_out=left_out)[0]
 
 
 def models_of(repo: Path) -> dict[str, dict]:

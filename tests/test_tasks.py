@@ -162,3 +162,16 @@ def test_invoke_train_defaults_are_the_shipped_teachers_recipe() -> None:
     options = inspect.signature(tasks.train.body).parameters
     assert {k: options[k].default for k in shipped if k in options and k != "device"} == \
         {k: v for k, v in shipped.items() if k in options and k != "device"}
+
+
+def test_the_default_set_reports_what_it_leaves_out_and_all_builds_everything() -> None:
+    from build.hardware import detect
+    from build.variants import VARIANTS, optional_variants
+    from tasks import _variants
+
+    chosen, left_out = _variants("default")
+    assert set(chosen) | set(left_out) == set(VARIANTS) and not set(chosen) & set(left_out)
+    assert set(left_out) == set(optional_variants(detect())) and "sparse" in left_out
+    assert all("--variants all" in why for why in left_out.values()), "each says how to build it"
+    assert _variants("all") == (list(VARIANTS), {})
+    assert _variants("fp32,int8") == (["fp32", "int8"], {})

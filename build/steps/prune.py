@@ -81,14 +81,18 @@ def _pruner(model: Classifier, ratio: float, iterations: int, importance: str,
                                 ignored_layers=[_classifier_head(model)], round_to=round_to)
 
 
-def ratio_for_macs(model: Classifier, reduction: float, round_to: int | None, tol: float = 0.01) -> float:
-    """The channel ratio that cuts MACs by `reduction`, by bisection over dry runs on copies."""
+def ratio_for_macs(model: Classifier, reduction: float, round_to: int | None, iterations: int,
+                   tol: float = 0.01) -> float:
+    """The channel ratio that cuts MACs by `reduction`, by bisection over dry runs on copies. Each dry run takes all
+    `iterations` steps, as the run will: channels are rounded at every step, so one big step prunes differently."""
     base = macs_and_params(model)[0]
     low, high = 0.0, 0.95
     while high - low > tol:
         mid = (low + high) / 2
         trial = copy.deepcopy(model)
-        _pruner(trial, mid, 1, "l1", round_to).step()
+        pruner = _pruner(trial, mid, iterations, "l1", round_to)
+        for _ in range(iterations):
+            pruner.step()
         low, high = (mid, high) if base / macs_and_params(trial)[0] < reduction else (low, mid)
     return high
 
@@ -110,7 +114,7 @@ def prune(source: Classifier, cfg: PruneConfig, train: ImageSet, soft_targets: n
     model = copy.deepcopy(source)
     macs_before, params_before = macs_and_params(model)
     round_to = effective_round_to(model, cfg.round_to)
-    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to)
+    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to, len(schedule))
     pruner = _pruner(model, ratio, len(schedule), cfg.importance, round_to)
     loss = float("nan")
     for i, steps in enumerate(schedule):

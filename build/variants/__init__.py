@@ -5,6 +5,7 @@ Adding a variant is one module defining a `Variant` plus one line in `VARIANTS`.
 
 from __future__ import annotations
 
+from build.hardware import Hardware
 from build.steps.distill import Distill, DistillConfig
 from build.variants.base import Variant
 from build.variants.distilled import DISTILLED, DISTILLED_MOBILENET, DISTILLED_RESNET20
@@ -25,6 +26,16 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 )}
 
 
+def optional_variants(hw: Hardware) -> dict[str, str]:
+    """The variants the default set leaves out on this hardware, and why."""
+    return {n: why for n, v in VARIANTS.items() if (why := v.optional(hw))}
+
+
+def default_variants(hw: Hardware) -> list[str]:
+    """The main job's variants: every registered one this hardware does not make optional."""
+    return [n for n in VARIANTS if n not in optional_variants(hw)]
+
+
 def students() -> dict[str, DistillConfig]:
     """The student ladder: each variant distilled from the teacher, with the settings its step distils with."""
     return {v.name: step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)}
@@ -35,4 +46,4 @@ def distill_config(student: str) -> DistillConfig:
     return next(c for c in students().values() if c.student == student)
 
 
-__all__ = ["VARIANTS", "Variant", "distill_config", "students"]
+__all__ = ["VARIANTS", "Variant", "default_variants", "distill_config", "optional_variants", "students"]

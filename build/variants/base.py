@@ -23,3 +23,7 @@ class Variant:
     description: str = ""
     hardware_note: Callable[[Hardware], str | None] = _runs_well  # why this hardware runs it poorly, if it does
     transforms_source: bool = False  # it changes the source's own PyTorch weights: not for ONNX sources
+    # Why this hardware leaves it out of the default set (`--variants default`, the main job's), if it does: a
+    # variant no runtime here serves better costs every newcomer minutes of evaluation. Named, or with
+    # `--variants all`, it is built.
+    optional: Callable[[Hardware], str | None] = _runs_well

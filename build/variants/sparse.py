@@ -19,4 +19,5 @@ SPARSE = Variant(
     description="80% of weights zeroed by global magnitude, fine-tuned with the zeros held",
     hardware_note=dense_note,
     transforms_source=True,
+    optional=dense_note,  # 2.5 minutes of the main job (three teacher-sized models) for no faster model
 )

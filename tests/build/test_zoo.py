@@ -241,8 +241,10 @@ def test_a_student_no_smaller_than_the_teacher_is_not_built_and_says_why(tmp_pat
     build."""
     options = dataclasses.replace(FAST, configs=(DistillConfig(student="resnet20"),))
     result = build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo",
-                       ["fp32", "distilled", "pruned_distilled"], ["onnxruntime"], options)
+                       ["fp32", "distilled", "pruned_distilled"], ["onnxruntime"], options,
+                       left_out={"sparse": "no dense runtime serves it faster"})
     assert "tiny_fp32" in result.entries and result.rejected == {}
+    assert result.not_applicable["sparse"] == "no dense runtime serves it faster", "the default set says what it left"
     assert "no fewer than the teacher's" in result.not_applicable["distilled"]
     assert result.not_applicable["pruned_distilled"] == "its parent distilled was not built"
 
