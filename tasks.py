@@ -608,3 +608,35 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
     except ValueError as exc:  # DeployError, or payload images that cannot be had
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {len(written)} files under {out}: kubectl apply --server-side -k {out}/overlays/cpu (or gpu)")
+
+
+@task(help={
+    "repo": "the published model repository",
+    "release": "the Triton release to check against (default: the one the manifest records; known: see "
+               "docs/deploy.md)",
+    "data": "CIFAR-10 whose test images are the fixed sample (default: $TRITONZOO_DATA; without either: seeded noise)",
+}, auto_shortflags=False)
+@friendly
+def verify_release(c, repo=str(REPO), release="", data=None):
+    """Load every ONNX and OpenVINO model in a Triton release's own runtime wheels, compare, check every config."""
+    import os
+
+    from serving.deploy.verify_release import table, verify
+    from serving.manifest import read_manifest
+    from serving.release import release_named, target_release
+
+    try:
+        chosen = release_named(release or read_manifest(Path(repo)).release_name or target_release().name)
+        source = data or os.environ.get("TRITONZOO_DATA")
+        loader = None
+        if source:
+            from loadtest.protocol.images import payloads_for
+
+            def loader(models, count):
+                return payloads_for(Path(repo), models, Path(source), count)
+        rows = verify(Path(repo), chosen, loader)
+    except ValueError as exc:  # ReleaseError, VerifyError, payload images that cannot be had
+        raise SystemExit(f"error: {exc}") from None
+    print(table(rows, chosen))
+    if any(r.status == "FAIL" for r in rows):
+        raise SystemExit(1)
