@@ -578,6 +578,10 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
     "locust_models": "comma-separated models Locust loads (default: every CPU model)",
     "locust_workers": "Locust worker pods", "locust_users": "constant shape: users", "locust_seconds":
     "constant shape: seconds", "locust_rate": "constant shape: total requests/s (0: closed loop)",
+    "release": "the Triton release to deploy (default: the one the manifest records; another is refused)",
+    "service_account": "Triton pods' Kubernetes service account: workload identity (GKE) or IRSA (EKS) for the store",
+    "gcs_key_secret": "for gs://: a Secret whose key.json is a Google service account key (instead of identity)",
+    "monitors": "ServiceMonitors (need the Prometheus Operator's CRDs; --no-monitors: none)",
 }, auto_shortflags=False)
 @friendly
 def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", image="tritonzoo:0.1.0",
@@ -585,7 +589,7 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
         gateway_replicas=2, prometheus_url="http://prometheus-operated.monitoring.svc:9090", monitor_labels="",
         scrape_interval="5s", adapter_namespace="monitoring", locust=True, locust_user="gateway",
         locust_shape="constant", locust_models="", locust_workers=2, locust_users=8, locust_seconds=60.0,
-        locust_rate=0.0):
+        locust_rate=0.0, release="", service_account="", gcs_key_secret="", monitors=True):
     """Kubernetes manifests for the repository: Triton, gateway replicas, autoscaling, monitors, Locust (Kustomize)."""
     import os
 
@@ -595,7 +599,7 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
                          int(min_replicas), int(max_replicas), int(queue_target_us), int(gateway_replicas),
                          prometheus_url, monitor_labels, scrape_interval, adapter_namespace, locust, locust_user,
                          locust_shape, locust_models, int(locust_workers), int(locust_users), float(locust_seconds),
-                         float(locust_rate))
+                         float(locust_rate), release, service_account, gcs_key_secret, monitors)
     source = data or os.environ.get("TRITONZOO_DATA")
     loader = None
     if locust and source:

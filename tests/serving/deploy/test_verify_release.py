@@ -48,7 +48,9 @@ def test_a_plan_matches_a_release_on_major_minor_patch() -> None:
 def _with_trt_version(repo: Path, version: str | None) -> Path:
     manifest = read_manifest(repo)
     entry = manifest.models["m_fp16_tensorrt"]
-    details = {**entry.details, "runtime_info": {"version": version}} if version else entry.details
+    details = {k: v for k, v in entry.details.items() if k != "runtime_info"}
+    if version:
+        details["runtime_info"] = {"version": version}
     manifest.models["m_fp16_tensorrt"] = type(entry)(**{**entry.__dict__, "details": details})
     write_manifest(repo, manifest)
     return repo
