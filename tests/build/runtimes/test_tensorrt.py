@@ -534,14 +534,15 @@ def test_the_file_decides_what_tensorrt_can_build(tmp_path: Path) -> None:
 
 
 def test_the_zoos_int8_on_a_gpu_machine_passes_and_its_cpu_encoding_does_not(tmp_path: Path) -> None:
-    """The quantize step follows the hardware: on a CUDA machine it writes what TensorRT takes."""
+    """The quantize step follows the requested runtimes: with TensorRT among them it writes what TensorRT takes."""
     src = conv_model(tmp_path / "fp32.onnx", float_bias=True)
     cpu_hw = Hardware("x86_64", 2, frozenset({"avx512f", "avx512_vnni"}))
     gpu_hw = dataclasses.replace(cpu_hw, gpu="H100", gpu_capability=(9, 0))
     files = {}
-    for label, hw in (("cpu", cpu_hw), ("gpu", gpu_hw)):
+    for label, hw, runtimes in (("cpu", gpu_hw, ["onnxruntime"]), ("gpu", gpu_hw, ["onnxruntime", "tensorrt"])):
         files[label] = tmp_path / f"{label}.onnx"
-        quantize(src, files[label], "images", images(64), Int8Config(calibration_images=64), int8_types(hw), [])
+        quantize(src, files[label], "images", images(64), Int8Config(calibration_images=64),
+                 int8_types(hw, runtimes), [])
     why = TensorRTRuntime().skip_reason(files["cpu"])
     assert why is not None and "UINT8" in why and "INT32 biases" in why
     assert TensorRTRuntime().skip_reason(files["gpu"]) is None
