@@ -295,3 +295,17 @@ def test_gateway_arguments_are_ones_the_gateway_takes(generated: Path) -> None:
     ports = {p["name"]: p["port"] for p in triton_service["spec"]["ports"]}
     assert settings.triton_http.endswith(f":{ports['http']}") and settings.triton_grpc.endswith(f":{ports['grpc']}")
     assert settings.triton_http.startswith(f"triton.{triton_service['metadata']['namespace']}.svc")
+
+
+def test_the_store_credential_variants_validate_too(repo: Path, tmp_path: Path) -> None:
+    """The Google key file mount, the service account and --no-monitors, in both overlays, against the schemas."""
+    from serving.deploy.generate import K8sOptions, generate
+
+    options = K8sOptions("gs://b/r", locust=False, gcs_key_secret="gcs-key", service_account="triton-reader",
+                         monitors=False)
+    generate(repo, tmp_path / "k8s", options, None)
+    for overlay in ("cpu", "gpu"):
+        for obj in overlay_objects(tmp_path / "k8s", overlay):
+            assert obj["apiVersion"] != MONITORING
+            for version in K8S_VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)

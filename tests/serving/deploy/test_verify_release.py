@@ -173,3 +173,14 @@ def test_the_sample_is_fixed_noise_without_data(repo: Path) -> None:
     first, again = vr.sample(repo, jobs, None), vr.sample(repo, jobs, None)
     assert all(np.array_equal(first[m], again[m]) for m in first)
     assert first["wide_fp32"].shape == (vr.SAMPLE, 3, 48, 48) and first["m_fp32"].dtype == np.uint8
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--release", "9.9"], ["unknown Triton release '9.9'", "known: 24.10"]),
+    (["--repo", "/nonexistent"], ["manifest.json not found"]),
+])
+def test_invoke_verify_release_reports_a_user_error_in_one_line(repo: Path, args: list[str], words: list[str]) -> None:
+    from tests.test_tasks import assert_one_line_error, invoke
+
+    args = args if "--repo" in args else [*args, "--repo", str(repo)]
+    assert_one_line_error(invoke("verify-release", *args), *words)
