@@ -32,11 +32,12 @@ def friendly(fn: Callable) -> Callable:
         from build.errors import ZooError
         from loadtest.metrics.prometheus import PrometheusError
         from serving.manifest import ManifestError
+        from serving.release import ReleaseError
         from serving.triton import TritonError
 
         try:
             return fn(*args, **kwargs)
-        except (ZooError, TritonError, ManifestError, PrometheusError, FileNotFoundError) as exc:
+        except (ZooError, TritonError, ManifestError, PrometheusError, ReleaseError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
 

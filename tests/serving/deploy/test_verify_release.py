@@ -184,3 +184,19 @@ def test_invoke_verify_release_reports_a_user_error_in_one_line(repo: Path, args
 
     args = args if "--repo" in args else [*args, "--repo", str(repo)]
     assert_one_line_error(invoke("verify-release", *args), *words)
+
+
+def test_a_build_for_an_unknown_release_fails_in_one_line(tmp_path: Path) -> None:
+    import os
+
+    from tests.conftest import MINI_ARCHIVE
+    from tests.test_tasks import invoke
+
+    env = {**os.environ, ENV: "23.01", "TRITONZOO_CACHE": str(tmp_path / "cache")}
+    proc = invoke("build", "--profile", "quick", "--variants", "fp32", "--runtimes", "onnxruntime", "--data",
+                  str(MINI_ARCHIVE), "--repo", str(tmp_path / "repo"), "--report", str(tmp_path / "report"), env=env)
+    # The decoding progress bar comes first: the release is read where the build publishes.
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "unknown Triton release '23.01'" in errors[0], proc.stderr
+    assert not (tmp_path / "repo" / "manifest.json").exists()
