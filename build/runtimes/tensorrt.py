@@ -281,9 +281,8 @@ def load_libraries_once(trt: Any, plan: bytes) -> None:
     """The first engine deserialized in a process loads libnvinfer's kernels (and the handles of its tactic
     libraries) into the CUDA context: load one and drop it, so that what a model is charged with is its own."""
     process = _process(trt)
-    if not process.libraries_loaded:
-        shared_runtime(trt).deserialize_cuda_engine(plan)
-        process.libraries_loaded = True
+    if not process.libraries_loaded:  # a plan TensorRT refuses loads nothing: the next model's load warms up again
+        process.libraries_loaded = shared_runtime(trt).deserialize_cuda_engine(plan) is not None
 
 
 def _new_logger(trt: Any) -> Any:
