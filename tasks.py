@@ -32,11 +32,12 @@ def friendly(fn: Callable) -> Callable:
         from build.errors import ZooError
         from loadtest.metrics.prometheus import PrometheusError
         from serving.manifest import ManifestError
+        from serving.release import ReleaseError
         from serving.triton import TritonError
 
         try:
             return fn(*args, **kwargs)
-        except (ZooError, TritonError, ManifestError, PrometheusError, FileNotFoundError) as exc:
+        except (ZooError, TritonError, ManifestError, PrometheusError, ReleaseError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
 
@@ -586,6 +587,10 @@ def tune_config(c, model, repo=str(REPO), data=None, max_batch_sizes="8,64", del
     "locust_models": "comma-separated models Locust loads (default: every CPU model)",
     "locust_workers": "Locust worker pods", "locust_users": "constant shape: users", "locust_seconds":
     "constant shape: seconds", "locust_rate": "constant shape: total requests/s (0: closed loop)",
+    "release": "the Triton release to deploy (default: the one the manifest records; another is refused)",
+    "service_account": "Triton pods' Kubernetes service account: workload identity (GKE) or IRSA (EKS) for the store",
+    "gcs_key_secret": "for gs://: a Secret whose key.json is a Google service account key (instead of identity)",
+    "monitors": "ServiceMonitors (need the Prometheus Operator's CRDs; --no-monitors: none)",
 }, auto_shortflags=False)
 @friendly
 def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", image="tritonzoo:0.1.0",
@@ -593,7 +598,7 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
         gateway_replicas=2, prometheus_url="http://prometheus-operated.monitoring.svc:9090", monitor_labels="",
         scrape_interval="5s", adapter_namespace="monitoring", locust=True, locust_user="gateway",
         locust_shape="constant", locust_models="", locust_workers=2, locust_users=8, locust_seconds=60.0,
-        locust_rate=0.0):
+        locust_rate=0.0, release="", service_account="", gcs_key_secret="", monitors=True):
     """Kubernetes manifests for the repository: Triton, gateway replicas, autoscaling, monitors, Locust (Kustomize)."""
     import os
 
@@ -603,7 +608,7 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
                          int(min_replicas), int(max_replicas), int(queue_target_us), int(gateway_replicas),
                          prometheus_url, monitor_labels, scrape_interval, adapter_namespace, locust, locust_user,
                          locust_shape, locust_models, int(locust_workers), int(locust_users), float(locust_seconds),
-                         float(locust_rate))
+                         float(locust_rate), release, service_account, gcs_key_secret, monitors)
     source = data or os.environ.get("TRITONZOO_DATA")
     loader = None
     if locust and source:
@@ -616,3 +621,35 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
     except ValueError as exc:  # DeployError, or payload images that cannot be had
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {len(written)} files under {out}: kubectl apply --server-side -k {out}/overlays/cpu (or gpu)")
+
+
+@task(help={
+    "repo": "the published model repository",
+    "release": "the Triton release to check against (default: the one the manifest records; known: see "
+               "docs/deploy.md)",
+    "data": "CIFAR-10 whose test images are the fixed sample (default: $TRITONZOO_DATA; without either: seeded noise)",
+}, auto_shortflags=False)
+@friendly
+def verify_release(c, repo=str(REPO), release="", data=None):
+    """Load every ONNX and OpenVINO model in a Triton release's own runtime wheels, compare, check every config."""
+    import os
+
+    from serving.deploy.verify_release import table, verify
+    from serving.manifest import read_manifest
+    from serving.release import release_named, target_release
+
+    try:
+        chosen = release_named(release or read_manifest(Path(repo)).release_name or target_release().name)
+        source = data or os.environ.get("TRITONZOO_DATA")
+        loader = None
+        if source:
+            from loadtest.protocol.images import payloads_for
+
+            def loader(models, count):
+                return payloads_for(Path(repo), models, Path(source), count)
+        rows = verify(Path(repo), chosen, loader)
+    except ValueError as exc:  # ReleaseError, VerifyError, payload images that cannot be had
+        raise SystemExit(f"error: {exc}") from None
+    print(table(rows, chosen))
+    if any(r.status == "FAIL" for r in rows):
+        raise SystemExit(1)

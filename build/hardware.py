@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,18 +78,21 @@ def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def int8_types(hw: Hardware) -> Int8Types:
-    """The INT8 encoding for the machine's runtimes. With a CUDA GPU: TensorRT's (signed, symmetric, float biases).
-    ORT CPU INT8: unsigned activations with signed weights run on VNNI's u8*s8 dot products.
+def int8_types(hw: Hardware, runtimes: Iterable[str] = ()) -> Int8Types:
+    """The INT8 encoding for the build's runtimes (the ones requested and usable here). With TensorRT among them:
+    TensorRT's (signed, symmetric, float biases). ORT CPU INT8: unsigned activations with signed weights run on
+    VNNI's u8*s8 dot products.
 
     Signed activations leave most convolutions in FP32 between Q/DQ pairs (slower than FP32 here), and
-    without VNNI the u8*s8 path can saturate, so the weights lose a bit (reduce_range).
+    without VNNI the u8*s8 path can saturate, so the weights lose a bit (reduce_range). A GPU alone changes
+    nothing: the CPU runtimes keep their faster encoding unless TensorRT is built too.
     """
-    if hw.gpu_capability is not None:
-        # On a CUDA machine the INT8 variant is made for TensorRT, which reads only signed, symmetric Q/DQ with
+    if "tensorrt" in runtimes:
+        # One INT8 file serves every runtime of the build, and TensorRT reads only signed, symmetric Q/DQ with
         # float biases; the CPU runtimes still run it, more slowly than with unsigned activations on x86.
-        return Int8Types(QuantType.QInt8, QuantType.QInt8, False, "CUDA GPU: signed symmetric activations and "
-                         "float biases, as TensorRT takes them", symmetric_activations=True, quantize_bias=False)
+        return Int8Types(QuantType.QInt8, QuantType.QInt8, False, "TensorRT requested: signed symmetric "
+                         "activations and float biases, as TensorRT takes them", symmetric_activations=True,
+                         quantize_bias=False)
     if hw.machine in ("aarch64", "arm64"):
         return Int8Types(QuantType.QInt8, QuantType.QInt8, False, "Arm: signed activations and weights")
     if hw.vnni:

@@ -16,6 +16,7 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 2  # 2: several model families, each with its card; 1: one family, no cards
+RELEASE = "triton_release"  # top-level key: the Triton release the repository is built for (optional in schema 2)
 
 
 class ManifestError(ValueError):
@@ -171,13 +172,23 @@ class ModelEntry:
 class Manifest:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     cards: dict[str, CardRecord] = field(default_factory=dict)
+    # The Triton release the models were built for (serving/release.py's fields, "name" first); None in a
+    # repository published before releases were recorded.
+    release: dict | None = None
 
     def family(self, name: str) -> dict[str, ModelEntry]:
         return {m: e for m, e in self.models.items() if e.family == name}
 
     def to_dict(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "cards": {n: c.to_dict() for n, c in sorted(self.cards.items())},
-                "models": {n: e.to_dict() for n, e in sorted(self.models.items())}}
+        out = {"schema_version": SCHEMA_VERSION, "cards": {n: c.to_dict() for n, c in sorted(self.cards.items())},
+               "models": {n: e.to_dict() for n, e in sorted(self.models.items())}}
+        if self.release is not None:
+            out[RELEASE] = dict(self.release)
+        return out
+
+    @property
+    def release_name(self) -> str | None:
+        return self.release["name"] if self.release else None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:
@@ -189,8 +200,11 @@ class Manifest:
                                 "rebuild the repository or update tritonzoo")
         models = _object(data.get("models"), f"{where}: models")
         cards = _object(data.get("cards", {}), f"{where}: cards") if version == SCHEMA_VERSION else {}
+        release = data.get(RELEASE)
+        if release is not None:
+            _need(_object(release, f"{where}: {RELEASE}"), "name", str, f"{where}: {RELEASE}")
         return cls({n: ModelEntry.from_dict(e, f"{where}: models.{n}") for n, e in models.items()},
-                   {n: CardRecord.from_dict(c, f"{where}: cards.{n}") for n, c in cards.items()})
+                   {n: CardRecord.from_dict(c, f"{where}: cards.{n}") for n, c in cards.items()}, release)
 
 
 def read_manifest(repo: Path) -> Manifest:

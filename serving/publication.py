@@ -23,6 +23,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from serving.manifest import CardRecord, Manifest, ManifestError, ModelEntry, read_manifest, write_manifest
+from serving.release import Release, target_release
 
 CONFIG = "config.pbtxt"
 
@@ -66,11 +67,13 @@ def replace_dir(staged: Path, target: Path) -> None:
 class Publication:
     """One writer's set of models: `stage` folders, `record` metadata, and commit on a clean exit."""
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, release: Release | None = None) -> None:
         self.repo = Path(repo).resolve()
+        self.release = release or target_release()  # what newly built models are built for
         self.entries: dict[str, dict] = {}
         self.cards: dict[str, CardRecord] = {}
         self._staged: dict[str, Path] = {}
+        self._built: set[str] = set()  # staged fresh (not a published model's folder restaged)
 
     def __enter__(self) -> Publication:
         self.repo.mkdir(parents=True, exist_ok=True)
@@ -93,6 +96,7 @@ class Publication:
         folder = self.area / model
         folder.mkdir()
         self._staged[model] = folder
+        self._built.add(model)
         return folder
 
     def staged(self, model: str) -> Path:
@@ -123,6 +127,7 @@ class Publication:
         if model in self._staged:
             shutil.rmtree(self._staged.pop(model))
         self.entries.pop(model, None)
+        self._built.discard(model)
 
     def record(self, model: str, entry: dict) -> None:
         if model not in self._staged:
@@ -169,7 +174,22 @@ class Publication:
         except ManifestError as exc:
             raise PublicationError(f"cannot publish into {self.repo}: {exc}") from exc
         manifest.cards.update(self.cards)
+        self._record_release(manifest)
         return manifest
+
+    def _record_release(self, manifest: Manifest) -> None:
+        """New models are built for this publication's release; one repository holds one release's models, since
+        one container serves it all (a config change alone keeps the recorded release)."""
+        if not self._built:
+            return
+        recorded = manifest.release_name
+        others = set(manifest.models) - self._built
+        if recorded and recorded != self.release.name and others:
+            raise PublicationError(
+                f"{self.repo} holds models built for Triton {recorded} ({len(others)} not rebuilt now), and this "
+                f"build targets Triton {self.release.name}: publish into another repository, rebuild every model "
+                f"for {self.release.name}, or build with $TRITONZOO_TRITON_RELEASE={recorded}")
+        manifest.release = self.release.to_dict()
 
 
 def republish_config(repo: Path, model: str, config: pb.ModelConfig) -> None:

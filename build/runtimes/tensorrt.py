@@ -45,12 +45,12 @@ from build.errors import ModelRejected
 from build.hardware import Hardware
 from build.repository.model_config import Batching, RuntimeFields
 from build.verification import Tolerance
+from serving.release import RELEASES, target_release
 
 MAX_BATCH = Batching().max_batch_size  # what every config.pbtxt declares: the profile must reach it
 WORKSPACE_BYTES = 1 << 30  # ample for convolution tactics at batch 64; keeps a build off the rest of a shared GPU
 PRECISION_VARIANTS = ("fp32", "fp16")  # and every variant whose name contains "int8"
 THROUGHPUT_BATCH = 64  # the batch build/measure.py times throughput at
-TRITON_CONTAINERS = {"10.5": "24.10"}  # TensorRT major.minor -> the NVIDIA Triton release that ships it (NOTES)
 # Q/DQ types TensorRT quantizes to, always symmetrically (zero point 0); UINT8 is not among them.
 SIGNED_QDQ = (TensorProto.INT8, TensorProto.INT4, TensorProto.FLOAT8E4M3FN)
 PLAN = re.compile(r"model\.sm(\d+)(\d)\.plan")  # major digits, then the minor digit: sm90 is 9.0, sm120 is 12.0
@@ -67,9 +67,20 @@ def capability_key(filename: str) -> str | None:
 
 
 def triton_container(trt_version: str) -> str | None:
-    """The NVIDIA Triton image whose TensorRT loads plans of this version, where this module knows it."""
-    tag = TRITON_CONTAINERS.get(".".join(trt_version.split(".")[:2]))
-    return f"nvcr.io/nvidia/tritonserver:{tag}-py3" if tag else None
+    """The NVIDIA Triton images whose TensorRT loads plans of this version, among the releases serving/release.py
+    knows."""
+    images = [r.image for r in RELEASES.values() if r.tensorrt_matches(trt_version)]
+    return ", ".join(images) or None
+
+
+def release_refusal(trt_version: str) -> str | None:
+    """Why plans built by this TensorRT would not load in the target release's container."""
+    release = target_release()
+    if release.tensorrt_matches(trt_version):
+        return None
+    return (f"TensorRT {trt_version} is installed, and Triton {release.name} loads only plans of TensorRT "
+            f"{release.tensorrt}: pip install '{release.tensorrt_wheel}=={release.tensorrt}' (the tensorrt extra), "
+            f"or build for the release of TensorRT {trt_version} ($TRITONZOO_TRITON_RELEASE)")
 
 
 def _trt() -> Any:
@@ -185,7 +196,8 @@ class BuiltPlan:
 
 def build_plan(trt: Any, onnx_path: Path, settings: BuildSettings, timing_cache: bytes) -> BuiltPlan:
     """A serialized, strongly typed engine from the ONNX file, and the timing cache as the build left it."""
-    logger = _logger(trt)
+    logger = shared_logger(trt)
+    start = logger.mark()
     builder = trt.Builder(logger)
     # Needed for strong typing in TensorRT 10; accepted, and implied, in 11.
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
@@ -200,7 +212,7 @@ def build_plan(trt: Any, onnx_path: Path, settings: BuildSettings, timing_cache:
     reused = _use_timing_cache(config, timing_cache)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise ModelRejected(f"TensorRT could not build an engine from {onnx_path.name}: {logger.error_text()}")
+        raise ModelRejected(f"TensorRT could not build an engine from {onnx_path.name}: {logger.error_text(start)}")
     return BuiltPlan(bytes(plan), bytes(config.get_timing_cache().serialize()), reused)
 
 
@@ -232,7 +244,48 @@ def _use_timing_cache(config: Any, saved: bytes) -> bool:
     return False
 
 
-def _logger(trt: Any) -> Any:
+@dataclass
+class _Process:
+    """What TensorRT holds once per process. Its logger is global: the first one given to a Builder or Runtime
+    receives every message after, so one logger serves every build and runner, and each caller reads only the
+    errors logged since its own mark. One Runtime, and the one-time cost of the first deserialization, too."""
+
+    module: Any = None
+    logger: Any = None
+    runtime: Any = None
+    libraries_loaded: bool = False
+
+
+_PROCESS = _Process()
+
+
+def _process(trt: Any) -> _Process:
+    global _PROCESS
+    if _PROCESS.module is not trt:  # a new module (the tests' fakes): start over
+        _PROCESS = _Process(trt, _new_logger(trt))
+    return _PROCESS
+
+
+def shared_logger(trt: Any) -> Any:
+    return _process(trt).logger
+
+
+def shared_runtime(trt: Any) -> Any:
+    process = _process(trt)
+    if process.runtime is None:
+        process.runtime = trt.Runtime(process.logger)
+    return process.runtime
+
+
+def load_libraries_once(trt: Any, plan: bytes) -> None:
+    """The first engine deserialized in a process loads libnvinfer's kernels (and the handles of its tactic
+    libraries) into the CUDA context: load one and drop it, so that what a model is charged with is its own."""
+    process = _process(trt)
+    if not process.libraries_loaded:  # a plan TensorRT refuses loads nothing: the next model's load warms up again
+        process.libraries_loaded = shared_runtime(trt).deserialize_cuda_engine(plan) is not None
+
+
+def _new_logger(trt: Any) -> Any:
     """Warnings and errors to stderr, as trt.Logger(WARNING) prints them, with the errors kept for messages."""
     severity = trt.ILogger.Severity
     shown = (severity.INTERNAL_ERROR, severity.ERROR, severity.WARNING)
@@ -248,8 +301,12 @@ def _logger(trt: Any) -> Any:
             if level in shown:
                 print(f"[TensorRT] {msg}", file=sys.stderr)
 
-        def error_text(self) -> str:
-            return " ".join(" ".join(self.errors[-3:]).split())[:400] or "no error logged"
+        def mark(self) -> int:
+            """Where the errors of what the caller does next begin."""
+            return len(self.errors)
+
+        def error_text(self, since: int) -> str:
+            return " ".join(" ".join(self.errors[since:][-3:]).split())[:400] or "no error logged"
 
     return Logger()
 
@@ -365,13 +422,17 @@ class TrtRunner:
     def __init__(self, plan_path: Path, device: Device) -> None:
         trt = _trt()
         self.plan_path, self.device, self.trt_version = plan_path, device, trt.__version__
-        self.logger = _logger(trt)  # TensorRT needs it alive as long as the runtime and the engine
+        self.logger = shared_logger(trt)
+        plan = plan_path.read_bytes()
+        load_libraries_once(trt, plan)
+        # Read after the CUDA context, the Runtime and libnvinfer's kernels are in place: what follows is the model's.
         free = device.free_bytes()
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(plan_path.read_bytes())
+        start = self.logger.mark()
+        self.runtime = shared_runtime(trt)
+        self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise ModelRejected(f"TensorRT {trt.__version__} could not load {plan_path.name} (built by another "
-                                f"version, or for another GPU?): {self.logger.error_text()}")
+                                f"version, or for another GPU?): {self.logger.error_text(start)}")
         self.context = self.engine.create_execution_context()
         engine_bytes = free - device.free_bytes()  # weights and activation memory, allocated by TensorRT itself
         self.input, self.output = io_names(trt, self.engine)
@@ -384,8 +445,9 @@ class TrtRunner:
         self.out = device.buffer(tuple(self.context.get_tensor_shape(self.output)), dtypes[1])
         # Sized for the largest batch; a smaller one uses their first rows, so the addresses are set once.
         for name, buffer in ((self.input, self.inp), (self.output, self.out)):
+            start = self.logger.mark()
             if not self.context.set_tensor_address(name, buffer.address):
-                raise ModelRejected(f"TensorRT refused the buffer for {name}: {self.logger.error_text()}")
+                raise ModelRejected(f"TensorRT refused the buffer for {name}: {self.logger.error_text(start)}")
         self.device_ms: dict[int, list[float]] = {}
         free = device.free_bytes()
         self(np.zeros(largest, self.inp.host.dtype))  # warm-up at the largest shape, where memory peaks
@@ -407,17 +469,19 @@ class TrtRunner:
         start = self.device.mark()
         self.device.upload(self.inp, rows)
         self._set_shape((rows, *self.sample_shape))
+        since = self.logger.mark()
         if not self.context.execute_async_v3(self.device.stream_handle):
-            raise ModelRejected(f"TensorRT failed to run {self.plan_path.name}: {self.logger.error_text()}")
+            raise ModelRejected(f"TensorRT failed to run {self.plan_path.name}: {self.logger.error_text(since)}")
         self.device.download(self.out, rows)
         end = self.device.mark()
         self.device.synchronize()
         return self.out.host[:rows].copy(), self.device.elapsed_ms(start, end)
 
     def _set_shape(self, shape: tuple[int, ...]) -> None:
+        start = self.logger.mark()
         if not self.context.set_input_shape(self.input, shape):
             raise ModelRejected(f"TensorRT refused input shape {list(shape)} (profile {self.profile}): "
-                                f"{self.logger.error_text()}")
+                                f"{self.logger.error_text(start)}")
 
     def device_speed(self) -> dict[str, float]:
         """Medians of the CUDA-event times (copies in, engine, copies out), without Python or host waits."""
@@ -467,7 +531,13 @@ class TensorRTRuntime:
             return f"the tensorrt package does not import: {' '.join(str(exc).split())[:200]}"
         if int(version.split(".")[0]) < 10:
             return f"TensorRT {version} is too old: this runtime uses the TensorRT 10 and 11 API"
-        return None
+        return release_refusal(version)
+
+    def load_libraries(self, model_dir: Path) -> None:
+        """Before a memory baseline (build/peak_memory.py): the CUDA context, libnvinfer and its Runtime, which
+        every TensorRT model in the server shares, so that no model's figure includes them."""
+        shared_runtime(_trt())
+        self.device()
 
     def skip_variant(self, variant: str) -> str | None:
         return variant_refusal(variant)

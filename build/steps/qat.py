@@ -37,8 +37,10 @@ from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
 from build.shipped import model_sha256, origin_note, run_key
 
 # ONNX Runtime's integer ranges: asymmetric activations use the whole type; symmetric INT8 weights
-# use -127..127, and -64..64 with reduce_range (7-bit weights).
+# use -127..127, and -64..64 with reduce_range (7-bit weights). Symmetric INT8 activations (ActivationSymmetric,
+# TensorRT's encoding) use -127..127 with zero point 0, as ONNX_INT_TYPE_SYMMETRIC_RANGE says.
 ACTIVATION_RANGES = {QuantType.QUInt8: (torch.quint8, 0, 255), QuantType.QInt8: (torch.qint8, -128, 127)}
+SYMMETRIC_ACTIVATIONS = (torch.qint8, -127, 127)
 WEIGHT_RANGES = {False: (-127, 127), True: (-64, 64)}
 
 
@@ -83,9 +85,16 @@ def weight_fake_quant(types: Int8Types) -> FakeQuantize:
 
 
 def input_fake_quant(types: Int8Types) -> FakeQuantize:
-    dtype, low, high = ACTIVATION_RANGES[types.activation]
+    """The activations as the export quantizes them: affine over the whole type, or, where the export is symmetric
+    (TensorRT's encoding), symmetric around zero point 0, so that training sees the rounding the engine will do."""
+    if types.symmetric_activations:
+        dtype, low, high = SYMMETRIC_ACTIVATIONS
+        scheme = torch.per_tensor_symmetric
+    else:
+        dtype, low, high = ACTIVATION_RANGES[types.activation]
+        scheme = torch.per_tensor_affine
     return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=low, quant_max=high, dtype=dtype,
-                        qscheme=torch.per_tensor_affine)
+                        qscheme=scheme)
 
 
 class FakeQuantLayer(nn.Module):
@@ -165,16 +174,18 @@ class QuantAwareFinetune(TechniqueStep):
 
     def check(self, ctx: BuildContext) -> None:
         self.config.validate()
-        check_types(int8_types(ctx.hardware))
+        check_types(int8_types(ctx.hardware, [r.name for r in ctx.runtimes]))
 
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        source, types = state.model, int8_types(ctx.hardware)
+        source, types = state.model, int8_types(ctx.hardware, [r.name for r in ctx.runtimes])
         steps = ctx.options.train_steps(self.config.steps, len(ctx.train_set))
         source_sha = model_sha256(source)
         # the INT8 types follow the CPU (7-bit weights without VNNI), so they are part of the run
         bits = f"{types.activation.name}/{types.weight.name}/reduce_range={types.reduce_range}"
+        if types.symmetric_activations:  # suffixed only then, so the keys of the runs shipped before stay valid
+            bits += "/symmetric"
         key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, classes=list(ctx.data.classes),
                       train_images=len(ctx.train_set), steps=steps, int8_types=bits)
         model, record, origin = ctx.shipped_or_trained(
@@ -205,5 +216,6 @@ def quant_aware(source: Classifier, cfg: QatConfig, types: Int8Types, steps: int
         "steps": steps, "lr": cfg.lr, "input_ranges_frozen_after_step": observed, "final_loss": round(loss, 4),
         "batchnorm_folded": folded, "layers_fake_quantized": len(wrapped),
         "weights": f"{types.weight.name} per-channel symmetric" + (", 7-bit" if types.reduce_range else ""),
-        "inputs": f"{types.activation.name} per-tensor affine, moving-average min/max",
+        "inputs": f"{types.activation.name} per-tensor {'symmetric' if types.symmetric_activations else 'affine'}, "
+                  "moving-average min/max",
     }}

@@ -56,12 +56,13 @@ def adapter_rule() -> dict:
 
 def adapter_objects(adapter_namespace: str) -> tuple[dict, dict]:
     """The rule as a ConfigMap holding a complete prometheus-adapter config (for an adapter that serves only this),
-    and as values for the prometheus-community/prometheus-adapter Helm chart (`rules.custom`), to merge into one
-    that serves more."""
+    and as values for the prometheus-community/prometheus-adapter Helm chart (`rules.custom`). The values leave the
+    chart's default rules as they are; Helm replaces a list it is given, so an adapter that already has custom
+    rules needs this one appended to them (docs/deploy.md says how), never these values alone."""
     site = Site(namespace=adapter_namespace)
     config = yaml.safe_dump({"rules": [adapter_rule()]}, sort_keys=False)
     return config_map(site, ADAPTER_CONFIG, "autoscaling", {"config.yaml": config}), \
-        {"rules": {"default": False, "custom": [adapter_rule()]}}
+        {"rules": {"custom": [adapter_rule()]}}
 
 
 def autoscaler(site: Site, repo: Repository, plan: ScalePlan, target: str) -> dict:

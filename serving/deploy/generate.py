@@ -43,6 +43,10 @@ class K8sOptions:
     locust_users: int = 8
     locust_seconds: float = 60.0
     locust_rate: float = 0.0
+    release: str = ""             # default: the release the manifest records
+    service_account: str = ""
+    gcs_key_secret: str = ""
+    monitors: bool = True
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -55,9 +59,11 @@ def _labels(text: str) -> dict[str, str]:
 def plan_for(repo: Repository, options: K8sOptions, load_images: ImageLoader | None) -> DeployPlan:
     if not 1 <= options.min_replicas <= options.max_replicas or options.gateway_replicas < 1:
         raise DeployError("replicas: need 1 <= --min-replicas <= --max-replicas and --gateway-replicas >= 1")
-    site = Site(options.namespace, _labels(options.monitor_labels), options.scrape_interval)
-    triton_plan = triton.TritonPlan(triton.ModelStore.parse(options.models_from), release_for(repo),
-                                    options.triton_image, options.triton_cpu, options.triton_memory_mb)
+    site = Site(options.namespace, _labels(options.monitor_labels), options.scrape_interval, options.monitors)
+    triton_plan = triton.TritonPlan(triton.ModelStore.parse(options.models_from),
+                                    release_for(repo, options.release), options.triton_image, options.triton_cpu,
+                                    options.triton_memory_mb, options.service_account, options.gcs_key_secret)
+    triton_plan.check()
     gateway_plan = gateway.GatewayPlan(options.image, options.gateway_replicas, prometheus_url=options.prometheus_url)
     scale = autoscaling.ScalePlan(options.min_replicas, options.max_replicas, options.queue_target_us)
     return DeployPlan(site, triton_plan, gateway_plan, scale, _locust_plan(repo, options, load_images),

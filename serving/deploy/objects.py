@@ -16,6 +16,7 @@ class Site:
     namespace: str = "tritonzoo"
     monitor_labels: dict[str, str] = field(default_factory=dict)
     scrape_interval: str = "5s"
+    monitors: bool = True  # ServiceMonitors need the Prometheus Operator's CRDs: without them an apply fails
 
 
 def selector(name: str) -> dict[str, str]:

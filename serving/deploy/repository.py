@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.manifest import MANIFEST, ModelEntry, load_manifest
+from serving.manifest import MANIFEST, ModelEntry, load_manifest, read_manifest
 
 CONFIG = "config.pbtxt"
 # Triton platforms and backends that only run on a GPU: a TensorRT plan is built for one GPU's compute capability.
@@ -30,6 +30,8 @@ class ServedModel:
     family: str
     input_dims: tuple[int, ...]
     gpu_instances: bool = False  # an instance group of KIND_GPU: Triton refuses to load it without a GPU
+    tensorrt: str = ""           # the TensorRT version that built the plan, as the manifest records it
+    capabilities: tuple[str, ...] = ()  # GPU compute capabilities it has a plan for ("9.0"), from cc_model_filenames
 
     @property
     def gpu_only(self) -> bool:
@@ -40,6 +42,7 @@ class ServedModel:
 class Repository:
     path: Path
     models: dict[str, ServedModel]
+    release: str | None = None  # the Triton release the manifest says the models were built for
 
     @property
     def cpu_models(self) -> list[str]:
@@ -63,7 +66,8 @@ def read_repository(path: Path) -> Repository:
     manifest = load_manifest(path)
     if not manifest:
         raise DeployError(f"{path}/{MANIFEST} lists no models: build the repository first with `invoke build`")
-    return Repository(path, {name: _served(path, name, entry) for name, entry in sorted(manifest.items())})
+    return Repository(path, {name: _served(path, name, entry) for name, entry in sorted(manifest.items())},
+                      read_manifest(path).release_name)
 
 
 def _served(repo: Path, name: str, entry: ModelEntry) -> ServedModel:
@@ -84,5 +88,6 @@ def _served(repo: Path, name: str, entry: ModelEntry) -> ServedModel:
     delay = config.dynamic_batching.max_queue_delay_microseconds if config.HasField("dynamic_batching") else 0
     memory = (entry.details.get("memory") or {}).get("model_peak_mb")
     gpu = any(group.kind == pb.ModelInstanceGroup.KIND_GPU for group in config.instance_group)
+    tensorrt = str((entry.details.get("runtime_info") or {}).get("version") or "") if backend in GPU_ONLY else ""
     return ServedModel(name, backend, int(delay), float(memory) if memory else None, entry.io.labels, entry.family,
-                       entry.io.input_dims, gpu)
+                       entry.io.input_dims, gpu, tensorrt, tuple(sorted(config.cc_model_filenames)))

@@ -17,7 +17,7 @@ from serving.deploy.objects import (
     service_monitor,
 )
 from serving.deploy.repository import DeployError, Repository
-from serving.deploy.triton_release import Release
+from serving.release import Release
 
 NAME = "triton"
 COMPONENT = "inference-server"
@@ -27,6 +27,12 @@ OBJECT_STORES = ("s3://", "gs://", "as://")
 # Credentials for object storage, read by Triton from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_DEFAULT_REGION for S3): optional, so that workload identity (IRSA, GKE) needs no Secret.
 STORE_SECRET = "tritonzoo-model-store"
+# Google Cloud Storage reads no key from the environment: GOOGLE_APPLICATION_CREDENTIALS names a key file, else the
+# pod's attached service account (workload identity) answers. A Secret's key file is mounted here.
+GCS_KEY_DIR = "/var/run/secrets/tritonzoo/gcs"
+GCS_KEY_FILE = "key.json"
+# GPU feature discovery's node labels of the GPU's compute capability, e.g. 9 and 0 on an H100.
+CC_MAJOR, CC_MINOR = "nvidia.com/gpu.compute.major", "nvidia.com/gpu.compute.minor"
 # Models load before Triton opens its ports: the startup probe gives them this long before liveness counts.
 STARTUP_BUDGET_S = 600
 BASE_MEMORY_MB = 1024       # the server itself, its backends and request buffers
@@ -62,6 +68,14 @@ class TritonPlan:
     image: str = ""               # default: the release's container
     cpu: str = "2"
     memory_mb: int = 0            # 0: from the build's measured peaks (see memory_request)
+    service_account: str = ""     # the pods' Kubernetes service account: workload identity (GKE) or IRSA (EKS)
+    gcs_key_secret: str = ""      # a Secret whose key `key.json` is a Google service account key
+
+    def check(self) -> None:
+        if self.store.url.startswith("gs://") and not (self.service_account or self.gcs_key_secret):
+            raise DeployError("gs:// needs credentials Triton can find: --service-account NAME (workload identity: "
+                              "a Kubernetes service account bound to a Google one) or --gcs-key-secret NAME (a "
+                              f"Secret holding a service account key as {GCS_KEY_FILE})")
 
 
 def memory_request(repo: Repository, models: list[str]) -> int:
@@ -90,8 +104,10 @@ def triton_objects(site: Site, repo: Repository, plan: TritonPlan) -> list[dict]
                           "runtime too (the gpu overlay adds the GPU-only models)")
     memory = plan.memory_mb or memory_request(repo, models)
     container = {
-        "name": NAME, "image": plan.image or plan.release.image, "command": ["tritonserver"],
-        "args": arguments(plan.store, models),
+        # No `command`: the NGC image's entrypoint (/opt/nvidia/nvidia_entrypoint.sh, which sets up CUDA's driver
+        # compatibility) runs its arguments, as NVIDIA's own Helm charts pass tritonserver.
+        "name": NAME, "image": plan.image or plan.release.image,
+        "args": ["tritonserver", *arguments(plan.store, models)],
         "ports": [port(name, number) for name, number in PORTS.items()],
         "startupProbe": http_probe("/v2/health/live", "http", period_s=10, failures=STARTUP_BUDGET_S // 10),
         "livenessProbe": http_probe("/v2/health/live", "http", period_s=10, failures=3),
@@ -103,26 +119,64 @@ def triton_objects(site: Site, repo: Repository, plan: TritonPlan) -> list[dict]
     }
     pod: dict = {"containers": [container], "terminationGracePeriodSeconds": 30}
     if plan.store.claim:
-        container["volumeMounts"] = [{"name": "models", "mountPath": MOUNT, "readOnly": True}]
-        pod["volumes"] = [{"name": "models", "persistentVolumeClaim": {"claimName": plan.store.claim,
-                                                                       "readOnly": True}}]
+        _mount(pod, {"name": "models", "persistentVolumeClaim": {"claimName": plan.store.claim, "readOnly": True}},
+               MOUNT)
+    _credentials(pod, plan)
     svc = service(site, NAME, COMPONENT, PORTS)
     return [deployment(site, NAME, COMPONENT, pod), svc, service_monitor(site, svc, "metrics"),
             disruption_budget(site, NAME, COMPONENT)]
 
 
+def _mount(pod: dict, volume: dict, path: str) -> None:
+    pod["containers"][0].setdefault("volumeMounts", []).append({"name": volume["name"], "mountPath": path,
+                                                                "readOnly": True})
+    pod.setdefault("volumes", []).append(volume)
+
+
+def _credentials(pod: dict, plan: TritonPlan) -> None:
+    """Object-storage credentials beyond the optional S3 Secret: a service account (workload identity), or a
+    mounted Google key file."""
+    plan.check()
+    if plan.service_account:
+        pod["serviceAccountName"] = plan.service_account
+    if plan.gcs_key_secret:
+        _mount(pod, {"name": "gcs-key", "secret": {"secretName": plan.gcs_key_secret, "items": [
+            {"key": GCS_KEY_FILE, "path": GCS_KEY_FILE}]}}, GCS_KEY_DIR)
+        pod["containers"][0]["env"] = [{"name": "GOOGLE_APPLICATION_CREDENTIALS",
+                                        "value": f"{GCS_KEY_DIR}/{GCS_KEY_FILE}"}]
+
+
 def gpu_patch(repo: Repository, plan: TritonPlan, gpus: int = 1) -> list[dict]:
-    """JSON patch for GPU nodes: a GPU per pod, the taint GPU nodes carry tolerated, the GPU-only models loaded."""
+    """JSON patch for GPU nodes: a GPU per pod, the taint GPU nodes carry tolerated, only nodes whose GPU has a plan
+    of every TensorRT model, the GPU-only models loaded."""
     container = "/spec/template/spec/containers/0"
     memory = plan.memory_mb or memory_request(repo, repo.cpu_models + repo.gpu_models)
+    affinity = gpu_affinity(repo)
     return [
         {"op": "add", "path": f"{container}/resources/requests/memory", "value": f"{memory}Mi"},
         {"op": "add", "path": f"{container}/resources/limits",
          "value": {"memory": f"{memory}Mi", "nvidia.com/gpu": gpus}},
         {"op": "add", "path": "/spec/template/spec/tolerations",
          "value": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+        *([{"op": "add", "path": "/spec/template/spec/affinity", "value": affinity}] if affinity else []),
         *({"op": "add", "path": f"{container}/args/-", "value": f"--load-model={m}"} for m in repo.gpu_models),
     ]
+
+
+def gpu_affinity(repo: Repository) -> dict | None:
+    """Nodes whose GPU's compute capability (GPU feature discovery's labels) has a plan in every TensorRT model: a
+    plan loads only on the GPU generation it was built for. None when no model has plans."""
+    plans = [set(s.capabilities) for s in repo.models.values() if s.capabilities]
+    if not plans:
+        return None
+    common = sorted(set.intersection(*plans), key=lambda c: tuple(int(x) for x in c.split(".")))
+    if not common:
+        raise DeployError("no GPU compute capability has a plan in every TensorRT model ("
+                          + "; ".join(f"{m}: {', '.join(s.capabilities)}" for m, s in repo.models.items()
+                                      if s.capabilities) + "): build every plan on the same GPU generation")
+    terms = [{"matchExpressions": [{"key": CC_MAJOR, "operator": "In", "values": [c.split(".")[0]]},
+                                   {"key": CC_MINOR, "operator": "In", "values": [c.split(".")[1]]}]} for c in common]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
 
 
 def cpu_patch(repo: Repository, plan: TritonPlan) -> list[dict]:

@@ -18,9 +18,12 @@ def test_int8_types_follow_the_isa() -> None:
     assert plain.reduce_range and plain.activation == QuantType.QUInt8
     arm = int8_types(hw("aarch64"))
     assert (arm.activation, arm.weight) == (QuantType.QInt8, QuantType.QInt8)
-    gpu = int8_types(Hardware("x86_64", 2, frozenset({"avx512_vnni"}), "H100", (9, 0)))
-    assert (gpu.activation, gpu.symmetric_activations, gpu.quantize_bias) == (QuantType.QInt8, True, False), \
+    gpu_hw = Hardware("x86_64", 2, frozenset({"avx512_vnni"}), "H100", (9, 0))
+    trt = int8_types(gpu_hw, ["onnxruntime", "tensorrt"])
+    assert (trt.activation, trt.symmetric_activations, trt.quantize_bias) == (QuantType.QInt8, True, False), \
         "TensorRT's explicit quantization: signed, symmetric, float biases"
+    assert int8_types(gpu_hw, ["onnxruntime", "openvino"]) == vnni, \
+        "a GPU alone does not cost the CPU runtimes their faster encoding: TensorRT must be requested"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ def card(name: str, data: str = "cifar10", dims: tuple[int, int, int] = (3, 32, 
                       std=(64.0,) * channels, classes=classes, data=data, data_checksum="0" * 64)
 
 
-def write(repo: Path, entries: Iterable[ModelEntry], cards: Iterable[CardRecord] = ()) -> Path:
+def write(repo: Path, entries: Iterable[ModelEntry], cards: Iterable[CardRecord] = (),
+          release: dict | None = None) -> Path:
     repo.mkdir(parents=True, exist_ok=True)
-    write_manifest(repo, Manifest({e.model: e for e in entries}, {c.name: c for c in cards}))
+    write_manifest(repo, Manifest({e.model: e for e in entries}, {c.name: c for c in cards}, release))
     return repo

@@ -9,6 +9,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from serving.manifest import MANIFEST, CardRecord, read_manifest
 from serving.publication import Publication, PublicationError, republish_config
+from serving.release import DEFAULT
 
 
 def entry(model: str, version: int, family: str = "m") -> dict:
@@ -184,3 +185,38 @@ def test_a_config_change_is_refused_while_a_build_publishes_and_then_touches_not
     with pytest.raises(PublicationError, match="nothing to reconfigure"):
         republish_config(repo, "absent", config)
     assert snapshot(repo) == before
+
+
+def publish_for(repo: Path, model: str, release: str) -> None:
+    from serving.release import release_named
+
+    with Publication(repo, release_named(release)) as pub:
+        (pub.stage(model) / "model.onnx").write_bytes(b"x")
+        pub.record(model, entry(model, 1))
+
+
+def test_the_manifest_records_the_release_the_models_were_built_for(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    publish_for(repo, "m_fp32", "26.07")
+    recorded = json.loads((repo / MANIFEST).read_text())["triton_release"]
+    assert recorded["name"] == "26.07" and recorded["onnxruntime"] == "1.27.0" and recorded["tensorrt"] == "10.14.1.48"
+    assert read_manifest(repo).release_name == "26.07"
+    publish_for(repo, "m_fp32", "24.10")  # every model rebuilt for the other release: the repository follows it
+    assert read_manifest(repo).release_name == "24.10"
+
+
+def test_models_of_two_releases_are_not_mixed_in_one_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    publish_for(repo, "m_fp32", "26.07")
+    before = snapshot(repo)
+    with pytest.raises(PublicationError, match="holds models built for Triton 26.07 .* targets Triton 24.10"):
+        publish_for(repo, "m_int8", "24.10")
+    assert snapshot(repo) == before
+
+
+def test_a_config_change_keeps_the_recorded_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    published_with_config(repo)  # for the default release
+    monkeypatch.setenv("TRITONZOO_TRITON_RELEASE", "24.10")
+    republish_config(repo, "m", text_format.Parse(CONFIG, pb.ModelConfig()))
+    assert read_manifest(repo).release_name == DEFAULT, "the models were built for it, whatever the config"

@@ -18,6 +18,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,8 +37,10 @@ from build.runtimes import RUNTIMES
 from build.runtimes.tensorrt import Buffer, TensorRTRuntime, capability_key, plan_filename
 from build.steps.quantize import Int8Config, quantize
 from build.zoo import _usable_runtimes
+from serving.release import target_release
 from tests.conftest import CIFAR, ROOT, build_one, models_of, present
 
+TRT_VERSION = target_release().tensorrt  # the fake claims the TensorRT of the release the build targets
 GPU = Hardware("x86_64", 2, frozenset(), gpu="NVIDIA H100 80GB HBM3", gpu_capability=(9, 0))
 NO_GPU = Hardware("x86_64", 2, frozenset())
 MiB = 1 << 20
@@ -71,12 +74,30 @@ class ILogger:
 Severity = ILogger.Severity
 
 
-class BuilderFlag(enum.Enum):  # TensorRT 11's: FP16, INT8, BF16, FP8, INT4, FP4 and the precision constraints are gone
+# The enums as each version's NvInfer.h numbers them (NVIDIA/TensorRT, include/NvInfer.h at the 10.14 and 11.1
+# releases). TensorRT 11 removed FP16, INT8 and the other weak-typing flags, and renumbered the network flags:
+# STRONGLY_TYPED (deprecated, always on) took EXPLICIT_BATCH's 0, and 1 is now PREFER_JIT_PYTHON_PLUGINS, so a
+# hard-coded `1 << 1` would ask TensorRT 11 for JIT Python plugins instead.
+class BuilderFlag10(enum.Enum):
+    FP16, INT8, DEBUG, GPU_FALLBACK, REFIT, DISABLE_TIMING_CACHE, TF32, SPARSE_WEIGHTS = range(8)
+
+
+class BuilderFlag(enum.Enum):  # TensorRT 11's
     DEBUG, GPU_FALLBACK, REFIT, DISABLE_TIMING_CACHE, TF32, SPARSE_WEIGHTS = range(2, 8)
 
 
-class NetworkDefinitionCreationFlag(enum.IntEnum):
-    STRONGLY_TYPED = 1
+class NetworkDefinitionCreationFlag10(enum.IntEnum):
+    EXPLICIT_BATCH, STRONGLY_TYPED, PREFER_JIT_PYTHON_PLUGINS, PREFER_AOT_PYTHON_PLUGINS = range(4)
+
+
+class NetworkDefinitionCreationFlag11(enum.IntEnum):
+    STRONGLY_TYPED, PREFER_JIT_PYTHON_PLUGINS, PREFER_AOT_PYTHON_PLUGINS = range(3)
+
+
+API: dict[int, tuple[type[enum.Enum], Any]] = {10: (BuilderFlag10, NetworkDefinitionCreationFlag10),
+                                               11: (BuilderFlag, NetworkDefinitionCreationFlag11)}
+RUNTIME_BYTES = 300 * MiB  # what creating a Runtime takes on the device (the fake's stand-in for libnvinfer's state)
+KERNEL_BYTES = 200 * MiB  # what the first deserialization in a process loads (libnvinfer's kernels), once
 
 
 class MemoryPoolType(enum.Enum):
@@ -198,7 +219,7 @@ class BuilderConfig:
 
     def clear_flag(self, flag: BuilderFlag) -> None:
         record("clear_flag", flag)
-        self.tf32 = self.tf32 and flag != BuilderFlag.TF32
+        self.tf32 = self.tf32 and flag.name != "TF32"
 
     def add_optimization_profile(self, profile: OptimizationProfile) -> int:
         self.profiles.append(profile)
@@ -220,10 +241,11 @@ class BuilderConfig:
 
 
 class Builder:
-    __slots__ = ("logger",)
+    __slots__ = ("logger", "trt")
 
-    def __init__(self, logger: ILogger) -> None:
-        self.logger = logger
+    def __init__(self, logger: ILogger, trt: FakeTensorRT) -> None:
+        self.logger, self.trt = logger, trt
+        trt.loggers.append(logger)
 
     def create_network(self, flags: int = 0) -> Network:
         record("create_network", flags)
@@ -240,29 +262,34 @@ class Builder:
         (profile,) = config.profiles
         inp, out = network.inputs[0], network.outputs[0]
         if inp.name not in profile.shapes or config.cache is None:
-            self.logger.log(Severity.ERROR, "no profile for the dynamic input")
+            self.trt.log(Severity.ERROR, "no profile for the dynamic input")
             return None
         config.cache = TimingCache(config.cache.blob + b"+timings")
         return json.dumps({
             "input": inp.name, "output": out.name, "profile": profile.shapes[inp.name],
             "dtypes": [inp.dtype.name, out.dtype.name], "classes": out.shape[1], "tf32": config.tf32,
-            "strongly_typed": bool(network.flags & 1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)),
+            "strongly_typed": self.trt.strongly_typed(network.flags),
             "onnx": base64.b64encode(network.onnx).decode(),
         }).encode()
 
 
 class Runtime:
-    __slots__ = ("logger",)
+    __slots__ = ("logger", "trt")
 
-    def __init__(self, logger: ILogger) -> None:
-        self.logger = logger
+    def __init__(self, logger: ILogger, trt: FakeTensorRT) -> None:
+        self.logger, self.trt = logger, trt
+        trt.loggers.append(logger)
+        ALLOCATE[0](RUNTIME_BYTES)
 
     def deserialize_cuda_engine(self, blob: bytes) -> Engine | None:
         record("deserialize_cuda_engine")
+        if not self.trt.kernels_loaded:
+            ALLOCATE[0](KERNEL_BYTES)
+            self.trt.kernels_loaded = True
         try:
             plan = json.loads(blob)
         except ValueError:
-            self.logger.log(Severity.ERROR, "The engine plan file is not compatible with this version of TensorRT")
+            self.trt.log(Severity.ERROR, "The engine plan file is not compatible with this version of TensorRT")
             return None
         ALLOCATE[0](len(blob))  # the weights
         return Engine(plan)
@@ -331,15 +358,35 @@ class Context:
 
 
 class FakeTensorRT(types.ModuleType):
-    """The fake `tensorrt` module: its version, `nptype`, and the classes above under TensorRT's names."""
+    """The fake `tensorrt` module: its version, `nptype`, and the classes above under TensorRT's names, with the
+    enums of the major version it claims. Like TensorRT, it logs through the first logger it was given, whichever
+    Builder or Runtime later receives another."""
 
-    def __init__(self, version: str = "10.5.0.18") -> None:
+    def __init__(self, version: str = TRT_VERSION) -> None:
         super().__init__("tensorrt")
         self.__version__ = version
-        self.ILogger, self.BuilderFlag, self.MemoryPoolType = ILogger, BuilderFlag, MemoryPoolType
-        self.NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag
+        major = int(version.split(".")[0])
+        self.BuilderFlag, self.NetworkDefinitionCreationFlag = API[11 if major >= 11 else 10]
+        self.ILogger, self.MemoryPoolType = ILogger, MemoryPoolType
         self.TensorIOMode, self.DataType = TensorIOMode, DataType
-        self.OnnxParser, self.Builder, self.Runtime = OnnxParser, Builder, Runtime
+        self.OnnxParser = OnnxParser
+        self.loggers: list[ILogger] = []
+        self.kernels_loaded = False
+
+    def Builder(self, logger: ILogger) -> Builder:  # TensorRT's class name (a method: it passes the module)
+        return Builder(logger, self)
+
+    def Runtime(self, logger: ILogger) -> Runtime:  # TensorRT's class name (a method: it passes the module)
+        return Runtime(logger, self)
+
+    def log(self, severity: ILogger.Severity, msg: str) -> None:
+        """TensorRT's one global logger: the first it was given."""
+        self.loggers[0].log(severity, msg)
+
+    def strongly_typed(self, flags: int) -> bool:
+        """TensorRT 11 networks are always strongly typed, and refuse no flag; 10's need the flag's bit."""
+        strongly = 1 << int(self.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        return self.NetworkDefinitionCreationFlag is NetworkDefinitionCreationFlag11 or bool(flags & strongly)
 
     @staticmethod
     def nptype(dtype: DataType) -> type[np.generic]:
@@ -487,14 +534,15 @@ def test_the_file_decides_what_tensorrt_can_build(tmp_path: Path) -> None:
 
 
 def test_the_zoos_int8_on_a_gpu_machine_passes_and_its_cpu_encoding_does_not(tmp_path: Path) -> None:
-    """The quantize step follows the hardware: on a CUDA machine it writes what TensorRT takes."""
+    """The quantize step follows the requested runtimes: with TensorRT among them it writes what TensorRT takes."""
     src = conv_model(tmp_path / "fp32.onnx", float_bias=True)
     cpu_hw = Hardware("x86_64", 2, frozenset({"avx512f", "avx512_vnni"}))
     gpu_hw = dataclasses.replace(cpu_hw, gpu="H100", gpu_capability=(9, 0))
     files = {}
-    for label, hw in (("cpu", cpu_hw), ("gpu", gpu_hw)):
+    for label, hw, runtimes in (("cpu", gpu_hw, ["onnxruntime"]), ("gpu", gpu_hw, ["onnxruntime", "tensorrt"])):
         files[label] = tmp_path / f"{label}.onnx"
-        quantize(src, files[label], "images", images(64), Int8Config(calibration_images=64), int8_types(hw), [])
+        quantize(src, files[label], "images", images(64), Int8Config(calibration_images=64),
+                 int8_types(hw, runtimes), [])
     why = TensorRTRuntime().skip_reason(files["cpu"])
     assert why is not None and "UINT8" in why and "INT32 biases" in why
     assert TensorRTRuntime().skip_reason(files["gpu"]) is None
@@ -517,6 +565,58 @@ def test_the_package_alone_is_not_enough(fake: FakeTensorRT) -> None:
     assert "too old" in present(runtime.unavailable_reason(GPU))
 
 
+def test_a_tensorrt_the_target_release_cannot_load_is_not_used(fake: FakeTensorRT,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans load only in the TensorRT that built them: another version would publish plans the release's container
+    refuses, so the runtime is skipped, saying which wheel to install."""
+    runtime = TensorRTRuntime()
+    fake.__version__ = "11.4.0.106"  # what `tensorrt-cu12>=10` resolved to
+    reason = present(runtime.unavailable_reason(GPU))
+    release = target_release()
+    assert reason.startswith(f"TensorRT 11.4.0.106 is installed, and Triton {release.name} loads only plans of "
+                             f"TensorRT {release.tensorrt}: pip install '{release.tensorrt_wheel}==")
+    monkeypatch.setenv("TRITONZOO_TRITON_RELEASE", "24.10")
+    fake.__version__ = "10.5.0.18"
+    assert runtime.unavailable_reason(GPU) is None
+
+
+def test_the_tensorrt_extra_pins_the_releases_tensorrt() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    release = target_release()
+    assert extras["tensorrt"] == [f"{release.tensorrt_wheel}=={release.tensorrt}"]
+
+
+@pytest.mark.parametrize("version, bit", [("10.14.1.48", 1), ("11.4.0.106", 0)])
+def test_strong_typing_asks_for_each_versions_own_flag(tmp_path: Path, version: str, bit: int) -> None:
+    """The flag's value differs between 10 and 11 (11 renumbered it to 0): the runtime reads it from the module."""
+    module = FakeTensorRT(version)
+    assert int(module.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == bit
+    assert hasattr(module.BuilderFlag, "FP16") == (version.startswith("10."))
+    CALLS.clear()
+    settings = trt_runtime.BuildSettings(64, 64, 1 << 20)
+    built = trt_runtime.build_plan(module, conv_model(tmp_path / "m.onnx"), settings, b"")
+    assert called("create_network") == [(1 << bit,)] and json.loads(built.plan)["strongly_typed"]
+
+
+def test_one_logger_serves_every_build_and_runner_and_errors_go_to_their_model(fake: FakeTensorRT,
+                                                                               tmp_path: Path) -> None:
+    """TensorRT logs through the first logger it got; each model's message holds its own errors only."""
+    runtime = TensorRTRuntime(device_factory=FakeDevice)
+    publish(runtime, conv_model(tmp_path / "good.onnx"), tmp_path / "a" / "1")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.sm90.plan").write_bytes(b"\x00 not a plan")
+    with pytest.raises(ModelRejected) as first:
+        runtime.runner(tmp_path / "bad", threads=2)
+    assert len({id(logger) for logger in fake.loggers}) == 1, "one logger for the builder and every runtime"
+    fake.log(Severity.ERROR, "an error of the first model")
+    (tmp_path / "bad" / "model.sm90.plan").write_bytes(b"\x00 still not a plan")
+    with pytest.raises(ModelRejected) as second:
+        runtime.runner(tmp_path / "bad", threads=2)
+    assert "not compatible" in str(first.value) and "an error of the first model" not in str(second.value)
+
+
 def test_the_registry_does_not_import_tensorrt_or_cuda() -> None:
     """In a process of its own: another test module may have imported tensorrt where it is installed."""
     code = "import sys, build.runtimes; print(sorted({'tensorrt', 'torch'} & set(sys.modules)))"
@@ -527,8 +627,10 @@ def test_the_registry_does_not_import_tensorrt_or_cuda() -> None:
 # --- the builder's use of the API --------------------------------------------------------------------------------
 
 
-def test_the_fake_has_none_of_the_apis_tensorrt_11_removed(fake: FakeTensorRT) -> None:
-    """So that the tests below fail if the runtime reaches for one."""
+def test_the_fake_has_none_of_the_apis_tensorrt_11_removed() -> None:
+    """So that the tests below fail if the runtime reaches for one (as 11 claims it; the 10 fake keeps FP16 and INT8,
+    which TensorRT 10 has, and the runtime must not use either)."""
+    fake = FakeTensorRT("11.4.0.106")
     builder = fake.Builder(fake.ILogger())
     config = builder.create_builder_config()
     for owner, name in [(fake.BuilderFlag, "FP16"), (fake.BuilderFlag, "INT8"), (builder, "build_engine"),
@@ -547,9 +649,9 @@ def test_builds_a_strongly_typed_engine_with_a_profile_to_max_batch_size(runtime
                                                                           tmp_path: Path) -> None:
     files, config, _ = publish(runtime, conv_model(tmp_path / "fp16.onnx", TensorProto.FLOAT16), tmp_path / "m" / "1")
     assert [f.name for f in files] == ["model.sm90.plan"]
-    assert called("create_network") == [(1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED),)]
+    assert called("create_network") == [(1 << 1,)], "TensorRT 10's STRONGLY_TYPED is flag 1"
     assert called("set_memory_pool_limit") == [(MemoryPoolType.WORKSPACE, 1 << 30)]
-    assert called("clear_flag") == [(BuilderFlag.TF32,)] and called("set_flag") == [], "no precision flag, no TF32"
+    assert called("clear_flag") == [(BuilderFlag10.TF32,)] and called("set_flag") == [], "no precision flag, no TF32"
     (shape,) = called("set_shape")
     assert shape == ("images", (1, 3, 4, 4), (64, 3, 4, 4), (64, 3, 4, 4))
     assert shape[3][0] == config.max_batch_size, "the profile reaches the config's max_batch_size"
@@ -561,7 +663,7 @@ def test_the_timing_cache_lives_beside_the_build_cache_and_is_reused(runtime: Te
                                                                      isolated_cache: Path) -> None:
     src = conv_model(tmp_path / "fp32.onnx")
     publish(runtime, src, tmp_path / "a" / "1")
-    cache = isolated_cache / "tensorrt" / "timing-10.5.0.18-nvidia-h100-80gb-hbm3-sm90.cache"
+    cache = isolated_cache / "tensorrt" / f"timing-{TRT_VERSION}-nvidia-h100-80gb-hbm3-sm90.cache"
     assert cache.read_bytes() == b"+timings" and called("create_timing_cache") == [(b"",)]
     CALLS.clear()
     _, _, run = publish(runtime, src, tmp_path / "b" / "1")
@@ -643,7 +745,8 @@ def test_device_timing_and_gpu_memory_are_reported(runtime: TensorRTRuntime, tmp
     assert speed["device_latency_b1_p50_ms"] > 0 and speed["device_throughput_b64_ips"] > 0
     memory = run.device_memory()
     plan_bytes = (tmp_path / "m" / "1" / "model.sm90.plan").stat().st_size
-    assert memory["gpu_engine_mb"] == round((plan_bytes + MiB) / MiB, 1), "weights and activations, as TensorRT took"
+    assert memory["gpu_engine_mb"] == round((plan_bytes + MiB) / MiB, 1), \
+        "weights and activations, as TensorRT took: not the Runtime's state nor libnvinfer's kernels"
     assert memory["gpu_activations_mb"] == 1.0
     io = 64 * 3 * 4 * 4 + 64 * 10 * 4
     assert memory["gpu_io_buffers_mb"] == round(io / MiB, 1)
@@ -654,9 +757,9 @@ def test_manifest_records_tensorrt_version_compute_capability_and_profile(runtim
                                                                            tmp_path: Path) -> None:
     _, _, run = publish(runtime, conv_model(tmp_path / "fp16.onnx", TensorProto.FLOAT16), tmp_path / "m" / "1")
     info = runtime.describe(run)
-    assert info["version"] == "10.5.0.18" and info["compute_capability"] == "9.0"
+    assert info["version"] == TRT_VERSION and info["compute_capability"] == "9.0"
     assert info["gpu"] == "NVIDIA H100 80GB HBM3" and info["plan"] == "model.sm90.plan"
-    assert info["triton_container"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert info["triton_container"] == target_release().image
     assert info["profile"] == {"min": 1, "opt": 64, "max": 64} and info["workspace_mb"] == 1024.0
     assert info["strongly_typed"] and info["tf32"] is False and info["precision_ran"] == "fp16"
     assert info["gpu_memory"]["gpu_peak_mb"] > 0
@@ -708,7 +811,7 @@ def test_a_build_publishes_verified_plans_and_says_where_tensorrt_does_not_apply
     assert manifest["tiny_int8_tensorrt"]["runtime_info"]["precision_ran"] == "int8"
     entry = manifest["tiny_fp16_tensorrt"]
     assert entry["runtime"] == "tensorrt" and entry["files"].keys() == {"model.sm90.plan"}
-    assert entry["runtime_info"]["compute_capability"] == "9.0" and entry["runtime_info"]["version"] == "10.5.0.18"
+    assert entry["runtime_info"]["compute_capability"] == "9.0" and entry["runtime_info"]["version"] == TRT_VERSION
     assert entry["verification"]["top1_agreement"] >= 0.995 and entry["max_batch_size"] == 64
     config = from_pbtxt((tmp_path / "repo" / "tiny_fp16_tensorrt" / "config.pbtxt").read_text())
     assert config.platform == "tensorrt_plan" and dict(config.cc_model_filenames) == {"9.0": "model.sm90.plan"}
@@ -720,3 +823,35 @@ def test_a_build_publishes_verified_plans_and_says_where_tensorrt_does_not_apply
     assert entry["memory"]["model_peak_mb"] == 1.0 and entry["memory"]["gpu_peak_mb"] > 0
     onnx_config = from_pbtxt((tmp_path / "repo" / "tiny_fp16" / "config.pbtxt").read_text())
     assert onnx_config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU, "other runtimes keep the CPU"
+
+
+def test_the_host_memory_baseline_is_read_after_the_runtimes_libraries_load(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    """build/peak_memory.py: libnvinfer and the CUDA context, shared by every TensorRT model, load before the
+    baseline, so a model's figure (and the GPU pod's memory request made from it) is the model's own."""
+    import build.peak_memory as peak_memory
+
+    order: list[str] = []
+
+    class Libraries:
+        def load_libraries(self, model_dir: Path) -> None:
+            order.append("libraries")
+
+        def runner(self, model_dir: Path, threads: int):
+            order.append("runner")
+            return lambda images: images
+
+    monkeypatch.setitem(RUNTIMES, "late_libraries", Libraries())
+    def baseline() -> float:
+        order.append("baseline")
+        return 1.0
+
+    monkeypatch.setattr(peak_memory, "_max_rss_mb", baseline)
+    peak_memory.main("late_libraries", str(tmp_path), "1", "3x4x4")
+    assert order[:3] == ["libraries", "baseline", "runner"]
+
+
+def test_loading_tensorrts_libraries_makes_the_runtime_and_the_device(fake: FakeTensorRT, tmp_path: Path) -> None:
+    runtime = TensorRTRuntime(device_factory=FakeDevice)
+    runtime.load_libraries(tmp_path)
+    assert len(fake.loggers) == 1 and isinstance(runtime.device(), FakeDevice)

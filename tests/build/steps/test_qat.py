@@ -49,6 +49,8 @@ TYPES = [
     Int8Types(QuantType.QUInt8, QuantType.QInt8, False, "x86 with VNNI"),
     Int8Types(QuantType.QUInt8, QuantType.QInt8, True, "x86 without VNNI"),
     Int8Types(QuantType.QInt8, QuantType.QInt8, False, "Arm"),
+    # TensorRT's encoding: the export quantizes activations symmetrically (ActivationSymmetric), and so must QAT.
+    Int8Types(QuantType.QInt8, QuantType.QInt8, False, "TensorRT", symmetric_activations=True, quantize_bias=False),
 ]
 
 
@@ -121,7 +123,8 @@ def test_wrapped_layer_quantizes_as_onnxruntime_would(types: Int8Types, layer: n
     absmax = w.abs().flatten(1).amax(1)
     weight = torch.stack([fake_quant(w[c], *ort_qparams(-absmax[c], absmax[c], types.weight, types.reduce_range,
                                                         symmetric=True)) for c in range(len(w))])
-    x_q = fake_quant(x, *ort_qparams(x.min(), x.max(), types.activation, False, symmetric=False))
+    x_q = fake_quant(x, *ort_qparams(x.min(), x.max(), types.activation, False,
+                                     symmetric=types.symmetric_activations))
     expected = (F.conv2d(x_q, weight, layer.bias, padding=1) if isinstance(layer, nn.Conv2d)
                 else F.linear(x_q, weight, layer.bias))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from serving.deploy.generate import K8sOptions, generate
+from serving.release import target_release
 from tests.serving.manifests import card, entry, write
 
 LABELS = [f"class{i}" for i in range(10)]
@@ -23,19 +24,24 @@ MODELS = {
 }
 
 
-def write_repository(repo: Path, models: dict = MODELS) -> Path:
+def write_repository(repo: Path, models: dict = MODELS, plans: tuple[str, ...] = ("9.0",)) -> Path:
+    """TensorRT models have a plan for each of `plans` (compute capabilities), built by the release's TensorRT."""
+    release = target_release()
     entries = []
     for name, (family, dims, runtime, delay, memory) in models.items():
         kind, value = runtime.split(":")
         config = pb.ModelConfig(name=name, max_batch_size=64, **{kind: value})
         if delay:
             config.dynamic_batching.max_queue_delay_microseconds = delay
+        details: dict[str, Any] = {"memory": {"model_peak_mb": memory}} if memory else {}
+        if value == "tensorrt_plan":
+            config.cc_model_filenames.update({cc: f"model.sm{cc.replace('.', '')}.plan" for cc in plans})
+            details["runtime_info"] = {"version": release.tensorrt}
         (repo / name / "1").mkdir(parents=True, exist_ok=True)
         (repo / name / "config.pbtxt").write_text(text_format.MessageToString(config))
         (repo / name / "labels.txt").write_text("\n".join(LABELS) + "\n")
-        details: dict[str, Any] = {"memory": {"model_peak_mb": memory}} if memory else {}
         entries.append(entry(name, family, variant=name.split("_", 1)[1], dims=dims, max_batch_size=64, **details))
-    return write(repo, entries, [card("m"), card("wide", dims=(3, 48, 48))])
+    return write(repo, entries, [card("m"), card("wide", dims=(3, 48, 48))], release.to_dict())
 
 
 def fake_images(models: list[str], count: int) -> dict[str, np.ndarray]:

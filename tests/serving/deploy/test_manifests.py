@@ -19,6 +19,7 @@ from loadtest.runs.plan import LoadPlan
 from serving.deploy import autoscaling, locust
 from serving.deploy.gateway import CATALOGUE
 from serving.deploy.objects import MONITORING
+from serving.release import target_release
 from tests.conftest import ROOT
 from tests.serving.deploy.conftest import MODELS
 from tests.serving.deploy.k8s import base_objects, containers, documents, find, kustomize_build, one, overlay_objects
@@ -176,7 +177,9 @@ def test_queue_target_follows_the_models_batching_delay(repo: Path, tmp_path: Pa
 def test_triton_runs_the_repositorys_release_and_the_gpu_overlay_adds_gpu_models(generated: Path) -> None:
     variants = all_variants(generated)
     (base,) = containers(one(variants["base"], "Deployment", "triton"))
-    assert base["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert base["image"] == target_release().image, "the release the manifest records"
+    # The image's entrypoint (driver compatibility set-up) must run: tritonserver is its argument, not the command.
+    assert "command" not in base and base["args"][0] == "tritonserver"
     assert "--model-repository=s3://zoo-bucket/repository" in base["args"]
     loads = {variant: {a.split("=", 1)[1] for a in containers(one(objects, "Deployment", "triton"))[0]["args"]
                        if a.startswith("--load-model=")} for variant, objects in variants.items()}
@@ -292,3 +295,17 @@ def test_gateway_arguments_are_ones_the_gateway_takes(generated: Path) -> None:
     ports = {p["name"]: p["port"] for p in triton_service["spec"]["ports"]}
     assert settings.triton_http.endswith(f":{ports['http']}") and settings.triton_grpc.endswith(f":{ports['grpc']}")
     assert settings.triton_http.startswith(f"triton.{triton_service['metadata']['namespace']}.svc")
+
+
+def test_the_store_credential_variants_validate_too(repo: Path, tmp_path: Path) -> None:
+    """The Google key file mount, the service account and --no-monitors, in both overlays, against the schemas."""
+    from serving.deploy.generate import K8sOptions, generate
+
+    options = K8sOptions("gs://b/r", locust=False, gcs_key_secret="gcs-key", service_account="triton-reader",
+                         monitors=False)
+    generate(repo, tmp_path / "k8s", options, None)
+    for overlay in ("cpu", "gpu"):
+        for obj in overlay_objects(tmp_path / "k8s", overlay):
+            assert obj["apiVersion"] != MONITORING
+            for version in K8S_VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)
