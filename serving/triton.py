@@ -20,10 +20,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.cache import default_cache_dir
 from serving.processes import log_tail, spawn, stop_group
 
 BACKENDS_SRC = Path(__file__).resolve().parent / "backends"
-CACHE_ENV = "TRITONZOO_CACHE"
 
 
 class TritonError(RuntimeError):
@@ -87,7 +87,7 @@ def prepare_backends(dest_root: Path | None = None) -> Path:
     digest = hashlib.sha256(f"{stub}|{importlib.metadata.version('nvidia-pytriton')}".encode())
     for p in sources:
         digest.update(p.read_bytes())
-    root = Path(dest_root or Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "tritonzoo")) / "backends")
+    root = Path(dest_root or default_cache_dir() / "backends")
     target = root / digest.hexdigest()[:16]
     if target.exists():
         return target

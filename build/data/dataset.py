@@ -15,9 +15,9 @@ import numpy as np
 from build.data import cifar_python, image_folder
 from build.data.arrays import gather, open_split
 from build.errors import ZooError
+from serving.cache import default_cache_dir
 
 DATA_ENV = "TRITONZOO_DATA"
-CACHE_ENV = "TRITONZOO_CACHE"
 VAL_FRACTION = 0.1  # 500 images per class on CIFAR-10
 VAL_SEED = 0
 CACHE_LAYOUT = 2  # 2: a folder of .npy files, one per split, already split and shuffled (1: one .npz)
@@ -46,10 +46,6 @@ class Dataset:
     classes: list[str]
     checksum: str
     source: str
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "tritonzoo"))
 
 
 def resolve_data_spec(spec: str | None) -> str:

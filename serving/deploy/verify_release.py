@@ -25,6 +25,7 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from serving.cache import default_cache_dir
 from serving.manifest import ModelEntry, load_manifest, read_manifest
 from serving.release import Release
 
@@ -67,7 +68,7 @@ def releases_root() -> Path:
     """$TRITONZOO_RELEASES, else releases/ in the project's cache ($TRITONZOO_CACHE or ~/.cache/tritonzoo)."""
     if os.environ.get("TRITONZOO_RELEASES"):
         return Path(os.environ["TRITONZOO_RELEASES"])
-    return Path(os.environ.get("TRITONZOO_CACHE") or Path.home() / ".cache" / "tritonzoo") / "releases"
+    return default_cache_dir() / "releases"
 
 
 def requirements(release: Release) -> list[str]:
