@@ -350,6 +350,7 @@ def bench_gateway(c, repo=str(REPO), model=None, data=None, concurrency="1,16", 
     """Benchmark the gateway against direct Triton (same model, same images, same run)."""
     from build.data import load_dataset
     from loadtest.bench.gateway_overhead import run_gateway_benchmark
+    from loadtest.report.gateway import render
     from serving.manifest import load_manifest
 
     manifest = load_manifest(Path(repo))
@@ -360,7 +361,7 @@ def bench_gateway(c, repo=str(REPO), model=None, data=None, concurrency="1,16", 
         raise SystemExit(f"error: {model or 'no fp32 model'} in {repo}'s manifest: give --model, or build first")
     image = load_dataset(data, entry.io.input_dims).test.images[0]
     levels = [int(v) for v in _csv(concurrency)]
-    print(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS))
+    print(render(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS)))
 
 
 LOADTEST_HELP = {

@@ -81,9 +81,10 @@ def summarize(name: str, results: list[RunResult]) -> Summary:
 
 
 def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrencies: list[int], seconds: float,
-                          repeats: int, report_dir: Path) -> str:
-    """Start the stack locally (Triton + gateway, separate processes), load it three ways, report. `image` (C, H, W)
-    is converted and resized to the model's input where it differs."""
+                          repeats: int, report_dir: Path) -> Path:
+    """Start the stack locally (Triton + gateway, separate processes), load it three ways, write the figures as
+    JSON (gateway_overhead.json in `report_dir`, its path returned; loadtest.report.gateway renders it). `image`
+    (C, H, W) is converted and resized to the model's input where it differs."""
     from loadtest.bench.client_cost import client_cpu_costs
     from serving.manifest import load_manifest
     from serving.pixels import refit
@@ -113,6 +114,4 @@ def run_gateway_benchmark(repo: Path, model: str, image: np.ndarray, concurrenci
         "seconds": seconds, "repeats": repeats,
         "results": {str(c): [asdict(s) for s in summaries] for c, summaries in results.items()},
         "client_cpu_ms_per_call": costs}, indent=2))
-    from loadtest.report.gateway import text
-
-    return text(results, targets[0].name, costs)
+    return report_dir / "gateway_overhead.json"

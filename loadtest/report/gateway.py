@@ -1,8 +1,10 @@
-"""`invoke bench-gateway`'s printed tables, from its summaries."""
+"""`invoke bench-gateway`'s printed tables, from its summaries (gateway_overhead.json)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 from loadtest.bench.gateway_overhead import Summary
 
@@ -22,3 +24,12 @@ def text(results: Mapping[int, list[Summary]], baseline: str, costs: Mapping[str
     tables.append("client CPU per inference round trip (ms):\n" +
                   "\n".join(f"  {name:<28} {ms:6.3f}" for name, ms in costs.items()))
     return "\n\n".join(tables)
+
+
+def render(path: Path) -> str:
+    """The tables of a gateway_overhead.json: the first target of each concurrency level (Triton direct) is the
+    baseline."""
+    record = json.loads(Path(path).read_text())
+    results = {int(c): [Summary(**s) for s in summaries] for c, summaries in record["results"].items()}
+    baseline = next(iter(results.values()))[0].name
+    return text(results, baseline, record["client_cpu_ms_per_call"])

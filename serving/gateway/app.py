@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.gateway.asgi import HotRoutes, RawHeaders, RawRequest, RawRoute, Reply
-from serving.gateway.canary import ArmHealth, CanaryController, CanaryPlan
+from serving.gateway.canary import ArmHealth, CanaryController
 from serving.gateway.catalogue import Catalogue, ModelInfo, family_summary
 from serving.gateway.errors import ApiError, BadRequest, NotFound, TooLarge, Unauthorized, Unavailable
-from serving.gateway.experiments import Experiment, ExperimentStore, parse_experiment
+from serving.gateway.experiments import CanaryPlan, Experiment, ExperimentStore, parse_experiment
 from serving.gateway.kserve_check import check_infer_request
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.payloads import is_image, to_batch

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from serving.gateway.errors import BadRequest, InvalidConfig, NotFound, ReadOnly
@@ -116,6 +117,59 @@ def _parse_shadow(body: object, known: _Known) -> Shadow | None:
     return Shadow(body["model"], float(fraction))
 
 
+@dataclass(frozen=True)
+class CanaryPlan:
+    """A canary as the experiments file declares it: the candidate, its steps, their interval, the error rate that
+    rolls it back, and its start (canary.CanarySchedule runs it)."""
+
+    model: str
+    steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
+    interval_s: float = 30.0
+    max_error_rate: float = 0.01
+    start: float | None = None  # Unix seconds; None: when the admin API takes it
+
+    @classmethod
+    def parse(cls, body: object) -> CanaryPlan:
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise InvalidConfig("a canary needs 'model', and optionally 'steps', 'interval_s', 'max_error_rate', "
+                                "'start'")
+        try:
+            steps = tuple(_number(s) for s in body.get("steps", cls.steps))
+            interval = _number(body.get("interval_s", cls.interval_s))
+            max_error = _number(body.get("max_error_rate", cls.max_error_rate))
+            start = _time(body["start"]) if body.get("start") is not None else None
+        except (TypeError, ValueError) as exc:
+            raise InvalidConfig(f"canary steps, interval_s and max_error_rate must be finite numbers, start a Unix "
+                                f"time or an ISO 8601 time with its zone ({exc})") from exc
+        if not steps or any(not 0 < s <= 1 for s in steps) or list(steps) != sorted(steps) or steps[-1] != 1.0:
+            raise InvalidConfig(f"canary steps must rise within (0, 1] and end at 1.0, got {list(steps)}")
+        if interval < 0 or not 0 <= max_error <= 1:
+            raise InvalidConfig("interval_s must be >= 0 and max_error_rate within [0, 1]")
+        return cls(body["model"], steps, interval, max_error, start)
+
+    def record(self, start: float | None = None) -> dict:
+        """The canary as the experiments file declares it."""
+        return {"model": self.model, "start": self.start if start is None else start, "steps": list(self.steps),
+                "interval_s": self.interval_s, "max_error_rate": self.max_error_rate}
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
+
+
+def _time(value: object) -> float:
+    """Unix seconds, or an ISO 8601 time that names its zone ('2026-12-05T10:00:00Z'): replicas in other zones
+    must read the same instant."""
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError(f"start {value!r} names no time zone")
+        return parsed.timestamp()
+    return _number(value)
+
+
 def parse_declared(name: str, body: object, known_models: Iterable[str] | None) -> Experiment:
     """One experiment of the file: arms and shadow as the admin API takes them, and an optional canary.
 
@@ -123,8 +177,6 @@ def parse_declared(name: str, body: object, known_models: Iterable[str] | None) 
     finished rollout, kept as written. A canary the previous gateway left mid-ramp (state 'ramping', no schedule)
     lost its controller: it is read as interrupted, at its baseline, as that gateway would have done.
     """
-    from serving.gateway.canary import CanaryPlan  # canary builds on this module
-
     known = _Known(known_models)
     if isinstance(body, dict) and body.get("name", name) != name:
         raise InvalidConfig(f"experiment '{name}' names itself '{body['name']}'")

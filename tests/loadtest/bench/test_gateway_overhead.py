@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
 from loadtest.bench.gateway_overhead import RunResult, Summary, summarize
 from loadtest.protocol.payloads import kserve_request
-from loadtest.report.gateway import format_report
+from loadtest.report.gateway import format_report, render, text
 
 
 def test_kserve_request_is_json_header_then_raw_pixels() -> None:
@@ -28,3 +30,13 @@ def test_summary_takes_medians_over_runs() -> None:
 def test_report_gives_ratios_to_the_baseline() -> None:
     report = format_report([Summary("direct", 200, 5.0, 9.0, 3), Summary("gw", 180, 5.5, 9.9, 3)], "direct")
     assert "90.0%" in report.splitlines()[2] and "+0.50" in report.splitlines()[2]
+
+
+def test_the_printed_tables_are_rendered_from_the_json(tmp_path: Path) -> None:
+    levels = {1: [Summary("triton direct", 200, 5.0, 9.0, 3), Summary("gw", 180, 5.5, 9.9, 3)],
+              16: [Summary("triton direct", 900, 15.0, 29.0, 3), Summary("gw", 850, 16.0, 30.0, 3)]}
+    path = tmp_path / "gateway_overhead.json"
+    path.write_text(json.dumps({"results": {str(c): [asdict(s) for s in ss] for c, ss in levels.items()},
+                                "client_cpu_ms_per_call": {"triton direct": 0.2, "gw": 0.1}}))
+    assert render(path) == text(levels, "triton direct", {"triton direct": 0.2, "gw": 0.1})
+    assert "concurrency 16:" in render(path) and "94.4%" in render(path)

@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 from serving.gateway.app import create_app
 from serving.gateway.asgi import HotRoutes
-from serving.gateway.canary import CanaryPlan, CanarySchedule, PrometheusErrors, effective
+from serving.gateway.canary import CanarySchedule, PrometheusErrors, effective
 from serving.gateway.errors import InvalidConfig
-from serving.gateway.experiments import Experiment, ExperimentStore, parse_file
+from serving.gateway.experiments import CanaryPlan, Experiment, ExperimentStore, parse_file
 from serving.gateway.settings import GatewaySettings
 from tests.conftest import present
 from tests.serving.gateway.conftest import ADMIN, FakeTriton, as_triton
