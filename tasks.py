@@ -603,13 +603,16 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
     """Kubernetes manifests for the repository: Triton, gateway replicas, autoscaling, monitors, Locust (Kustomize)."""
     import os
 
-    from serving.deploy.generate import K8sOptions, generate
+    from loadtest.analysis.shapes import ConstantPlan
+    from loadtest.deploy.generate import generate
+    from loadtest.deploy.locust import LocustPods
+    from loadtest.runs.plan import LoadPlan
+    from serving.deploy.generate import K8sOptions
 
     options = K8sOptions(models_from, namespace, image, triton_image, str(triton_cpu), int(triton_memory_mb),
                          int(min_replicas), int(max_replicas), int(queue_target_us), int(gateway_replicas),
-                         prometheus_url, monitor_labels, scrape_interval, adapter_namespace, locust, locust_user,
-                         locust_shape, locust_models, int(locust_workers), int(locust_users), float(locust_seconds),
-                         float(locust_rate), release, service_account, gcs_key_secret, monitors)
+                         prometheus_url, monitor_labels, scrape_interval, adapter_namespace, release, service_account,
+                         gcs_key_secret, monitors)
     source = data or os.environ.get("TRITONZOO_DATA")
     loader = None
     if locust and source:
@@ -618,8 +621,13 @@ def k8s(c, out, models_from, repo=str(REPO), data=None, namespace="tritonzoo", i
         def loader(models, count):
             return payloads_for(Path(repo), models, Path(source), count)
     try:
-        written = generate(Path(repo), Path(out), options, loader)
-    except ValueError as exc:  # DeployError, or payload images that cannot be had
+        pods = None
+        if locust:  # the plan every Locust pod runs (loadtest.runs.plan), the user class and the worker pods
+            constant = ConstantPlan(int(locust_users), float(locust_seconds), float(locust_rate))
+            plan = LoadPlan(models=tuple(_csv(locust_models)), shape=locust_shape, constant=constant)
+            pods = LocustPods(plan, locust_user, int(locust_workers))
+        written = generate(Path(repo), Path(out), options, pods, loader)
+    except ValueError as exc:  # DeployError, an unknown shape, or payload images that cannot be had
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {len(written)} files under {out}: kubectl apply --server-side -k {out}/overlays/cpu (or gpu)")
 

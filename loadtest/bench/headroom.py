@@ -35,6 +35,7 @@ import numpy as np
 
 from loadtest.protocol.images import save_images
 from loadtest.protocol.payloads import kserve_request
+from loadtest.runs.command import locust_command
 from loadtest.runs.plan import LoadPlan
 from serving.processes import interrupt, log_tail, spawn, stop_group
 from serving.provenance import provenance
@@ -217,15 +218,14 @@ def generator_command(gen: Generator, target: Target, connections: int, bound_s:
         tax = [sys.executable, "-m", "loadtest.bench.cpu_tax", "--cores", f"{tax_cores:.3f}", "--seconds",
                str(math.ceil(bound_s))]
         return ["sh", "-c", f'{shlex.join(tax)} & exec "$@"', "sh", *wrk]
-    cmd = [sys.executable, "-m", "locust", "--headless", "-u", str(connections), "-r", str(max(connections, 100)),
-           "-t", f"{math.ceil(bound_s)}s", "--host", f"http://{target.http}", "--only-summary", "--loglevel",
-           "WARNING", "--stop-timeout", "2"]
+    options = ["--headless", "-u", str(connections), "-r", str(max(connections, 100)), "-t", f"{math.ceil(bound_s)}s",
+               "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2"]
     if gen.processes > 1:
-        cmd += ["--processes", str(gen.processes)]
+        options += ["--processes", str(gen.processes)]
     plan = LoadPlan(models=(target.model,), repo=str(target.repo or ""), images_file=str(target.work / "images.npy"),
                     images=1, exporter_ports=tuple(exporter_ports), linger_s=0.0)
     plan_file = plan.write(target.work / f"plan-{gen.name}.json")
-    return cmd + ["-f", "loadtest/locust/locustfile.py", "TritonHttpUser", "--tz-plan", str(plan_file)]
+    return locust_command("http", f"http://{target.http}", plan_file, options=options)
 
 
 def _wrk() -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import loadtest.metrics.promql as q
 from loadtest.analysis.shapes import ConstantPlan
+from loadtest.runs import command
+from loadtest.runs.command import host_for
 from loadtest.runs.plan import LoadPlan
-from loadtest.runs.spec import LOCUST_GRACE_S, ROOT, SHAPES, USERS, LoadSpec
+from loadtest.runs.spec import LOCUST_GRACE_S, ROOT, LoadSpec
 from loadtest.runs.stack import Endpoints
 from serving.processes import interrupt, spawn, stop_group
 
@@ -27,13 +28,13 @@ def load_plan(spec: LoadSpec, ends: Endpoints, images_file: Path, exporter_ports
 
 
 def locust_command(spec: LoadSpec, ends: Endpoints, plan_file: Path) -> list[str]:
-    host = ends.gateway if spec.target in ("gateway", "experiment") else ends.triton_http
-    cmd = [sys.executable, "-m", "locust", "-f", f"loadtest/locust/locustfile.py,{SHAPES[spec.shape]}", "--headless",
-           USERS[spec.target], "--host", f"http://{host}", "--stop-timeout", "10", "--only-summary",
-           "--csv", str(spec.out / "locust"), "--loglevel", "WARNING", "--tz-plan", str(plan_file)]
+    """Headless Locust on the run's plan, with its own CSV figures, in as many processes as the spec asks."""
+    options = ["--headless", "--stop-timeout", "10", "--only-summary", "--csv", str(spec.out / "locust"),
+               "--loglevel", "WARNING"]
     if spec.processes > 1:
-        cmd += ["--processes", str(spec.processes)]
-    return cmd
+        options += ["--processes", str(spec.processes)]
+    host = host_for(spec.target, ends.gateway, ends.triton_http)
+    return command.locust_command(spec.target, f"http://{host}", plan_file, spec.shape, options=options)
 
 
 @dataclass

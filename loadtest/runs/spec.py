@@ -8,11 +8,10 @@ from pathlib import Path
 
 from loadtest.analysis.capacity import instance_count
 from loadtest.analysis.shapes import AUTO_PACE, StepPlan
+from loadtest.runs.command import USERS
+from loadtest.runs.plan import SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
-USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "GatewayUser",
-         "experiment": "GatewayExperimentUser"}
-SHAPES = {"constant": "loadtest/locust/constant_shape.py", "step": "loadtest/locust/step_shape.py"}
 LOCUST_GRACE_S = 60.0  # beyond its own bounds, before Locust is stopped from outside
 CONFIRM_WARMUP_S = 5.0
 AUTO_USERS = 16

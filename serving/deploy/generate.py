@@ -1,22 +1,18 @@
-"""`invoke k8s`: from the task's options to the written manifests."""
+"""`invoke k8s`: from the task's options to the written manifests of Triton, the gateway, autoscaling and monitors.
+
+The Locust pods are the load generator's (loadtest/deploy/): loadtest.deploy.generate writes them beside these,
+through write_kustomize's `extra` (serving/ imports nothing from loadtest/)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from serving.deploy import autoscaling, gateway, locust, triton
+from serving.deploy import autoscaling, gateway, triton
 from serving.deploy.kustomize import DeployPlan, write_kustomize
 from serving.deploy.objects import Site
 from serving.deploy.repository import DeployError, Repository, read_repository
 from serving.deploy.triton_release import release_for
-
-# (models, images per model) -> each model's test images at its input dims; loadtest.protocol.images.payloads_for
-# does this where tasks.py calls us (serving/ does not import loadtest).
-ImageLoader = Callable[[list[str], int], Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -35,14 +31,6 @@ class K8sOptions:
     monitor_labels: str = ""
     scrape_interval: str = "5s"
     adapter_namespace: str = "monitoring"
-    locust: bool = True
-    locust_user: str = "gateway"
-    locust_shape: str = "constant"
-    locust_models: str = ""
-    locust_workers: int = 2
-    locust_users: int = 8
-    locust_seconds: float = 60.0
-    locust_rate: float = 0.0
     release: str = ""             # default: the release the manifest records
     service_account: str = ""
     gcs_key_secret: str = ""
@@ -56,7 +44,7 @@ def _labels(text: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def plan_for(repo: Repository, options: K8sOptions, load_images: ImageLoader | None) -> DeployPlan:
+def plan_for(repo: Repository, options: K8sOptions) -> DeployPlan:
     if not 1 <= options.min_replicas <= options.max_replicas or options.gateway_replicas < 1:
         raise DeployError("replicas: need 1 <= --min-replicas <= --max-replicas and --gateway-replicas >= 1")
     site = Site(options.namespace, _labels(options.monitor_labels), options.scrape_interval, options.monitors)
@@ -66,28 +54,10 @@ def plan_for(repo: Repository, options: K8sOptions, load_images: ImageLoader | N
     triton_plan.check()
     gateway_plan = gateway.GatewayPlan(options.image, options.gateway_replicas, prometheus_url=options.prometheus_url)
     scale = autoscaling.ScalePlan(options.min_replicas, options.max_replicas, options.queue_target_us)
-    return DeployPlan(site, triton_plan, gateway_plan, scale, _locust_plan(repo, options, load_images),
-                      options.adapter_namespace)
+    return DeployPlan(site, triton_plan, gateway_plan, scale, options.adapter_namespace)
 
 
-def _locust_plan(repo: Repository, options: K8sOptions, load_images: ImageLoader | None) -> locust.LocustPlan | None:
-    if not options.locust:
-        return None
-    if load_images is None:
-        raise DeployError("the Locust pods need payload images: give --data (or $TRITONZOO_DATA), or --no-locust")
-    chosen = [m.strip() for m in options.locust_models.split(",") if m.strip()] or repo.cpu_models
-    unknown = [m for m in chosen if m not in repo.models]
-    if unknown:
-        raise DeployError(f"--locust-models {unknown} are not in {repo.path}; it has {sorted(repo.models)}")
-    count = locust.payload_images({m: (repo.models[m].family, repo.models[m].input_dims) for m in chosen})
-    plan = locust.LocustPlan(options.image, tuple(chosen), dict(load_images(chosen, count)), options.locust_user,
-                             options.locust_shape, options.locust_workers, options.locust_users,
-                             options.locust_seconds, options.locust_rate)
-    plan.check()
-    return plan
-
-
-def generate(repo_path: Path, out: Path, options: K8sOptions, load_images: ImageLoader | None) -> list[Path]:
+def generate(repo_path: Path, out: Path, options: K8sOptions) -> list[Path]:
     """Read the repository, plan, write: the files written, for the task to list."""
     repo = read_repository(repo_path)
-    return write_kustomize(repo, out, plan_for(repo, options, load_images))
+    return write_kustomize(repo, out, plan_for(repo, options))

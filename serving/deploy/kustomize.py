@@ -1,17 +1,19 @@
 """Assemble the manifests into a Kustomize base, cpu and gpu overlays, the prometheus-adapter rule and the image's
-Dockerfile, and write them, replacing what an earlier run wrote there, all at once."""
+Dockerfile, and write them, replacing what an earlier run wrote there, all at once. Resources planned elsewhere (the
+Locust pods, from loadtest/deploy/) join the base through `extra`."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from serving.deploy import autoscaling, gateway, locust, triton
+from serving.deploy import autoscaling, gateway, triton
 from serving.deploy.image import dockerfile
 from serving.deploy.objects import Site
 from serving.deploy.repository import DeployError, Repository
@@ -27,7 +29,6 @@ class DeployPlan:
     triton: triton.TritonPlan
     gateway: gateway.GatewayPlan
     scale: autoscaling.ScalePlan
-    locust: locust.LocustPlan | None = None
     adapter_namespace: str = "monitoring"
 
 
@@ -38,8 +39,9 @@ def kustomization(resources: list[str], patches: list[dict] | None = None) -> di
     return out
 
 
-def render(repo: Repository, plan: DeployPlan) -> dict[str, Content]:
-    """Every file, by path relative to the output folder."""
+def render(repo: Repository, plan: DeployPlan, extra: Mapping[str, list[dict]] | None = None) -> dict[str, Content]:
+    """Every file, by path relative to the output folder; `extra`: more of the base's resources, by file name, after
+    serving's own."""
     site = plan.site
     parts: dict[str, list[dict]] = {
         "namespace.yaml": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": site.namespace}}],
@@ -47,8 +49,10 @@ def render(repo: Repository, plan: DeployPlan) -> dict[str, Content]:
         "gateway.yaml": gateway.gateway_objects(site, repo, plan.gateway),
         "autoscaling.yaml": [autoscaling.autoscaler(site, repo, plan.scale, triton.NAME)],
     }
-    if plan.locust is not None:
-        parts["locust.yaml"] = locust.locust_objects(site, plan.locust, gateway.catalogue_volume(repo))
+    clash = set(parts) & set(extra or {})
+    if clash:
+        raise DeployError(f"{sorted(clash)} are the base's own files")
+    parts.update(extra or {})
     if not site.monitors:  # no Prometheus Operator: its CRDs are absent and an apply would fail on them
         parts = {name: [o for o in objects if o["kind"] != "ServiceMonitor"] for name, objects in parts.items()}
     files: dict[str, Content] = {f"base/{name}": objects for name, objects in parts.items()}
@@ -117,10 +121,11 @@ def to_text(content: Content) -> str:
     return "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=120) for d in documents)
 
 
-def write_kustomize(repo: Repository, out: Path, plan: DeployPlan) -> list[Path]:
+def write_kustomize(repo: Repository, out: Path, plan: DeployPlan,
+                    extra: Mapping[str, list[dict]] | None = None) -> list[Path]:
     """Write every file under `out`, replacing what an earlier run generated there and nothing else. Everything is
     rendered and written to a staging folder first, so a repository or option that fails leaves `out` as it was."""
-    files = render(repo, plan)
+    files = render(repo, plan, extra)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DeployError(f"--out {out} is a file; give a folder")

@@ -64,9 +64,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The manifests for the repository, from S3, with the Locust pods (once per module: the tests only read them)."""
+    """The manifests for the repository, from S3 (once per module: the tests only read them)."""
     root = tmp_path_factory.mktemp("k8s")
     out = root / "k8s"
     options = K8sOptions("s3://zoo-bucket/repository", monitor_labels="release=kps")
-    generate(write_repository(root / "repo"), out, options, fake_images)
+    generate(write_repository(root / "repo"), out, options)
     return out

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +9,14 @@ import pytest
 from serving.deploy.generate import K8sOptions, generate
 from serving.deploy.repository import DeployError
 from serving.release import target_release
-from tests.conftest import ROOT
-from tests.serving.deploy.conftest import fake_images, write_repository
+from tests.serving.deploy.conftest import write_repository
 from tests.serving.deploy.k8s import base_objects, containers, one, overlay_objects
 from tests.test_tasks import assert_one_line_error, invoke
 
 
 def test_a_volume_claim_is_mounted_read_only_as_the_repository(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "k8s"
-    generate(repo, out, K8sOptions("pvc:zoo-models", locust=False), None)
+    generate(repo, out, K8sOptions("pvc:zoo-models"))
     deployment = one(base_objects(out), "Deployment", "triton")
     (container,) = containers(deployment)
     assert "--model-repository=/models" in container["args"]
@@ -32,41 +28,21 @@ def test_a_volume_claim_is_mounted_read_only_as_the_repository(repo: Path, tmp_p
 @pytest.mark.parametrize("source", ["", "/data/models", "s3://", "pvc:", "http://bucket/x"])
 def test_a_bad_model_source_names_both_forms(repo: Path, tmp_path: Path, source: str) -> None:
     with pytest.raises(DeployError, match="s3://BUCKET/PATH.*pvc:CLAIM"):
-        generate(repo, tmp_path / "k8s", K8sOptions(source, locust=False), None)
+        generate(repo, tmp_path / "k8s", K8sOptions(source))
 
 
 def test_repositories_that_cannot_be_deployed_say_why(tmp_path: Path) -> None:
     odd = write_repository(tmp_path / "odd", {"x_fp32": ("m", (3, 32, 32), "backend:mybackend", 0, None)})
     with pytest.raises(DeployError, match="no backend for.*mybackend"):
-        generate(odd, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+        generate(odd, tmp_path / "k8s", K8sOptions("s3://b/r"))
     gpu = write_repository(tmp_path / "gpu", {"x_fp16": ("m", (3, 32, 32), "platform:tensorrt_plan", 0, None)})
     with pytest.raises(DeployError, match="needs a GPU"):
-        generate(gpu, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+        generate(gpu, tmp_path / "k8s", K8sOptions("s3://b/r"))
     broken = write_repository(tmp_path / "broken")
     (broken / "wide_fp32" / "config.pbtxt").unlink()
     with pytest.raises(DeployError, match="config.pbtxt is missing"):
-        generate(broken, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+        generate(broken, tmp_path / "k8s", K8sOptions("s3://b/r"))
     assert not (tmp_path / "k8s" / "base").exists(), "nothing is written for a repository that fails"
-
-
-def test_locust_needs_payloads_and_published_models(repo: Path, tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="--data"):
-        generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r"), None)
-    with pytest.raises(DeployError, match="not in"):
-        generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r", locust_models="nope"), fake_images)
-    with pytest.raises(DeployError, match="--locust-user"):
-        generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r", locust_user="ftp"), fake_images)
-
-
-def test_a_rerun_replaces_what_it_wrote_and_nothing_else(repo: Path, tmp_path: Path) -> None:
-    out = tmp_path / "k8s"
-    generate(repo, out, K8sOptions("s3://b/r"), fake_images)
-    (out / "mine.txt").write_text("kept")
-    assert (out / "base" / "locust.yaml").exists()
-    generate(repo, out, K8sOptions("s3://b/r", locust=False), None)
-    assert not (out / "base" / "locust.yaml").exists() and (out / "mine.txt").read_text() == "kept"
-    assert "locust.yaml" not in (out / "base" / "kustomization.yaml").read_text()
-    assert not list(out.glob(".staging-*"))
 
 
 def test_invoke_k8s_writes_the_manifests(repo: Path, tmp_path: Path) -> None:
@@ -88,30 +64,6 @@ def test_invoke_k8s_reports_a_user_error_in_one_line(repo: Path, tmp_path: Path,
                                                      words: list[str]) -> None:
     args = args if "--repo" in args else [*args, "--repo", str(repo)]
     assert_one_line_error(invoke("k8s", "--out", str(tmp_path / "k8s"), "--no-locust", *args), *words)
-
-
-PLUGIN_CHECK = """
-import sys, urllib.request
-from types import SimpleNamespace
-from serving.deploy import locust_exporter
-listeners = []
-events = SimpleNamespace(request=SimpleNamespace(add_listener=listeners.append))
-options = SimpleNamespace(tz_public_exporter=sys.argv[1])
-locust_exporter._init(SimpleNamespace(parsed_options=options, runner=SimpleNamespace(), events=events))
-listeners[0](request_type="POST", name="m_fp32", response_time=1.5, exception=None)
-print(urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=5).read().decode())
-"""
-
-
-def test_the_locust_plugin_exports_on_the_address_it_is_given() -> None:
-    """In a child process: importing locust monkey-patches the whole interpreter with gevent."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.run([sys.executable, "-c", PLUGIN_CHECK, f"127.0.0.1:{port}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert 'tritonzoo_locust_requests_total{name="m_fp32",outcome="success",request_type="POST"} 1.0' in proc.stdout
 
 
 def test_a_model_whose_instances_are_on_a_gpu_is_loaded_by_the_gpu_overlay_only(tmp_path: Path) -> None:
@@ -161,13 +113,13 @@ def test_the_release_comes_from_the_manifest(tmp_path: Path) -> None:
     old = write_repository(tmp_path / "old", {"x_fp32": ("m", (3, 32, 32), "platform:onnxruntime_onnx", 0, None)})
     manifest = read_manifest(old)
     write_manifest(old, type(manifest)(manifest.models, manifest.cards, release_named("24.10").to_dict()))
-    generate(old, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+    generate(old, tmp_path / "k8s", K8sOptions("s3://b/r"))
     (container,) = containers(one(base_objects(tmp_path / "k8s"), "Deployment", "triton"))
     assert container["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
     write_manifest(old, type(manifest)(manifest.models, manifest.cards, None))
     with pytest.raises(DeployError, match="records no Triton release .*rebuild it, or give --release"):
-        generate(old, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
-    generate(old, tmp_path / "again", K8sOptions("s3://b/r", locust=False, release="26.02"), None)
+        generate(old, tmp_path / "k8s", K8sOptions("s3://b/r"))
+    generate(old, tmp_path / "again", K8sOptions("s3://b/r", release="26.02"))
     (container,) = containers(one(base_objects(tmp_path / "again"), "Deployment", "triton"))
     assert container["image"] == "nvcr.io/nvidia/tritonserver:26.02-py3"
 
@@ -181,7 +133,7 @@ def test_gpu_pods_go_only_to_gpus_their_plans_were_built_for(tmp_path: Path) -> 
     models = {"a_fp16_tensorrt": ("m", (3, 32, 32), "platform:tensorrt_plan", 0, None),
               "b_fp32": ("m", (3, 32, 32), "platform:onnxruntime_onnx", 0, None)}
     repo = write_repository(tmp_path / "repo", models, plans=("8.6", "9.0"))
-    generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+    generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r"))
     assert _gpu_affinity(tmp_path / "k8s") == [
         {"matchExpressions": [{"key": "nvidia.com/gpu.compute.major", "operator": "In", "values": [major]},
                               {"key": "nvidia.com/gpu.compute.minor", "operator": "In", "values": [minor]}]}
@@ -205,11 +157,11 @@ def test_plans_for_no_common_gpu_are_refused(tmp_path: Path) -> None:
     manifest.models.update(other.models)
     write_manifest(repo, manifest)
     with pytest.raises(DeployError, match="no GPU compute capability has a plan in every TensorRT model"):
-        generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+        generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r"))
 
 
 def test_google_cloud_storage_reads_a_mounted_key_or_the_pods_identity(repo: Path, tmp_path: Path) -> None:
-    generate(repo, tmp_path / "key", K8sOptions("gs://b/r", locust=False, gcs_key_secret="gcs-key"), None)
+    generate(repo, tmp_path / "key", K8sOptions("gs://b/r", gcs_key_secret="gcs-key"))
     spec = one(base_objects(tmp_path / "key"), "Deployment", "triton")["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert container["env"] == [{"name": "GOOGLE_APPLICATION_CREDENTIALS",
@@ -218,14 +170,14 @@ def test_google_cloud_storage_reads_a_mounted_key_or_the_pods_identity(repo: Pat
         container["volumeMounts"]
     assert spec["volumes"] == [{"name": "gcs-key", "secret": {"secretName": "gcs-key", "items": [
         {"key": "key.json", "path": "key.json"}]}}]
-    generate(repo, tmp_path / "wi", K8sOptions("gs://b/r", locust=False, service_account="triton-reader"), None)
+    generate(repo, tmp_path / "wi", K8sOptions("gs://b/r", service_account="triton-reader"))
     spec = one(base_objects(tmp_path / "wi"), "Deployment", "triton")["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "triton-reader" and "env" not in spec["containers"][0]
 
 
 def test_monitors_can_be_left_out_where_the_operator_is_not_installed(repo: Path, tmp_path: Path) -> None:
-    generate(repo, tmp_path / "with", K8sOptions("s3://b/r", locust=False), None)
-    generate(repo, tmp_path / "without", K8sOptions("s3://b/r", locust=False, monitors=False), None)
+    generate(repo, tmp_path / "with", K8sOptions("s3://b/r"))
+    generate(repo, tmp_path / "without", K8sOptions("s3://b/r", monitors=False))
     kinds = {name: {o["kind"] for o in base_objects(tmp_path / name)} for name in ("with", "without")}
     assert "ServiceMonitor" in kinds["with"] and kinds["without"] == kinds["with"] - {"ServiceMonitor"}
     readme = (tmp_path / "with" / "README.md").read_text()
@@ -235,7 +187,7 @@ def test_monitors_can_be_left_out_where_the_operator_is_not_installed(repo: Path
 def test_the_adapter_values_keep_the_charts_other_rules(repo: Path, tmp_path: Path) -> None:
     import yaml
 
-    generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r", locust=False), None)
+    generate(repo, tmp_path / "k8s", K8sOptions("s3://b/r"))
     values = yaml.safe_load((tmp_path / "k8s" / "prometheus-adapter" / "values.yaml").read_text())
     assert set(values["rules"]) == {"custom"}, "the chart's default rules stay on"
     assert "helm get values" in (tmp_path / "k8s" / "README.md").read_text()

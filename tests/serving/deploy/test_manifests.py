@@ -3,20 +3,16 @@ pods, every named port exists, the HPA's metric is one the adapter rule exports)
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import re
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
-import numpy as np
 import pytest
 import yaml
 
-from loadtest.runs.plan import LoadPlan
-from serving.deploy import autoscaling, locust
+from serving.deploy import autoscaling
 from serving.deploy.gateway import CATALOGUE
 from serving.deploy.objects import MONITORING
 from serving.release import target_release
@@ -79,7 +75,7 @@ def test_every_object_validates_against_the_kubernetes_schemas(generated: Path) 
 
 def test_service_monitors_follow_the_operators_schema(generated: Path) -> None:
     monitors = find(base_objects(generated), "ServiceMonitor")
-    assert {m["metadata"]["name"] for m in monitors} == {"triton", "gateway", "locust-worker"}
+    assert {m["metadata"]["name"] for m in monitors} == {"triton", "gateway"}
     for monitor in monitors:
         jsonschema.validate(monitor, SERVICE_MONITOR)
         assert monitor["metadata"]["labels"]["release"] == "kps", "the labels Prometheus selects monitors by"
@@ -214,58 +210,6 @@ def test_the_catalogue_map_mounts_as_a_repository_the_gateway_reads(generated: P
     assert all(len(m.labels) == 10 for m in catalogue.models.values())
 
 
-def test_locust_ships_the_locustfile_its_modules_and_payloads(generated: Path) -> None:
-    from loadtest.protocol.images import load_payloads
-
-    objects = base_objects(generated)
-    files = one(objects, "ConfigMap", locust.FILES)["data"]
-    shipped = {k for k in files}
-    for key, text in files.items():
-        for module in locust._loadtest_imports(text) if key.endswith(".py") else ():
-            assert locust.file_key(module.replace(".", "/") + ".py") in shipped, f"{key} imports {module}"
-    assert files["loadtest.locust.locustfile.py"] == (ROOT / "loadtest" / "locust" / "locustfile.py").read_text()
-    assert "loadtest.locust.__init__.py" in files and "loadtest.runs.__init__.py" in files
-    plan = LoadPlan.from_dict(json.loads(files[locust.PLAN_FILE]))  # the locustfile reads it as it stands
-    assert plan.repo and plan.images_file.startswith(locust.PAYLOADS_DIR) and set(plan.models) <= set(MODELS)
-    (name, encoded), = one(objects, "ConfigMap", locust.PAYLOADS)["binaryData"].items()
-    path = generated.parent / name
-    path.write_bytes(base64.b64decode(encoded))
-    images = load_payloads(path)
-    cpu_models = {m for m, spec in MODELS.items() if "tensorrt" not in spec[2]}
-    assert isinstance(images, dict) and set(images) == cpu_models
-    assert all(images[m].shape[1:] == MODELS[m][1] and images[m].dtype == np.uint8 for m in images)
-
-
-def test_locust_arguments_name_real_users_options_and_files(generated: Path) -> None:
-    objects = base_objects(generated)
-    sources = (ROOT / "loadtest" / "locust" / "locustfile.py").read_text() + locust.PLUGIN.read_text()
-    defined = set(re.findall(r'"(--tz-[\w-]+)"', sources))
-    for name in (locust.MASTER, locust.WORKER):
-        deployment = one(objects, "Deployment", name)
-        (container,) = containers(deployment)
-        args = container["args"]
-        assert args[args.index("-f") + 2] in locust.USERS.values()
-        used = {a for a in args if a.startswith("--tz-")}
-        assert used <= defined, used - defined
-        assert args[args.index("--tz-plan") + 1] == f"{locust.FILES_DIR}/{locust.PLAN_FILE}"
-        mounted = {f"{m['mountPath']}/{i['path']}" for m in container["volumeMounts"]
-                   for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == m["name"]
-                   for i in v.get("configMap", {}).get("items", [])}
-        assert set(args[args.index("-f") + 1].split(",")) <= mounted
-    worker = containers(one(objects, "Deployment", locust.WORKER))[0]["args"]
-    assert worker[worker.index("--master-host") + 1].startswith(f"{locust.MASTER}.")
-
-
-def test_payload_budget_keeps_the_config_map_small() -> None:
-    assert locust.payload_images({"a": ("m", (3, 32, 32)), "b": ("m", (3, 32, 32))}) == \
-        locust.PAYLOAD_BUDGET // (3 * 32 * 32)
-    assert locust.payload_images({"a": ("m", (3, 32, 32)), "b": ("w", (3, 48, 48))}) == \
-        locust.PAYLOAD_BUDGET // (3 * 32 * 32 + 3 * 48 * 48)
-    shared = {"a": np.zeros((4, 3, 8, 8), np.uint8), "b": np.zeros((4, 3, 8, 8), np.uint8)}
-    name, raw = locust.encode_payloads(shared)
-    assert name == "payloads.npy" and np.load(io.BytesIO(raw)).shape == (4, 3, 8, 8)
-
-
 @pytest.mark.parametrize("overlay", ["cpu", "gpu"])
 def test_kustomize_builds_each_overlay_as_the_tests_read_it(generated: Path, overlay: str) -> None:
     built = kustomize_build(generated / "overlays" / overlay)
@@ -301,9 +245,9 @@ def test_the_store_credential_variants_validate_too(repo: Path, tmp_path: Path) 
     """The Google key file mount, the service account and --no-monitors, in both overlays, against the schemas."""
     from serving.deploy.generate import K8sOptions, generate
 
-    options = K8sOptions("gs://b/r", locust=False, gcs_key_secret="gcs-key", service_account="triton-reader",
+    options = K8sOptions("gs://b/r", gcs_key_secret="gcs-key", service_account="triton-reader",
                          monitors=False)
-    generate(repo, tmp_path / "k8s", options, None)
+    generate(repo, tmp_path / "k8s", options)
     for overlay in ("cpu", "gpu"):
         for obj in overlay_objects(tmp_path / "k8s", overlay):
             assert obj["apiVersion"] != MONITORING

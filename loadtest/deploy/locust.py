@@ -3,7 +3,8 @@
 The locustfile, the modules it imports, the run's plan (loadtest.runs.plan's LoadPlan, as JSON) and the payloads travel
 in ConfigMaps, read here as files: what runs in the cluster is the project's locustfile as it is on this disk, not a
 copy baked into an image some time ago. Workers export their request metrics for Prometheus through a small plugin
-(locust_exporter.py) on the pod's address.
+(locust_exporter.py) on the pod's address. The objects are built with serving.deploy's helpers, beside serving's
+Triton and gateway objects (loadtest/ may import serving/, never the reverse).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import ast
 import base64
 import io
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from loadtest.runs.command import LOCUSTFILE, SHAPE_FILES, USERS, host_for, locust_command
+from loadtest.runs.plan import LoadPlan
 from serving.deploy import gateway, triton
 from serving.deploy.objects import (
     Site,
@@ -30,43 +32,35 @@ from serving.deploy.objects import (
     service,
     service_monitor,
 )
-from serving.deploy.repository import DeployError
+from serving.deploy.repository import DeployError, Repository
 
-ROOT = Path(__file__).resolve().parents[2]  # beside serving/: the loadtest package, in the source tree or installed
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding the loadtest package, in the source tree or installed
 PLUGIN = Path(__file__).resolve().parent / "locust_exporter.py"
 MASTER, WORKER = "locust-master", "locust-worker"
 FILES, PAYLOADS = "locust-files", "locust-payloads"
 FILES_DIR, PAYLOADS_DIR = "/opt/locust", "/opt/locust-payloads"
 PLAN_FILE = "locust-plan.json"  # beside the files: the run's plan, which the locustfile reads (--tz-plan)
 WEB_PORT, MASTER_PORT, EXPORTER_PORT = 8089, 5557, 9647
-LOCUSTFILE = "loadtest/locust/locustfile.py"
-SHAPES = {"constant": "loadtest/locust/constant_shape.py", "step": "loadtest/locust/step_shape.py"}
-# Which user class loads which endpoint: the gateway's /v1 predict, an A/B experiment through it, or Triton itself.
-USERS = {"gateway": "GatewayUser", "experiment": "GatewayExperimentUser", "http": "TritonHttpUser",
-         "grpc": "TritonGrpcUser"}
 PAYLOAD_BUDGET = 700 * 1024  # bytes of images: the ConfigMap stays well under Kubernetes' 1 MiB
+# (models, images per model) -> each model's test images at its input dims (loadtest.protocol.images.payloads_for,
+# where tasks.py has data)
+ImageLoader = Callable[[list[str], int], Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
-class LocustPlan:
-    image: str
-    models: tuple[str, ...]
-    payloads: Mapping[str, np.ndarray]  # model -> uint8 (N, C, H, W) test images at its input dims
+class LocustPods:
+    """The Locust pods: the plan every pod runs (its models, none: every CPU model of the repository; its shape and
+    the shape's settings; its experiment), the user class the workers run and how many workers. Where the pods find
+    the repository, the payloads and Triton's gRPC port, locust_objects fills in."""
+
+    plan: LoadPlan
     user: str = "gateway"
-    shape: str = "constant"
     workers: int = 2
-    users: int = 8
-    seconds: float = 60.0
-    rate: float = 0.0
-    experiment: str = "ab"
-    step: dict[str, float] = field(default_factory=dict)  # the step shape's settings, e.g. {"slo_ms": 50}
 
     def check(self) -> None:
         if self.user not in USERS:
             raise DeployError(f"--locust-user takes one of {sorted(USERS)}, not {self.user!r}")
-        if self.shape not in SHAPES:
-            raise DeployError(f"--locust-shape takes one of {sorted(SHAPES)}, not {self.shape!r}")
-        if self.workers < 1 or self.users < 1:
+        if self.workers < 1 or self.plan.constant.users < 1:
             raise DeployError("--locust-workers and --locust-users must be at least 1")
 
 
@@ -97,7 +91,7 @@ def encode_payloads(payloads: Mapping[str, np.ndarray]) -> tuple[str, bytes]:
 def locust_sources(shape: str, root: Path = ROOT) -> dict[str, str]:
     """The locustfile, the shape and every loadtest module they import (at any depth, in functions too), by path
     relative to `root`, as text. serving.* modules come from the image, where the package is installed."""
-    wanted = [LOCUSTFILE, SHAPES[shape]]
+    wanted = [LOCUSTFILE, SHAPE_FILES[shape]]
     found: dict[str, str] = {}
     while wanted:
         rel = wanted.pop()
@@ -129,44 +123,56 @@ def file_key(rel: str) -> str:
     return rel.replace("/", ".")
 
 
-def load_plan(plan: LocustPlan, site: Site, images_file: str, images: int) -> str:
-    """What the locustfile reads (--tz-plan), shipped in the files' ConfigMap: every pod runs the same plan. A JSON
-    record of loadtest.runs.plan.LoadPlan (serving/ does not import loadtest): the fields set here, the rest its
-    defaults; the locustfile refuses a field it does not know."""
-    triton_host = f"{triton.NAME}.{site.namespace}.svc"
-    record = {"models": list(plan.models), "repo": gateway.CATALOGUE_DIR, "images_file": images_file,
-              "images": images, "grpc": f"{triton_host}:{triton.PORTS['grpc']}", "experiment": plan.experiment,
-              "shape": plan.shape, "constant": {"users": plan.users, "seconds": plan.seconds, "rate": plan.rate},
-              "step": dict(plan.step)}
-    return json.dumps(record, indent=2)
+def pod_plan(pods: LocustPods, site: Site, models: tuple[str, ...], images_file: str, images: int) -> LoadPlan:
+    """What the locustfile reads (--tz-plan), shipped in the files' ConfigMap: every pod runs the same plan, the
+    pods' own with the catalogue, the payloads and Triton's gRPC address of this site."""
+    return replace(pods.plan, models=models, repo=gateway.CATALOGUE_DIR, images_file=images_file, images=images,
+                   grpc=f"{triton.NAME}.{site.namespace}.svc:{triton.PORTS['grpc']}")
 
 
-def locust_arguments(plan: LocustPlan, site: Site) -> list[str]:
-    files = [f"{FILES_DIR}/{LOCUSTFILE}", f"{FILES_DIR}/{SHAPES[plan.shape]}", f"{FILES_DIR}/{PLUGIN.name}"]
+def locust_arguments(pods: LocustPods, site: Site) -> list[str]:
+    """Locust's arguments in both pods (the container runs `locust`), before each pod's own."""
     gateway_url = f"http://{gateway.NAME}.{site.namespace}.svc:{gateway.PORT}"
-    triton_host = f"{triton.NAME}.{site.namespace}.svc"
-    host = gateway_url if plan.user in ("gateway", "experiment") else f"http://{triton_host}:{triton.PORTS['http']}"
-    return ["-f", ",".join(files), USERS[plan.user], "--host", host, "--tz-plan", f"{FILES_DIR}/{PLAN_FILE}"]
+    triton_url = f"http://{triton.NAME}.{site.namespace}.svc:{triton.PORTS['http']}"
+    return locust_command(pods.user, host_for(pods.user, gateway_url, triton_url), f"{FILES_DIR}/{PLAN_FILE}",
+                          pods.plan.shape, root=FILES_DIR, plugins=[PLUGIN.name], program=())
 
 
-def locust_objects(site: Site, plan: LocustPlan, catalogue_volume: dict) -> list[dict]:
-    plan.check()
-    missing = [m for m in plan.models if m not in plan.payloads]
+def chosen_models(repo: Repository, pods: LocustPods) -> tuple[str, ...]:
+    """The plan's models, else every CPU model; each must be in the repository."""
+    chosen = pods.plan.models or tuple(repo.cpu_models)
+    unknown = [m for m in chosen if m not in repo.models]
+    if unknown:
+        raise DeployError(f"--locust-models {unknown} are not in {repo.path}; it has {sorted(repo.models)}")
+    return tuple(chosen)
+
+
+def locust_objects(site: Site, repo: Repository, image: str, pods: LocustPods,
+                   load_images: ImageLoader | None) -> list[dict]:
+    """The Locust master and workers in `image` (the project's), their Services and the workers' monitor, and the
+    ConfigMaps of their files and payloads."""
+    pods.check()
+    if load_images is None:
+        raise DeployError("the Locust pods need payload images: give --data (or $TRITONZOO_DATA), or --no-locust")
+    models = chosen_models(repo, pods)
+    count = payload_images({m: (repo.models[m].family, repo.models[m].input_dims) for m in models})
+    payloads = dict(load_images(list(models), count))
+    missing = [m for m in models if m not in payloads]
     if missing:
         raise DeployError(f"no payload images for {missing}")
-    images_name, images_bytes = encode_payloads({m: plan.payloads[m] for m in plan.models})
-    images = min(len(a) for a in plan.payloads.values())
-    run_plan = load_plan(plan, site, f"{PAYLOADS_DIR}/{images_name}", images)
-    sources = {**locust_sources(plan.shape), PLUGIN.name: PLUGIN.read_text(), PLAN_FILE: run_plan}
+    images_name, images_bytes = encode_payloads({m: payloads[m] for m in models})
+    images = min(len(a) for a in payloads.values())
+    run_plan = pod_plan(pods, site, models, f"{PAYLOADS_DIR}/{images_name}", images).to_json()
+    sources = {**locust_sources(pods.plan.shape), PLUGIN.name: PLUGIN.read_text(), PLAN_FILE: run_plan}
     if len(images_bytes) > PAYLOAD_BUDGET * 1.1:
         raise DeployError(f"payloads of {len(images_bytes)} bytes do not fit a ConfigMap: load fewer models or images")
     files = config_map(site, FILES, "load-generator", {file_key(k): v for k, v in sources.items()})
     payloads = config_map(site, PAYLOADS, "load-generator",
                           binary={images_name: base64.b64encode(images_bytes).decode()})
-    common = locust_arguments(plan, site)
+    common = locust_arguments(pods, site)
     volumes = [{"name": "files", "configMap": {"name": FILES, "items": [
                    {"key": file_key(k), "path": k} for k in sources]}},
-               {"name": "payloads", "configMap": {"name": PAYLOADS}}, catalogue_volume]
+               {"name": "payloads", "configMap": {"name": PAYLOADS}}, gateway.catalogue_volume(repo)]
     mounts = [{"name": "files", "mountPath": FILES_DIR, "readOnly": True},
               {"name": "payloads", "mountPath": PAYLOADS_DIR, "readOnly": True},
               {"name": "catalogue", "mountPath": gateway.CATALOGUE_DIR, "readOnly": True}]
@@ -175,7 +181,7 @@ def locust_objects(site: Site, plan: LocustPlan, catalogue_volume: dict) -> list
     env = [{"name": "PYTHONPATH", "value": FILES_DIR}]
 
     def pod(name: str, args: list[str], ports: list[dict], probe: dict | None) -> dict:
-        container = {"name": name, "image": plan.image, "command": ["locust"], "args": args, "ports": ports,
+        container = {"name": name, "image": image, "command": ["locust"], "args": args, "ports": ports,
                      "env": env, "volumeMounts": mounts, "securityContext": restricted(read_only_root=False),
                      "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}}
         if probe:
@@ -189,7 +195,7 @@ def locust_objects(site: Site, plan: LocustPlan, catalogue_volume: dict) -> list
                         pod(MASTER, master_args, [port("web", WEB_PORT), port("master", MASTER_PORT)],
                             http_probe("/", "web", period_s=10)), 1, annotations)
     worker = deployment(site, WORKER, "load-generator",
-                        pod(WORKER, worker_args, [port("metrics", EXPORTER_PORT)], None), plan.workers, annotations)
+                        pod(WORKER, worker_args, [port("metrics", EXPORTER_PORT)], None), pods.workers, annotations)
     master_service = service(site, MASTER, "load-generator", {"web": WEB_PORT, "master": MASTER_PORT})
     # Headless: Prometheus scrapes each worker pod, not one of them through a virtual address.
     worker_service = service(site, WORKER, "load-generator", {"metrics": EXPORTER_PORT}, headless=True)
