@@ -258,7 +258,7 @@ def locust(hosts: Hosts, payloads: Path, repo: Path, models: list[str], users: i
     spread = hosts.workdir / "spread.py"
     spread.write_text(SPREAD)
     files = ",".join(["loadtest/locust/locustfile.py", "loadtest/locust/constant_shape.py",
-                      "serving/deploy/locust_exporter.py", str(spread)])
+                      "loadtest/deploy/locust_exporter.py", str(spread)])
     plan = LoadPlan(models=tuple(models), repo=str(repo), images_file=str(payloads), images=64, linger_s=3,
                     max_seconds=seconds + 30, constant=ConstantPlan(users, seconds, rate))
     plan_file = plan.write(hosts.workdir / "plan.json")

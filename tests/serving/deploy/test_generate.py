@@ -191,3 +191,20 @@ def test_the_adapter_values_keep_the_charts_other_rules(repo: Path, tmp_path: Pa
     values = yaml.safe_load((tmp_path / "k8s" / "prometheus-adapter" / "values.yaml").read_text())
     assert set(values["rules"]) == {"custom"}, "the chart's default rules stay on"
     assert "helm get values" in (tmp_path / "k8s" / "README.md").read_text()
+
+
+def test_resources_planned_elsewhere_join_the_base_after_servings_own(repo: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from serving.deploy.generate import plan_for
+    from serving.deploy.kustomize import write_kustomize
+    from serving.deploy.repository import read_repository
+
+    repository = read_repository(repo)
+    plan = plan_for(repository, K8sOptions("s3://b/r"))
+    extra = {"extra.yaml": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]}
+    write_kustomize(repository, tmp_path / "k8s", plan, extra)
+    resources = yaml.safe_load((tmp_path / "k8s" / "base" / "kustomization.yaml").read_text())["resources"]
+    assert resources[-1] == "extra.yaml" and one(base_objects(tmp_path / "k8s"), "ConfigMap", "x")
+    with pytest.raises(DeployError, match="triton.yaml"):
+        write_kustomize(repository, tmp_path / "clash", plan, {"triton.yaml": []})
