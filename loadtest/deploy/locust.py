@@ -156,12 +156,12 @@ def locust_objects(site: Site, repo: Repository, image: str, pods: LocustPods,
         raise DeployError("the Locust pods need payload images: give --data (or $TRITONZOO_DATA), or --no-locust")
     models = chosen_models(repo, pods)
     count = payload_images({m: (repo.models[m].family, repo.models[m].input_dims) for m in models})
-    payloads = dict(load_images(list(models), count))
-    missing = [m for m in models if m not in payloads]
+    arrays = dict(load_images(list(models), count))
+    missing = [m for m in models if m not in arrays]
     if missing:
         raise DeployError(f"no payload images for {missing}")
-    images_name, images_bytes = encode_payloads({m: payloads[m] for m in models})
-    images = min(len(a) for a in payloads.values())
+    images_name, images_bytes = encode_payloads({m: arrays[m] for m in models})
+    images = min(len(arrays[m]) for m in models)
     run_plan = pod_plan(pods, site, models, f"{PAYLOADS_DIR}/{images_name}", images).to_json()
     sources = {**locust_sources(pods.plan.shape), PLUGIN.name: PLUGIN.read_text(), PLAN_FILE: run_plan}
     if len(images_bytes) > PAYLOAD_BUDGET * 1.1:
