@@ -69,7 +69,12 @@ def outcome(f: dict) -> str:
         return f"{f['sent']} sent, answers {f['codes']}" + ("" if f["all_400"] else " (NOT all 400)")
     if f["kind"] == "bad_experiments_file":
         held = "held" if f["last_good_held"] else "did NOT hold"
-        return f"invalid file for {f['restored_at'] - f['written_at']:.0f} s; the last good experiments {held}"
+        saw = "the gateway logged a reload error" if f.get("gateway_saw_bad_file") else "NO reload error seen"
+        return f"invalid file for {f['restored_at'] - f['written_at']:.0f} s ({saw}); the last good experiments {held}"
+    if f["kind"] == "canary":
+        promoted = "never" if f["promoted_after_s"] is None else f"after {f['promoted_after_s']:.1f} s"
+        return (f"canary to {f['candidate']} promoted {promoted}; the next one rolled back to {f['rolled_back_to']}; "
+                f"its own traffic {f['requests']} requests, {f['failed']} failed")
     return json.dumps(f)
 
 
@@ -79,7 +84,9 @@ def requests_section(results: dict) -> Section:
     text = (f"Sent {s['sent']}, answered {s['answered']} ({s['answered_after_retry']} of them after client "
             f"retries), failed {s['failed']}. Latency of answered requests, retries included: p50 "
             f"{num(lat['p50'])} ms, p95 {num(lat['p95'])} ms, p99 {num(lat['p99'])} ms, max {num(lat['max'])} ms. "
-            f"Malformed requests (not counted above): {s['malformed']['sent']}, answers {s['malformed']['codes']}.")
+            f"Malformed requests (not counted above): {s['malformed']['sent']}, answers {s['malformed']['codes']}. "
+            f"The canary's own traffic (not counted above): {s['canary_traffic']['sent']} sent, "
+            f"{s['canary_traffic']['failed']} failed.")
     rows = [["cause", "fault", "requests"]] + [[f["cause"], f["fault"], str(f["count"])] for f in s["failures"]]
     blocks: list[Block] = [Text(text), Table(rows) if s["failures"] else Text("No request failed.")]
     return Section("Requests", blocks)

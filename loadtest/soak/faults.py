@@ -11,9 +11,9 @@ from collections.abc import Callable
 import httpx
 import urllib3
 
-from loadtest.soak.client import PNG, Record, send
+from loadtest.soak.client import PNG, Record, sample_png, send
 from loadtest.soak.schedule import Fault, Schedule
-from loadtest.soak.stack import EXPERIMENT, SoakStack
+from loadtest.soak.stack import ADMIN_KEY, EXPERIMENT, SoakStack
 
 # (what, content type, body): each is refused by the gateway with a 400 before it reaches Triton.
 MALFORMED = (
@@ -27,7 +27,8 @@ def triton_kill(stack: SoakStack, fault: Fault, _: list[Record]) -> dict:
     replica = int(fault.params.get("replica", 0)) % len(stack.tritons)
     killed, pid = stack.kill_triton(replica)
     back = stack.wait_triton_back(replica, pid)
-    return {"replica": replica, "killed_at": killed, "back_at": back, "down_s": back - killed}
+    instance = f"127.0.0.1:{stack.tritons[replica].server.cfg.metrics_port}"  # its label in Prometheus
+    return {"replica": replica, "instance": instance, "killed_at": killed, "back_at": back, "down_s": back - killed}
 
 
 def gateway_kill(stack: SoakStack, fault: Fault, _: list[Record]) -> dict:
@@ -55,17 +56,28 @@ def malformed_burst(stack: SoakStack, fault: Fault, records: list[Record]) -> di
 def bad_experiments_file(stack: SoakStack, fault: Fault, _: list[Record]) -> dict:
     """A careless operator's edit: the file overwritten in place with invalid JSON, then put right."""
     hold_s = float(fault.params.get("hold_s", 10))
+    good = stack.state_file.read_bytes()  # what the gateway runs now (the admin API may have added experiments)
+    errors_before = reload_errors(stack)
     stack.state_file.write_text('{"soak": {"arms": ')  # truncated: not JSON
     written = time.time()
     seen = []
     while time.time() < written + hold_s:  # what the gateway says it runs while the file is bad
         time.sleep(1.0)
         seen.append(experiment_arms(stack))
-    stack.state_file.write_text(stack.good_experiments)
-    expected = json.loads(stack.good_experiments)[EXPERIMENT]["arms"]
+    errors_after = reload_errors(stack)
+    stack.state_file.write_bytes(good)
+    expected = json.loads(good)[EXPERIMENT]["arms"]
     held = bool(seen) and all(s == expected for s in seen)
     return {"written_at": written, "restored_at": time.time(), "arms_seen": seen[-1] if seen else None,
-            "last_good_held": held}
+            "last_good_held": held, "gateway_saw_bad_file": errors_after > errors_before}
+
+
+def reload_errors(stack: SoakStack) -> int:
+    """How many bad files the gateway has refused (-1: it did not say)."""
+    try:
+        return int(httpx.get(f"{stack.url}/v1/experiments", timeout=5).json()["source"]["reload_errors"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return -1
 
 
 def experiment_arms(stack: SoakStack) -> dict | None:
@@ -75,9 +87,70 @@ def experiment_arms(stack: SoakStack) -> dict | None:
         return None
 
 
+def canary(stack: SoakStack, fault: Fault, records: list[Record]) -> dict:
+    """On an experiment of its own ('rollout', the baseline arm alone), with traffic of its own from this thread:
+    a canary to the other arm ramped and promoted on its schedule, then a canary back, rolled back by the admin
+    API halfway. Kept off the A/B experiment, whose stickiness the soak checks."""
+    baseline, candidate = list(json.loads(stack.good_experiments)[EXPERIMENT]["arms"])[:2]
+    steps, interval_s = [0.5, 1.0], float(fault.params.get("interval_s", 3))
+    admin = httpx.Client(base_url=stack.url, headers={"X-API-Key": ADMIN_KEY}, timeout=30)
+    traffic = Traffic(stack, ROLLOUT, records)
+    try:
+        admin.put(f"/admin/experiments/{ROLLOUT}", json={"arms": {baseline: 1}}).raise_for_status()
+        started = time.time()
+        admin.post(f"/admin/experiments/{ROLLOUT}/canary", json={"model": candidate, "steps": steps,
+                                                                  "interval_s": interval_s}).raise_for_status()
+        promoted = wait_state(stack, traffic, "promoted", started + interval_s * (len(steps) + 2))
+        admin.post(f"/admin/experiments/{ROLLOUT}/canary", json={"model": baseline, "steps": steps,
+                                                                  "interval_s": 60}).raise_for_status()
+        traffic.run_for(interval_s)
+        rolled = admin.post(f"/admin/experiments/{ROLLOUT}/canary/rollback").json()
+        traffic.run_for(interval_s)
+    finally:
+        admin.close()
+    return {"candidate": candidate, "promoted_after_s": promoted - started if promoted else None,
+            "rolled_back_to": rolled.get("arms"), "requests": traffic.sent, "failed": traffic.failed}
+
+
+ROLLOUT = "rollout"
+
+
+class Traffic:
+    """Paced requests (10/s, sticky keys) to one experiment from the fault thread, recorded as kind 'canary'."""
+
+    def __init__(self, stack: SoakStack, experiment: str, records: list[Record], rate: float = 10.0) -> None:
+        self.url, self.records, self.period = f"{stack.url}/v1/experiments/{experiment}/predict", records, 1 / rate
+        self.pool, self.body = urllib3.PoolManager(maxsize=1), sample_png()
+        self.sent = self.failed = 0
+
+    def one(self) -> None:
+        r = send(self.pool, self.url, self.body, {**PNG, "X-Assignment-Key": f"c{self.sent % 16}"}, "canary")
+        self.records.append(r)
+        self.sent, self.failed = self.sent + 1, self.failed + (r.status != 200)
+        time.sleep(self.period)
+
+    def run_for(self, seconds: float) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            self.one()
+
+
+def wait_state(stack: SoakStack, traffic: Traffic, state: str, deadline: float) -> float | None:
+    """When the canary reached `state` (wall clock), sending the experiment's traffic meanwhile; None: never."""
+    while time.time() < deadline:
+        traffic.one()
+        try:
+            canary = httpx.get(f"{stack.url}/v1/experiments/{ROLLOUT}", timeout=5).json().get("canary") or {}
+        except (httpx.HTTPError, ValueError):
+            continue
+        if canary.get("state") == state:
+            return time.time()
+    return None
+
+
 ACTIONS: dict[str, Callable[[SoakStack, Fault, list[Record]], dict]] = {
     "triton_kill": triton_kill, "gateway_kill": gateway_kill, "malformed_burst": malformed_burst,
-    "bad_experiments_file": bad_experiments_file,
+    "bad_experiments_file": bad_experiments_file, "canary": canary,
 }
 
 

@@ -82,8 +82,10 @@ def healthy_at_end(stack: SoakStack) -> bool:
 def collect(stack: SoakStack, schedule: Schedule, records: list[Record], faults: list[dict], t0: float,
             end: float, healthy: bool, usage_start: dict, usage_end: dict) -> dict:
     summary = summarize(records, faults, schedule, t0)
-    kills = {k: sum(f["kind"] == k for f in faults) for k in ("triton_kill", "gateway_kill")}
-    counts = compare(stack.prometheus.client, summary["answered"], t0, end, kills, stack.scrape_s, schedule.rate)
+    # Triton and the gateway count the canary's traffic too; the malformed requests are never a 200.
+    answered = [r for r in records if r.status == 200 and r.kind in ("good", "canary")]
+    # Asked now, not at `end`: the scrapes after the last request (taken while run_soak waited) must count.
+    counts = compare(stack.prometheus.client, answered, t0, time.time(), faults)
     usage = growth(usage_start, usage_end)
     return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts,
             "usage": usage, "healthy_at_end": healthy,

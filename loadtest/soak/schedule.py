@@ -19,9 +19,11 @@ FAULT_KINDS = {
     "gateway_kill": "SIGKILL the gateway and start it again at once; clients retry (urllib3 Retry)",
     "malformed_burst": "a burst of malformed requests (bad PNG, wrong tensor size, bad KServe JSON): each must get 400",
     "bad_experiments_file": "the experiments file overwritten with invalid JSON, restored later: last good state holds",
+    "canary": "a canary ramped and promoted on its schedule, then another rolled back through the admin API "
+              "(not yet by its error rule)",
 }
 NOT_YET = {
-    "canary": "a canary started and promoted, another rolled back by its error rule",
+    "canary_error_rollback": "a canary rolled back by its error rule (needs a candidate model that fails)",
     "publish_version": "a new version of a served model published under load (atomic swap, then Triton's reload)",
 }
 
@@ -92,13 +94,14 @@ def _faults(*items: tuple[float, str, dict]) -> list[dict]:
     return [{"at_s": at, "kind": kind, **params} for at, kind, params in items]
 
 
-# Two minutes, every implemented fault once, 20 s apart: far enough that each one's recovery is measured alone.
+# Two minutes, every implemented fault once, 15-25 s apart: far enough that each one's recovery is measured alone.
 SHORT = {"duration_s": 120, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults": _faults(
-    (15, "triton_kill", {"replica": 0}),
-    (35, "malformed_burst", {"count": 60}),
-    (50, "gateway_kill", {}),
-    (75, "bad_experiments_file", {"hold_s": 10}),
-    (95, "triton_kill", {"replica": 0}),  # the same replica: the other runs throughout, for the RSS goal
+    (10, "triton_kill", {"replica": 0}),
+    (25, "malformed_burst", {"count": 60}),
+    (40, "gateway_kill", {}),
+    (55, "canary", {"interval_s": 3}),
+    (80, "bad_experiments_file", {"hold_s": 10}),
+    (100, "triton_kill", {"replica": 0}),  # the same replica: the other runs throughout, for the RSS goal
 )}
 
 # The hour: the same faults every ten minutes or so, in a different order each round, the rest steady load.
@@ -107,7 +110,8 @@ HOUR = {"duration_s": 3600, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults"
         (120, "triton_kill", {"replica": 0}),  # replica 1 runs the whole hour: its RSS and descriptors compare
         (300, "malformed_burst", {"count": 200}),
         (480, "gateway_kill", {}),
-        (660, "bad_experiments_file", {"hold_s": 30}),
+        (600, "canary", {"interval_s": 20}),
+        (720, "bad_experiments_file", {"hold_s": 30}),
     )]
 )}
 BUILT_IN = {"short": SHORT, "hour": HOUR}

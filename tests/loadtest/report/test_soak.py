@@ -20,7 +20,7 @@ def results() -> dict:
     usage = growth({"gateway": {"pid": 1, "rss_kib": 1000, "fds": 9}}, {"gateway": {"pid": 2, "rss_kib": 1000,
                                                                                       "fds": 9}})
     counts = {"clients_answered": 71, "triton": 71.0, "gateway": 70.0, "diff": {"triton": 0, "gateway": -1},
-              "explained_bound": {"triton": 0, "gateway": 2}, "exact": False, "within_bound": True, "detail": "x"}
+              "unscraped": {"triton": 0, "gateway": 1}, "exact": False, "accounted": True, "detail": "x"}
     return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts, "usage": usage,
             "healthy_at_end": True, "goals": goals(summary, counts, usage, faults, schedule, True),
             "run": {"repo": "r", "arms": ["a", "b"], "replicas": 2, "cpu": "cpu", "python": "3.11", "t0": 0.0,
@@ -33,7 +33,7 @@ def test_the_report_states_goals_faults_fates_and_what_is_not_done(tmp_path: Pat
     assert "| Locust (here: the soak's clients) and Prometheus agree exactly | MISSED |" in md
     assert "| #1 gateway_kill | 1 | 0 | 1 | 0 | – |" in md  # in flight at the kill, answered after a retry
     assert "gateway killed and restarted; ready again after 1.0 s" in md and "3 sent, answers {'400': 3}" in md
-    assert "`canary`" in md and "not yet implemented" in md.lower()
+    assert "`canary_error_rollback`" in md and "not yet implemented" in md.lower()
     assert "Command: `invoke soak --schedule short`" in md and "| 1 | 10 |" in md  # minute 1 of the run
     html = (tmp_path / "soak.html").read_text()
     assert "<img src=\"soak-traffic.png\"" in html and (tmp_path / "soak-latency.png").stat().st_size > 0
