@@ -71,6 +71,10 @@ def outcome(f: dict) -> str:
         held = "held" if f["last_good_held"] else "did NOT hold"
         saw = "the gateway logged a reload error" if f.get("gateway_saw_bad_file") else "NO reload error seen"
         return f"invalid file for {f['restored_at'] - f['written_at']:.0f} s ({saw}); the last good experiments {held}"
+    if f["kind"] == "publish_version":
+        ready = "ready on every replica" if f["ready_on_every_replica"] else "NOT ready on every replica"
+        return (f"{f['model']} version {f['version']} published and loaded in "
+                f"{f['loaded_at'] - f['published_at']:.1f} s; {ready}")
     if f["kind"] == "canary":
         promoted = "never" if f["promoted_after_s"] is None else f"after {f['promoted_after_s']:.1f} s"
         return (f"canary to {f['candidate']} promoted {promoted}; the next one rolled back to {f['rolled_back_to']}; "

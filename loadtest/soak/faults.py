@@ -4,9 +4,12 @@ wall-clock seconds, for the report to line requests up against."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import urllib3
@@ -14,6 +17,8 @@ import urllib3
 from loadtest.soak.client import PNG, Record, sample_png, send
 from loadtest.soak.schedule import Fault, Schedule
 from loadtest.soak.stack import ADMIN_KEY, EXPERIMENT, SoakStack
+from serving.manifest import read_manifest
+from serving.publication import Publication
 
 # (what, content type, body): each is refused by the gateway with a 400 before it reaches Triton.
 MALFORMED = (
@@ -148,9 +153,33 @@ def wait_state(stack: SoakStack, traffic: Traffic, state: str, deadline: float) 
     return None
 
 
+def publish_version(stack: SoakStack, fault: Fault, _: list[Record]) -> dict:
+    """A new version of one arm's model, published as a build publishes (staged beside the repository, swapped
+    in by one rename with the manifest), then loaded on every replica through the gateway's admin API, as an
+    operator would: Triton loads the new version and retires the old one once its requests are done."""
+    model = list(json.loads(stack.good_experiments)[EXPERIMENT]["arms"])[int(fault.params.get("arm", 0))]
+    version = next_version(stack.repo / model)
+    with Publication(stack.repo) as publication:
+        folder = publication.restage(model)
+        shutil.copytree(folder / str(version - 1), folder / str(version), copy_function=os.link)
+        publication.record(model, read_manifest(stack.repo).models[model].to_dict())
+    published = time.time()
+    r = httpx.post(f"{stack.url}/admin/models/{model}/load", headers={"X-API-Key": ADMIN_KEY}, timeout=180)
+    r.raise_for_status()
+    ready = [httpx.get(f"http://{t.server.cfg.http_url}/v2/models/{model}/versions/{version}/ready",
+                       timeout=5).status_code == 200 for t in stack.tritons]
+    return {"model": model, "version": version, "published_at": published, "loaded_at": time.time(),
+            "ready_on_every_replica": all(ready)}
+
+
+def next_version(model_dir: Path) -> int:
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(versions) + 1
+
+
 ACTIONS: dict[str, Callable[[SoakStack, Fault, list[Record]], dict]] = {
     "triton_kill": triton_kill, "gateway_kill": gateway_kill, "malformed_burst": malformed_burst,
-    "bad_experiments_file": bad_experiments_file, "canary": canary,
+    "bad_experiments_file": bad_experiments_file, "canary": canary, "publish_version": publish_version,
 }
 
 

@@ -36,7 +36,8 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
     binary("prometheus")  # a missing tool is a one-line error before anything starts
     arms = pick_arms(repo, models)
     out.mkdir(parents=True, exist_ok=True)
-    with SoakStack(repo, out / "stack", arms, replicas) as stack:
+    served = private_copy(repo, out / "stack" / "repo")
+    with SoakStack(served, out / "stack", arms, replicas) as stack:
         warm_up(stack)
         time.sleep(3 * stack.scrape_s)  # Prometheus's last sample before t0 holds every warm-up request
         usage_start = {role: process_usage(pid) for role, pid in stack.processes().items()}
@@ -57,6 +58,25 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
     write_records(out / "requests.csv", records)
     (out / "soak.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def private_copy(repo: Path, dest: Path) -> Path:
+    """The repository as the soak serves it: hard links, so it costs no space, and the publish fault's new
+    version lands in the copy, never in the user's repository (publication replaces files, never writes
+    through them)."""
+    import os
+    import shutil
+
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system
+            shutil.copy2(src, dst)
+
+    shutil.copytree(repo, dest, copy_function=link)
+    return dest
 
 
 def warm_up(stack: SoakStack) -> None:

@@ -21,10 +21,11 @@ FAULT_KINDS = {
     "bad_experiments_file": "the experiments file overwritten with invalid JSON, restored later: last good state holds",
     "canary": "a canary ramped and promoted on its schedule, then another rolled back through the admin API "
               "(not yet by its error rule)",
+    "publish_version": "a new version of an arm's model published under load (the publication's atomic swap), "
+                       "then loaded on every replica through the gateway",
 }
 NOT_YET = {
     "canary_error_rollback": "a canary rolled back by its error rule (needs a candidate model that fails)",
-    "publish_version": "a new version of a served model published under load (atomic swap, then Triton's reload)",
 }
 
 
@@ -100,8 +101,9 @@ SHORT = {"duration_s": 120, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults"
     (25, "malformed_burst", {"count": 60}),
     (40, "gateway_kill", {}),
     (55, "canary", {"interval_s": 3}),
-    (80, "bad_experiments_file", {"hold_s": 10}),
-    (100, "triton_kill", {"replica": 0}),  # the same replica: the other runs throughout, for the RSS goal
+    (78, "bad_experiments_file", {"hold_s": 8}),
+    (92, "publish_version", {"arm": 0}),
+    (105, "triton_kill", {"replica": 0}),  # the same replica: the other runs throughout, for the RSS goal
 )}
 
 # The hour: the same faults every ten minutes or so, in a different order each round, the rest steady load.
@@ -112,6 +114,7 @@ HOUR = {"duration_s": 3600, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults"
         (480, "gateway_kill", {}),
         (600, "canary", {"interval_s": 20}),
         (720, "bad_experiments_file", {"hold_s": 30}),
+        (840, "publish_version", {"arm": round_ % 2}),
     )]
 )}
 BUILT_IN = {"short": SHORT, "hour": HOUR}

@@ -44,6 +44,8 @@ def test_short_soak_runs_every_fault_and_loses_nothing_it_cannot_account_for(rep
     by_kind = {f["kind"]: f for f in results["faults"]}
     assert by_kind["malformed_burst"]["all_400"] and by_kind["bad_experiments_file"]["last_good_held"]
     assert by_kind["bad_experiments_file"]["gateway_saw_bad_file"]
+    assert by_kind["publish_version"]["version"] == 2 and by_kind["publish_version"]["ready_on_every_replica"]
+    assert not (repo / by_kind["publish_version"]["model"] / "2").exists()  # published into the soak's copy only
     assert by_kind["canary"]["promoted_after_s"] is not None and by_kind["canary"]["failed"] == 0
     baseline = results["run"]["arms"][0]
     assert by_kind["canary"]["rolled_back_to"] == {by_kind["canary"]["candidate"]: 1.0} != {baseline: 1.0}
