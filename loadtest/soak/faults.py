@@ -105,7 +105,7 @@ def canary(stack: SoakStack, fault: Fault, records: list[Record]) -> dict:
         started = time.time()
         admin.post(f"/admin/experiments/{ROLLOUT}/canary", json={"model": candidate, "steps": steps,
                                                                   "interval_s": interval_s}).raise_for_status()
-        promoted = wait_state(stack, traffic, "promoted", started + interval_s * (len(steps) + 2))
+        promoted = wait_state(stack, traffic, ROLLOUT, "promoted", started + interval_s * (len(steps) + 2))
         admin.post(f"/admin/experiments/{ROLLOUT}/canary", json={"model": baseline, "steps": steps,
                                                                   "interval_s": 60}).raise_for_status()
         traffic.run_for(interval_s)
@@ -118,6 +118,45 @@ def canary(stack: SoakStack, fault: Fault, records: list[Record]) -> dict:
 
 
 ROLLOUT = "rollout"
+BAD_ROLLOUT = "rollout-bad"
+
+
+def canary_error_rollback(stack: SoakStack, fault: Fault, records: list[Record]) -> dict:
+    """A candidate that fails, rolled back by the canary's error rule: a copy of the baseline published under a
+    name of its own, its canary started, then the candidate unloaded from every Triton behind the gateway's back,
+    so that every request routed to it gets a 503 (Triton: unknown model). After the first step its error rate
+    rolls it back; the clients' retries (the 503 carries Retry-After) are answered by the baseline by then."""
+    baseline = list(json.loads(stack.good_experiments)[EXPERIMENT]["arms"])[0]
+    candidate = publish_copy(stack, baseline, f"{baseline}_bad")
+    interval_s = float(fault.params.get("interval_s", 3))
+    admin = httpx.Client(base_url=stack.url, headers={"X-API-Key": ADMIN_KEY}, timeout=60)
+    traffic = Traffic(stack, BAD_ROLLOUT, records)
+    try:
+        admin.put(f"/admin/experiments/{BAD_ROLLOUT}", json={"arms": {baseline: 1}}).raise_for_status()
+        started = time.time()
+        admin.post(f"/admin/experiments/{BAD_ROLLOUT}/canary", json={
+            "model": candidate, "steps": [0.5, 1.0], "interval_s": interval_s, "max_error_rate": 0.1,
+        }).raise_for_status()
+        for t in stack.tritons:  # behind the gateway's back: it still routes to the candidate
+            httpx.post(f"http://{t.server.cfg.http_url}/v2/repository/models/{candidate}/unload", timeout=60)
+        rolled = wait_state(stack, traffic, BAD_ROLLOUT, "rolled_back", started + interval_s * 4 + 10)
+        traffic.run_for(interval_s)
+        canary = admin.get(f"/v1/experiments/{BAD_ROLLOUT}").json().get("canary") or {}
+    finally:
+        admin.close()
+    return {"candidate": candidate, "rolled_back_after_s": rolled - started if rolled else None,
+            "reason": canary.get("reason", ""), "requests": traffic.sent, "failed": traffic.failed}
+
+
+def publish_copy(stack: SoakStack, model: str, name: str) -> str:
+    """`model` published again as `name` (real copies: its config is rewritten with the new name)."""
+    with Publication(stack.repo) as publication:
+        folder = publication.stage(name)
+        shutil.copytree(stack.repo / model, folder, dirs_exist_ok=True)
+        config = folder / "config.pbtxt"
+        config.write_text(config.read_text().replace(f'name: "{model}"', f'name: "{name}"', 1))
+        publication.record(name, read_manifest(stack.repo).models[model].to_dict())
+    return name
 
 
 class Traffic:
@@ -140,12 +179,12 @@ class Traffic:
             self.one()
 
 
-def wait_state(stack: SoakStack, traffic: Traffic, state: str, deadline: float) -> float | None:
+def wait_state(stack: SoakStack, traffic: Traffic, experiment: str, state: str, deadline: float) -> float | None:
     """When the canary reached `state` (wall clock), sending the experiment's traffic meanwhile; None: never."""
     while time.time() < deadline:
         traffic.one()
         try:
-            canary = httpx.get(f"{stack.url}/v1/experiments/{ROLLOUT}", timeout=5).json().get("canary") or {}
+            canary = httpx.get(f"{stack.url}/v1/experiments/{experiment}", timeout=5).json().get("canary") or {}
         except (httpx.HTTPError, ValueError):
             continue
         if canary.get("state") == state:
@@ -180,6 +219,7 @@ def next_version(model_dir: Path) -> int:
 ACTIONS: dict[str, Callable[[SoakStack, Fault, list[Record]], dict]] = {
     "triton_kill": triton_kill, "gateway_kill": gateway_kill, "malformed_burst": malformed_burst,
     "bad_experiments_file": bad_experiments_file, "canary": canary, "publish_version": publish_version,
+    "canary_error_rollback": canary_error_rollback,
 }
 
 

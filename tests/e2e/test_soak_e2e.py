@@ -47,6 +47,8 @@ def test_short_soak_runs_every_fault_and_loses_nothing_it_cannot_account_for(rep
     assert by_kind["publish_version"]["version"] == 2 and by_kind["publish_version"]["ready_on_every_replica"]
     assert not (repo / by_kind["publish_version"]["model"] / "2").exists()  # published into the soak's copy only
     assert by_kind["canary"]["promoted_after_s"] is not None and by_kind["canary"]["failed"] == 0
+    bad = by_kind["canary_error_rollback"]
+    assert bad["rolled_back_after_s"] is not None and "error rate" in bad["reason"], bad
     baseline = results["run"]["arms"][0]
     assert by_kind["canary"]["rolled_back_to"] == {by_kind["canary"]["candidate"]: 1.0} != {baseline: 1.0}
     assert s["stickiness"]["keys_across_restarts"] > 0

@@ -28,7 +28,6 @@ def test_a_schedule_file_is_read_sorted_with_its_parameters(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"duration_s": 60, "rate": 5, "faults": [{"at_s": 1, "kind": "canary_error_rollback"}]}, "not implemented yet"),
     ({"duration_s": 60, "rate": 5, "faults": [{"at_s": 1, "kind": "meteor"}]}, "unknown fault"),
     ({"duration_s": 60, "rate": 5, "faults": [{"at_s": 60, "kind": "gateway_kill"}]}, "outside the run"),
     ({"duration_s": 60, "rate": 0}, "positive"),
