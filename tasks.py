@@ -283,6 +283,21 @@ def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="defau
 
 
 @task(help={
+    "repo": "model repository", "models": "the A/B experiment's two arms (default: the repository's first two)",
+    "schedule": "fault schedule: 'short' (2 min), 'hour', or a JSON file (docs/loadtests.md)",
+    "rate": "requests per second in all (default: the schedule's)", "replicas": "Triton replicas behind the gateway",
+    "out": "folder for the report, requests.csv and the processes' logs (default: reports/soak/<schedule>)",
+})
+@friendly
+def soak(c, repo=str(REPO), models="", schedule="hour", rate=0.0, replicas=2, out=None):
+    """A long run through the gateway with faults at known times; report with goals met or missed."""
+    from loadtest.soak.main import soak as run
+
+    folder = Path(out) if out else REPORTS / "soak" / Path(schedule).stem
+    run(Path(repo), _csv(models), schedule, rate, replicas, folder, " ".join(["invoke", *sys.argv[1:]]))
+
+
+@task(help={
     "repo": "model repository", "host": "gateway address (default loopback only)", "port": "gateway port",
     "triton_url": "use a running Triton instead of starting one: GRPC_HOST:PORT,HTTP_HOST:PORT",
     "state_file": "where the gateway keeps experiments across restarts",

@@ -60,6 +60,7 @@ TASK_ERRORS = {
     "bench-loadgen": (["bench-loadgen"], ["--data"]),
     "tune-config": (["tune-config", "nosuch", "--repo", "/nonexistent", "--data", str(MINI_ARCHIVE)], ["nosuch"]),
     "serve": (["serve", "--repo", "/nonexistent"], ["manifest.json not found"]),
+    "soak": (["soak", "--schedule", "/nonexistent.json"], ["no schedule", "short"]),
 }
 
 

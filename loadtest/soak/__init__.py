@@ -1,0 +1,1 @@
+"""`invoke soak`: a long run through the gateway with faults injected at known times, and its report."""

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtest.report.soak import write
+from loadtest.soak.analyze import goals, growth, summarize
+from loadtest.soak.client import Record
+from loadtest.soak.schedule import Schedule
+
+
+def results() -> dict:
+    schedule = Schedule(70, 2, 1, 1000, ())
+    faults = [{"at_s": 10, "kind": "gateway_kill", "started": 10.0, "ended": 11.0, "killed_at": 10.0,
+               "back_at": 11.0, "down_s": 1.0, "error": ""},
+              {"at_s": 20, "kind": "malformed_burst", "started": 20.0, "ended": 20.5, "sent": 3,
+               "codes": {"400": 3}, "all_400": True, "error": ""}]
+    records = [Record("good", t + 0.5, t + 0.51, 200, "", 0, "", f"u{int(t) % 3}", "a") for t in range(70)]
+    records.append(Record("good", 9.9, 11.5, 200, "", 2, "ProtocolError;NewConnectionError", "u0", "a"))
+    summary = summarize(records, faults, schedule, t0=0.0)
+    usage = growth({"gateway": {"pid": 1, "rss_kib": 1000, "fds": 9}}, {"gateway": {"pid": 2, "rss_kib": 1000,
+                                                                                      "fds": 9}})
+    counts = {"clients_answered": 71, "triton": 71.0, "gateway": 70.0, "diff": {"triton": 0, "gateway": -1},
+              "unscraped": {"triton": 0, "gateway": 1}, "exact": False, "accounted": True, "detail": "x"}
+    return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts, "usage": usage,
+            "healthy_at_end": True, "goals": goals(summary, counts, usage, faults, schedule, True),
+            "run": {"repo": "r", "arms": ["a", "b"], "replicas": 2, "cpu": "cpu", "python": "3.11", "t0": 0.0,
+                    "end": 70.0}}
+
+
+def test_the_report_states_goals_faults_fates_and_what_is_not_done(tmp_path: Path) -> None:
+    md = write(results(), tmp_path, "invoke soak --schedule short").read_text()
+    assert "| no request lost except those in flight at a kill, each accounted for | met |" in md
+    assert "| Locust (here: the soak's clients) and Prometheus agree exactly | MISSED |" in md
+    assert "| #1 gateway_kill | 1 | 0 | 1 | 0 | – |" in md  # in flight at the kill, answered after a retry
+    assert "gateway killed and restarted; ready again after 1.0 s" in md and "3 sent, answers {'400': 3}" in md
+    assert "## Not yet done" in md and "capacity plan" in md
+    assert "Command: `invoke soak --schedule short`" in md and "| 1 | 10 |" in md  # minute 1 of the run
+    html = (tmp_path / "soak.html").read_text()
+    assert "<img src=\"soak-traffic.png\"" in html and (tmp_path / "soak-latency.png").stat().st_size > 0
