@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 
-from build.data import Dataset
+from build.data import Dataset, load_dataset
 from build.models import ARCHITECTURES, build_classifier, save_weights
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
 from serving.stack import StackProcess
 from serving.triton import free_ports
-from tests.conftest import PRE, ROOT, build_one
+from tests.conftest import CIFAR, MINI_ARCHIVE, PRE, ROOT, build_one
 
 ADMIN_KEY = "e2e-admin-key"
 ADMIN = {"X-API-Key": ADMIN_KEY}
@@ -33,6 +33,15 @@ def publish(data: Dataset, repo: Path, arch: str, work: Path, teacher: Path | No
               BuildOptions(verify_images=100, eval_images=200, measure_speed=False, threads=1),
               log=lambda _: None, name=arch)
     return f"{arch}_fp32"
+
+
+def two_tiny_models(root: Path) -> Path:
+    """A repository of `tiny_fp32` and `tinyb_fp32`, small real models built on the mini archive: fast enough that a
+    run measures the stack and the load generator, not the model."""
+    data = load_dataset(str(MINI_ARCHIVE), CIFAR, root / "cache")
+    for arch in ("tiny", "tinyb"):
+        publish(data, root / "repo", arch, root)
+    return root / "repo"
 
 
 class Stack(StackProcess):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from build.data import load_dataset
 from loadtest.analysis.shapes import StepPlan
 from loadtest.metrics.prometheus import PrometheusServer
 from loadtest.metrics.promql import Window
@@ -21,7 +20,7 @@ from loadtest.runs.spec import CapacityGoal, LoadSpec
 from loadtest.runs.stack import Endpoints
 from serving.triton import TritonConfig, TritonServer, free_ports
 from tests.conftest import CIFAR, MINI_ARCHIVE
-from tests.e2e.stack import publish
+from tests.e2e.stack import two_tiny_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool("prometheus")]
 MODELS = ("tiny_fp32", "tinyb_fp32")
@@ -30,11 +29,7 @@ MODELS = ("tiny_fp32", "tinyb_fp32")
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small real models: fast enough that the load generator, not the model, is what a short run measures."""
-    root = tmp_path_factory.mktemp("loadtest")
-    data = load_dataset(str(MINI_ARCHIVE), CIFAR, root / "cache")
-    for arch in ("tiny", "tinyb"):
-        publish(data, root / "repo", arch, root)
-    return root / "repo"
+    return two_tiny_models(tmp_path_factory.mktemp("loadtest"))
 
 
 def spec(repo: Path, out: Path, **kw) -> LoadSpec:

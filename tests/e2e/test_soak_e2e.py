@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from build.data import load_dataset
 from loadtest.report.soak import write
 from loadtest.soak.run import run_soak
 from loadtest.soak.schedule import FAULT_KINDS, load_schedule
-from tests.conftest import CIFAR, MINI_ARCHIVE
-from tests.e2e.stack import publish
+from tests.e2e.stack import two_tiny_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool("prometheus")]
 
@@ -21,11 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.needs_tool("prometheus")]
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small real models, the A/B experiment's arms: the soak measures the stack, not a big model."""
-    root = tmp_path_factory.mktemp("soak")
-    data = load_dataset(str(MINI_ARCHIVE), CIFAR, root / "cache")
-    for arch in ("tiny", "tinyb"):
-        publish(data, root / "repo", arch, root)
-    return root / "repo"
+    return two_tiny_models(tmp_path_factory.mktemp("soak"))
 
 
 def test_short_soak_runs_every_fault_and_loses_nothing_it_cannot_account_for(repo: Path, tmp_path: Path) -> None:
