@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -68,6 +68,8 @@ class BuildOptions:
     # Technique configs (Int8Config, PruneConfig, ...) that the profile and `--set` give, at most one per type:
     # each is applied to the steps of its technique in every recipe when the build plans (see `Step.tuned`).
     configs: tuple[Any, ...] = ()
+    # The (config type, field) pairs the user set with `--set`: these win over a recipe's own choices.
+    user_set: frozenset[tuple[type, str]] = frozenset()
 
     def config(self, kind: type[C]) -> C:
         """The config of this type the build gives, else the technique's defaults (for `invoke distill`/`prune`)."""
@@ -261,18 +263,20 @@ class VariantState:
         return replace(self, **result.produced, recipe=(*self.recipe, step), metrics={**self.metrics, **result.metrics})
 
 
-def keep_own(own: D, given: D) -> D:
+def keep_own(own: D, given: D, user_set: Collection[str] = ()) -> D:
     """`given` (the build's config for a technique) with the fields a recipe set away from the technique's defaults
-    kept: a variant's own choice (its student family, its epochs) wins over a build-wide setting."""
+    kept: a variant's own choice (its student family, its epochs) wins over a profile's setting, but not over a field
+    the user set by name (`user_set`, from `--set`): a setting asked for is never silently dropped."""
     default = type(own)()
-    mine = {f.name: getattr(own, f.name) for f in fields(own) if getattr(own, f.name) != getattr(default, f.name)}
+    mine = {f.name: getattr(own, f.name) for f in fields(own)
+            if getattr(own, f.name) != getattr(default, f.name) and f.name not in user_set}
     return replace(given, **mine)
 
 
 class Step(ABC):
     name: str
 
-    def tuned(self, configs: Sequence[Any]) -> Step:
+    def tuned(self, options: BuildOptions) -> Step:
         """This step with the build's config for its technique applied; a step without a config is as it is."""
         return self
 
@@ -294,9 +298,13 @@ class TechniqueStep(Step):
 
     config: Any
 
-    def tuned(self, configs: Sequence[Any]) -> Step:
-        given = next((c for c in configs if type(c) is type(self.config)), None)
-        return self if given is None else replace(self, config=keep_own(self.config, given))  # type: ignore[type-var]
+    def tuned(self, options: BuildOptions) -> Step:
+        kind = type(self.config)
+        given = next((c for c in options.configs if type(c) is kind), None)
+        if given is None:
+            return self
+        user_set = [name for k, name in options.user_set if k is kind]
+        return replace(self, config=keep_own(self.config, given, user_set))  # type: ignore[type-var]
 
 
 class Pipeline:

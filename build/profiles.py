@@ -4,7 +4,7 @@ Each technique has one config dataclass, and its steps hold one (in the manner o
 travel with the transform). A profile is a set of BuildOptions whose `configs` are such objects;
 `--set prune.importance=taylor` replaces one field of one technique's config on top. When the build plans,
 each config is applied to the steps of its technique in every recipe (`Step.tuned`), where a variant's own
-choices (e.g. its student family) are kept.
+choices (e.g. its student family) are kept unless `--set` names that very field.
 """
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ def options_for(profile: str, overrides: list[str], **fields: Any) -> BuildOptio
     if profile not in PROFILES:
         raise ZooError(f"unknown profile '{profile}'; choose one of {sorted(PROFILES)}")
     base = PROFILES[profile]
-    configs = {type(c): c for c in base.configs}
+    configs, user_set = {type(c): c for c in base.configs}, set(base.user_set)
     for item in overrides:
         technique, name, value = _split(item)
         kind = TECHNIQUES[technique]
         configs[kind] = dataclasses.replace(configs.get(kind, kind()), **{name: _parse(kind, name, value)})
-    return dataclasses.replace(base, configs=tuple(configs.values()), **fields)
+        user_set.add((kind, name))
+    return dataclasses.replace(base, configs=tuple(configs.values()), user_set=frozenset(user_set), **fields)
 
 
 def _split(item: str) -> tuple[str, str, str]:

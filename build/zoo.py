@@ -222,7 +222,7 @@ def check_published(builds: list[ZooBuild]) -> None:
 def configured_steps(name: str, publish: bool, runtimes: list[Runtime], options: BuildOptions) -> list[Step]:
     """The variant's recipe with the build's technique configs applied, then one publish step per runtime."""
     variant = VARIANTS[name]
-    steps = [step.tuned(options.configs) for step in variant.steps]
+    steps = [step.tuned(options) for step in variant.steps]
     return steps + ([PublishRuntime(r, variant) for r in runtimes] if publish else [])
 
 

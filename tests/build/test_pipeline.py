@@ -92,3 +92,8 @@ def test_a_variant_keeps_its_own_choices_over_the_build_config() -> None:
     assert keep_own(own, DistillConfig(epochs=3.0, alpha=0.9)) == DistillConfig(student="mobilenetv2", epochs=12.0,
                                                                                  alpha=0.9)
     assert keep_own(DistillConfig(), DistillConfig(alpha=0.9)) == DistillConfig(alpha=0.9)
+
+
+def test_a_field_the_user_sets_wins_over_the_recipe() -> None:
+    own = DistillConfig(student="mobilenetv2", epochs=12.0)
+    assert keep_own(own, DistillConfig(epochs=100.0), ["epochs"]) == DistillConfig(student="mobilenetv2", epochs=100.0)

@@ -24,15 +24,16 @@ def test_overrides_replace_single_fields_on_top_of_the_profile() -> None:
     assert options_for("default", ["prune.ratio=none"]).config(PruneConfig).ratio is None
 
 
-def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_choices() -> None:
+def test_configs_reach_the_steps_of_their_technique_and_a_variant_keeps_its_own_unset_choices() -> None:
     options = options_for("quick", ["distill.epochs=3", "distill.alpha=0.9"])
     int8 = [s.config for s in configured_steps("int8", True, [], options) if isinstance(s, QuantizeStatic)]
     assert int8 == [Int8Config(calibration_images=128, check_images=500)], "the profile's config"
     widenet, mobilenet = ([s.config for s in configured_steps(v, True, [], options) if isinstance(s, Distill)][0]
                          for v in ("distilled", "distilled_mobilenetv2"))
     assert (widenet.student, widenet.epochs, widenet.alpha) == ("widenet", 3.0, 0.9)
-    assert (mobilenet.student, mobilenet.epochs, mobilenet.alpha) == ("mobilenetv2", 12.0, 0.9), \
-        "the variant's student and epochs win over --set; the rest follows it"
+    assert (mobilenet.student, mobilenet.epochs, mobilenet.alpha) == ("mobilenetv2", 3.0, 0.9), \
+        "the variant's student stays; the fields --set names win over its own epochs"
+    assert step_config("distilled_mobilenetv2", DistillConfig, options_for("quick", [])).epochs == 12.0
 
 
 def test_the_long_profile_recomputes_every_training_run_with_the_shipped_recipes() -> None:
@@ -67,3 +68,10 @@ def test_bad_settings_name_the_problem(item: str, message: str) -> None:
 def test_unknown_profile() -> None:
     with pytest.raises(ZooError, match="unknown profile 'huge'"):
         options_for("huge", [])
+
+
+def test_a_set_field_reaches_a_recipe_that_sets_it_too() -> None:
+    assert step_config("pruned", PruneConfig, options_for("default", [])).final_steps == 4220  # the recipe's own
+    given = options_for("default", ["prune.final_steps=7020"])
+    assert step_config("pruned", PruneConfig, given).final_steps == 7020
+    assert step_config("pruned", PruneConfig, given).finetune_steps == 350  # the recipe's other choices stay

@@ -103,7 +103,7 @@ def test_bad_settings_are_refused_before_the_build(name: str, value: str, messag
     ctx = BuildContext(unused(Dataset), unused(Teacher), options, [], unused(Publication), tmp_path, {},
                        TensorIO(CIFAR, 10))
     with pytest.raises(ZooError, match=message):
-        QuantAwareFinetune().tuned(options.configs).check(ctx)
+        QuantAwareFinetune().tuned(options).check(ctx)
 
 
 def test_unsigned_weights_cannot_be_simulated() -> None:
