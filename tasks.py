@@ -83,15 +83,20 @@ def _family_models(manifest: dict, names: list[str], family: str | None) -> list
 
 
 def _variants(value: str) -> tuple[list[str], dict[str, str]]:
-    """The variants to build, and the optional ones the default set leaves out (the report lists them, and why)."""
+    """The variants to build, and the optional ones the default set leaves out (the report lists them, and why).
+    'default' and 'all' may be combined with names: `default,fp16` is the default set plus fp16."""
     from build.hardware import detect
     from build.variants import VARIANTS, default_variants, optional_variants
 
-    if value == "default":
-        hw = detect()
-        return default_variants(hw), {n: f"left out of the default set on this machine ({why}); `--variants {n}` "
-                                         f"or `--variants all` builds it" for n, why in optional_variants(hw).items()}
-    return (list(VARIANTS) if value == "all" else _csv(value)), {}
+    names = _csv(value)
+    if "all" in names:
+        return list(VARIANTS), {}
+    if "default" not in names:
+        return names, {}
+    hw = detect()
+    chosen = default_variants(hw) + [n for n in names if n != "default" and n not in default_variants(hw)]
+    return chosen, {n: f"left out of the default set on this machine ({why}); `--variants default,{n}` "
+                       f"or `--variants all` builds it" for n, why in optional_variants(hw).items() if n not in chosen}
 
 
 @task(help={"run_dir": "the training run folder", "out": "where to write the compact checkpoint"})
@@ -224,7 +229,7 @@ BUILD_HELP = {
     "data": DATA_HELP, "card": CARD_HELP, "teacher": "weights file replacing the card's (one card only)",
     "repo": "model repository to publish into",
     "variants": "comma-separated variants; 'default' (all but those this machine serves no better: sparse, and fp16 "
-                "without a GPU), or 'all'", "runtimes": RUNTIMES_HELP,
+                "without a GPU; 'default,fp16' adds one), or 'all'", "runtimes": RUNTIMES_HELP,
     "profile": "default (loads the shipped training runs: minutes on 2 CPU cores), quick (CI: a subset, a few "
                "steps) or long (every training run recomputed from the teacher: a GPU, or hours on a CPU)",
     "train": "train in the build the runs that weights/ does not ship for these settings (slow on a CPU); without "

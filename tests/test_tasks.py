@@ -176,3 +176,5 @@ def test_the_default_set_reports_what_it_leaves_out_and_all_builds_everything() 
     assert all("--variants all" in why for why in left_out.values()), "each says how to build it"
     assert _variants("all") == (list(VARIANTS), {})
     assert _variants("fp32,int8") == (["fp32", "int8"], {})
+    plus, rest = _variants("default,sparse")
+    assert plus == [*chosen, "sparse"] and set(rest) == set(left_out) - {"sparse"}, "the default set plus one"
