@@ -74,3 +74,34 @@ def test_two_cards_may_not_share_a_name(tmp_path: Path) -> None:
     cards = [load_card(write(tmp_path, GOOD, "a.toml")), load_card(write(tmp_path, GOOD, "b.toml"))]
     with pytest.raises(ZooError, match=r"b.toml: name: 'mynet' is also the name of card .*a.toml"):
         check_unique(cards)
+
+
+def example_card(tmp_path: Path) -> Path:
+    """The documented torchvision example card, beside a weights file of its own name (the user's state dict)."""
+    card = tmp_path / "torchvision_resnet18.toml"
+    card.write_text((ROOT / "models" / "examples" / "torchvision_resnet18.toml").read_text())
+    (tmp_path / "tvresnet18.pt").write_bytes(b"")
+    return card
+
+
+def test_the_torchvision_example_card_is_a_valid_224_pixel_card(tmp_path: Path) -> None:
+    card = load_card(example_card(tmp_path), default_data="cifar10")
+    assert (card.name, card.input, card.args) == ("tvresnet18", (3, 224, 224), {"num_classes": 10})
+    assert card.source == "torch:torchvision.models:resnet18" and card.weights == tmp_path / "tvresnet18.pt"
+
+
+def test_the_torchvision_example_loads_its_state_dict(tmp_path: Path) -> None:
+    pytest.importorskip("torchvision", reason="the optional extra: pip install -e '.[torchvision]'",
+                        exc_type=ImportError)
+    import torch
+    import torchvision
+
+    from build.sources import network
+
+    path = example_card(tmp_path)
+    torch.manual_seed(0)
+    trained = torchvision.models.resnet18(num_classes=10).eval()
+    torch.save(trained.state_dict(), tmp_path / "tvresnet18.pt")
+    loaded = network(load_card(path, default_data="cifar10")).eval()
+    x = torch.rand(2, 3, 224, 224)
+    assert torch.equal(loaded(x), trained(x)), "the card's network is the saved one"
