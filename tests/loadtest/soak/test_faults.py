@@ -33,7 +33,8 @@ def test_stopped_faults_start_no_more_and_say_which_were_cut_short_or_not_run(mo
 
     monkeypatch.setitem(module.ACTIONS, "gateway_kill", slow)
     schedule = Schedule(3600, 1, 1, 1000, (Fault(0, "gateway_kill"), Fault(3000, "malformed_burst")))
-    runner = FaultRunner(None, schedule)  # type: ignore[arg-type]  (the fake fault needs no stack)
+    # The fake fault needs no stack.
+    runner = FaultRunner(None, schedule)  # type: ignore[arg-type]
     t0 = time.time()
     runner.start(lambda: t0)  # the first fault is due at once, the second in 50 minutes
     assert entered.wait(60)
