@@ -19,7 +19,11 @@ def soak(repo: Path, models: list[str], schedule_name: str, rate: float, replica
         raise SystemExit(f"error: {exc}") from None
     arms = list(pick_arms(repo, models))
     chosen = chosen_rate(rate, schedule.rate, arms, capacity)  # before anything starts: a missing plan is one line
-    results = run_soak(repo, arms, schedule.with_rate(chosen.rate), out, replicas, chosen.source)
+    try:
+        results = run_soak(repo, arms, schedule.with_rate(chosen.rate), out, replicas, chosen.source)
+    except KeyboardInterrupt:  # before the load began, or a second Ctrl-C while collecting: no report
+        raise SystemExit("soak interrupted with no report (before the load began, or again while its results were "
+                         "collected); every process it started is stopped") from None
     report = write(results, out, command)
     print(report.read_text())
     if "interrupted" in results:
