@@ -35,9 +35,13 @@ def test_sigterm_during_a_soak_is_handled_as_ctrl_c_and_the_handler_is_put_back(
     from loadtest.soak.run import sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt, match="signal 15"), sigterm_as_interrupt():
-        os.kill(os.getpid(), signal.SIGTERM)
-        signal.pause()  # not reached: the handler raises as soon as the signal arrives
+    with sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        # Called, not delivered: a real SIGTERM in the test process crashed it once torch's libraries were loaded by
+        # other tests; the e2e test (tests/e2e/test_soak_e2e.py) sends a real one to a real soak.
+        assert callable(handler) and handler is not before
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            handler(signal.SIGTERM, None)
     assert signal.getsignal(signal.SIGTERM) is before
 
 
