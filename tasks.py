@@ -290,16 +290,20 @@ def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="defau
 @task(help={
     "repo": "model repository", "models": "the A/B experiment's two arms (default: the repository's first two)",
     "schedule": "fault schedule: 'short' (2 min), 'hour', or a JSON file (docs/loadtests.md)",
-    "rate": "requests per second in all (default: the schedule's)", "replicas": "Triton replicas behind the gateway",
+    "rate": "requests per second in all (default: the schedule file's, else 70% of the capacity plan's for the "
+            "models, from --capacity)", "replicas": "Triton replicas behind the gateway",
     "out": "folder for the report, requests.csv and the processes' logs (default: reports/soak/<schedule>)",
+    "capacity": "where the capacity plans are, one folder per model (invoke loadtest --shape step --each --out ...)",
 })
 @friendly
-def soak(c, repo=str(REPO), models="", schedule="hour", rate=0.0, replicas=2, out=None):
-    """A long run through the gateway with faults at known times; report with goals met or missed."""
+def soak(c, repo=str(REPO), models="", schedule="hour", rate=0.0, replicas=2, out=None,
+         capacity=str(REPORTS / "capacity")):
+    """A long run through the gateway with faults at known times, loaded by Locust; report with goals met or missed."""
     from loadtest.soak.main import soak as run
 
     folder = Path(out) if out else REPORTS / "soak" / Path(schedule).stem
-    run(Path(repo), _csv(models), schedule, rate, replicas, folder, " ".join(["invoke", *sys.argv[1:]]))
+    run(Path(repo), _csv(models), schedule, rate, replicas, folder, " ".join(["invoke", *sys.argv[1:]]),
+        Path(capacity))
 
 
 @task(help={

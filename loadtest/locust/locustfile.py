@@ -1,4 +1,5 @@
-"""Locust users for the zoo: Triton over HTTP (binary tensors) and gRPC, the gateway, and an A/B experiment.
+"""Locust users for the zoo: Triton over HTTP (binary tensors) and gRPC, the gateway, an A/B experiment, and the
+soak's A/B experiment with a retrying client library.
 
 Run by `invoke loadtest`, or by hand: write the run's plan (`python -m loadtest.runs.plan` describes its fields), e.g.
   python -m loadtest.runs.plan plan.json repo=model_repository models=resnet18_int8 \
@@ -10,6 +11,7 @@ Our one option is --tz-plan (or $TRITONZOO_LOCUST_PLAN): every setting is a fiel
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -24,16 +26,18 @@ grpc_gevent.init_gevent()  # gRPC's own threads would block gevent's loop; must 
 
 import gevent  # noqa: E402  (after the gRPC set-up above, as gRPC requires)
 import locust.runners  # noqa: E402
-from locust import FastHttpUser, User, events, task  # noqa: E402
+from locust import FastHttpUser, HttpUser, User, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import Runner, WorkerRunner  # noqa: E402
 from locust.user.task import LOCUST_STATE_STOPPING  # noqa: E402
+from requests.adapters import HTTPAdapter  # noqa: E402
 from tritonclient.grpc import service_pb2_grpc  # noqa: E402
 
 from loadtest.locust.exporter import LoadMetrics, serve_exporter  # noqa: E402
 from loadtest.locust.workload import Workload, load_workload  # noqa: E402
 from loadtest.protocol.rawhttp import HttpStatusError, RawConnection  # noqa: E402
 from loadtest.runs.plan import PLAN_ENV, LoadPlan, plan_of  # noqa: E402
+from loadtest.soak.client import RecordWriter, client_retry, record_of  # noqa: E402
 
 locust.runners.WORKER_REPORT_INTERVAL = 1.0  # the step shape decides on the master's totals: keep them fresh
 
@@ -48,11 +52,12 @@ def _options(parser) -> None:
 WORKLOAD: Workload | None = None
 PLAN = LoadPlan()  # this process's, read at init
 METRICS = LoadMetrics()
+RECORDS: RecordWriter | None = None  # the plan's records_file, in processes with users
 
 
 @events.init.add_listener
 def _init(environment: Environment, **_: object) -> None:
-    global WORKLOAD, PLAN
+    global WORKLOAD, PLAN, RECORDS
     opts = environment.parsed_options
     if opts is None:
         return
@@ -61,6 +66,9 @@ def _init(environment: Environment, **_: object) -> None:
     if not _is_master(environment):  # the master of --processes runs no users and sees no requests
         WORKLOAD = load_workload(PLAN, opts.host)
         serve_exporter(METRICS.registry, list(PLAN.exporter_ports))
+        if PLAN.records_file:
+            RECORDS = RecordWriter(PLAN.records_file)
+            environment.events.request.add_listener(_record)
     runner = environment.runner
     if runner is not None and not isinstance(runner, WorkerRunner):
         gevent.spawn(_enforce_bounds, runner, PLAN.max_requests, PLAN.max_seconds)
@@ -112,6 +120,19 @@ def _linger(environment: Environment, **_: object) -> None:
     """Keep the exporter up for a last scrape, so Prometheus holds the final totals."""
     if environment.parsed_options is not None and not _is_master(environment):
         time.sleep(PLAN.linger_s)
+    if RECORDS is not None:
+        RECORDS.close()
+
+
+def _record(response_time: float, response: object = None, exception: BaseException | None = None,
+            context: dict | None = None, start_time: float | None = None, **_: object) -> None:
+    """Each soak request as a record of its own (an `events.request` listener): the soak's report follows each
+    request's fate, which Locust's aggregated statistics do not keep. Other users' requests carry no soak key."""
+    key = (context or {}).get(SOAK_KEY)
+    if RECORDS is None or key is None:
+        return
+    start = start_time if start_time is not None else time.time() - response_time / 1000
+    RECORDS.write(record_of("good", start, response_time, response, exception, key))
 
 
 def _stagger(user: User) -> None:
@@ -259,3 +280,33 @@ class GatewayExperimentUser(_GatewayHttpUser):
             arm = response.headers.get("X-Experiment-Arm") if response.headers else None
             if arm:
                 response.request_meta["name"] = f"{PLAN.experiment}:{arm}"
+
+
+SOAK_KEY = "soak_key"  # the request context's field that carries a soak request's assignment key
+SOAK_KEYS = 64         # assignment keys in turn: each is answered many times, on both sides of every gateway restart
+_soak_sent = itertools.count()  # this process's soak requests, for the keys' turns
+
+
+class SoakUser(HttpUser):
+    """`invoke soak`'s client: the A/B experiment through the gateway, called as a Python service calls an HTTP API,
+    with `requests`. Locust's HttpSession is a requests.Session; mounting an HTTPAdapter with urllib3's Retry
+    (loadtest/soak/client.py's `client_retry`) makes it retry refused connections, resets and 502/503/504 inside one
+    Locust request, whose response time then includes the retries. Paced open loop like the other users; each
+    request takes the next sticky assignment key, so every key is answered before and after a gateway restart.
+    Every request is also written as a record (the plan's records_file): see `_record`."""
+
+    wait_time = _pacing
+
+    def on_start(self) -> None:
+        _stagger(self)
+        self.requests = _workload().experiment_cycle()
+        # One connection per user, as each Locust user is one client; the adapter replaces Locust's for http://.
+        self.client.mount("http://", HTTPAdapter(max_retries=client_retry(), pool_connections=1, pool_maxsize=1))
+
+    @task
+    def predict(self) -> None:
+        payload = next(self.requests)
+        key = f"user-{next(_soak_sent) % SOAK_KEYS}"
+        self.client.post(f"/v1/experiments/{PLAN.experiment}/predict", data=payload.body,
+                         headers={**payload.headers, "X-Assignment-Key": key}, name=PLAN.experiment,
+                         timeout=(2.0, PLAN.timeout_s), context={SOAK_KEY: key})

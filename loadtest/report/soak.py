@@ -29,7 +29,8 @@ def write(results: dict, out: Path, command: str = "") -> Path:
 
 
 def page(results: dict, command: str, charts: list[str]) -> list[Section]:
-    return [goals_section(results), run_section(results, command), requests_section(results),
+    cut = [interrupted_section(results)] if "interrupted" in results else []
+    return [*cut, goals_section(results), run_section(results, command), requests_section(results),
             in_flight_section(results), recovery_section(results), minutes_section(results),
             counts_section(results), usage_section(results), sticky_section(results),
             Section("Charts", [Image(c) for c in charts]), not_yet_section()]
@@ -37,6 +38,18 @@ def page(results: dict, command: str, charts: list[str]) -> list[Section]:
 
 def stamp(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
+
+
+def interrupted_section(results: dict) -> Section:
+    """First on the page: a report of a soak cut short must say so before any figure."""
+    cut = results["interrupted"]
+    rows = [["at (s)", "fault", "state"]] + [[f"{f['at_s']:g}", f["kind"], "cut short" if f["cut_short"] else "not run"]
+                                             for f in cut["not_run"]]
+    text = Text(f"Interrupted (Ctrl-C or SIGTERM) at {stamp(cut['at'])} UTC, {cut['reached_s']:.0f} s into the "
+                f"{results['schedule']['duration_s']:g} s schedule. Every figure below covers the time reached; "
+                "every process the soak started was stopped.")
+    blocks: list[Block] = [text, Table(rows) if cut["not_run"] else Text("Every fault had run.")]
+    return Section("PARTIAL: interrupted", blocks)
 
 
 def goals_section(results: dict) -> Section:
@@ -48,15 +61,18 @@ def goals_section(results: dict) -> Section:
 
 def run_section(results: dict, command: str) -> Section:
     run, s = results["run"], results["schedule"]
-    text = (f"{s['duration_s']:g} s at {s['rate']:g} requests/s from {s['users']} clients, through the gateway to "
+    text = (f"{s['duration_s']:g} s at {s['rate']:g} requests/s ({run.get('rate_source') or 'given'}) from "
+            f"{s['users']} Locust users (SoakUser, each paced open loop at its share), through the gateway to "
             f"{run['replicas']} Triton replicas; A/B experiment over {', '.join(run['arms'])}; p99 SLO "
             f"{s['slo_p99_ms']:g} ms. CPU: {run['cpu']}. Started {stamp(run['t0'])} UTC.")
+    policy = (results.get("locust") or {}).get("retry_policy")
     rows = [["#", "at (s)", "fault", "began", "outcome"]]
     for i, f in enumerate(results["faults"]):
         rows.append([str(i + 1), f"{f['at_s']:g}", f["kind"], f"{f['started'] - run['t0']:.1f} s",
                      f"ERROR {f['error']}" if f["error"] else outcome(f)])
     blocks: list[Block] = [Text(f"Command: `{command}`")] if command else []
-    return Section("Run", blocks + [Text(text), Table(rows)])
+    blocks += [Text(text), *([Text(f"Client library and retries: {policy}")] if policy else []), Table(rows)]
+    return Section("Run", blocks)
 
 
 def outcome(f: dict) -> str:
@@ -88,7 +104,7 @@ def outcome(f: dict) -> str:
 def requests_section(results: dict) -> Section:
     s = results["summary"]
     lat = s["latency_ms"]
-    text = (f"Sent {s['sent']}, answered {s['answered']} ({s['answered_after_retry']} of them after client "
+    text = (f"Locust sent {s['sent']}, answered {s['answered']} ({s['answered_after_retry']} of them after client "
             f"retries), failed {s['failed']}. Latency of answered requests, retries included: p50 "
             f"{num(lat['p50'])} ms, p95 {num(lat['p95'])} ms, p99 {num(lat['p99'])} ms, max {num(lat['max'])} ms. "
             f"Malformed requests (not counted above): {s['malformed']['sent']}, answers {s['malformed']['codes']}. "
@@ -127,12 +143,21 @@ def minutes_section(results: dict) -> Section:
 
 def counts_section(results: dict) -> Section:
     c = results["counts"]
-    rows = [["counter", "count", "minus the clients' answered"], ["clients (answered)", str(c["clients_answered"]), ""]]
-    rows += [[name, f"{c[name]:.0f}", f"{c['diff'][name]:+d}"] for name in ("triton", "gateway")]
-    text = Text("Prometheus counted exactly from raw samples (resets of restarted processes included). The soak's "
-                "clients stand in for Locust here: see loadtest/soak/client.py for why. What a killed process "
-                "answered after its last scrape is lost to Prometheus with it.")
-    return Section("Clients against Prometheus", [text, Table(rows)], "" if c["exact"] else " — not exact")
+    stats = c.get("locust_stats") or {}
+    requests, failures = stats.get("requests"), stats.get("failures")
+    locust = DASH if requests is None or failures is None else str(requests - failures)
+    rows = [["counter", "answered (200)", "minus Locust's and the canaries' answered"],
+            ["Locust (its own statistics)", locust, ""],
+            ["Locust (its request hook's records)", str(c.get("locust_answered", DASH)), ""],
+            ["the canary faults' own traffic", str(c.get("canary_answered", DASH)), ""],
+            ["Locust and the canaries", str(c["answered"]), ""]]
+    rows += [[f"{name} (Prometheus)", f"{c[name]:.0f}", f"{c['diff'][name]:+d}"] for name in ("triton", "gateway")]
+    text = Text("Prometheus counted exactly from raw samples (resets of restarted processes included); Triton's "
+                "nv_inference_request_success summed over both replicas and the models, the gateway's "
+                "tritonzoo_gateway_requests_total with code 200. The canary faults send traffic of their own through "
+                "the same gateway and Tritons, so it is added to Locust's. What a killed process answered after its "
+                "last scrape is lost to Prometheus with it.")
+    return Section("Locust against Prometheus", [text, Table(rows)], "" if c["exact"] else " — not exact")
 
 
 def usage_section(results: dict) -> Section:
@@ -158,8 +183,8 @@ def sticky_section(results: dict) -> Section:
 
 
 def not_yet_section() -> Section:
-    return Section("Not yet done", [Text("The rate is the schedule's or `--rate`'s, not yet derived from the "
-                                         "capacity plan measured for the model (the issue's 70% of capacity).")])
+    return Section("Not yet done", [Text("One Locust process drives the load (no --processes): enough for the rates "
+                                         "measured here, not for a model whose 70% exceeds what one process sends.")])
 
 
 def fault_lines(ax, results: dict) -> None:

@@ -1,7 +1,7 @@
 """Locust's command line, built in one place: the locustfile, each shape's file, the user class that loads each
 endpoint, and the arguments that start Locust on a plan (loadtest.runs.plan's LoadPlan, read back through --tz-plan).
-`invoke loadtest` (runs/drive.py), the headroom benchmark (bench/headroom.py) and the Locust pods (deploy/locust.py)
-all start Locust through `locust_command`."""
+`invoke loadtest` (runs/drive.py), the headroom benchmark (bench/headroom.py), the Locust pods (deploy/locust.py) and
+`invoke soak` (soak/load.py) all start Locust through `locust_command`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from loadtest.runs.plan import SHAPES
 
 LOCUSTFILE = "loadtest/locust/locustfile.py"
 SHAPE_FILES = {shape: f"loadtest/locust/{shape}_shape.py" for shape in SHAPES}  # relative to the project's root
-# Which user class loads which endpoint: Triton itself (HTTP or gRPC), the gateway's /v1 predict, or an A/B
-# experiment through the gateway.
+# Which user class loads which endpoint: Triton itself (HTTP or gRPC), the gateway's /v1 predict, an A/B
+# experiment through the gateway, or the soak's A/B experiment through the gateway with a retrying client.
 USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "GatewayUser",
-         "experiment": "GatewayExperimentUser"}
-GATEWAY_USERS = ("gateway", "experiment")  # the users whose host is the gateway; the others load Triton
+         "experiment": "GatewayExperimentUser", "soak": "SoakUser"}
+GATEWAY_USERS = ("gateway", "experiment", "soak")  # the users whose host is the gateway; the others load Triton
 LOCUST = (sys.executable, "-m", "locust")  # this interpreter's Locust
 
 

@@ -46,6 +46,7 @@ class LoadPlan:
     max_seconds: float = 0.0            # stop after this many seconds (0: no bound)
     linger_s: float = 2.5               # keep exporting this long after the end (a final scrape)
     steps_out: str = ""                 # step shape: write each step's figures here (JSON)
+    records_file: str = ""              # write every request's record here (JSON lines, `.<pid>` per process)
     shape: str = "constant"             # the plan that paces the users: constant | step
     constant: ConstantPlan = field(default_factory=lambda: ConstantPlan(4, 30.0))
     step: StepPlan = field(default_factory=StepPlan)

@@ -8,11 +8,12 @@ from collections import Counter, defaultdict
 
 from loadtest.soak.client import Record
 from loadtest.soak.schedule import Schedule
+from loadtest.soak.stack import SOAK_ROLE
 
 KILLS = ("triton_kill", "gateway_kill")
-# The measuring side: Prometheus's RSS grows with the samples it keeps, the clients' with the records they keep.
-# Shown in the report, but the growth goals are about the serving processes.
-INSTRUMENTS = ("prometheus", "soak (clients)")
+# The measuring side: Prometheus's RSS grows with the samples it keeps, the soak's own process with the records of
+# the faults' traffic. Shown in the report, but the growth goals are about the serving processes.
+INSTRUMENTS = ("prometheus", SOAK_ROLE)
 STABLE_S = 5  # recovered: this many consecutive seconds with p99 within the SLO and nothing failed
 
 
@@ -148,6 +149,10 @@ def goals(summary: dict, counts: dict, usage: list[dict], faults: list[dict], sc
     fds = [u for u in compared if u["fd_growth"] is not None and u["fd_growth"] > 0]
     sticky = summary["stickiness"]
     failed_faults = [f"#{i + 1} {f['kind']}: {f['error']}" for i, f in enumerate(faults) if f.get("error")]
+    failed_faults += [f"#{i + 1} {f.kind}: not run (the soak ended first)"
+                      for i, f in enumerate(schedule.faults) if i >= len(faults)]
+    stats = counts.get("locust_stats") or {}
+    recorded = counts.get("locust_records", 0)
     return [
         goal("every fault ran", not failed_faults, "; ".join(failed_faults) or f"{len(faults)} faults ran"),
         goal("no request lost except those in flight at a kill, each accounted for", other == 0,
@@ -155,7 +160,10 @@ def goals(summary: dict, counts: dict, usage: list[dict], faults: list[dict], sc
              "traffic included)"),
         goal(f"p99 back within {schedule.slo_p99_ms:g} ms within {schedule.recovery_goal_s:g} s of each fault",
              not slow, "; ".join(f"{r['fault']}: {fmt_s(r['recovered_s'])}" for r in slow) or "every fault"),
-        goal("Locust (here: the soak's clients) and Prometheus agree exactly", counts.get("exact", False),
+        goal("Locust's statistics and its per-request records agree", counts.get("records_match_stats", False),
+             f"Locust counted {stats.get('requests')} requests, {stats.get('failures')} failed; its request hook "
+             f"recorded {recorded}, {recorded - counts.get('locust_answered', 0)} failed"),
+        goal("Locust and Prometheus agree exactly", counts.get("exact", False),
              counts.get("detail", ""), "a SIGKILLed process takes what it counted after its last scrape with it; "
              "exact agreement under kills would need the counts pushed per request (or scraped at the kill), so "
              "the next goal accounts for each difference instead"),

@@ -1,9 +1,12 @@
-"""The clients' count of answered requests against Prometheus's: Triton's and the gateway's counters.
+"""Locust's count of answered requests against Prometheus's: Triton's and the gateway's counters.
+
+The requests counted on the client side are Locust's (each one's record, which must agree with Locust's own
+statistics) plus the canary faults' own traffic, which goes through the same gateway and Tritons.
 
 Counted exactly, not with increase() (which extrapolates to the window's edges): each series' raw samples from
 the last one before the soak began to the last one after it ended, adding every rise and, after a counter reset
 (a restarted process), the new process's whole count. What a killed process counted after its last scrape is
-lost to Prometheus with it; the clients' records say how many requests were answered in that gap, so each
+lost to Prometheus with it; the records say how many requests were answered in that gap, so each
 difference is accounted for, not just bounded.
 """
 
@@ -37,8 +40,8 @@ def fetch(prom: PromClient, expr: str, t0: float, end: float) -> list[tuple[dict
 
 
 def unscraped(series: list[tuple[dict, Samples]], kills: list[dict], answered: list[Record]) -> int:
-    """Requests the clients saw answered between a killed process's last scrape and its kill: its count of them
-    died with it. For Triton an upper bound (the clients do not know which replica answered)."""
+    """Requests the client side saw answered between a killed process's last scrape and its kill: its count of them
+    died with it. For Triton an upper bound (a client does not know which replica answered)."""
     total = 0
     for kill in kills:
         instance = kill.get("instance")  # a Triton kill names its replica's; the gateway is the only one of its job
@@ -57,7 +60,7 @@ def compare(prom: PromClient, answered: list[Record], t0: float, end: float, fau
     than the requests in flight at a gateway kill."""
     in_flight_gateway = sum(1 for f in faults if f["kind"] == "gateway_kill" and "killed_at" in f
                             for r in answered if r.start <= f["killed_at"] < r.end)
-    out: dict = {"clients_answered": len(answered), "diff": {}, "unscraped": {}}
+    out: dict = {"answered": len(answered), "diff": {}, "unscraped": {}}
     for name, (expr, kind) in SERIES.items():
         series = fetch(prom, expr, t0, end)
         out[name] = sum(counted(samples, t0) for _, samples in series)
@@ -67,6 +70,6 @@ def compare(prom: PromClient, answered: list[Record], t0: float, end: float, fau
     out["exact"] = all(d == 0 for d in out["diff"].values())
     out["accounted"] = all(-out["unscraped"][n] <= out["diff"][n] <= in_flight_gateway
                            for n in SERIES)
-    out["detail"] = ", ".join(f"{n} {int(out[n])} vs clients {len(answered)} ({out['diff'][n]:+d}; answered after "
-                              f"a killed process's last scrape: {out['unscraped'][n]})" for n in SERIES)
+    out["detail"] = ", ".join(f"{n} {int(out[n])} vs Locust and the canaries {len(answered)} ({out['diff'][n]:+d}; "
+                              f"answered after a killed process's last scrape: {out['unscraped'][n]})" for n in SERIES)
     return out

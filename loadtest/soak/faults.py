@@ -224,26 +224,46 @@ ACTIONS: dict[str, Callable[[SoakStack, Fault, list[Record]], dict]] = {
 
 
 class FaultRunner:
-    """One thread: each fault at t0 + at_s, one after another (a fault still running delays the next)."""
+    """One thread: it waits for the load's time zero, then runs each fault at t0 + at_s, one after another (a fault
+    still running delays the next). `stop` (Ctrl-C) starts no further fault."""
 
     def __init__(self, stack: SoakStack, schedule: Schedule) -> None:
         self.stack, self.schedule = stack, schedule
         self.done: list[dict] = []
-        self.side_records: list[Record] = []  # the malformed requests
+        self.side_records: list[Record] = []  # the malformed requests and the canaries' own traffic
+        self.current: Fault | None = None     # the fault running now
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, t0: float) -> None:
-        self._thread = threading.Thread(target=self._run, args=(t0,), name="soak-faults", daemon=True)
+    def start(self, begun: Callable[[], float | None]) -> None:
+        """`begun`: the load's time zero once it has begun, else None (asked every 0.1 s)."""
+        self._thread = threading.Thread(target=self._run, args=(begun,), name="soak-faults", daemon=True)
         self._thread.start()
 
     def join(self, timeout_s: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def _run(self, t0: float) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """No fault starts after this; one running is given `timeout_s` to end (a restart it waits on may not)."""
+        self._stop.set()
+        self.join(timeout_s)
+
+    def not_run(self) -> list[dict]:
+        """The schedule's faults that did not finish: the one cut short (marked), then those never begun."""
+        left = self.schedule.faults[len(self.done):]
+        return [{**f.to_json(), "cut_short": f is self.current} for f in left]
+
+    def _run(self, begun: Callable[[], float | None]) -> None:
+        t0 = None
+        while t0 is None:
+            if self._stop.wait(0.1):
+                return
+            t0 = begun()
         for fault in self.schedule.faults:
-            time.sleep(max(0.0, t0 + fault.at_s - time.time()))
-            started = time.time()
+            if self._stop.wait(max(0.0, t0 + fault.at_s - time.time())):
+                return
+            self.current, started = fault, time.time()
             try:
                 outcome = ACTIONS[fault.kind](self.stack, fault, self.side_records)
                 error = ""
@@ -251,3 +271,4 @@ class FaultRunner:
                 outcome, error = {}, f"{type(exc).__name__}: {exc}"
             self.done.append({**fault.to_json(), "started": started, "ended": time.time(), "error": error,
                               **outcome})
+            self.current = None

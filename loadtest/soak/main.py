@@ -1,23 +1,34 @@
-"""The soak as one call, for `invoke soak`: schedule, run, report, and an exit status from the goals."""
+"""The soak as one call, for `invoke soak`: schedule, rate, run, report, and an exit status from the goals."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from loadtest.report.soak import write
-from loadtest.soak.run import run_soak
+from loadtest.soak.rate import chosen_rate
+from loadtest.soak.run import pick_arms, run_soak
 from loadtest.soak.schedule import ScheduleError, load_schedule
 
 
 def soak(repo: Path, models: list[str], schedule_name: str, rate: float, replicas: int, out: Path,
-         command: str) -> dict:
+         command: str, capacity: Path) -> dict:
+    """`capacity`: where the capacity plans are (one folder per model), for the default rate."""
     try:
-        schedule = load_schedule(schedule_name).with_rate(rate)
+        schedule = load_schedule(schedule_name)
     except ScheduleError as exc:
         raise SystemExit(f"error: {exc}") from None
-    results = run_soak(repo, models, schedule, out, replicas)
+    arms = list(pick_arms(repo, models))
+    chosen = chosen_rate(rate, schedule.rate, arms, capacity)  # before anything starts: a missing plan is one line
+    try:
+        results = run_soak(repo, arms, schedule.with_rate(chosen.rate), out, replicas, chosen.source)
+    except KeyboardInterrupt:  # before the load began, or a second Ctrl-C while collecting: no report
+        raise SystemExit("soak interrupted with no report (before the load began, or again while its results were "
+                         "collected); every process it started is stopped") from None
     report = write(results, out, command)
     print(report.read_text())
+    if "interrupted" in results:
+        raise SystemExit(f"soak interrupted after {results['interrupted']['reached_s']:.0f} s; partial report in "
+                         f"{report}")
     missed = [g["goal"] for g in results["goals"] if not g["met"]]
     if missed:
         raise SystemExit(f"soak: {len(missed)} goals missed ({'; '.join(missed)}); report in {report}")

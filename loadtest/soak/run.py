@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from loadtest.metrics.prometheus import binary
-from loadtest.soak.analyze import goals, growth, summarize
-from loadtest.soak.client import Clients, Record, send
+from loadtest.runs.drive import drive_locust
+from loadtest.soak.analyze import KILLS, fault_of, goals, growth, summarize
+from loadtest.soak.client import PNG, Record, retry_policy, sample_png, send
 from loadtest.soak.counts import compare
 from loadtest.soak.faults import FaultRunner
+from loadtest.soak.load import LocustLoad, soak_plan
 from loadtest.soak.schedule import Schedule
 from loadtest.soak.stack import EXPERIMENT, SoakStack, process_usage
 from serving.manifest import load_manifest
+from serving.processes import log_tail
 
 WARMUP_REQUESTS = 40
 
@@ -31,33 +38,73 @@ def pick_arms(repo: Path, models: list[str]) -> dict[str, float]:
     return {m: 1.0 for m in chosen}
 
 
-def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, replicas: int = 2) -> dict:
-    """The whole soak; Ctrl-C or an error stops every process it started (SoakStack's exit)."""
+def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, replicas: int = 2,
+             rate_source: str = "") -> dict:
+    """The whole soak. Ctrl-C or SIGTERM during the load stops Locust and the faults, and the results are those of
+    the time reached, marked interrupted; every process it started is stopped on the way out (SoakStack's exit,
+    drive_locust's), also on an error or a second Ctrl-C."""
     binary("prometheus")  # a missing tool is a one-line error before anything starts
     arms = pick_arms(repo, models)
     out.mkdir(parents=True, exist_ok=True)
     served = private_copy(repo, out / "stack" / "repo")
-    with SoakStack(served, out / "stack", arms, replicas) as stack:
+    with sigterm_as_interrupt(), SoakStack(served, out / "stack", arms, replicas) as stack:
         warm_up(stack)
         time.sleep(3 * stack.scrape_s)  # Prometheus's last sample before t0 holds every warm-up request
         usage_start = {role: process_usage(pid) for role, pid in stack.processes().items()}
-        clients, faults = Clients(stack.url, EXPERIMENT, schedule.rate, schedule.users), FaultRunner(stack, schedule)
-        t0 = time.time()
-        clients.start(t0, schedule.duration_s)
-        faults.start(t0)
-        clients.join(schedule.duration_s + 120)
-        faults.join(max(10.0, t0 + schedule.duration_s + 300 - time.time()))
-        end = time.time()
+        load = LocustLoad(out / "locust", stack.url, soak_plan(served, list(arms), EXPERIMENT, schedule,
+                                                               out / "locust", stack.locust_port))
+        faults = FaultRunner(stack, schedule)
+        faults.start(load.started)
+        outcome = drive_locust(load.command(), out / "locust" / "locust.log", schedule.duration_s)
+        interrupted = outcome.partial == "interrupted" or not finish_faults(faults, schedule, load.started())
+        if interrupted:
+            faults.stop()
+        t0, end = load.started(), time.time()
+        if t0 is None:
+            raise RuntimeError(f"Locust's test never began (exit {outcome.returncode}): "
+                               f"{log_tail(out / 'locust' / 'locust.log', 10)}")
         healthy = healthy_at_end(stack)
         usage_end = {role: process_usage(pid) for role, pid in stack.processes().items()}
         time.sleep(3 * stack.scrape_s)  # the last scrape after the last request
-        records = clients.records + faults.side_records
-        results = collect(stack, schedule, records, faults.done, t0, end, healthy, usage_start, usage_end)
-    results["run"] = {"repo": str(repo), "arms": list(arms), "replicas": replicas,
+        records = load.records() + faults.side_records
+        results = collect(stack, schedule, records, faults.done, t0, end, healthy, usage_start, usage_end,
+                          load.totals())
+        results["locust"] = {"returncode": outcome.returncode, "partial": outcome.partial,
+                             "retry_policy": retry_policy()}
+        if interrupted:
+            results["interrupted"] = {"at": end, "reached_s": end - t0, "not_run": faults.not_run()}
+    results["run"] = {"repo": str(repo), "arms": list(arms), "replicas": replicas, "rate_source": rate_source,
                       "cpu": cpu_name(), "python": platform.python_version(), "t0": t0, "end": end}
-    write_records(out / "requests.csv", records)
+    write_records(out / "requests.csv", records, results["faults"], schedule.recovery_goal_s)
     (out / "soak.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def finish_faults(faults: FaultRunner, schedule: Schedule, t0: float | None) -> bool:
+    """Wait for the faults to end after the load did (a fault's own wait bounds it); False on Ctrl-C meanwhile."""
+    try:
+        faults.join(max(10.0, (t0 or time.time()) + schedule.duration_s + 300 - time.time()))
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a process manager's stop, `kill`) handled as Ctrl-C: the soak then ends the same way, with a partial
+    report and every process it started stopped. Only the main thread can set a handler; elsewhere, no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def private_copy(repo: Path, dest: Path) -> Path:
@@ -83,10 +130,10 @@ def warm_up(stack: SoakStack) -> None:
     """Every arm on every replica has run before the clock starts: the first inferences are slow."""
     import urllib3
 
-    pool = urllib3.PoolManager(maxsize=1)
-    clients = Clients(stack.url, EXPERIMENT, 1.0, 1)
+    pool, body = urllib3.PoolManager(maxsize=1), sample_png()
     for i in range(WARMUP_REQUESTS):
-        r = send(pool, clients.url, clients.body, {"Content-Type": "image/png", "X-Assignment-Key": f"w{i}"}, "warm")
+        r = send(pool, f"{stack.url}/v1/experiments/{EXPERIMENT}/predict", body, {**PNG, "X-Assignment-Key": f"w{i}"},
+                 "warm")
         if r.status != 200:
             raise RuntimeError(f"warm-up request failed: {r.error}; see {stack.workdir}")
 
@@ -100,12 +147,14 @@ def healthy_at_end(stack: SoakStack) -> bool:
 
 
 def collect(stack: SoakStack, schedule: Schedule, records: list[Record], faults: list[dict], t0: float,
-            end: float, healthy: bool, usage_start: dict, usage_end: dict) -> dict:
+            end: float, healthy: bool, usage_start: dict, usage_end: dict, locust: dict) -> dict:
+    """`locust`: Locust's own totals (LocustLoad.totals), checked against its per-request records."""
     summary = summarize(records, faults, schedule, t0)
     # Triton and the gateway count the canary's traffic too; the malformed requests are never a 200.
     answered = [r for r in records if r.status == 200 and r.kind in ("good", "canary")]
     # Asked now, not at `end`: the scrapes after the last request (taken while run_soak waited) must count.
     counts = compare(stack.prometheus.client, answered, t0, time.time(), faults)
+    counts.update(locust_side(records, locust))
     usage = growth(usage_start, usage_end)
     return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts,
             "usage": usage, "healthy_at_end": healthy,
@@ -114,16 +163,31 @@ def collect(stack: SoakStack, schedule: Schedule, records: list[Record], faults:
                          "triton": [t.restarts for t in stack.tritons]}}
 
 
-def write_records(path: Path, records: list[Record]) -> None:
-    """Every request, one line each: the report's figures can be checked against them."""
+def locust_side(records: list[Record], locust: dict) -> dict:
+    """Locust's own statistics against the records its request hook wrote: the same requests, the same failures."""
+    good = [r for r in records if r.kind == "good"]
+    canary = [r for r in records if r.kind == "canary"]
+    failed = sum(r.status != 200 for r in good)
+    return {"locust_stats": locust, "locust_records": len(good), "locust_answered": len(good) - failed,
+            "canary_answered": sum(r.status == 200 for r in canary),
+            "records_match_stats": locust.get("requests") == len(good) and locust.get("failures") == failed}
+
+
+def write_records(path: Path, records: list[Record], faults: list[dict], window_s: float) -> None:
+    """Every request, one line each, with the fault window it fell in and the kill it was in flight at: the
+    report's figures can be checked against them."""
     import csv
 
-    fields = list(Record.__dataclass_fields__)
+    kills = [(f"#{i + 1} {f['kind']}", f["killed_at"]) for i, f in enumerate(faults)
+             if f["kind"] in KILLS and "killed_at" in f]
+    fields = [*Record.__dataclass_fields__, "fault_window", "in_flight_at_kill"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in sorted(records, key=lambda r: r.start):
-            writer.writerow(r.to_json())
+            at_kill = next((name for name, at in kills if r.start <= at < r.end), "")
+            writer.writerow({**r.to_json(), "fault_window": fault_of(r, faults, window_s),
+                             "in_flight_at_kill": at_kill})
 
 
 def cpu_name() -> str:

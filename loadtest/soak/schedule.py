@@ -3,19 +3,22 @@
 A schedule file looks like
     {"duration_s": 120, "rate": 20, "users": 8, "slo_p99_ms": 1000,
      "faults": [{"at_s": 15, "kind": "triton_kill", "replica": 0}, ...]}
-Every fault runs once at its own second after the load starts; the kinds are FAULT_KINDS.
+Every fault runs once at its own second after the load starts; the kinds are FAULT_KINDS. `rate` and `users` are
+optional: without a rate, `invoke soak` takes 70% of the capacity plan's (loadtest/soak/rate.py); without users,
+enough Locust users that each is paced at no more than USER_RPS.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # What each kind does (loadtest/soak/faults.py runs them).
 FAULT_KINDS = {
     "triton_kill": "SIGKILL one Triton replica's process group; its supervisor restarts it, the other serves",
-    "gateway_kill": "SIGKILL the gateway and start it again at once; clients retry (urllib3 Retry)",
+    "gateway_kill": "SIGKILL the gateway and start it again at once; Locust's clients retry (urllib3 Retry)",
     "malformed_burst": "a burst of malformed requests (bad PNG, wrong tensor size, bad KServe JSON): each must get 400",
     "bad_experiments_file": "the experiments file overwritten with invalid JSON, restored later: last good state holds",
     "canary": "a canary ramped and promoted on its schedule, then another rolled back through the admin API "
@@ -25,6 +28,12 @@ FAULT_KINDS = {
     "canary_error_rollback": "a failing candidate (a copy of the baseline, unloaded from Triton behind the "
                              "gateway's back) rolled back by its canary's error rule, on an experiment of its own",
 }
+
+
+# Each Locust user's pace at most: a user waiting on a slow answer sends its next request late, so more users at a
+# lower pace keep the offered rate through a fault's slow seconds.
+USER_RPS = 5.0
+MIN_USERS = 8
 
 
 class ScheduleError(ValueError):
@@ -56,8 +65,8 @@ class Fault:
 @dataclass(frozen=True)
 class Schedule:
     duration_s: float
-    rate: float                         # requests per second the clients aim for, all together
-    users: int                          # client threads (each with its own connection pool)
+    rate: float                         # requests per second Locust aims for, all together; 0: not yet chosen
+    users: int                          # Locust users (each with its own connection); 0: from the rate
     slo_p99_ms: float
     faults: tuple[Fault, ...]
     recovery_goal_s: float = 30.0       # p99 back within the SLO this soon after each fault
@@ -69,18 +78,19 @@ class Schedule:
         try:
             duration = float(body["duration_s"])
             faults = tuple(sorted((Fault.parse(f, duration) for f in body.get("faults", [])), key=lambda f: f.at_s))
-            schedule = cls(duration, float(body["rate"]), int(body.get("users", 8)),
+            schedule = cls(duration, float(body.get("rate", 0)), int(body.get("users", 0)),
                            float(body.get("slo_p99_ms", 1000)), faults, float(body.get("recovery_goal_s", 30)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ScheduleError(f"bad schedule: {exc}") from None
-        if schedule.duration_s <= 0 or schedule.rate <= 0 or schedule.users <= 0:
-            raise ScheduleError("duration_s, rate and users must be positive")
+        if schedule.duration_s <= 0 or schedule.rate < 0 or schedule.users < 0:
+            raise ScheduleError("duration_s must be positive; rate and users positive where given")
         return schedule
 
     def with_rate(self, rate: float | None) -> Schedule:
-        if not rate:
-            return self
-        return Schedule(self.duration_s, rate, self.users, self.slo_p99_ms, self.faults, self.recovery_goal_s)
+        """The schedule at `rate` (None or 0: its own), with its users, or enough for that rate."""
+        rate = rate or self.rate
+        users = self.users or max(MIN_USERS, math.ceil(rate / USER_RPS))
+        return replace(self, rate=rate, users=users)
 
     def to_json(self) -> dict:
         return {"duration_s": self.duration_s, "rate": self.rate, "users": self.users, "slo_p99_ms": self.slo_p99_ms,
@@ -92,7 +102,7 @@ def _faults(*items: tuple[float, str, dict]) -> list[dict]:
 
 
 # Two minutes, every implemented fault once, 12-16 s apart: far enough that each one's recovery is measured alone.
-SHORT = {"duration_s": 120, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults": _faults(
+SHORT = {"duration_s": 120, "slo_p99_ms": 1000, "faults": _faults(
     (10, "triton_kill", {"replica": 0}),
     (22, "malformed_burst", {"count": 60}),
     (34, "gateway_kill", {}),
@@ -103,8 +113,9 @@ SHORT = {"duration_s": 120, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults"
     (105, "triton_kill", {"replica": 0}),  # the same replica: the other runs throughout, for the RSS goal
 )}
 
+# Neither gives a rate: it comes from the capacity plan (70%), or --rate.
 # The hour: the same faults every ten minutes or so, in a different order each round, the rest steady load.
-HOUR = {"duration_s": 3600, "rate": 20, "users": 8, "slo_p99_ms": 1000, "faults": _faults(
+HOUR = {"duration_s": 3600, "slo_p99_ms": 1000, "faults": _faults(
     *[(round_ * 900 + offset, kind, params) for round_ in range(4) for offset, kind, params in (
         (120, "triton_kill", {"replica": 0}),  # replica 1 runs the whole hour: its RSS and descriptors compare
         (300, "malformed_burst", {"count": 200}),

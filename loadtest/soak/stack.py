@@ -1,5 +1,5 @@
 """What the soak runs and breaks, all on loopback: Triton replicas each under its own supervisor, one gateway
-process routing across them on an experiments file, and Prometheus scraping all of them."""
+process routing across them on an experiments file, and Prometheus scraping all of them and Locust's exporter."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from serving.triton import TritonConfig, free_ports
 
 ADMIN_KEY = "soak-admin-key"  # the run's own gateway only; never a real deployment's key
 EXPERIMENT = "soak"
+SOAK_ROLE = "soak (faults, records)"  # this process: it runs the faults and keeps their traffic's records
 
 
 class SoakStack:
@@ -34,7 +35,7 @@ class SoakStack:
         self.tritons = [SupervisedTriton(TritonConfig.loading(repo)) for _ in range(replicas)]
         for i, t in enumerate(self.tritons):
             t.server.log_path = workdir / f"triton-{i}.log"
-        self.port, prom_port = free_ports(2)
+        self.port, prom_port, self.locust_port = free_ports(3)
         self.gateway: subprocess.Popen | None = None
         self.gateway_starts = 0
         # The gateway is always spawned from this one thread, which lives as long as the stack: the children's
@@ -42,7 +43,7 @@ class SoakStack:
         # restarted from the fault thread was killed when that thread finished its schedule.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soak-spawner")
         targets = {"triton": [f"127.0.0.1:{t.server.cfg.metrics_port}" for t in self.tritons],
-                   "gateway": [f"127.0.0.1:{self.port}"]}
+                   "gateway": [f"127.0.0.1:{self.port}"], "locust": [f"127.0.0.1:{self.locust_port}"]}
         self.prometheus = PrometheusServer(targets, prom_port, scrape_s, workdir / "prometheus.log")
 
     @property
@@ -114,7 +115,7 @@ class SoakStack:
 
     def processes(self) -> dict[str, int]:
         """Every long-lived process of the stack by role, for RSS and descriptor figures."""
-        roles = {"soak (clients)": os.getpid()}
+        roles = {SOAK_ROLE: os.getpid()}
         if self.gateway is not None:
             roles["gateway"] = self.gateway.pid
         for i, t in enumerate(self.tritons):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from loadtest.report.soak import write
 from loadtest.soak.analyze import goals, growth, summarize
-from loadtest.soak.client import Record
+from loadtest.soak.client import Record, retry_policy
 from loadtest.soak.schedule import Schedule
 
 
@@ -19,21 +19,38 @@ def results() -> dict:
     summary = summarize(records, faults, schedule, t0=0.0)
     usage = growth({"gateway": {"pid": 1, "rss_kib": 1000, "fds": 9}}, {"gateway": {"pid": 2, "rss_kib": 1000,
                                                                                       "fds": 9}})
-    counts = {"clients_answered": 71, "triton": 71.0, "gateway": 70.0, "diff": {"triton": 0, "gateway": -1},
-              "unscraped": {"triton": 0, "gateway": 1}, "exact": False, "accounted": True, "detail": "x"}
+    counts = {"answered": 71, "triton": 71.0, "gateway": 70.0, "diff": {"triton": 0, "gateway": -1},
+              "unscraped": {"triton": 0, "gateway": 1}, "exact": False, "accounted": True, "detail": "x",
+              "locust_stats": {"requests": 71, "failures": 0}, "locust_records": 71, "locust_answered": 71,
+              "canary_answered": 0, "records_match_stats": True}
     return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts, "usage": usage,
             "healthy_at_end": True, "goals": goals(summary, counts, usage, faults, schedule, True),
             "run": {"repo": "r", "arms": ["a", "b"], "replicas": 2, "cpu": "cpu", "python": "3.11", "t0": 0.0,
-                    "end": 70.0}}
+                    "end": 70.0, "rate_source": "70% of the capacity plans' one-replica capacity"},
+            "locust": {"returncode": 0, "partial": None, "retry_policy": retry_policy()}}
 
 
 def test_the_report_states_goals_faults_fates_and_what_is_not_done(tmp_path: Path) -> None:
     md = write(results(), tmp_path, "invoke soak --schedule short").read_text()
     assert "| no request lost except those in flight at a kill, each accounted for | met |" in md
-    assert "| Locust (here: the soak's clients) and Prometheus agree exactly | MISSED |" in md
+    assert "| Locust and Prometheus agree exactly | MISSED |" in md
+    assert "| Locust's statistics and its per-request records agree | met |" in md
+    assert "| Locust (its own statistics) | 71 |" in md and "| gateway (Prometheus) | 70 | -1 |" in md
+    assert "2 requests/s (70% of the capacity plans' one-replica capacity) from 1 Locust users" in md
+    assert "HTTPAdapter(max_retries=Retry(" in md and "POST is retried" in md and "PARTIAL" not in md
     assert "| #1 gateway_kill | 1 | 0 | 1 | 0 | – |" in md  # in flight at the kill, answered after a retry
     assert "gateway killed and restarted; ready again after 1.0 s" in md and "3 sent, answers {'400': 3}" in md
-    assert "## Not yet done" in md and "capacity plan" in md
+    assert "## Not yet done" in md and "Locust process" in md
     assert "Command: `invoke soak --schedule short`" in md and "| 1 | 10 |" in md  # minute 1 of the run
     html = (tmp_path / "soak.html").read_text()
     assert "<img src=\"soak-traffic.png\"" in html and (tmp_path / "soak-latency.png").stat().st_size > 0
+
+
+def test_an_interrupted_soak_says_so_first_with_the_time_reached_and_the_faults_not_run(tmp_path: Path) -> None:
+    cut = results()
+    cut["interrupted"] = {"at": 40.0, "reached_s": 40.0, "not_run": [
+        {"at_s": 30, "kind": "canary", "cut_short": True}, {"at_s": 50, "kind": "publish_version", "cut_short": False}]}
+    md = write(cut, tmp_path).read_text()
+    assert md.index("## PARTIAL: interrupted") < md.index("## Goals")
+    assert "40 s into the 70 s schedule" in md
+    assert "| 30 | canary | cut short |" in md and "| 50 | publish_version | not run |" in md

@@ -68,4 +68,4 @@ def test_goals_count_only_unexplained_losses_against_the_first_goal() -> None:
     met = {g["goal"]: g["met"] for g in goals(summary, {"exact": False, "diff": {}}, usage, faults, schedule, True)}
     assert met["no request lost except those in flight at a kill, each accounted for"]
     assert met["RSS growth under 5% (serving processes that ran the whole soak)"] and met["no descriptor growth"]
-    assert not met["Locust (here: the soak's clients) and Prometheus agree exactly"]
+    assert not met["Locust and Prometheus agree exactly"]

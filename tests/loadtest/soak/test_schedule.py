@@ -24,13 +24,22 @@ def test_a_schedule_file_is_read_sorted_with_its_parameters(tmp_path: Path) -> N
     schedule = load_schedule(str(path))
     assert [(f.at_s, f.kind, f.params) for f in schedule.faults] == [
         (10, "malformed_burst", {"count": 7}), (30, "gateway_kill", {})]
-    assert schedule.users == 8 and schedule.with_rate(9).rate == 9 and schedule.with_rate(None).rate == 5
+    assert schedule.users == 0 and schedule.with_rate(9).rate == 9 and schedule.with_rate(None).rate == 5
+    assert schedule.with_rate(None).users == 8  # the fewest users, for a low rate
+
+
+def test_built_in_schedules_leave_the_rate_to_the_capacity_plan_and_users_to_the_rate() -> None:
+    schedule = load_schedule("hour")
+    assert schedule.rate == 0 and schedule.users == 0
+    assert schedule.with_rate(140).users == 28  # 5 requests/s per user at most
+    assert schedule.with_rate(140).faults == schedule.faults
 
 
 @pytest.mark.parametrize("body, message", [
     ({"duration_s": 60, "rate": 5, "faults": [{"at_s": 1, "kind": "meteor"}]}, "unknown fault"),
     ({"duration_s": 60, "rate": 5, "faults": [{"at_s": 60, "kind": "gateway_kill"}]}, "outside the run"),
-    ({"duration_s": 60, "rate": 0}, "positive"),
+    ({"duration_s": 60, "rate": -1}, "positive"),
+    ({"duration_s": 0}, "positive"),
     ({"rate": 5}, "bad schedule"),
 ])
 def test_a_schedule_that_cannot_run_fails_before_the_run(tmp_path: Path, body: dict, message: str) -> None:
