@@ -85,7 +85,8 @@ class Checkpoint:
     def __init__(self, run_dir: Path, cfg: FitConfig) -> None:
         self.path, self.log, self.cfg = run_dir / "fit.pt", run_dir / "log.jsonl", asdict(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.saved_at = time.monotonic()
+        self.saved_at = self.started = time.monotonic()
+        self.seconds_before = 0.0  # training time of the processes that ran it before this one (resumed runs)
 
     def restore(self, model: nn.Module, opt: torch.optim.Optimizer, sched, sampler: Batches) -> tuple[int, list]:
         """The step to continue from and the losses so far; (0, []) for a new run."""
@@ -99,6 +100,7 @@ class Checkpoint:
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         sampler.load_state_dict(state["sampler"])
+        self.seconds_before = state.get("seconds", 0.0)  # checkpoints before this field have none: counted from here
         return state["step"], state["losses"]
 
     def due(self, step: int, total: int) -> bool:
@@ -106,7 +108,8 @@ class Checkpoint:
 
     def save(self, step: int, model: nn.Module, opt: torch.optim.Optimizer, sched, sampler: Batches,
              losses: list) -> None:
-        state = {"config": self.cfg, "step": step, "losses": losses, "model": model.state_dict(),
+        seconds = self.seconds_before + time.monotonic() - self.started
+        state = {"config": self.cfg, "step": step, "losses": losses, "seconds": seconds, "model": model.state_dict(),
                  "opt": opt.state_dict(), "sched": sched.state_dict(), "sampler": sampler.state_dict()}
         tmp = self.path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -116,6 +119,13 @@ class Checkpoint:
     def record(self, entry: dict) -> None:
         with self.log.open("a") as f:
             f.write(json.dumps(entry) + "\n")
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Training time of the run in `run_dir` (its stages' too) over every process that ran it, from the seconds its
+    checkpoints keep: a run resumed across sessions is not timed by its last process alone."""
+    return sum(torch.load(p, map_location="cpu", weights_only=True).get("seconds", 0.0)
+               for p in sorted(run_dir.rglob("fit.pt")))
 
 
 def fit(model: nn.Module, data: ImageSet, soft_targets: np.ndarray, cfg: FitConfig, desc: str,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from build.complexity import macs_and_params
 from build.data import Dataset, ImageSet
 from build.data.dataset import sha256_file
 from build.errors import ZooError
-from build.fit import FitConfig, fit
+from build.fit import FitConfig, fit, run_seconds
 from build.models import ARCHITECTURES, Classifier, build_classifier, load_weights
 from build.pipeline import BuildContext, StepResult, TechniqueStep, VariantState
 from build.shipped import origin_note, run_folder, run_key, ship, shipped_path, shipped_teacher
@@ -81,11 +80,11 @@ def distill_student(card: ModelCard, data: Dataset, cfg: DistillConfig) -> dict:
     soft = teacher_logits(teacher, train.images, sha, data.checksum)
     steps = cfg.steps(len(train))
     key, stem = student_run(cfg, sha, data.classes, len(train), steps)
-    start, run_dir = time.perf_counter(), run_folder(f"{stem}_{key}")
+    run_dir = run_folder(f"{stem}_{key}")
     student, loss = distill(cfg, steps, train, soft, len(data.classes), card.preprocess, f"distil into {cfg.student}",
                             run_dir, data.val)
     meta = {"arch": cfg.student, "run_key": key, "teacher_sha256": sha, "train_images": len(train), "steps": steps,
-            "config": asdict(cfg), "final_loss": loss, "train_seconds": round(time.perf_counter() - start)}
+            "config": asdict(cfg), "final_loss": loss, "train_seconds": round(run_seconds(run_dir))}
     return ship(student, shipped_path(teacher_path.parent, stem, key), data, meta, run_dir / "log.jsonl")
 
 

@@ -7,7 +7,6 @@ are removed together and the result stays a dense, smaller network that every ru
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from build.complexity import macs_and_params
 from build.data import Dataset, ImageSet
 from build.data.dataset import sha256_file
 from build.errors import ZooError
-from build.fit import FitConfig, fit
+from build.fit import FitConfig, fit, run_seconds
 from build.models import Classifier, load_weights
 from build.pipeline import BuildContext, BuildOptions, StepResult, TechniqueStep, VariantState
 from build.shipped import model_sha256, origin_note, run_folder, run_key, ship, shipped_path, shipped_teacher
@@ -171,11 +170,11 @@ def prune_shipped(variant: str, card: ModelCard, data: Dataset, options: BuildOp
     soft = teacher_logits(teacher, train.images, teacher_sha, data.checksum)
     source_sha = model_sha256(source)
     key = pruning_run(cfg, source_sha, teacher_sha, data.classes, len(train), schedule)
-    start, run_dir = time.perf_counter(), run_folder(f"{variant}_{key}")
+    run_dir = run_folder(f"{variant}_{key}")
     model, record = prune(source, cfg, train, soft, schedule, variant, run_dir, data.val)
     meta = {"arch": source_meta["arch"], "channel_pruned": True, "run_key": key, "source_sha256": source_sha,
             "teacher_sha256": teacher_sha, "train_images": len(train), "steps": schedule, "config": asdict(cfg),
-            **record, "train_seconds": round(time.perf_counter() - start)}
+            **record, "train_seconds": round(run_seconds(run_dir))}
     last_stage = run_dir / f"stage{len(schedule)}" / "log.jsonl"  # the fine-tuning after the last pruning step
     return ship(model, shipped_path(teacher_path.parent, variant, key), data, meta, last_stage)
 

@@ -81,3 +81,25 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_
         assert torch.equal(a, b)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert epochs == [1.0], "validation is logged once per epoch (four steps of 16 of 64 images)"
+
+
+def test_a_resumed_runs_training_time_adds_up_over_its_processes(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import build.fit
+    from build.fit import Checkpoint, run_seconds
+
+    ticks = iter([0.0, 100.0, 100.0, 5000.0, 5030.0, 5030.0])  # process 1: 100 s; a day later, process 2: 30 s
+    monkeypatch.setattr(build.fit.time, "monotonic", lambda: next(ticks))
+    cfg = FitConfig(steps=4)
+
+    def parts() -> tuple:
+        model = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=4)
+        return model, opt, sched, Batches(8, 4, torch.Generator().manual_seed(0))
+
+    Checkpoint(tmp_path / "stage1", cfg).save(2, *parts(), [1.0, 0.5])
+    again, (model, opt, sched, sampler) = Checkpoint(tmp_path / "stage1", cfg), parts()
+    assert again.restore(model, opt, sched, sampler) == (2, [1.0, 0.5])
+    again.save(4, model, opt, sched, sampler, [1.0, 0.5, 0.4, 0.3])
+    assert run_seconds(tmp_path) == 130.0, "both processes' time, not the last one's"
