@@ -94,7 +94,7 @@ def test_the_torchvision_example_loads_its_state_dict(tmp_path: Path) -> None:
     pytest.importorskip("torchvision", reason="the optional extra: pip install -e '.[torchvision]'",
                         exc_type=ImportError)
     import torch
-    import torchvision
+    import torchvision  # type: ignore[import-not-found]  # the optional extra
 
     from build.sources import network
 

@@ -92,13 +92,14 @@ def test_a_resumed_runs_training_time_adds_up_over_its_processes(tmp_path: Path,
     monkeypatch.setattr(build.fit.time, "monotonic", lambda: next(ticks))
     cfg = FitConfig(steps=4)
 
-    def parts() -> tuple:
+    def parts() -> tuple[torch.nn.Linear, torch.optim.SGD, Any, Batches]:
         model = torch.nn.Linear(2, 2)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=4)
         return model, opt, sched, Batches(8, 4, torch.Generator().manual_seed(0))
 
-    Checkpoint(tmp_path / "stage1", cfg).save(2, *parts(), [1.0, 0.5])
+    first = parts()
+    Checkpoint(tmp_path / "stage1", cfg).save(2, first[0], first[1], first[2], first[3], [1.0, 0.5])
     again, (model, opt, sched, sampler) = Checkpoint(tmp_path / "stage1", cfg), parts()
     assert again.restore(model, opt, sched, sampler) == (2, [1.0, 0.5])
     again.save(4, model, opt, sched, sampler, [1.0, 0.5, 0.4, 0.3])
