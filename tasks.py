@@ -364,7 +364,7 @@ def test(c, all=False):
 
 
 @task(help={
-    "repo": "model repository (built)", "model": "model to load (default: the first fp32 on ONNX Runtime)",
+    "repo": "model repository (built)", "model": "model to load (default: the baseline the manifest names)",
     "data": DATA_HELP,
     "concurrency": "comma-separated numbers of concurrent clients", "seconds": "seconds per run",
     "repeats": "runs per target (median)",
@@ -378,11 +378,10 @@ def bench_gateway(c, repo=str(REPO), model=None, data=None, concurrency="1,16", 
     from serving.manifest import load_manifest
 
     manifest = load_manifest(Path(repo))
-    model = model or next((m for m, e in sorted(manifest.items()) if (e.variant, e.runtime) == ("fp32", "onnxruntime")),
-                          None)
+    model = model or next((m for m, e in sorted(manifest.items()) if e.is_baseline), None)
     entry = manifest.get(model)
     if entry is None:
-        raise SystemExit(f"error: {model or 'no fp32 model'} in {repo}'s manifest: give --model, or build first")
+        raise SystemExit(f"error: {model or 'no baseline model'} in {repo}'s manifest: give --model, or build first")
     image = load_dataset(data, entry.io.input_dims).test.images[0]
     levels = [int(v) for v in _csv(concurrency)]
     print(render(run_gateway_benchmark(Path(repo), model, image, levels, seconds, repeats, REPORTS)))

@@ -23,6 +23,7 @@ from build.data import ImageSet
 from build.errors import ZooError
 from build.evaluate import accuracy
 from build.runtimes import Runner
+from serving.manifest import Accuracy, Memory, Speed
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ def predict(run: Runner, images: np.ndarray, batch_size: int = 256) -> np.ndarra
     return np.concatenate([run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def accuracy_record(logits: np.ndarray, labels: np.ndarray, prefix: int) -> dict:
+def accuracy_record(logits: np.ndarray, labels: np.ndarray, prefix: int) -> Accuracy:
     """Top-1 on the test images, and on their first `prefix`: the sample a served check classifies."""
     n = min(prefix, len(labels))
-    return {"top1": accuracy(logits, labels), "split": "test", "images": len(labels),
-            "prefix": {"images": n, "top1": accuracy(logits[:n], labels[:n])}}
+    return Accuracy(top1=accuracy(logits, labels), images=len(labels), split="test", prefix_images=n,
+                    prefix_top1=accuracy(logits[:n], labels[:n]))
 
 
 def onnx_accuracy(path: Path, data: ImageSet, threads: int, batch_size: int = 250) -> float:
@@ -67,7 +68,7 @@ def compressed_mb(files: list[Path]) -> float:
     return sum(len(zlib.compress(f.read_bytes(), 1)) for f in files) / 1e6
 
 
-def measure_speeds(runners: dict[str, Runner], images: np.ndarray, plan: SpeedPlan = SpeedPlan()) -> dict[str, dict]:
+def measure_speeds(runners: dict[str, Runner], images: np.ndarray, plan: SpeedPlan = SpeedPlan()) -> dict[str, Speed]:
     batch = images[:64]
     for run in runners.values():
         for _ in range(plan.warmup):
@@ -85,18 +86,18 @@ def measure_speeds(runners: dict[str, Runner], images: np.ndarray, plan: SpeedPl
             for _ in range(plan.throughput_batches):
                 run(batch)
             rates[name].append(plan.throughput_batches * len(batch) / (time.perf_counter() - start))
-    return {name: {
-        "latency_b1_p50_ms": round(statistics.median(latencies[name]) * 1e3, 3),
-        "latency_b1_p99_ms": round(float(np.percentile(latencies[name], 99)) * 1e3, 3),
-        "throughput_b64_ips": round(statistics.median(rates[name]), 1),
-        "rounds": plan.rounds,
-    } for name in runners}
+    return {name: Speed(
+        latency_b1_p50_ms=round(statistics.median(latencies[name]) * 1e3, 3),
+        latency_b1_p99_ms=round(float(np.percentile(latencies[name], 99)) * 1e3, 3),
+        throughput_b64_ips=round(statistics.median(rates[name]), 1),
+        rounds=plan.rounds,
+    ) for name in runners}
 
 
-def peak_memory_mb(runtime: str, model_dir: Path, threads: int, shape: tuple[int, ...]) -> dict[str, float]:
+def peak_memory_mb(runtime: str, model_dir: Path, threads: int, shape: tuple[int, ...]) -> Memory:
     """Peak resident memory of a fresh process that loads the model and runs a batch of 64 images of `shape`."""
     out = subprocess.run([sys.executable, "-m", "build.peak_memory", runtime, str(model_dir), str(threads),
                           "x".join(map(str, shape))], capture_output=True, text=True)
     if out.returncode != 0:
         raise ZooError(f"measuring the memory of {model_dir} failed: {out.stderr.strip().splitlines()[-1]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return Memory.from_dict(json.loads(out.stdout.strip().splitlines()[-1]), f"{model_dir} memory")

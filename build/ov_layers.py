@@ -73,11 +73,12 @@ def profile(model_dir: Path, batch: int = 64, runs: int = 10) -> tuple[list[Laye
     """Per-convolution medians over `runs` batches, the whole batch's time, and the threads it ran on."""
     import openvino as ov
 
-    from build.runtimes.openvino import FILENAME, config_parameters
+    from build.runtimes.openvino import FILENAME
     from serving.backends.openvino.ov_session import OvSettings
+    from serving.in_process import model_config
 
     version = latest_version(model_dir, FILENAME)
-    settings = OvSettings.from_parameters(config_parameters(version))
+    settings = OvSettings.from_config(model_config(version.parent))
     core = ov.Core()
     model = core.read_model(str(version / FILENAME))
     image_shape = [d.get_length() for d in model.input(0).get_partial_shape()[1:]]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from build.runtimes import RUNTIMES
+from build.runtimes import make_runtime
 
 
 def _max_rss_mb() -> float:
@@ -26,10 +26,10 @@ def _max_rss_mb() -> float:
 
 def main(runtime: str, model_dir: str, threads: str, shape: str) -> None:
     images = np.zeros((64, *map(int, shape.split("x"))), dtype=np.uint8)
-    chosen = RUNTIMES[runtime]
+    chosen = make_runtime(runtime)
     # A runtime whose libraries load on first use (TensorRT: libnvinfer and the CUDA context) loads them now, so
     # that the baseline holds what every model of that runtime shares, and the figure counts the model alone.
-    getattr(chosen, "load_libraries", lambda model_dir: None)(Path(model_dir))
+    chosen.load_libraries(Path(model_dir))
     before = _max_rss_mb()  # the runtime's libraries are loaded: this counts the model and its buffers
     run = chosen.runner(Path(model_dir), int(threads))
     for _ in range(3):

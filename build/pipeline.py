@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,13 +26,12 @@ from build.data import Dataset, ImageSet
 from build.errors import RunNotShipped, VariantRejected
 from build.hardware import Hardware, detect
 from build.models import Classifier, load_weights
-from build.repository.model_config import TensorIO
 from build.runtimes import Runtime
 from build.shipped import Trainer, load_or_train, ship, shipped_path
 from build.sources import Teacher
 from build.teacher_logits import teacher_logits
 from build.verification import Tolerance
-from serving.publication import Publication
+from serving.manifest import ModelEntry, ModelIO
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -96,21 +96,23 @@ def scaled_steps(steps: int, train_images: int) -> int:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What every step may read, and nothing a step writes: the card's data and teacher, options, runtimes, the
-    open publication (where publish steps stage their folders) and the provenance every entry records."""
+    """What every step may read, and nothing a step writes: the card's data and teacher, options, this build's
+    runtimes and the provenance every entry records. No publication: steps return what they made, and the build
+    hands the models that succeeded to the publication once (build/zoo.py).
+
+    Values derived from these fields are computed at most once, on first use (`cached_property`): the teacher's
+    soft targets, its test top-1 and its MACs. They are functions of the frozen fields, not state a step writes."""
 
     data: Dataset
     teacher: Teacher
     options: BuildOptions
     runtimes: Sequence[Runtime]
-    publication: Publication
     workdir: Path
     provenance: Mapping[str, Any]
-    io: TensorIO
+    io: ModelIO
     hardware: Hardware = field(default_factory=detect)
     weights_dir: Path | None = None  # the teacher's folder, where shipped training runs are looked up
     clock: Clock = field(default_factory=Clock, repr=False, compare=False)  # the pipeline times each step into it
-    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # derived, computed once
 
     @property
     def name(self) -> str:
@@ -162,12 +164,21 @@ class BuildContext:
 
     def soft_targets(self) -> np.ndarray:
         """The teacher's logits on `train_set`: computed once, and cached on disk across builds."""
-        if "soft_targets" not in self._memo:
-            module = self.teacher.module  # a torch teacher, else its ONNX file run by ONNX Runtime
-            source = module if module is not None else self.teacher.runner(self.options.threads)
-            self._memo["soft_targets"] = teacher_logits(source, self.train_set.images, self.teacher.sha256,
-                                                        self.data.checksum)
-        return self._memo["soft_targets"]
+        return self._soft_targets
+
+    @cached_property
+    def _soft_targets(self) -> np.ndarray:
+        module = self.teacher.module  # a torch teacher, else its ONNX file run by ONNX Runtime
+        source = module if module is not None else self.teacher.runner(self.options.threads)
+        return teacher_logits(source, self.train_set.images, self.teacher.sha256, self.data.checksum)
+
+    @cached_property
+    def teacher_macs(self) -> int | None:
+        """The source network's MACs (None for an ONNX source, whose MACs are not counted), counted once."""
+        from build.complexity import macs_and_params
+
+        module = self.teacher.module
+        return macs_and_params(module)[0] if module is not None else None
 
     def parent_top1(self, state: VariantState) -> float | None:
         """Test top-1 of what `state` was made from: its parent variant's own file (None when that was not
@@ -176,14 +187,17 @@ class BuildContext:
             return state.source.reference_top1
         if self.options.eval_images is None and self.teacher.test_accuracy is not None:
             return self.teacher.test_accuracy  # what its checkpoint records on the whole test set: not run again
-        if "teacher_top1" not in self._memo:
-            from build.evaluate import accuracy, torch_logits
+        return self._teacher_top1
 
-            module, images = self.teacher.module, self.test_set.images
-            logits = torch_logits(module, images) if module is not None else \
-                self.teacher.runner(self.options.threads)(images)
-            self._memo["teacher_top1"] = accuracy(logits, self.test_set.labels)
-        return self._memo["teacher_top1"]
+    @cached_property
+    def _teacher_top1(self) -> float:
+        """The source model's top-1 on `test_set`, measured once."""
+        from build.evaluate import accuracy, torch_logits
+
+        module, images = self.teacher.module, self.test_set.images
+        logits = torch_logits(module, images) if module is not None else \
+            self.teacher.runner(self.options.threads)(images)
+        return accuracy(logits, self.test_set.labels)
 
 
 class Status(Enum):
@@ -194,11 +208,13 @@ class Status(Enum):
 
 @dataclass(frozen=True)
 class Published:
-    """The one runtime's model a publish step is about, and its manifest entry when it was made."""
+    """The one runtime's model a publish step is about; when it was made, its manifest entry and its model folder
+    (config.pbtxt, labels, one version folder), in the variant's own work folder until the build publishes it."""
 
     model: str
     runtime: str
-    entry: dict | None = None
+    entry: ModelEntry | None = None
+    folder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -235,7 +251,8 @@ class Outcome:
     why: str = ""
     model: str | None = None
     runtime: str | None = None
-    entry: dict | None = None  # a published model's manifest entry
+    entry: ModelEntry | None = None  # a made model's manifest entry
+    folder: Path | None = None  # a made model's folder, for the publication
 
     @property
     def key(self) -> str:

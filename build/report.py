@@ -12,65 +12,55 @@ matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 
 from build.peak import best_peaks  # noqa: E402
-from build.steps.measure import BASELINE  # noqa: E402
 from build.steps.publish import model_name  # noqa: E402
-from build.variants import students  # noqa: E402
+from build.variants import PARITY_TARGETS, REFERENCE_VARIANTS, ParityTarget, students, zoo_targets  # noqa: E402
+from build.variants.targets import PARITY  # noqa: E402
 from build.zoo import ZooBuild  # noqa: E402
+from serving.manifest import ModelEntry  # noqa: E402
 from serving.provenance import provenance  # noqa: E402
 
-COMBINATIONS = ("pruned_int8", "distilled_int8", "pruned_distilled", "pruned_distilled_int8")
-# (label, runtime, variants, min speed-up at batch 64, min speed-up at batch 1, max accuracy drop in points)
-TARGETS = [
-    ("int8", "onnxruntime", ("int8",), 3.0, 2.5, 0.5),
-    ("pruned", "onnxruntime", ("pruned",), 2.0, None, 1.0),
-    # the student ladder: the fastest student within the budget meets it
-    ("distilled", "onnxruntime", tuple(students()), 5.0, None, 2.0),
-    ("best combination", "onnxruntime", COMBINATIONS, 10.0, None, 2.0),
-    ("OpenVINO best combination", "openvino", COMBINATIONS, 25.0, None, 2.0),
-]
-# Targets that follow this machine's measured peaks: (label, precision, max accuracy drop in points). The best
-# model of the fp32 variant computing in that precision (on any runtime) must reach PARITY of the share of its peak
-# that ORT fp32 reaches of the FP32 peak, i.e. a speed-up over fp32 of at least PARITY x the two peaks' ratio.
-PARITY_TARGETS = (("INT8 efficiency parity", "int8", 0.5), ("BF16 efficiency parity", "bf16", 0.2))
-PARITY = 0.8
-REFERENCE_VARIANTS = ("fp32", "int8")  # the teacher's own models, one per precision: the efficiency rows
 OV_KERNELS = "OpenVINO's convolution kernels"
 HOW_DETERMINED = {"onnxruntime": "ONNX Runtime's profiled convolution ops", "openvino": OV_KERNELS,
                   "openvino_bf16": OV_KERNELS}
 BUDGETS = (0.5, 1.0, 2.0)  # accuracy budgets (points) that recommendations are made for
 
 
-def _row(entry: dict, baseline_top1: float | None) -> dict:
-    metrics, speed = entry.get("metrics", {}), entry.get("speed", {})
-    top1 = entry["accuracy"]["top1"]
-    rate, macs = speed.get("throughput_b64_ips"), metrics.get("macs")
+def _row(entry: ModelEntry, baseline_top1: float | None) -> dict:
+    metrics, speed = entry.metrics, entry.speed
+    top1 = entry.top1
+    rate, macs = speed.throughput_b64_ips if speed else None, metrics.get("macs")
     return {
-        "model": entry["model"], "variant": entry["variant"], "runtime": entry["runtime"],
-        "parent": entry["parent"], "recipe": entry["recipe"],
+        "model": entry.model, "variant": entry.variant, "runtime": entry.runtime,
+        "parent": entry.parent, "recipe": list(entry.recipe),
         "top1": top1, "drop_points": None if baseline_top1 is None else round((baseline_top1 - top1) * 100, 2),
         "params": metrics.get("params"), "macs": metrics.get("macs"),
-        "size_mb": entry["size_mb"], "compressed_mb": entry.get("compressed_mb"),
-        "latency_b1_p50_ms": speed.get("latency_b1_p50_ms"), "latency_b1_p99_ms": speed.get("latency_b1_p99_ms"),
-        "throughput_b64_ips": speed.get("throughput_b64_ips"),
-        "speedup_b1": speed.get("speedup_b1"), "speedup_b64": speed.get("speedup_b64"),
+        "size_mb": entry.size_mb, "compressed_mb": entry.compressed_mb,
+        "latency_b1_p50_ms": speed.latency_b1_p50_ms if speed else None,
+        "latency_b1_p99_ms": speed.latency_b1_p99_ms if speed else None,
+        "throughput_b64_ips": rate,
+        "speedup_b1": speed.speedup_b1 if speed else None, "speedup_b64": speed.speedup_b64 if speed else None,
         "gmacs_per_s": round(rate * macs / 1e9, 1) if rate and macs else None,
-        "precision_ran": entry.get("runtime_info", {}).get("precision_ran"),
-        "peak_memory_mb": entry.get("memory", {}).get("model_peak_mb"),
-        "flags": entry.get("flags", {}),
+        "precision_ran": entry.runtime_info.get("precision_ran"),
+        "precision": entry.precision,
+        "peak_memory_mb": entry.memory.model_peak_mb if entry.memory else None,
+        "flags": entry.flags,
         "details": {k: metrics[k] for k in ("pruning", "sparsity", "distillation", "qat", "quantization", "graph")
                     if k in metrics},
     }
 
 
 def _targets(rows: list[dict], best: dict[str, dict]) -> list[dict]:
-    return _fixed_targets(rows) + [_parity_target(rows, best, *t) for t in PARITY_TARGETS]
+    return _fixed_targets(rows) + [_parity_target(rows, best, t) for t in PARITY_TARGETS]
 
 
 def _fixed_targets(rows: list[dict]) -> list[dict]:
     by_model = {(r["runtime"], r["variant"]): r for r in rows}
     results: list[dict] = []
-    for label, runtime, variants, b64, b1, drop in TARGETS:
-        candidates = [by_model[runtime, v] for v in variants if by_model.get((runtime, v), {}).get("speedup_b64")]
+    for target in zoo_targets():
+        label, runtime, b64, b1, drop = (target.label, target.runtime, target.min_speedup_b64, target.min_speedup_b1,
+                                         target.max_drop_points)
+        candidates = [by_model[runtime, v] for v in target.variants
+                      if by_model.get((runtime, v), {}).get("speedup_b64")]
         if not candidates:
             results.append({"target": label, "status": "not built"})
             continue
@@ -83,7 +73,8 @@ def _fixed_targets(rows: list[dict]) -> list[dict]:
     return results
 
 
-def _parity_target(rows: list[dict], best: dict[str, dict], label: str, precision: str, drop: float) -> dict:
+def _parity_target(rows: list[dict], best: dict[str, dict], target: ParityTarget) -> dict:
+    label, precision, drop = target.label, target.precision, target.max_drop_points
     if precision not in best or "fp32" not in best:
         return {"target": label, "status": "no peak",
                 "why": f"no {precision.upper() if precision not in best else 'FP32'} peak was measured on this CPU"}
@@ -104,11 +95,12 @@ def _parity_target(rows: list[dict], best: dict[str, dict], label: str, precisio
 
 
 def precision_ran(row: dict) -> tuple[str, str]:
-    """(fp32 | int8 | bf16, how it was determined): from the kernels the runtime recorded, else from the variant."""
+    """(fp32 | int8 | bf16, how it was determined): from the kernels the runtime recorded, else what the variant
+    declares."""
     ran = {"f32": "fp32"}.get(row["precision_ran"], row["precision_ran"])
     if ran:
         return ran, HOW_DETERMINED.get(row["runtime"], "the runtime's record")
-    return ("int8" if "int8" in row["variant"] else "fp32"), "the variant's name (no kernel record)"
+    return row["precision"] or "fp32", "the variant's declared precision (no kernel record)"
 
 
 def efficiency(rows: list[dict], peaks: dict | None) -> dict | None:
@@ -142,7 +134,7 @@ def _best(peaks: dict | None) -> dict[str, dict]:
 
 def recommendations(rows: list[dict]) -> list[dict]:
     """Per accuracy budget: the (variant, runtime) to serve for throughput and for batch-1 latency."""
-    out = []
+    out, baseline = [], baseline_variant(rows)
     for budget in BUDGETS:
         within = [r for r in rows if r["speedup_b64"] and r["drop_points"] is not None and r["drop_points"] <= budget]
         if not within:
@@ -151,16 +143,23 @@ def recommendations(rows: list[dict]) -> list[dict]:
             best = max(within, key=lambda r: r[key])
             out.append({"budget_points": budget, "goal": goal, "model": best["model"], "variant": best["variant"],
                         "runtime": best["runtime"], "speedup": best[key], "drop_points": best["drop_points"],
-                        "reason": f"{best[key]:.2f}x {BASELINE} at batch {64 if goal == 'throughput' else 1} "
+                        "reason": f"{best[key]:.2f}x {baseline} at batch {64 if goal == 'throughput' else 1} "
                                   f"({best['throughput_b64_ips']:.0f} img/s, {best['latency_b1_p50_ms']:.2f} ms), "
                                   f"{best['drop_points']:+.2f} points, measured on this machine"})
     return out
 
 
+def baseline_variant(rows: list[dict]) -> str:
+    """The variant of the baseline model (the one every speed-up is a ratio to), as the entries name it."""
+    return next((r["variant"] for r in rows if r["is_baseline"]), "fp32")
+
+
 def report_data(build: ZooBuild) -> dict:
-    entries = sorted(build.entries.values(), key=lambda e: (e["runtime"], e["model"]))
-    base = next((e for e in entries if e["variant"] == BASELINE and e["runtime"] == "onnxruntime"), None)
-    rows = [_row(e, base["accuracy"]["top1"] if base else None) for e in entries]
+    entries = sorted(build.entries.values(), key=lambda e: (e.runtime, e.model))
+    by_name = {e.model: e for e in entries}
+    base = next((e for e in entries if e.is_baseline), None)
+    rows = [{**_row(e, by_name[e.baseline].top1 if e.baseline in by_name else None),
+             "is_baseline": e.is_baseline} for e in entries]
     return {
         "provenance": provenance("zoo"),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -168,8 +167,8 @@ def report_data(build: ZooBuild) -> dict:
         "family": build.card.name,
         "card": {"source": build.card.source, "input": list(build.card.input), "classes": build.classes},
         "accuracy_meaningful": build.options.profile != "quick",
-        "baseline": base["model"] if base else None,
-        "test_images": entries[0]["accuracy"]["images"] if entries else 0,
+        "baseline": base.model if base else None,
+        "test_images": entries[0].accuracy.images if entries else 0,
         "threads": build.options.threads,
         **build.provenance,
         "models": rows,
@@ -259,7 +258,7 @@ def speedup_chart(rows: list[dict], path: Path) -> None:
     ax.barh([i - 0.2 for i in y], [r["speedup_b1"] for r in rows], 0.4, label="batch 1 latency")
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(list(y), [r["model"] for r in rows])
-    ax.set_xlabel(f"speed-up vs {BASELINE} (same run)")
+    ax.set_xlabel(f"speed-up vs {baseline_variant(rows)} (same run)")
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -391,8 +390,9 @@ def _matrix_lines(data: dict) -> list[str]:
 
 def _student_lines(data: dict) -> list[str]:
     """The student families side by side, on the reference runtime: what each costs and keeps of the teacher."""
+    ladder = students()  # the registry's students, as each variant declares its Distill step
     rows = [r for r in data["models"] if "distillation" in r["details"] and r["runtime"] == "onnxruntime"
-            and r["variant"].startswith("distilled") and "int8" not in r["variant"]]
+            and r["variant"] in ladder]
     if not rows:
         return []
     lines = ["", "## Student families", "",

@@ -1,4 +1,9 @@
-"""Build the zoo: run each requested variant's recipe, measure, then publish every runtime atomically."""
+"""Build the zoo: run each requested variant's recipe, measure, then publish every runtime atomically.
+
+Data flows one way: publish steps return each model's entry and folder (made in the variant's work folder), the
+measurement returns new entries with their figures, and only then does the build hand the models that succeeded
+to the publication, once; the publication numbers their versions and commits them with the manifest.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,13 @@ from build.data import Dataset, load_dataset
 from build.errors import ZooError
 from build.hardware import Hardware, detect
 from build.pipeline import BuildContext, BuildOptions, Outcome, Pipeline, Status, Step, TechniqueStep, VariantState
-from build.repository.model_config import TensorIO
-from build.runtimes import RUNTIMES, Runtime
+from build.repository.model_config import model_io
+from build.runtimes import RUNTIMES, Runtime, make_runtime
 from build.sources import Teacher, load_teacher, preflight
-from build.steps.measure import MeasureSpeed
-from build.steps.publish import PublishRuntime, model_name
+from build.steps.measure import Made, MeasureSpeed
+from build.steps.publish import PublishRuntime
 from build.variants import VARIANTS
-from serving.manifest import CardRecord
+from serving.manifest import CardRecord, ModelEntry
 from serving.provenance import code_version
 from serving.publication import Publication, PublicationError
 
@@ -39,7 +44,7 @@ class ZooBuild:
     states: dict[str, VariantState] = field(default_factory=dict)
 
     @property
-    def entries(self) -> dict[str, dict]:
+    def entries(self) -> dict[str, ModelEntry]:
         """Published model -> its manifest entry, measured figures included."""
         return {o.model: o.entry for o in self.outcomes if o.status is Status.OK and o.model and o.entry is not None}
 
@@ -103,7 +108,7 @@ def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes:
 def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runtime], options: BuildOptions,
                publication: Publication, work: Path, hardware: Hardware, log, clock: Clock,
                left_out: dict[str, str]) -> list[ZooBuild]:
-    contexts = [_context(i, options, usable, publication, work / i.card.name, hardware, clock) for i in inputs]
+    contexts = [_context(i, options, usable, work / i.card.name, hardware, clock) for i in inputs]
     plans = [_plan(ctx, variants, usable, left_out) for ctx in contexts]
     for ctx, plan in zip(contexts, plans):  # every setting is checked before the first expensive step
         for steps in plan.recipes.values():
@@ -111,11 +116,17 @@ def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runti
                 step.check(ctx)
     reported = variants + list(left_out)  # what was left out is reported as such
     builds = [_build_card(ctx, plan, reported, log) for ctx, plan in zip(contexts, plans)]
-    for build in builds:  # the manifest's entries are written once, with their figures
-        for name, entry in build.entries.items():
-            publication.record(name, entry)
+    for build in builds:  # one writer: the models that succeeded, handed over once, with their figures
+        build.outcomes = [_published(o, publication) for o in build.outcomes]
         publication.describe(build.card.name, card_record(build))
     return builds
+
+
+def _published(outcome: Outcome, publication: Publication) -> Outcome:
+    """A model made and measured: its folder handed to the publication, its entry with the version it chose."""
+    if outcome.status is not Status.OK or outcome.entry is None or outcome.folder is None:
+        return outcome
+    return replace(outcome, entry=publication.add(outcome.entry, outcome.folder), folder=None)
 
 
 def _load(card: ModelCard, work: Path, data: Dataset | None) -> CardInputs:
@@ -123,8 +134,8 @@ def _load(card: ModelCard, work: Path, data: Dataset | None) -> CardInputs:
     return CardInputs(card, data, load_teacher(card, data, work))
 
 
-def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime], publication: Publication,
-             workdir: Path, hardware: Hardware, clock: Clock) -> BuildContext:
+def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime], workdir: Path, hardware: Hardware,
+             clock: Clock) -> BuildContext:
     card, data, teacher = inputs.card, inputs.data, inputs.teacher
     workdir.mkdir(exist_ok=True)
     provenance = {
@@ -134,8 +145,7 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
                     "sha256": teacher.sha256, "test_accuracy": teacher.test_accuracy},
         "code_version": code_version(),
     }
-    io = TensorIO(input_dims=card.input, num_classes=len(data.classes))
-    return BuildContext(data, teacher, options, tuple(runtimes), publication, workdir, provenance, io,
+    return BuildContext(data, teacher, options, tuple(runtimes), workdir, provenance, model_io(card.input),
                         hardware=hardware, clock=clock,
                         weights_dir=card.weights.parent if card.kind == "builtin" and card.weights else None)
 
@@ -175,12 +185,13 @@ def _build_card(ctx: BuildContext, plan: CardPlan, variants: list[str], log) -> 
         else:
             ended[name] = records[-1]
     provenance = dict(ctx.provenance)
-    entries = {o.model: o.entry for o in outcomes if o.status is Status.OK and o.model and o.entry is not None}
-    if ctx.options.measure_speed and entries:
+    made = {o.model: Made(o.entry, o.folder) for o in outcomes
+            if o.status is Status.OK and o.model and o.entry is not None and o.folder is not None}
+    if ctx.options.measure_speed and made:
         with ctx.clock.phase("measure speed and memory"):
-            measurement = MeasureSpeed().run(entries, ctx, log)
-        measured = measurement.merged(entries)
-        outcomes = [replace(o, entry=measured[o.model]) if o.model in measured else o for o in outcomes]
+            measurement = MeasureSpeed().run(made, ctx, log)
+        outcomes = [replace(o, entry=measurement.entries[o.model]) if o.model in measurement.entries else o
+                    for o in outcomes]
         provenance["peaks"] = measurement.peaks
     # Parents built only as sources are not reported; models always are (only requested variants publish).
     outcomes = [o for o in outcomes if o.model or o.variant in variants]
@@ -247,11 +258,7 @@ def _build_variant(name: str, steps: list[Step], ctx: BuildContext, built: dict[
     start = VariantState(name=name, parent=variant.parent, tolerance=variant.tolerance, workdir=workdir,
                          source=built.get(variant.parent))
     state, outcomes = Pipeline(steps).run(start, ctx, log)
-    last = outcomes[-1]
-    left_out = [model_name(ctx.name, name, r.name) for r in ctx.runtimes] if last.status is not Status.OK else \
-        [o.model for o in outcomes if o.model and o.status is Status.FAIL]
-    for model in left_out:  # what was staged for a model that is not published goes
-        ctx.publication.discard(model)
+    last = outcomes[-1]  # a model that failed, or whose variant failed, is never handed to the publication
     if last.status is not Status.OK:
         log(f"  [{name}] " + ("rejected, not published" if last.status is Status.FAIL else "not built") +
             f": {last.why}")
@@ -261,12 +268,13 @@ def _build_variant(name: str, steps: list[Step], ctx: BuildContext, built: dict[
 
 def _usable_runtimes(names: list[str], hardware: Hardware, log) -> list[Runtime]:
     usable = []
-    for name in names:
-        reason = RUNTIMES[name].unavailable_reason(hardware)
+    for name in names:  # this build's own instances: what a runtime learns while building ends with the build
+        runtime = make_runtime(name)
+        reason = runtime.unavailable_reason(hardware)
         if reason:
             log(f"skipping runtime {name}: {reason}")
         else:
-            usable.append(RUNTIMES[name])
+            usable.append(runtime)
     if not usable:
         raise ZooError(f"none of the runtimes {names} can run on this machine")
     return usable

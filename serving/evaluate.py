@@ -42,7 +42,7 @@ def evaluate_served(client: TritonClassifier, manifest: Mapping[str, ModelEntry]
         lat = client.latencies_ms(name, images, latency_requests)
         results.append(ServedResult(
             model=name, variant=entry.variant, runtime=entry.runtime,
-            build_accuracy=build_accuracy(entry.accuracy, len(images)),
+            build_accuracy=entry.accuracy.on(len(images)),
             served_accuracy=float((logits.argmax(1) == labels).mean()), images=len(images),
             p50_ms=float(np.median(lat)), p99_ms=float(np.percentile(lat, 99)),
         ))
@@ -62,14 +62,6 @@ def check_test_sets(manifest: Mapping[str, ModelEntry], test_sets: Mapping[str, 
 def not_evaluated(manifest: Mapping[str, ModelEntry], test_sets: Mapping[str, TestSet]) -> list[str]:
     """Models of families given no test set (e.g. published by an earlier build of other cards)."""
     return sorted(name for name, entry in manifest.items() if entry.family not in test_sets)
-
-
-def build_accuracy(recorded: dict, images: int) -> float | None:
-    """The build's top-1 on the same first `images` test images, if it recorded that many."""
-    if recorded.get("images") == images:
-        return recorded["top1"]
-    prefix = recorded.get("prefix", {})
-    return prefix["top1"] if prefix.get("images") == images else None
 
 
 def format_table(results: list[ServedResult]) -> str:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as pb
+
+if TYPE_CHECKING:  # each session's runtime is imported when a model needs it
+    from serving.backends.onnxruntime.ort_session import OrtRunner
+    from serving.backends.openvino.ov_session import OvSession
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -33,20 +38,32 @@ def latest_version(model_dir: Path) -> Path:
     return versions[-1]
 
 
-def in_process_runner(model_dir: Path) -> Runner:
-    """A callable from a batch of inputs to the first output, on the runtime the model's config names."""
+def in_process_runner(model_dir: Path, version_dir: Path | None = None) -> Runner:
+    """A callable from a batch of inputs to the first output, on the runtime the model's config names, with the
+    config's settings: the one factory of in-process runners (the build's verification and timing, the benchmarks).
+    `version_dir`: the version to run, else the latest."""
     config = model_config(model_dir)
     runtime = config.get("backend") or config.get("platform", "")
-    filename = config.get("default_model_filename")
     if runtime == "openvino":
-        from serving.backends.openvino.ov_session import OvSession, OvSettings
-
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        return OvSession(latest_version(model_dir) / (filename or "model.xml"), OvSettings.from_parameters(params))
+        return ov_runner(model_dir, version_dir, config)
     if runtime in ("onnxruntime", "onnxruntime_onnx"):
-        from serving.backends.onnxruntime.ort_session import ort_session
-
-        session = ort_session(str(latest_version(model_dir) / (filename or "model.onnx")), config)
-        name = session.get_inputs()[0].name
-        return lambda images: session.run(None, {name: images})[0]
+        return ort_runner(model_dir, version_dir, config)
     raise ValueError(f"{model_dir.name} runs on '{runtime}', which has no in-process runner here")
+
+
+def ort_runner(model_dir: Path, version_dir: Path | None = None, config: dict | None = None) -> OrtRunner:
+    """The ONNX Runtime session the onnxruntime backend would create for this model."""
+    from serving.backends.onnxruntime.ort_session import OrtRunner
+
+    config = config or model_config(model_dir)
+    version = version_dir or latest_version(model_dir)
+    return OrtRunner(str(version / (config.get("default_model_filename") or "model.onnx")), config)
+
+
+def ov_runner(model_dir: Path, version_dir: Path | None = None, config: dict | None = None) -> OvSession:
+    """The OpenVINO session the openvino backend would create for this model."""
+    from serving.backends.openvino.ov_session import OvSession, OvSettings
+
+    config = config or model_config(model_dir)
+    version = version_dir or latest_version(model_dir)
+    return OvSession(version / (config.get("default_model_filename") or "model.xml"), OvSettings.from_config(config))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +117,122 @@ class CardRecord:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-_ENTRY_KEYS = ("model", "family", "variant", "runtime", "version", "io", "accuracy", "max_batch_size", "speed")
+def _number(data: dict, key: str, where: str) -> float | None:
+    """An optional number: absent or null is None."""
+    value = data.get(key)
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise ManifestError(f"{where}.{key}: expected a number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Test top-1 over `images` images, and over their first `prefix_images`: the sample a served check classifies."""
+
+    top1: float
+    images: int
+    split: str | None = None  # the build's records say "test"
+    prefix_images: int | None = None
+    prefix_top1: float | None = None
+
+    def on(self, images: int) -> float | None:
+        """Top-1 on the first `images` test images, where this record holds that many."""
+        if self.images == images:
+            return self.top1
+        return self.prefix_top1 if self.prefix_images == images else None
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"top1": self.top1, "images": self.images}
+        if self.split is not None:
+            out["split"] = self.split
+        if self.prefix_images is not None:
+            out["prefix"] = {"images": self.prefix_images, "top1": self.prefix_top1}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Accuracy:
+        _object(data, where)
+        prefix = _object(data.get("prefix", {}), f"{where}.prefix")
+        images = data.get("images", 0)
+        if not isinstance(images, int) or isinstance(images, bool):
+            raise ManifestError(f"{where}.images: expected int, got {images!r}")
+        return cls(top1=float(_need(data, "top1", (int, float), where)), images=images,
+                   split=data.get("split"), prefix_images=prefix.get("images"),
+                   prefix_top1=_number(prefix, "top1", f"{where}.prefix"))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """In-process speed as the build timed it; speed-ups are ratios to the entry's baseline in the same run.
+    `device`: what a device runner timed itself (CUDA events), recorded beside the host's figures."""
+
+    # Optional for repositories written before all three were recorded; the build records all three.
+    latency_b1_p50_ms: float | None = None
+    latency_b1_p99_ms: float | None = None
+    throughput_b64_ips: float | None = None
+    rounds: int | None = None
+    speedup_b1: float | None = None
+    speedup_b64: float | None = None
+    device: dict[str, float] = field(default_factory=dict)
+
+    def with_speedups(self, baseline: Speed | None) -> Speed:
+        """This speed with its ratios to `baseline`, timed in the same run (none without a baseline's figures)."""
+        if baseline is None or self.latency_b1_p50_ms is None or self.throughput_b64_ips is None or \
+                baseline.latency_b1_p50_ms is None or baseline.throughput_b64_ips is None:
+            return self
+        return replace(self, speedup_b1=round(baseline.latency_b1_p50_ms / self.latency_b1_p50_ms, 3),
+                       speedup_b64=round(self.throughput_b64_ips / baseline.throughput_b64_ips, 3))
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "device" and v is not None}
+        return {**self.device, **out}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Speed:
+        _object(data, where)
+        known = {f.name for f in fields(cls)}
+        rounds = _number(data, "rounds", where)
+        return cls(latency_b1_p50_ms=_number(data, "latency_b1_p50_ms", where),
+                   latency_b1_p99_ms=_number(data, "latency_b1_p99_ms", where),
+                   throughput_b64_ips=_number(data, "throughput_b64_ips", where),
+                   rounds=None if rounds is None else int(rounds), speedup_b1=_number(data, "speedup_b1", where),
+                   speedup_b64=_number(data, "speedup_b64", where),
+                   device={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peak resident memory of a fresh process running the model (MB), and of the model alone; `device`: a device
+    runner's own figures (GPU memory)."""
+
+    process_peak_mb: float | None = None
+    model_peak_mb: float | None = None
+    device: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        figures = {"process_peak_mb": self.process_peak_mb, "model_peak_mb": self.model_peak_mb}
+        return {**self.device, **{k: v for k, v in figures.items() if v is not None}}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Memory:
+        _object(data, where)
+        return cls(process_peak_mb=_number(data, "process_peak_mb", where),
+                   model_peak_mb=_number(data, "model_peak_mb", where),
+                   device={k: v for k, v in data.items() if k not in ("process_peak_mb", "model_peak_mb")})
+
+
+# Fields of ModelEntry written as plain JSON values; the typed ones (io, accuracy, speed, memory) convert themselves.
+_PLAIN = ("model", "family", "variant", "runtime", "version", "max_batch_size", "precision", "baseline", "parent",
+          "recipe", "description", "size_mb", "compressed_mb", "flags", "metrics", "runtime_info")
+_OPTIONAL_STR = ("precision", "baseline", "parent", "description")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One published Triton model: its place in the zoo, its interface, and what the build measured."""
+    """One published Triton model: its place in the zoo, its interface, and what the build measured.
+
+    The build makes it typed in the step that publishes the model (a bad field fails there, not at commit),
+    measurement returns a new one with its speed and memory, and the report reads it."""
 
     model: str
     family: str  # the card's name: every model built from one card shares it
@@ -130,24 +240,43 @@ class ModelEntry:
     runtime: str
     version: int
     io: ModelIO
-    accuracy: dict  # top1, images, split, prefix {images, top1}
+    accuracy: Accuracy
     max_batch_size: int
-    speed: dict | None = None  # in-process latency and throughput, absent when the build did not time it
-    details: dict = field(default_factory=dict)  # lineage, sizes, verification, provenance: shown, not relied on
+    speed: Speed | None = None  # in-process latency and throughput, absent when the build did not time it
+    memory: Memory | None = None  # peak memory, absent when the build did not measure it
+    precision: str | None = None  # what the variant's file computes in (fp32, fp16, int8), as the variant declares
+    baseline: str | None = None  # the model its speed-ups and accuracy drop are measured against
+    parent: str | None = None  # the variant (or "teacher") it was made from
+    recipe: tuple[str, ...] = ()  # the steps that made it
+    description: str | None = None
+    size_mb: float | None = None
+    compressed_mb: float | None = None
+    flags: dict[str, str] = field(default_factory=dict)  # warnings the report shows beside the model
+    metrics: dict = field(default_factory=dict)  # params, MACs, and each technique's record (free-form per technique)
+    runtime_info: dict = field(default_factory=dict)  # what really ran: versions, settings, kernels
+    details: dict = field(default_factory=dict)  # verification, files, provenance: shown, not relied on
 
     @property
     def top1(self) -> float:
-        return float(self.accuracy["top1"])
+        return self.accuracy.top1
 
     @property
     def throughput_b64(self) -> float | None:
-        return (self.speed or {}).get("throughput_b64_ips")
+        return self.speed.throughput_b64_ips if self.speed else None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.baseline == self.model
 
     def to_dict(self) -> dict:
-        out = {**self.details, **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "details"}}
+        out = {**self.details, **{k: getattr(self, k) for k in _PLAIN if getattr(self, k) is not None}}
+        out["recipe"] = list(self.recipe)
         out["io"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.io).items()}
-        if self.speed is None:
-            del out["speed"]
+        out["accuracy"] = self.accuracy.to_dict()
+        for name in ("speed", "memory"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.to_dict()
         return out
 
     @classmethod
@@ -156,16 +285,22 @@ class ModelEntry:
         family = data.get("family", data.get("arch"))  # schema 1 named the family `arch`
         if not isinstance(family, str):
             raise ManifestError(f"{where}.family: missing")
-        accuracy = _need(data, "accuracy", dict, where)
-        _need(accuracy, "top1", (int, float), f"{where}.accuracy")
-        speed = data.get("speed")
-        if speed is not None and not isinstance(speed, dict):
-            raise ManifestError(f"{where}.speed: expected an object, got {speed!r}")
+        speed, memory = data.get("speed"), data.get("memory")
+        optional = {k: _need(data, k, str, where) for k in _OPTIONAL_STR if data.get(k) is not None}
         return cls(model=_need(data, "model", str, where), family=family, variant=_need(data, "variant", str, where),
                    runtime=_need(data, "runtime", str, where), version=_need(data, "version", int, where),
-                   io=ModelIO.from_dict(_need(data, "io", dict, where), f"{where}.io"), accuracy=accuracy,
-                   max_batch_size=_need(data, "max_batch_size", int, where), speed=speed,
-                   details={k: v for k, v in data.items() if k not in _ENTRY_KEYS and k != "arch"})
+                   io=ModelIO.from_dict(_need(data, "io", dict, where), f"{where}.io"),
+                   accuracy=Accuracy.from_dict(_need(data, "accuracy", dict, where), f"{where}.accuracy"),
+                   max_batch_size=_need(data, "max_batch_size", int, where),
+                   speed=None if speed is None else Speed.from_dict(speed, f"{where}.speed"),
+                   memory=None if memory is None else Memory.from_dict(memory, f"{where}.memory"),
+                   recipe=tuple(_strings(data, "recipe", where)) if "recipe" in data else (),
+                   size_mb=_number(data, "size_mb", where), compressed_mb=_number(data, "compressed_mb", where),
+                   flags=_object(data.get("flags", {}), f"{where}.flags"),
+                   metrics=_object(data.get("metrics", {}), f"{where}.metrics"),
+                   runtime_info=_object(data.get("runtime_info", {}), f"{where}.runtime_info"), **optional,
+                   details={k: v for k, v in data.items() if k not in (*_PLAIN, "io", "accuracy", "speed", "memory",
+                                                                          "arch")})
 
 
 @dataclass

@@ -26,6 +26,9 @@ from serving.manifest import CardRecord, Manifest, ManifestError, ModelEntry, re
 from serving.release import Release, target_release
 
 CONFIG = "config.pbtxt"
+# The one version folder a builder writes in a model folder it makes; the publication renames it to the version it
+# chooses (one past the published one), so no builder reads the live manifest to number versions.
+DRAFT_VERSION = 1
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -65,7 +68,9 @@ def replace_dir(staged: Path, target: Path) -> None:
 
 
 class Publication:
-    """One writer's set of models: `stage` folders, `record` metadata, and commit on a clean exit."""
+    """One writer's set of models, committed on a clean exit: models built elsewhere are handed over with `add`
+    (the build's way: it numbers their versions), or written in place with `stage`/`restage` and `record`
+    (config search and the soak's faults, which change published models)."""
 
     def __init__(self, repo: Path, release: Release | None = None) -> None:
         self.repo = Path(repo).resolve()
@@ -91,6 +96,21 @@ class Publication:
             self._lock.close()
             raise
         return self
+
+    def add(self, entry: ModelEntry, folder: Path) -> ModelEntry:
+        """Take a model built elsewhere (`folder`: config.pbtxt, labels and the version folder `DRAFT_VERSION`) into
+        this publication under the next version of its name; returns its entry with that version. The folder is
+        moved: the builder's copy is gone."""
+        previous = read_manifest(self.repo).models.get(entry.model)
+        version = previous.version + 1 if previous else 1
+        staged = self.area / entry.model
+        shutil.move(folder, staged)
+        (staged / str(DRAFT_VERSION)).rename(staged / str(version))
+        self._staged[entry.model] = staged
+        self._built.add(entry.model)
+        numbered = replace(entry, version=version)
+        self.entries[entry.model] = numbered.to_dict()
+        return numbered
 
     def stage(self, model: str) -> Path:
         folder = self.area / model

@@ -7,17 +7,18 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from serving.manifest import ModelIO
+
 LABELS_FILE = "labels.txt"
 
 
-@dataclass(frozen=True)
-class TensorIO:
-    """The contract clients see: raw uint8 NCHW pixels of the card's (C, H, W) in, logits out."""
+INPUT, OUTPUT = "images", "logits"
 
-    input_dims: tuple[int, ...]
-    num_classes: int
-    input_name: str = "images"
-    output_name: str = "logits"
+
+def model_io(input_dims: tuple[int, ...]) -> ModelIO:
+    """The contract clients see, as the manifest records it: raw uint8 NCHW pixels of the card's (C, H, W) in,
+    logits out."""
+    return ModelIO(INPUT, tuple(input_dims), OUTPUT, labels=LABELS_FILE)
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,15 @@ class RuntimeFields:
     cc_model_filenames: dict[str, str] = field(default_factory=dict)  # GPU compute capability -> file (plans)
 
 
-def build_config(name: str, runtime: RuntimeFields, io: TensorIO,
+def build_config(name: str, runtime: RuntimeFields, io: ModelIO, num_classes: int,
                  batching: Batching = Batching()) -> pb.ModelConfig:
     cfg = pb.ModelConfig(name=name, platform=runtime.platform, backend=runtime.backend,
                          max_batch_size=batching.max_batch_size, default_model_filename=runtime.filename)
     cfg.version_policy.latest.num_versions = 1
-    cfg.input.append(pb.ModelInput(name=io.input_name, data_type=pb.TYPE_UINT8, dims=list(io.input_dims),
+    cfg.input.append(pb.ModelInput(name=io.input, data_type=pb.TYPE_UINT8, dims=list(io.input_dims),
                                    format=pb.ModelInput.FORMAT_NCHW))
-    cfg.output.append(pb.ModelOutput(name=io.output_name, data_type=pb.TYPE_FP32, dims=[io.num_classes],
-                                     label_filename=LABELS_FILE))
+    cfg.output.append(pb.ModelOutput(name=io.output, data_type=pb.TYPE_FP32, dims=[num_classes],
+                                     label_filename=io.labels))
     cfg.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
     cfg.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
     cfg.instance_group.append(pb.ModelInstanceGroup(count=batching.instance_count, kind=runtime.instance_kind))

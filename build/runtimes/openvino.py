@@ -21,7 +21,8 @@ import onnx
 
 from build.errors import ModelRejected
 from build.hardware import Hardware
-from build.repository.model_config import RuntimeFields, from_pbtxt
+from build.repository.model_config import RuntimeFields
+from build.runtimes.base import Runtime
 from build.verification import QUANTIZED, Tolerance
 
 if TYPE_CHECKING:  # imported when used: without the openvino package this runtime is skipped, not fatal
@@ -43,16 +44,12 @@ def model_kind(onnx_path: Path) -> str:
     return "fp32"
 
 
-def config_parameters(model_dir: Path) -> dict[str, str]:
-    config = from_pbtxt((model_dir.parent / "config.pbtxt").read_text())
-    return {k: v.string_value for k, v in config.parameters.items()}
-
-
 @dataclass
-class OpenVinoRuntime:
+class OpenVinoRuntime(Runtime["OvSession"]):
     name: str
     precision: str  # f32 or bf16, for the ops a model leaves unquantized
     max_drop_points: float | None = None
+    # The tuning this build measured, per thread count: the runtime lives as long as its build (make_runtime).
     _tuned: dict[int, tuple[OvSettings, dict]] = field(default_factory=dict, repr=False)
 
     def unavailable_reason(self, hw: Hardware) -> str | None:
@@ -91,9 +88,10 @@ class OpenVinoRuntime:
                              parameters={**settings.parameters(), "ENABLE_BATCH_PADDING": "YES"})
 
     def runner(self, model_dir: Path, threads: int) -> OvSession:
-        from serving.backends.openvino.ov_session import OvSession, OvSettings
+        """The session the backend serves, from serving's factory and the model's config.pbtxt."""
+        from serving.in_process import ov_runner
 
-        return OvSession(model_dir / FILENAME, OvSettings.from_parameters(config_parameters(model_dir)))
+        return ov_runner(model_dir.parent, model_dir)
 
     def tolerance(self, variant: Tolerance) -> Tolerance:
         if self.precision == "bf16":  # 8-bit mantissas move every logit: held as a quantized model is

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnx
@@ -44,12 +44,15 @@ from build.data.dataset import default_cache_dir
 from build.errors import ModelRejected
 from build.hardware import Hardware
 from build.repository.model_config import Batching, RuntimeFields
+from build.runtimes.base import Runtime
 from build.verification import Tolerance
 from serving.release import RELEASES, target_release
 
+if TYPE_CHECKING:  # the registry imports the steps, which import the runtimes: the type alone is needed
+    from build.variants.base import Variant
+
 MAX_BATCH = Batching().max_batch_size  # what every config.pbtxt declares: the profile must reach it
 WORKSPACE_BYTES = 1 << 30  # ample for convolution tactics at batch 64; keeps a build off the rest of a shared GPU
-PRECISION_VARIANTS = ("fp32", "fp16")  # and every variant whose name contains "int8"
 THROUGHPUT_BATCH = 64  # the batch build/measure.py times throughput at
 # Q/DQ types TensorRT quantizes to, always symmetrically (zero point 0); UINT8 is not among them.
 SIGNED_QDQ = (TensorProto.INT8, TensorProto.INT4, TensorProto.FLOAT8E4M3FN)
@@ -91,11 +94,13 @@ def _trt() -> Any:
 # --- where it applies -------------------------------------------------------------------------------------------
 
 
-def variant_refusal(variant: str) -> str | None:
-    if variant in PRECISION_VARIANTS or "int8" in variant:
+def variant_refusal(variant: Variant) -> str | None:
+    """Engines for the precision variants only, as each variant declares itself: the baseline (the GPU's FP32
+    reference) and every variant of another precision (fp16, every INT8 one, whatever its name)."""
+    if variant.is_baseline or variant.precision != "fp32":
         return None
-    return (f"TensorRT is built for the precision variants only (fp32 as the GPU baseline, fp16, every INT8 one); "
-            f"{variant} is another FP32 model, and its INT8 form, where the zoo has one, gets an engine")
+    return (f"TensorRT is built for the precision variants only (the {variant.baseline} baseline, fp16, every INT8 "
+            f"one); {variant.name} is another FP32 model, and its INT8 form, where the zoo has one, gets an engine")
 
 
 def model_precision(onnx_path: Path) -> str:
@@ -505,7 +510,7 @@ def _mib(n: int) -> float:
 
 
 @dataclass
-class TensorRTRuntime:
+class TensorRTRuntime(Runtime["TrtRunner"]):
     name: str = "tensorrt"
     max_drop_points: float | None = None  # strongly typed: it computes in the precision of the variant's own file
     max_batch_size: int = MAX_BATCH
@@ -513,6 +518,7 @@ class TensorRTRuntime:
     workspace_bytes: int = WORKSPACE_BYTES
     cache_dir: Path | None = None  # timing caches; None: $TRITONZOO_CACHE/tensorrt, beside the build's other caches
     device_factory: Callable[[], Device] = TorchCuda
+    # The build's one CUDA stream and what it built: the runtime lives as long as its build (make_runtime).
     _device: Device | None = field(default=None, repr=False)
     _built: dict[Path, dict] = field(default_factory=dict, repr=False)
 
@@ -539,7 +545,7 @@ class TensorRTRuntime:
         shared_runtime(_trt())
         self.device()
 
-    def skip_variant(self, variant: str) -> str | None:
+    def skip_variant(self, variant: Variant) -> str | None:
         return variant_refusal(variant)
 
     def skip_reason(self, onnx_path: Path) -> str | None:
@@ -586,6 +592,12 @@ class TensorRTRuntime:
 
     def tolerance(self, variant: Tolerance) -> Tolerance:
         return variant  # strongly typed: the variant's own precision, so the variant's own tolerance
+
+    def device_speed(self, run: TrtRunner) -> dict[str, float]:
+        return run.device_speed()
+
+    def device_memory(self, run: TrtRunner) -> dict[str, float]:
+        return run.device_memory()
 
     def describe(self, run: TrtRunner) -> dict:
         major, minor = run.device.capability()

@@ -136,8 +136,6 @@ class Distill(TechniqueStep):
 
 
 def _teacher_macs(ctx: BuildContext) -> int | None:
-    """Counted once per build: every distilled variant asks when the build plans, and again when it runs."""
-    if "teacher_macs" not in ctx._memo:
-        module = ctx.teacher.module
-        ctx._memo["teacher_macs"] = macs_and_params(module)[0] if module is not None else None
-    return ctx._memo["teacher_macs"]
+    """Counted once per build (the context's `teacher_macs`): every distilled variant asks when the build plans,
+    and again when it runs."""
+    return ctx.teacher_macs

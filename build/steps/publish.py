@@ -1,7 +1,8 @@
-"""Turn the variant's ONNX model into one Triton model per runtime: verify, evaluate, stage, and say what it made.
+"""Turn the variant's ONNX model into one Triton model per runtime: verify, evaluate, and return what it made.
 
-The step stages the model's folder in the open publication and returns the model's manifest entry; the build
-records the entries, with their measured speed, once every model is made.
+The step builds the model's folder in the variant's own work folder and returns it with the model's typed manifest
+entry; it writes nothing shared. The build measures the entries, then hands the models that succeeded to the
+publication once, which numbers their versions.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from build.repository.model_config import LABELS_FILE, build_config, to_pbtxt
 from build.runtimes import REFERENCE_RUNTIME, Runtime
 from build.variants.base import Variant
 from build.verification import verify
-from serving.manifest import read_manifest
+from serving.manifest import ManifestError, ModelEntry
+from serving.publication import DRAFT_VERSION
 
 
 def model_name(family: str, variant: str, runtime: str) -> str:
@@ -39,9 +41,8 @@ class PublishRuntime(Step):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         assert state.onnx_path is not None and state.reference_logits is not None
         name = model_name(ctx.name, state.name, self.runtime.name)
-        # A runtime may also decline a variant by name (`skip_variant`, optional): TensorRT takes only some.
-        skip_variant = getattr(self.runtime, "skip_variant", None)
-        why = (skip_variant(state.name) if skip_variant else None) or self.runtime.skip_reason(state.onnx_path)
+        # A runtime may decline a variant by what it declares (TensorRT takes only the precision variants), or its file
+        why = self.runtime.skip_variant(self.variant) or self.runtime.skip_reason(state.onnx_path)
         if why:
             return self._result(Status.SKIPPED, name, why)
         try:
@@ -53,18 +54,19 @@ class PublishRuntime(Step):
         except ModelRejected as exc:  # only this runtime's model; the variant and its other runtimes go on
             return self._result(Status.FAIL, name, str(exc))
 
-    def _result(self, status: Status, name: str, why: str = "", entry: dict | None = None,
-                **produced: object) -> StepResult:
-        return StepResult(status, why, produced=produced, published=Published(name, self.runtime.name, entry))
+    def _result(self, status: Status, name: str, why: str = "", entry: ModelEntry | None = None,
+                folder: Path | None = None, **produced: object) -> StepResult:
+        return StepResult(status, why, produced=produced,
+                          published=Published(name, self.runtime.name, entry, folder))
 
     def _publish(self, name: str, state: VariantState, ctx: BuildContext) -> StepResult:
         assert state.onnx_path is not None and state.reference_logits is not None  # as run() checked
-        previous = read_manifest(ctx.publication.repo).models.get(name)
-        version = previous.version + 1 if previous else 1
-        folder = ctx.publication.stage(name)
-        version_dir = _mkdir(folder / str(version))
+        # The model's own folder, in the variant's work folder: the publication numbers its version when it takes it
+        folder = _mkdir(state.workdir / "models" / name)
+        version_dir = _mkdir(folder / str(DRAFT_VERSION))
         files = self.runtime.prepare(state.onnx_path, version_dir)
-        config = build_config(name, self.runtime.triton_fields(version_dir, ctx.options.threads), ctx.io)
+        config = build_config(name, self.runtime.triton_fields(version_dir, ctx.options.threads), ctx.io,
+                              len(ctx.data.classes))
         (folder / "config.pbtxt").write_text(to_pbtxt(config))
         (folder / LABELS_FILE).write_text("\n".join(ctx.data.classes) + "\n")
         run = self.runtime.runner(version_dir, ctx.options.threads)
@@ -73,36 +75,28 @@ class PublishRuntime(Step):
         logits = predict(run, ctx.data.test.images[:max(verified, tested)])
         agreement = verify(name, state.reference_logits, logits[:verified], self.runtime.tolerance(state.tolerance))
         acc = accuracy_record(logits[:tested], ctx.test_set.labels, ctx.options.served_check_images)
-        self._check_floor(name, acc["top1"], state, ctx)
-        reference_top1 = acc["top1"] if self.runtime.name == REFERENCE_RUNTIME else state.reference_top1
-        reference_top1 = self._check_budget(name, acc["top1"], reference_top1, state, ctx)
+        self._check_floor(name, acc.top1, state, ctx)
+        reference_top1 = acc.top1 if self.runtime.name == REFERENCE_RUNTIME else state.reference_top1
+        reference_top1 = self._check_budget(name, acc.top1, reference_top1, state, ctx)
         note = self.variant.hardware_note(ctx.hardware)
-        entry = {
-            "model": name, "variant": state.name, "runtime": self.runtime.name, "family": ctx.name,
-            "version": version, "parent": state.parent, "recipe": [*state.recipe, self.name],
-            "description": self.variant.description,
-            "accuracy": acc,
-            "verification": agreement.as_dict(),
-            "runtime_info": self.runtime.describe(run),
-            "size_mb": round(size_mb(files), 3), "compressed_mb": round(compressed_mb(files), 3),
-            "files": {f.name: sha256_file(f) for f in files},
-            "io": {"input": ctx.io.input_name, "input_dtype": "UINT8", "input_dims": list(ctx.io.input_dims),
-                   "output": ctx.io.output_name, "labels": LABELS_FILE},
-            "max_batch_size": config.max_batch_size,
-            "metrics": state.metrics,
-            "flags": {"hardware": note} if note else {},
-            "profile": ctx.options.profile,
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            **ctx.provenance,
-        }
-        return self._result(Status.OK, name, entry=entry, reference_top1=reference_top1)
+        entry = ModelEntry(
+            model=name, family=ctx.name, variant=state.name, runtime=self.runtime.name, version=DRAFT_VERSION,
+            io=ctx.io, accuracy=acc, max_batch_size=config.max_batch_size, precision=self.variant.precision,
+            baseline=model_name(ctx.name, self.variant.baseline, REFERENCE_RUNTIME), parent=state.parent,
+            recipe=(*state.recipe, self.name), description=self.variant.description,
+            size_mb=round(size_mb(files), 3), compressed_mb=round(compressed_mb(files), 3),
+            flags={"hardware": note} if note else {}, metrics=dict(state.metrics),
+            runtime_info=self.runtime.describe(run),
+            details={"verification": agreement.as_dict(), "files": {f.name: sha256_file(f) for f in files},
+                     "profile": ctx.options.profile, "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     **ctx.provenance})
+        _check_schema(entry)
+        return self._result(Status.OK, name, entry=entry, folder=folder, reference_top1=reference_top1)
 
     def _check_floor(self, name: str, top1: float, state: VariantState, ctx: BuildContext) -> None:
         """A derived variant far below its parent is broken; the source's own fp32, the user's model, never is."""
-        from build.steps.measure import BASELINE  # measure names models as this module does: imported late
-
         limit = ctx.options.max_drop_points
-        if limit is None or state.name == BASELINE:
+        if limit is None or self.variant.is_baseline:
             return
         parent = ctx.parent_top1(state)
         if parent is not None and (parent - top1) * 100 > limit:
@@ -129,3 +123,12 @@ class PublishRuntime(Step):
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
+
+
+def _check_schema(entry: ModelEntry) -> None:
+    """The entry as the manifest will read it: a field the schema refuses fails here, at the step that made it, and
+    not when the whole build commits."""
+    try:
+        ModelEntry.from_dict(entry.to_dict(), entry.model)
+    except ManifestError as exc:
+        raise ModelRejected(f"{entry.model}: its manifest entry does not follow the schema: {exc}") from exc

@@ -125,7 +125,7 @@ class QuantizeStatic(TechniqueStep):
         n_calibration, n_check, note = cfg.images(len(ctx.data.val))
         calibration = ctx.data.val.images[:n_calibration]
         out = state.workdir / "model.onnx"
-        types, name = int8_types(ctx.hardware, [r.name for r in ctx.runtimes]), ctx.io.input_name
+        types, name = int8_types(ctx.hardware, [r.name for r in ctx.runtimes]), ctx.io.input
         quantize(prepared, out, name, calibration, cfg, types, exclude=[])
         check = ctx.data.val.head(n_check)
         float_acc = onnx_accuracy(prepared, check, ctx.options.threads)

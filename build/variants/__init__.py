@@ -15,6 +15,7 @@ from build.variants.int8 import INT8, int8_of
 from build.variants.pruned import PRUNED, PRUNED_DISTILLED
 from build.variants.qat import qat_of
 from build.variants.sparse import SPARSE
+from build.variants.targets import PARITY_TARGETS, REFERENCE_VARIANTS, ParityTarget, Target, targets
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     FP32, INT8, FP16, PRUNED, SPARSE, DISTILLED, DISTILLED_RESNET20, DISTILLED_MOBILENET, PRUNED_DISTILLED,
@@ -24,6 +25,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     int8_of("pruned_distilled", "pruned_distilled_int8"),
     qat_of("distilled", "distilled_int8_qat"),
 )}
+
+
+def zoo_targets() -> list[Target]:
+    """The report's targets, the student ladder's from this registry."""
+    return targets(tuple(students()))
 
 
 def optional_variants(hw: Hardware) -> dict[str, str]:
@@ -46,4 +52,5 @@ def distill_config(student: str) -> DistillConfig:
     return next(c for c in students().values() if c.student == student)
 
 
-__all__ = ["VARIANTS", "Variant", "default_variants", "distill_config", "optional_variants", "students"]
+__all__ = ["PARITY_TARGETS", "REFERENCE_VARIANTS", "VARIANTS", "ParityTarget", "Target", "Variant", "default_variants",
+           "distill_config", "optional_variants", "students", "zoo_targets"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from build.hardware import Hardware
 from build.pipeline import Step
 from build.verification import Tolerance
+
+Precision = Literal["fp32", "fp16", "int8"]
+BASELINE = "fp32"  # the variant every other one is measured against unless it declares another
 
 
 def _runs_well(hw: Hardware) -> str | None:
@@ -27,3 +31,12 @@ class Variant:
     # variant no runtime here serves better costs every newcomer minutes of evaluation. Named, or with
     # `--variants all`, it is built.
     optional: Callable[[Hardware], str | None] = _runs_well
+    # What its model file computes in (runtimes and the report read this, never the name): fp32, fp16 or int8.
+    precision: Precision = "fp32"
+    # The variant whose reference-runtime model its speed-ups and accuracy drop are measured against, in the same
+    # run; a variant that names itself is a baseline.
+    baseline: str = BASELINE
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.baseline == self.name

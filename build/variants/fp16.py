@@ -20,5 +20,6 @@ FP16 = Variant(
     tolerance=Tolerance(max_rel_diff=0.05, min_top1_agreement=0.995),
     description="FP16 weights and activations, FP32 inputs and outputs",
     hardware_note=fp16_note,
-    optional=fp16_note,  # on a CPU it is a file for GPU deployments, slower here than fp32: built when asked for
+    optional=fp16_note,
+    precision="fp16",  # on a CPU it is a file for GPU deployments, slower here than fp32: built when asked for
 )

@@ -21,6 +21,7 @@ def int8_of(parent: str, name: str) -> Variant:
         tolerance=QUANTIZED,
         description=f"{parent}, static INT8 (QDQ, per-channel weights, calibrated on the validation split)",
         hardware_note=int8_note,
+        precision="int8",
     )
 
 

@@ -25,4 +25,5 @@ def qat_of(parent: str, name: str) -> Variant:
         description=f"{parent}, BatchNorm folded and quantization-aware fine-tuned (fake-quantized weights and "
                     "inputs), then static INT8 (QDQ, per-channel weights, calibrated on the validation split)",
         hardware_note=int8_note,
+        precision="int8",
     )

@@ -86,8 +86,8 @@ def _served(repo: Path, name: str, entry: ModelEntry) -> ServedModel:
     if not backend:
         raise DeployError(f"{config_path} names neither a backend nor a platform")
     delay = config.dynamic_batching.max_queue_delay_microseconds if config.HasField("dynamic_batching") else 0
-    memory = (entry.details.get("memory") or {}).get("model_peak_mb")
+    memory = entry.memory.model_peak_mb if entry.memory else None
     gpu = any(group.kind == pb.ModelInstanceGroup.KIND_GPU for group in config.instance_group)
-    tensorrt = str((entry.details.get("runtime_info") or {}).get("version") or "") if backend in GPU_ONLY else ""
+    tensorrt = str(entry.runtime_info.get("version") or "") if backend in GPU_ONLY else ""
     return ServedModel(name, backend, int(delay), float(memory) if memory else None, entry.io.labels, entry.family,
                        entry.io.input_dims, gpu, tensorrt, tuple(sorted(config.cc_model_filenames)))

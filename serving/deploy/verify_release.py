@@ -153,7 +153,7 @@ def plan(repo: Path, release: Release) -> tuple[list[Job], list[Row]]:
 def _not_run(name: str, entry: ModelEntry, config: pb.ModelConfig, release: Release) -> Row:
     if (config.backend or config.platform) not in ("tensorrt_plan", "tensorrt"):
         return Row(name, entry.runtime, "SKIP", problem=f"{config.backend or config.platform} is not checked here")
-    built = str((entry.details.get("runtime_info") or {}).get("version") or "")
+    built = str(entry.runtime_info.get("version") or "")
     if not built:
         return Row(name, entry.runtime, "FAIL", problem="the manifest does not say which TensorRT built the plan",
                    action="rebuild the plan with the tensorrt extra installed")

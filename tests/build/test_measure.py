@@ -8,6 +8,8 @@ import pytest
 
 from build.data import ImageSet
 from build.measure import SpeedPlan, compressed_mb, measure_speeds, onnx_accuracy, peak_memory_mb
+from build.repository.model_config import build_config, model_io, to_pbtxt
+from build.runtimes.onnxruntime import OnnxRuntime
 
 
 def test_speeds_are_measured_interleaved_and_rank_models_correctly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,8 +27,8 @@ def test_speeds_are_measured_interleaved_and_rank_models_correctly(monkeypatch: 
     images = np.zeros((64, 3, 32, 32), np.uint8)
     plan = SpeedPlan(rounds=2, latency_iters=3, throughput_batches=1, warmup=1)
     speeds = measure_speeds({"slow": runner("slow", 2e-4), "fast": runner("fast", 5e-5)}, images, plan)
-    assert speeds["slow"]["throughput_b64_ips"] == pytest.approx(5000) and speeds["slow"]["latency_b1_p50_ms"] == 0.2
-    assert speeds["fast"]["throughput_b64_ips"] == pytest.approx(20000) and speeds["fast"]["latency_b1_p50_ms"] == 0.05
+    assert speeds["slow"].throughput_b64_ips == pytest.approx(5000) and speeds["slow"].latency_b1_p50_ms == 0.2
+    assert speeds["fast"].throughput_b64_ips == pytest.approx(20000) and speeds["fast"].latency_b1_p50_ms == 0.05
     measured = calls[4:]  # after each model's warm-up
     assert measured[:4] == ["slow"] * 4 and measured[4:8] == ["fast"] * 4 and measured[8] == "slow", \
         "every round visits every model in turn"
@@ -54,10 +56,14 @@ def test_peak_memory_of_a_fresh_process(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2048])],
         [weight, helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 3072])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    onnx.save(model, str(tmp_path / "model.onnx"))
-    memory = peak_memory_mb("onnxruntime", tmp_path, 1, (3, 32, 32))
-    assert memory["model_peak_mb"] >= 24, "a 25 MB weight is resident at least once"
-    assert memory["process_peak_mb"] > memory["model_peak_mb"]
+    version = tmp_path / "1"
+    version.mkdir()
+    onnx.save(model, str(version / "model.onnx"))
+    fields = OnnxRuntime().triton_fields(version, threads=1)
+    (tmp_path / "config.pbtxt").write_text(to_pbtxt(build_config("m", fields, model_io((3, 32, 32)), 2048)))
+    memory = peak_memory_mb("onnxruntime", version, 1, (3, 32, 32))
+    assert memory.model_peak_mb is not None and memory.model_peak_mb >= 24, "a 25 MB weight is resident at least once"
+    assert memory.process_peak_mb is not None and memory.process_peak_mb > memory.model_peak_mb
 
 
 def test_onnx_accuracy_of_a_file_in_batches(tmp_path: Path) -> None:

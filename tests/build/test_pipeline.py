@@ -24,11 +24,10 @@ from build.pipeline import (
     VariantState,
     keep_own,
 )
-from build.repository.model_config import TensorIO
+from build.repository.model_config import model_io
 from build.sources import Teacher
 from build.steps.distill import DistillConfig
 from build.verification import Tolerance
-from serving.publication import Publication
 from tests.conftest import CIFAR, unused
 
 
@@ -81,8 +80,8 @@ def test_a_model_fails_alone_but_a_failed_step_ends_the_variant(tmp_path: Path) 
 
 
 def test_the_context_is_read_only(tmp_path: Path) -> None:
-    ctx = BuildContext(unused(Dataset), unused(Teacher), BuildOptions(), (), unused(Publication), tmp_path, {},
-                       TensorIO(CIFAR, 10))
+    ctx = BuildContext(unused(Dataset), unused(Teacher), BuildOptions(), (), tmp_path, {},
+                       model_io(CIFAR))
     with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.options = BuildOptions(threads=1)  # type: ignore[misc]  # the assignment that must be refused
 

@@ -6,7 +6,9 @@ from pathlib import Path
 from build.card import ModelCard
 from build.pipeline import BuildOptions, Outcome, Status
 from build.report import markdown, pareto_front, report_data, write_report
+from build.variants import VARIANTS
 from build.zoo import ZooBuild
+from serving.manifest import ModelEntry
 from tests.conftest import CIFAR, PRE
 
 PROVENANCE = {"hardware": {"machine": "x86_64", "cores": 2, "isa": ["avx512_vnni"], "gpu": None},
@@ -17,7 +19,9 @@ def _entry(variant: str, top1: float, b1_ms: float, b64_ips: float, base_b1: flo
            base_b64: float = 160.0, runtime: str = "onnxruntime", ran: str | None = None) -> dict:
     suffix = "" if runtime == "onnxruntime" else f"_{runtime}"
     return {"runtime_info": {"precision_ran": ran} if ran else {},
-        "model": f"r18_{variant}{suffix}", "variant": variant, "runtime": runtime, "parent": "fp32",
+        "model": f"r18_{variant}{suffix}", "variant": variant, "runtime": runtime, "parent": "fp32", "family": "r18",
+        "version": 1, "io": {"input": "images", "input_dims": list(CIFAR), "output": "logits"}, "max_batch_size": 64,
+        "baseline": "r18_fp32", "precision": VARIANTS[variant].precision if variant in VARIANTS else "fp32",
         "recipe": ["x", "publish:onnxruntime"], "accuracy": {"top1": top1, "images": 10000},
         "size_mb": 10.0, "compressed_mb": 9.0, "metrics": {"params": 1000, "macs": 5_000_000}, "flags": {},
         "memory": {"model_peak_mb": 50.0},
@@ -29,7 +33,9 @@ def _entry(variant: str, top1: float, b1_ms: float, b64_ips: float, base_b1: flo
 def _build(*entries: dict, rejected: dict | None = None, profile: str = "default",
            not_applicable: dict | None = None) -> ZooBuild:
     card = ModelCard("r18", "builtin:resnet18", CIFAR, PRE.mean, PRE.std)
-    outcomes = [Outcome(e["variant"], Status.OK, model=e["model"], runtime=e["runtime"], entry=e) for e in entries]
+    # the entries as the build makes them: typed, through the manifest's reader
+    outcomes = [Outcome(e["variant"], Status.OK, model=e["model"], runtime=e["runtime"],
+                        entry=ModelEntry.from_dict(e, e["model"])) for e in entries]
     outcomes += [Outcome(k, Status.FAIL, why) for k, why in (rejected or {}).items()]
     outcomes += [Outcome(k, Status.SKIPPED, why) for k, why in (not_applicable or {}).items()]
     return ZooBuild(card, [f"c{i}" for i in range(10)], BuildOptions(profile=profile), PROVENANCE, outcomes)
@@ -77,7 +83,7 @@ def test_each_model_is_a_share_of_the_peak_of_the_precision_it_ran_in() -> None:
                       "r18_fp32_openvino_bf16": ("bf16", "bf16_amx", 0.401),
                       "r18_fp32_openvino": ("fp32", "fp32_avx512", 0.417)}, "pruned is no reference model"
     how = {m["model"]: m["determined_by"] for m in eff["models"]}
-    assert how["r18_int8"] == "the variant's name (no kernel record)"
+    assert how["r18_int8"] == "the variant's declared precision (no kernel record)"
     assert how["r18_fp32"] == "ONNX Runtime's profiled convolution ops"
     assert eff["peak_ratios"] == {"int8": 10.0, "bf16": 5.0}
     text = markdown(report_data(_with_peaks(_build(fp32, ov_int8), AMX)), charts=False)

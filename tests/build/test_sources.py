@@ -81,7 +81,7 @@ def test_an_onnx_source_can_teach_a_student(tmp_path: Path, four_classes: Path, 
                             student=micro_student, shipped=False),))
     (build,) = build_zoo([onnx_card(tmp_path, four_classes)], tmp_path / "repo", ["distilled"], ["onnxruntime"],
                          options, log=lambda _: None)
-    assert build.entries["mine_distilled"]["metrics"]["distillation"]["steps"] == 2
+    assert build.entries["mine_distilled"].metrics["distillation"]["steps"] == 2
 
 
 def _fails(tmp_path: Path, cards: list[ModelCard], match: str) -> None:
@@ -148,7 +148,7 @@ def test_a_torch_source_gets_the_variants_that_transform_its_weights(tmp_path: P
     (build,) = build_zoo([torch_card(four_classes)], tmp_path / "repo", ["pruned", "sparse"], ["onnxruntime"],
                          options, log=lambda _: None)
     assert sorted(build.entries) == ["mynet_pruned", "mynet_sparse"] and not build.rejected
-    pruning = build.entries["mynet_pruned"]["metrics"]["pruning"]
+    pruning = build.entries["mynet_pruned"].metrics["pruning"]
     assert pruning["macs_after"] < pruning["macs_before"]
 
 

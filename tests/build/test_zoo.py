@@ -15,7 +15,8 @@ from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions, Outcome, Status
 from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
-from build.runtimes import RUNTIMES
+from build.runtimes import make_runtime
+from build.runtimes.openvino import OpenVinoRuntime
 from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.quantize import Int8Config
@@ -163,14 +164,14 @@ def _reject(model: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_runtime_publishes_where_it_applies(tmp_path: Path, teacher: Path, mini_archive: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    convert = RUNTIMES["openvino"].prepare
+    convert = OpenVinoRuntime.prepare
 
-    def fail_on_int8(onnx_path: Path, out_dir: Path) -> list[Path]:
+    def fail_on_int8(self: OpenVinoRuntime, onnx_path: Path, out_dir: Path) -> list[Path]:
         if "int8" in str(out_dir):
             raise ModelRejected("OpenVINO could not convert model.onnx: injected")
-        return convert(onnx_path, out_dir)
+        return convert(self, onnx_path, out_dir)
 
-    monkeypatch.setattr(RUNTIMES["openvino"], "prepare", fail_on_int8)
+    monkeypatch.setattr(OpenVinoRuntime, "prepare", fail_on_int8)
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = dataclasses.replace(FAST, configs=(Int8Config(calibration_images=100, check_images=100),))
@@ -182,7 +183,7 @@ def test_every_runtime_publishes_where_it_applies(tmp_path: Path, teacher: Path,
     assert "injected" in result.rejected["tiny_int8_openvino"], "only that model is left out"
     assert manifest["tiny_fp32_openvino"]["runtime_info"]["precision_ran"] == "f32"
     assert from_pbtxt((tmp_path / "repo" / "tiny_fp32_openvino" / "config.pbtxt").read_text()).backend == "openvino"
-    no_bf16 = RUNTIMES["openvino_bf16"].unavailable_reason(detect())
+    no_bf16 = make_runtime("openvino_bf16").unavailable_reason(detect())
     if no_bf16:  # a CPU without BF16 kernels: the runtime is skipped, with the reason, and the rest publish
         assert f"skipping runtime openvino_bf16: {no_bf16}" in logged
         assert sorted(manifest) == ["tiny_fp16", "tiny_fp32", "tiny_fp32_openvino", "tiny_int8"]

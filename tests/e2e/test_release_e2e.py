@@ -18,7 +18,7 @@ from build.data import load_dataset
 from build.hardware import detect
 from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions
-from build.runtimes import RUNTIMES
+from build.runtimes import make_runtime
 from build.steps.quantize import Int8Config
 from serving.manifest import read_manifest
 from serving.release import DEFAULT
@@ -38,7 +38,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = dataclasses.replace(mini, val=mini.test)
     teacher = root / "resnet20.pt"
     save_weights(build_classifier("resnet20", 10, PRE), teacher, {"arch": "resnet20", "classes": data.classes})
-    runtimes = [n for n in ("onnxruntime", "openvino", "openvino_bf16") if not RUNTIMES[n].unavailable_reason(detect())]
+    runtimes = [n for n in ("onnxruntime", "openvino", "openvino_bf16")
+                if not make_runtime(n).unavailable_reason(detect())]
     options = BuildOptions(verify_images=100, eval_images=200, measure_speed=False, threads=1,
                            configs=(Int8Config(calibration_images=100, check_images=100),))
     build_one(data, teacher, root / "repo", ["fp32", "int8"], runtimes, options, name="resnet20")

@@ -12,6 +12,7 @@ default INT8 is made for ONNX Runtime's CPU kernels (UINT8 activations, INT32 bi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from build.hardware import detect
 from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions
 from build.repository.model_config import from_pbtxt
-from build.runtimes import RUNTIMES
+from build.runtimes import RUNTIMES, make_runtime
 from build.runtimes.tensorrt import TensorRTRuntime, plan_filename, triton_container
 from build.steps.quantize import METHODS, BatchReader, Int8Config
 from serving.client import TritonClassifier
@@ -37,7 +38,7 @@ from serving.triton import TritonConfig, is_ready
 from tests.conftest import CIFAR, MINI_ARCHIVE, PRE, build_one, full_data_spec, models_of
 from tests.e2e.stack import SHIPPED_TEACHER
 
-WHY_NOT = RUNTIMES["tensorrt"].unavailable_reason(detect())
+WHY_NOT = make_runtime("tensorrt").unavailable_reason(detect())
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(WHY_NOT is not None, reason=f"TensorRT cannot run here: {WHY_NOT}")]
 VARIANTS = ("fp32", "fp16", "int8")
 IMAGES = 500
@@ -68,7 +69,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory):
                            configs=(Int8Config(calibration_images=100, check_images=100),))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(quantize_step, "quantize", gpu_int8)
-        patch.setitem(RUNTIMES, "tensorrt", TensorRTRuntime(cache_dir=root / "timing-caches"))
+        patch.setitem(RUNTIMES, "tensorrt", functools.partial(TensorRTRuntime, cache_dir=root / "timing-caches"))
         result = build_one(data, teacher, root / "repo", list(VARIANTS), ["onnxruntime", "tensorrt"], options,
                            name="resnet18")
     return data, root / "repo", result
@@ -97,7 +98,7 @@ def test_every_precision_variant_gets_a_verified_plan(workspace) -> None:
 
 def _runner(repo: Path, variant: str):
     model = f"resnet18_{variant}_tensorrt"
-    return RUNTIMES["tensorrt"].runner(repo / model / str(models_of(repo)[model]["version"]), threads=1)
+    return make_runtime("tensorrt").runner(repo / model / str(models_of(repo)[model]["version"]), threads=1)
 
 
 def _onnx_logits(repo: Path, variant: str, images: np.ndarray) -> np.ndarray:

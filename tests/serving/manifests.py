@@ -6,16 +6,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from serving.manifest import CardRecord, Manifest, ModelEntry, ModelIO, write_manifest
+from serving.manifest import CardRecord, Manifest, ModelEntry, write_manifest
 
 
 def entry(model: str, family: str = "", variant: str = "fp32", runtime: str = "onnxruntime",
           dims: tuple[int, int, int] = (3, 32, 32), top1: float = 0.9, speed: dict | None = None,
           max_batch_size: int = 8, **details: Any) -> ModelEntry:
     """A model entry; its family defaults to the name's first part (`<family>_<variant>[_<runtime>]`)."""
-    return ModelEntry(model=model, family=family or model.split("_")[0], variant=variant, runtime=runtime, version=1,
-                      io=ModelIO("images", dims, "logits"), accuracy={"top1": top1, "images": 100},
-                      max_batch_size=max_batch_size, speed=speed, details=details)
+    fields = {"model": model, "family": family or model.split("_")[0], "variant": variant, "runtime": runtime,
+              "version": 1, "io": {"input": "images", "input_dims": list(dims), "output": "logits"},
+              "accuracy": {"top1": top1, "images": 100}, "max_batch_size": max_batch_size, **details}
+    # through the manifest's own reader, so that typed fields given by name (runtime_info, size_mb) land typed
+    return ModelEntry.from_dict({**fields, **({"speed": speed} if speed is not None else {})}, model)
 
 
 CLASSES = tuple(f"class{i}" for i in range(10))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from serving.client import TritonClassifier
-from serving.evaluate import ServedResult, build_accuracy, evaluate_served, format_table, not_evaluated
+from serving.evaluate import ServedResult, evaluate_served, format_table, not_evaluated
+from serving.manifest import Accuracy
 from tests.serving.manifests import entry
 
 
@@ -70,8 +71,8 @@ def test_table_lists_every_model() -> None:
 
 
 def test_build_accuracy_is_taken_on_the_same_images_or_not_at_all() -> None:
-    recorded = {"top1": 0.87, "images": 10000, "prefix": {"images": 2000, "top1": 0.86}}
-    assert build_accuracy(recorded, 10000) == 0.87 and build_accuracy(recorded, 2000) == 0.86
-    assert build_accuracy(recorded, 500) is None
+    recorded = Accuracy.from_dict({"top1": 0.87, "images": 10000, "prefix": {"images": 2000, "top1": 0.86}}, "a")
+    assert recorded.on(10000) == 0.87 and recorded.on(2000) == 0.86
+    assert recorded.on(500) is None
     table = format_table([ServedResult("a", "fp32", "onnxruntime", None, 0.9, 500, 1.5, 3.0)])
     assert "–" in table.splitlines()[2]

@@ -52,7 +52,7 @@ def test_typed_entries_answer_what_consumers_ask() -> None:
     mynet = Manifest.from_dict(schema_2()).models["mynet_fp32"]
     assert mynet.family == "mynet" and mynet.io.channels == 1 and mynet.io.size == (28, 28)
     assert mynet.top1 == 0.9 and mynet.throughput_b64 is None and "speed" not in mynet.to_dict()
-    fast = entry("a_fp32", speed={"throughput_b64_ips": 480.0})
+    fast = entry("a_fp32", speed={"latency_b1_p50_ms": 2.0, "latency_b1_p99_ms": 3.0, "throughput_b64_ips": 480.0})
     assert fast.throughput_b64 == 480.0
 
 
@@ -62,8 +62,8 @@ def test_a_schema_1_manifest_still_loads(tmp_path: Path) -> None:
     assert manifest.cards == {}
     int8 = load_manifest(tmp_path)["resnet18_int8"]
     assert int8.family == "resnet18" and int8.variant == "int8" and int8.version == 2
-    assert int8.io.input_dims == (3, 32, 32) and int8.throughput_b64 == 1234.5 and int8.accuracy["prefix"]["top1"]
-    assert int8.details["recipe"] == ["quantize", "publish_onnxruntime"] and "arch" not in int8.details
+    assert int8.io.input_dims == (3, 32, 32) and int8.throughput_b64 == 1234.5 and int8.accuracy.prefix_top1
+    assert int8.recipe == ("quantize", "publish_onnxruntime") and "arch" not in int8.details
     rewritten = Manifest.from_dict(manifest.to_dict())
     assert rewritten.models == manifest.models, "a schema-1 manifest re-written as schema 2 keeps every entry"
 

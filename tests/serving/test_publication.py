@@ -7,8 +7,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from serving.manifest import MANIFEST, CardRecord, read_manifest
-from serving.publication import Publication, PublicationError, republish_config
+from serving.manifest import MANIFEST, CardRecord, ModelEntry, read_manifest
+from serving.publication import DRAFT_VERSION, Publication, PublicationError, republish_config
 from serving.release import DEFAULT
 
 
@@ -169,7 +169,7 @@ def test_a_new_config_and_its_manifest_fields_land_in_one_commit(tmp_path: Path)
     assert (repo / "m" / "config.pbtxt").stat().st_mode & 0o777 == 0o640
     entry_now = read_manifest(repo).models["m"]
     assert entry_now.max_batch_size == 32 and entry_now.version == 1, "a change in place, not a new version"
-    assert entry_now.details["size_mb"] == 1.5, "the rest of the entry is kept"
+    assert entry_now.size_mb == 1.5, "the rest of the entry is kept"
     assert served.read_bytes() == b"weights" and sorted(p.name for p in (repo / "m").iterdir()) == ["1", "config.pbtxt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".repo.lock", "repo"], "no staging left behind"
 
@@ -220,3 +220,28 @@ def test_a_config_change_keeps_the_recorded_release(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("TRITONZOO_TRITON_RELEASE", "24.10")
     republish_config(repo, "m", text_format.Parse(CONFIG, pb.ModelConfig()))
     assert read_manifest(repo).release_name == DEFAULT, "the models were built for it, whatever the config"
+
+
+def made(work: Path, model: str, payload: bytes) -> Path:
+    """A model folder as a builder makes it, away from the repository: one draft version folder."""
+    folder = work / model
+    (folder / str(DRAFT_VERSION)).mkdir(parents=True)
+    (folder / str(DRAFT_VERSION) / "model.onnx").write_bytes(payload)
+    (folder / "config.pbtxt").write_text(CONFIG)
+    return folder
+
+
+def test_the_publication_numbers_the_versions_of_models_handed_to_it(tmp_path: Path) -> None:
+    """A builder makes its folder in its own work folder and never reads the manifest: `add` takes the folder,
+    names its version one past the published one, and returns the entry with that version."""
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    publish(repo, "m", b"v1", entry("m", 1))
+    with Publication(repo) as pub:
+        folder = made(work, "m", b"v2")
+        numbered = pub.add(ModelEntry.from_dict(entry("m", DRAFT_VERSION), "m"), folder)
+        fresh = pub.add(ModelEntry.from_dict(entry("n", DRAFT_VERSION), "n"), made(work, "n", b"n1"))
+        assert not folder.exists(), "the builder's folder is handed over, not copied"
+        assert not (repo / "m" / "2").exists(), "nothing is visible before the commit"
+    assert (numbered.version, fresh.version) == (2, 1)
+    assert (repo / "m" / "2" / "model.onnx").read_bytes() == b"v2" and not (repo / "m" / "1").exists()
+    assert {n: e.version for n, e in read_manifest(repo).models.items()} == {"m": 2, "n": 1}

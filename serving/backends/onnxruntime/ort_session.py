@@ -6,6 +6,7 @@ that run a served model in process, so both run the same session.
 
 from __future__ import annotations
 
+import numpy as np
 import onnxruntime as ort
 
 # optimization.graph.level as the native backend reads it: absent means all, -1 basic, 1 extended, 2 none.
@@ -31,3 +32,16 @@ def session_options(config: dict) -> ort.SessionOptions:
 
 def ort_session(path: str, config: dict) -> ort.InferenceSession:
     return ort.InferenceSession(path, session_options(config), providers=["CPUExecutionProvider"])
+
+
+class OrtRunner:
+    """A session built from a model's config, callable on a uint8 batch: what the build verifies and times, what the
+    in-process benchmarks run, and what the backend serves are one session, configured by one config.pbtxt."""
+
+    def __init__(self, path: str, config: dict) -> None:
+        self.path, self.config = path, config
+        self.session = ort_session(path, config)
+        self.input = self.session.get_inputs()[0]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input.name: images})[0]

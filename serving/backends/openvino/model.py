@@ -26,10 +26,9 @@ from ov_session import OvSession, OvSettings
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         filename = config.get("default_model_filename") or "model.xml"
         path = os.path.join(args["model_repository"], args["model_version"], filename)
-        self.session = OvSession(path, OvSettings.from_parameters(params))
+        self.session = OvSession(path, OvSettings.from_config(config))
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
 

@@ -34,6 +34,11 @@ class OvSettings:
         precision = params.get(PRECISION) or ("bf16" if params.get(BF16, "").upper() == "YES" else "f32")
         return cls(params.get(HINT, "LATENCY"), int(params.get(STREAMS, 1)), int(params.get(THREADS, 0)), precision)
 
+    @classmethod
+    def from_config(cls, config: dict) -> OvSettings:
+        """From a model config as the backend receives it (JSON, proto field names): its string parameters."""
+        return cls.from_parameters({k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()})
+
     def parameters(self) -> dict[str, str]:
         params = {HINT: self.hint, STREAMS: str(self.streams), THREADS: str(self.threads), PRECISION: self.precision}
         return {**params, BF16: "YES"} if self.precision == "bf16" else params

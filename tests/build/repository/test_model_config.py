@@ -4,13 +4,13 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from build.repository.model_config import Batching, RuntimeFields, TensorIO, build_config, from_pbtxt, to_pbtxt
+from build.repository.model_config import Batching, RuntimeFields, build_config, from_pbtxt, model_io, to_pbtxt
 from build.runtimes.onnxruntime import OnnxRuntime
 
 
 def test_onnxruntime_config_carries_what_triton_needs() -> None:
     cfg = build_config("resnet18_fp32", OnnxRuntime().triton_fields(Path("unused"), threads=2),
-                       TensorIO((3, 32, 32), 10),
+                       model_io((3, 32, 32)), 10,
                        batching=Batching(max_batch_size=32, max_queue_delay_us=500, instance_count=2))
     parsed = from_pbtxt(to_pbtxt(cfg))
     assert parsed == cfg
@@ -28,6 +28,6 @@ def test_onnxruntime_config_carries_what_triton_needs() -> None:
 
 def test_backend_models_have_no_platform() -> None:
     cfg = build_config("m", RuntimeFields(backend="openvino", filename="model.xml", parameters={"NUM_STREAMS": "1"}),
-                       TensorIO((3, 32, 32), 10))
+                       model_io((3, 32, 32)), 10)
     text = to_pbtxt(cfg)
     assert 'backend: "openvino"' in text and "platform" not in text

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from build.repository.model_config import build_config, model_io, to_pbtxt
 from build.runtimes.onnxruntime import OnnxRuntime, precision_of
 
 
@@ -38,9 +40,19 @@ def _conv_model(path: Path, qdq: bool) -> Path:
               helper.make_node("ReduceMean", ["r", "axes"], ["logits"], keepdims=0)]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 3, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 8])], inits)
-    path.mkdir(parents=True, exist_ok=True)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), path / "model.onnx")
-    return path
+    return _published(path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10))
+
+
+def _published(path: Path, model: onnx.ModelProto, graph_level: int | None = None) -> Path:
+    """A model folder as the build writes it (config.pbtxt from the runtime's fields); its version folder."""
+    version = path / "1"
+    version.mkdir(parents=True)
+    onnx.save(model, version / "model.onnx")
+    config = build_config("m", OnnxRuntime().triton_fields(version, threads=1), model_io((3, 8, 8)), 8)
+    if graph_level is not None:
+        config.optimization.graph.level = graph_level
+    (path / "config.pbtxt").write_text(to_pbtxt(config))
+    return version
 
 
 def test_a_float_model_reports_fp32_kernels(tmp_path: Path) -> None:
@@ -60,3 +72,14 @@ def test_precision_follows_most_convolutions() -> None:
     assert precision_of({"QLinearConv": 19, "FusedConv": 1}) == "int8"
     assert precision_of({"QLinearConv": 2, "Conv": 5}) == "fp32"
     assert precision_of({}) == "fp32"
+
+
+def test_the_builds_session_is_the_one_config_pbtxt_describes(tmp_path: Path) -> None:
+    """The build times the session Triton's backend would make: threads and graph level come from config.pbtxt."""
+    version = _conv_model(tmp_path / "f", qdq=False)
+    run = OnnxRuntime().runner(version, threads=2)  # the config says 1 thread: the config wins
+    options = run.session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    unoptimized = _published(tmp_path / "none", onnx.load(str(version / "model.onnx")), graph_level=2)
+    level = OnnxRuntime().runner(unoptimized, 1).session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import build.runtimes.openvino as ov_runtime
 from build.errors import ModelRejected
 from build.hardware import Hardware
-from build.repository.model_config import TensorIO, build_config, to_pbtxt
+from build.repository.model_config import build_config, model_io, to_pbtxt
 from build.runtimes.openvino import OpenVinoRuntime, _served_rate, model_kind
 from serving.backends.openvino.ov_session import OvSession, OvSettings
 from tests.conftest import present
@@ -77,7 +77,7 @@ def _published(runtime: OpenVinoRuntime, onnx_path: Path, version_dir: Path):
     version_dir.mkdir(parents=True)
     files = runtime.prepare(onnx_path, version_dir)
     fields = runtime.triton_fields(version_dir, threads=2)
-    (version_dir.parent / "config.pbtxt").write_text(to_pbtxt(build_config("m", fields, TensorIO((3, 32, 32), 10))))
+    (version_dir.parent / "config.pbtxt").write_text(to_pbtxt(build_config("m", fields, model_io((3, 32, 32)), 10)))
     return files, fields, runtime.runner(version_dir, threads=2)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import functools
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -32,11 +33,14 @@ from build.data import load_dataset
 from build.errors import ModelRejected
 from build.hardware import Hardware, int8_types
 from build.pipeline import BuildOptions
-from build.repository.model_config import TensorIO, build_config, from_pbtxt, to_pbtxt
-from build.runtimes import RUNTIMES
+from build.repository.model_config import build_config, from_pbtxt, model_io, to_pbtxt
+from build.runtimes import RUNTIMES, make_runtime
+from build.runtimes import Runtime as BuildRuntime
 from build.runtimes.tensorrt import Buffer, TensorRTRuntime, capability_key, plan_filename
 from build.steps.quantize import Int8Config, quantize
+from build.variants import VARIANTS
 from build.zoo import _usable_runtimes
+from serving.manifest import Memory
 from serving.release import target_release
 from tests.conftest import CIFAR, ROOT, build_one, models_of, present
 
@@ -492,7 +496,7 @@ def publish(runtime: TensorRTRuntime, onnx_path: Path, version_dir: Path):
     """What PublishRuntime does with a runtime: files, config.pbtxt, then a runner over them."""
     version_dir.mkdir(parents=True)
     files = runtime.prepare(onnx_path, version_dir)
-    config = build_config("m", runtime.triton_fields(version_dir, threads=2), TensorIO((3, 4, 4), 10))
+    config = build_config("m", runtime.triton_fields(version_dir, threads=2), model_io((3, 4, 4)), 10)
     (version_dir.parent / "config.pbtxt").write_text(to_pbtxt(config))
     return files, config, runtime.runner(version_dir, threads=2)
 
@@ -510,11 +514,18 @@ def ort_logits(path: Path, batch: np.ndarray) -> np.ndarray:
 
 def test_applies_to_fp32_fp16_and_every_int8_variant_and_says_why_not_to_the_rest() -> None:
     runtime = TensorRTRuntime()
-    for variant in ("fp32", "fp16", "int8", "pruned_int8", "distilled_int8", "distilled_int8_qat"):
-        assert runtime.skip_variant(variant) is None, variant
-    for variant in ("pruned", "sparse", "distilled", "pruned_distilled"):
-        why = runtime.skip_variant(variant)
-        assert why is not None and "precision variants" in why and variant in why
+    for name in ("fp32", "fp16", "int8", "pruned_int8", "distilled_int8", "distilled_int8_qat"):
+        assert runtime.skip_variant(VARIANTS[name]) is None, name
+    for name in ("pruned", "sparse", "distilled", "pruned_distilled"):
+        why = runtime.skip_variant(VARIANTS[name])
+        assert why is not None and "precision variants" in why and name in why
+
+
+def test_what_a_variant_declares_decides_not_its_name() -> None:
+    """An INT8 variant named without "int8" gets an engine; an FP32 one named "int8_like" does not."""
+    runtime = TensorRTRuntime()
+    assert runtime.skip_variant(dataclasses.replace(VARIANTS["int8"], name="w8a8")) is None
+    assert runtime.skip_variant(dataclasses.replace(VARIANTS["pruned"], name="int8_like")) is not None
 
 
 def test_the_file_decides_what_tensorrt_can_build(tmp_path: Path) -> None:
@@ -550,10 +561,10 @@ def test_the_zoos_int8_on_a_gpu_machine_passes_and_its_cpu_encoding_does_not(tmp
 
 def test_without_the_package_or_a_gpu_the_build_skips_it_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trt_runtime, "find_spec", lambda name: None)
-    runtime = RUNTIMES["tensorrt"]
+    runtime = make_runtime("tensorrt")
     assert runtime.unavailable_reason(GPU) == 'the tensorrt package is not installed (pip install -e ".[tensorrt]")'
     logged: list[str] = []
-    assert _usable_runtimes(["onnxruntime", "tensorrt"], GPU, logged.append) == [RUNTIMES["onnxruntime"]]
+    assert [r.name for r in _usable_runtimes(["onnxruntime", "tensorrt"], GPU, logged.append)] == ["onnxruntime"]
     assert logged == [f"skipping runtime tensorrt: {runtime.unavailable_reason(GPU)}"]
 
 
@@ -793,11 +804,11 @@ def test_opt_batch_must_lie_in_the_profile() -> None:
 def test_a_build_publishes_verified_plans_and_says_where_tensorrt_does_not_apply(
         fake: FakeTensorRT, tmp_path: Path, teacher: Path, mini_archive: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(RUNTIMES, "tensorrt", TensorRTRuntime(device_factory=FakeDevice))
+    monkeypatch.setitem(RUNTIMES, "tensorrt", functools.partial(TensorRTRuntime, device_factory=FakeDevice))
     monkeypatch.setattr("build.zoo.detect", lambda: GPU)
     # Host memory is measured in a process of its own, which cannot see the fake: a stand-in figure.
     monkeypatch.setattr("build.steps.measure.peak_memory_mb",
-                        lambda *args: {"process_peak_mb": 2.0, "model_peak_mb": 1.0})
+                        lambda *args: Memory(process_peak_mb=2.0, model_peak_mb=1.0))
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     options = BuildOptions(verify_images=100, measure_speed=True, profile="quick", threads=1, max_train_steps=2,
@@ -841,7 +852,7 @@ def test_the_host_memory_baseline_is_read_after_the_runtimes_libraries_load(monk
             order.append("runner")
             return lambda images: images
 
-    monkeypatch.setitem(RUNTIMES, "late_libraries", Libraries())
+    monkeypatch.setitem(RUNTIMES, "late_libraries", lambda: cast(BuildRuntime, Libraries()))
     def baseline() -> float:
         order.append("baseline")
         return 1.0

@@ -24,7 +24,7 @@ from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildContext, BuildOptions, VariantState
 from build.profiles import options_for
-from build.repository.model_config import TensorIO
+from build.repository.model_config import model_io
 from build.sources import Teacher
 from build.steps.distill import DistillConfig
 from build.steps.export import ExportOnnx
@@ -41,7 +41,6 @@ from build.steps.qat import (
 from build.steps.quantize import Int8Config, QuantizeStatic
 from build.verification import Tolerance
 from build.zoo import build_order
-from serving.publication import Publication
 from tests.conftest import CIFAR, PRE, build_one, models_of, unused
 
 ONNX_TYPES = {QuantType.QUInt8: TensorProto.UINT8, QuantType.QInt8: TensorProto.INT8}
@@ -76,7 +75,7 @@ def context(tmp_path: Path, mini_archive: Path) -> BuildContext:
     data = dataclasses.replace(mini, val=mini.test)  # the mini archive's validation split is too small to calibrate
     options = BuildOptions(threads=1, verify_images=100)
     teacher = Teacher(card_for_model(), "tiny", module=tiny_model())
-    return BuildContext(data, teacher, options, [], unused(Publication), tmp_path, {}, TensorIO(CIFAR, 10))
+    return BuildContext(data, teacher, options, [], tmp_path, {}, model_io(CIFAR))
 
 
 def ort_qparams(rmin: float | torch.Tensor, rmax: float | torch.Tensor, qtype: QuantType, reduce_range: bool,
@@ -100,8 +99,8 @@ def fake_quant(x: torch.Tensor, scale: float, zero: int, qmin: int, qmax: int) -
 ])
 def test_bad_settings_are_refused_before_the_build(name: str, value: str, message: str, tmp_path: Path) -> None:
     options = options_for("default", [f"qat.{name}={value}"])
-    ctx = BuildContext(unused(Dataset), unused(Teacher), options, [], unused(Publication), tmp_path, {},
-                       TensorIO(CIFAR, 10))
+    ctx = BuildContext(unused(Dataset), unused(Teacher), options, [], tmp_path, {},
+                       model_io(CIFAR))
     with pytest.raises(ZooError, match=message):
         QuantAwareFinetune().tuned(options).check(ctx)
 

@@ -39,18 +39,17 @@ def test_sensitivity_ranks_every_quantized_layer(quantized, tmp_path: Path) -> N
 
 def test_over_budget_layers_fall_back_to_fp32(quantized, tmp_path: Path, mini_archive: Path) -> None:
     from build.pipeline import BuildContext, BuildOptions, VariantState
-    from build.repository.model_config import TensorIO
+    from build.repository.model_config import model_io
     from build.sources import Teacher
     from build.verification import Tolerance
-    from serving.publication import Publication
 
     prepared, _, _ = quantized
     mini = load_dataset(str(mini_archive), CIFAR)
     data = dataclasses.replace(mini, val=mini.test)
     # A negative budget can never be met: the step falls back as far as it is allowed to.
     cfg = Int8Config(calibration_images=64, check_images=100, accuracy_budget=-1.0, max_fallback_layers=3)
-    ctx = BuildContext(data, unused(Teacher), BuildOptions(threads=1), [], unused(Publication), tmp_path, {},
-                       TensorIO(CIFAR, 10))
+    ctx = BuildContext(data, unused(Teacher), BuildOptions(threads=1), [], tmp_path, {},
+                       model_io(CIFAR))
     state = VariantState("int8", "fp32", unused(Tolerance), tmp_path, onnx_path=prepared)
     result = QuantizeStatic(cfg).run(state, ctx)
     state = state.advanced("quantize_static_int8", result)

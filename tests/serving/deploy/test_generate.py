@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,7 @@ def _plans_built_by(repo: Path, version: str) -> Path:
 
     manifest = read_manifest(repo)
     entry = manifest.models["m_fp16_tensorrt"]
-    manifest.models["m_fp16_tensorrt"] = type(entry)(**{**entry.__dict__, "details": {
-        **entry.details, "runtime_info": {"version": version}}})
+    manifest.models["m_fp16_tensorrt"] = replace(entry, runtime_info={"version": version})
     write_manifest(repo, manifest)
     return repo
 

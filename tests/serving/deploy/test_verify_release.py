@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,7 @@ def test_a_plan_matches_a_release_on_major_minor_patch() -> None:
 def _with_trt_version(repo: Path, version: str | None) -> Path:
     manifest = read_manifest(repo)
     entry = manifest.models["m_fp16_tensorrt"]
-    details = {k: v for k, v in entry.details.items() if k != "runtime_info"}
-    if version:
-        details["runtime_info"] = {"version": version}
-    manifest.models["m_fp16_tensorrt"] = type(entry)(**{**entry.__dict__, "details": details})
+    manifest.models["m_fp16_tensorrt"] = replace(entry, runtime_info={"version": version} if version else {})
     write_manifest(repo, manifest)
     return repo
 
