@@ -13,13 +13,13 @@ from torch import nn
 
 from build.errors import ZooError
 from build.models import Classifier
+from build.repository.model_config import INPUT as INPUT_NAME  # the tensor names clients see: defined once
+from build.repository.model_config import OUTPUT as OUTPUT_NAME
 
 # It warns at every export that torchvision's ops are not registered; this project has no torchvision.
 logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 OPSET = 18
 MAX_IR_VERSION = 10  # ONNX Runtime 1.19, as in Triton 24.10's native backend, reads IR <= 10
-INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:
@@ -36,7 +36,8 @@ def export_onnx(model: Classifier, path: Path) -> dict[str, int]:
         warnings.simplefilter("ignore")  # the exporter is chatty about internals we do not control
         program = torch.onnx.export(
             model, (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}}, verbose=False, optimize=False,
+            output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: batch}},  # Classifier.forward(images)
+            verbose=False, optimize=False,
         )
         assert program is not None  # the dynamo exporter returns its program
         raw = op_counts(program.model_proto)
