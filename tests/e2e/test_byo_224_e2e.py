@@ -68,7 +68,7 @@ def test_every_variant_is_published_on_both_cpu_runtimes_and_agrees_with_the_ori
                 check = entry.details["verification"]  # the loosest documented tolerance (INT8): 97%
                 assert check["confident_top1_agreement"] >= 0.97, (entry.model, check)
     assert "needs the PyTorch model" in builds["inetonnx"].not_applicable.get("pruned", "needs the PyTorch model")
-    student = models["inettorch_distilled"].details["metrics"]["distillation"]
+    student = models["inettorch_distilled"].metrics["distillation"]
     assert student["student"] == "widenet" and student["trained_in_build"], "a user's card trains its own student"
     assert student["macs_reduction_vs_teacher"] > 1.0, "a student shaped for 224 pixels is smaller than its teacher"
 
