@@ -22,6 +22,7 @@ SCHEMAS: dict[str, int] = {
     "loadtest": 2,
     "gateway_overhead": 2,
     "config_search": 2,
+    "byo_bench": 1,
 }
 
 

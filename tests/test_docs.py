@@ -55,7 +55,7 @@ def test_every_documented_command_names_a_real_task_and_options(page: Path) -> N
 
 
 # Where commands write by default: named in the docs as destinations, not as committed figures.
-OUTPUT_FOLDERS = ("reports/loadtest", "reports/config_search", "reports/gateway_overhead.json")
+OUTPUT_FOLDERS = ("reports/loadtest", "reports/config_search", "reports/gateway_overhead.json", "reports/byo224")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
