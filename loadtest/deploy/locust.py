@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.runs.command import LOCUSTFILE, SHAPE_FILES, USERS, host_for, locust_command
+from loadtest.runs.command import LOAD_TARGETS, LOCUSTFILE, SHAPE_FILES, host_for, locust_command
 from loadtest.runs.plan import LoadPlan
 from serving.deploy import gateway, triton
 from serving.deploy.objects import (
@@ -58,8 +58,8 @@ class LocustPods:
     workers: int = 2
 
     def check(self) -> None:
-        if self.user not in USERS:
-            raise DeployError(f"--locust-user takes one of {sorted(USERS)}, not {self.user!r}")
+        if self.user not in LOAD_TARGETS:
+            raise DeployError(f"--locust-user takes one of {sorted(LOAD_TARGETS)}, not {self.user!r}")
         if self.workers < 1 or self.plan.constant.users < 1:
             raise DeployError("--locust-workers and --locust-users must be at least 1")
 

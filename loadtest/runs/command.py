@@ -17,6 +17,9 @@ SHAPE_FILES = {shape: f"loadtest/locust/{shape}_shape.py" for shape in SHAPES}  
 # experiment through the gateway, or the soak's A/B experiment through the gateway with a retrying client.
 USERS = {"http": "TritonHttpUser", "grpc": "TritonGrpcUser", "gateway": "GatewayUser",
          "experiment": "GatewayExperimentUser", "soak": "SoakUser"}
+# What `invoke loadtest` and the Kubernetes Locust pods may load; the soak's user needs the soak's own stack and
+# faults around it, so only `invoke soak` runs it.
+LOAD_TARGETS = tuple(u for u in USERS if u != "soak")
 GATEWAY_USERS = ("gateway", "experiment", "soak")  # the users whose host is the gateway; the others load Triton
 LOCUST = (sys.executable, "-m", "locust")  # this interpreter's Locust
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loadtest.analysis.capacity import instance_count
 from loadtest.analysis.shapes import AUTO_PACE, StepPlan
-from loadtest.runs.command import USERS
+from loadtest.runs.command import LOAD_TARGETS
 from loadtest.runs.plan import SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +37,9 @@ class LoadSpec:
     warmup_s: float = 0.0               # left out of every figure: a fresh Triton's first batches are slow
 
     def validate(self) -> None:
-        if self.target not in USERS:
-            raise ValueError(f"unknown target {self.target!r}; choose from {sorted(USERS)}")
+        if self.target not in LOAD_TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; choose from {sorted(LOAD_TARGETS)} (the soak's "
+                             "user runs under `invoke soak`)")
         if self.shape not in SHAPES:
             raise ValueError(f"unknown shape {self.shape!r}; choose from {sorted(SHAPES)}")
         if self.seconds <= 0 or self.users < 1 or self.processes < 1 or self.images < 1:

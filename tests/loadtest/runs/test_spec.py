@@ -15,6 +15,7 @@ def spec(**kw) -> LoadSpec:
 
 
 @pytest.mark.parametrize("bad, message", [({"target": "udp"}, "unknown target"), ({"shape": "ramp"}, "unknown shape"),
+                                          ({"target": "soak"}, "runs under .invoke soak."),
                                           ({"seconds": 0}, "positive"), ({"target": "experiment"}, "two models")])
 def test_bad_specs_are_refused(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
