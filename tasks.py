@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -364,6 +365,40 @@ def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="default
             samples[b.card.name] = (sample.images, sample.labels)
         print(run_served_evaluation(Path(repo), samples, triton_url, builds[0].options.served_latency_requests))
     print(clock.line())
+
+
+# Every committed report, from one build on one machine, in the order each needs the last (docs/benchmarks.md).
+REPORT_STEPS = {
+    "zoo": "invoke zoo {data} --repo {repo} --report reports/zoo",
+    "efficiency": "invoke build {data} --variants fp32,int8 --runtimes " + DEFAULT_RUNTIMES +
+                  " --repo {repo}-efficiency --report reports/efficiency",
+    "served": "invoke bench-served --repo {repo} {data} --models all --rounds 7 --seconds 2",
+    "loadgen": "invoke bench-loadgen --repo {repo} {data} --rounds 3 --seconds 4 --warmup 1 && "
+               "invoke bench-loadgen --repo {repo} {data} --rounds 3 --seconds 4 --warmup 1 --models all --nice 10 "
+               "--out reports/loadgen/nice10",
+    "capacity": "invoke loadtest --repo {repo} {data} --shape step --models all --each --user-rps auto "
+                "--start-users 1 --step-users 1 --step-seconds 4 --max-users 64 --warmup 5 --seconds 200 "
+                "--slo-ms 100 --confirm-seconds 10 --target-rps 1000 --out reports/capacity && "
+                "invoke report --root reports/capacity",
+}
+
+
+@task(help={"data": DATA_HELP, "steps": f"which, comma-separated, in this order: {','.join(REPORT_STEPS)}",
+            "repo": "the one build's repository: emptied first (it is scratch, under runs/ by default)"})
+def refresh_reports(c, data=None, steps=",".join(REPORT_STEPS), repo=str(ROOT / "runs" / "reports-build")):
+    """Regenerate the committed reports from one fresh build on this machine (about 90 min on 2 quiet cores)."""
+    unknown = set(_csv(steps)) - set(REPORT_STEPS)
+    if unknown:
+        raise SystemExit(f"error: unknown report steps {sorted(unknown)}; choose from {list(REPORT_STEPS)}")
+    if "zoo" in _csv(steps):  # a fresh build: versions start at 1, nothing of an older build is served
+        shutil.rmtree(repo, ignore_errors=True)
+        shutil.rmtree(f"{repo}-efficiency", ignore_errors=True)
+    if "capacity" in _csv(steps):  # the per-model folders of models no longer built must not stay behind
+        shutil.rmtree(REPORTS / "capacity", ignore_errors=True)
+    for step in _csv(steps):
+        command = REPORT_STEPS[step].format(data=f"--data {data}" if data else "", repo=repo)
+        print(f"== {step}: {command}", flush=True)
+        c.run(command, pty=False)
 
 
 @task

@@ -69,3 +69,12 @@ def test_every_file_a_page_names_for_its_figures_exists(page: Path) -> None:
         expanded = [brace[1] + part + brace[3] for part in brace[2].split(",")] if brace else [path]
         for name in expanded:
             assert list(ROOT.glob(name)), f"{page.name} names {name}, which is not in the repository"
+
+
+def test_every_report_step_is_a_real_task_with_real_options() -> None:
+    collection = Collection.from_module(tasks)
+    commands = invoke_commands("\n".join(f"`{c}`" for c in tasks.REPORT_STEPS.values()))
+    assert len(commands) == len(tasks.REPORT_STEPS) + 2, "the loadgen and capacity steps run two commands each"
+    for task_name, *args in commands:
+        names = {name.replace("_", "-") for arg in collection[task_name].get_arguments() for name in arg.names}
+        assert all(a[2:] in names for a in args if a.startswith("--")), (task_name, args)

@@ -178,3 +178,24 @@ def test_the_default_set_reports_what_it_leaves_out_and_all_builds_everything() 
     assert _variants("fp32,int8") == (["fp32", "int8"], {})
     plus, rest = _variants("default,sparse")
     assert plus == [*chosen, "sparse"] and set(rest) == set(left_out) - {"sparse"}, "the default set plus one"
+
+
+def test_refresh_reports_rebuilds_from_an_empty_repository_in_order(tmp_path: Path) -> None:
+    import tasks
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.commands: list[str] = []
+
+        def run(self, command: str, pty: bool = False) -> None:
+            self.commands.append(command)
+
+    old = tmp_path / "repo"
+    (old / "resnet18_fp32" / "7").mkdir(parents=True)
+    c = Recorder()
+    tasks.refresh_reports.body(c, data="d.tar.gz", steps="zoo,served", repo=str(old))
+    assert not old.exists(), "the one build starts from an empty repository"
+    assert c.commands == [f"invoke zoo --data d.tar.gz --repo {old} --report reports/zoo",
+                          f"invoke bench-served --repo {old} --data d.tar.gz --models all --rounds 7 --seconds 2"]
+    with pytest.raises(SystemExit, match="unknown report steps"):
+        tasks.refresh_reports.body(c, steps="zoo,speed")
