@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
 
-from loadtest.report.fmt import DASH, num  # noqa: E402
+from loadtest.report.fmt import DASH, num, provenance  # noqa: E402
 from loadtest.report.page import Block, Image, Section, Table, Text, to_html, to_markdown  # noqa: E402
 
 TITLE = "Soak test under faults"
@@ -71,6 +71,7 @@ def run_section(results: dict, command: str) -> Section:
         rows.append([str(i + 1), f"{f['at_s']:g}", f["kind"], f"{f['started'] - run['t0']:.1f} s",
                      f"ERROR {f['error']}" if f["error"] else outcome(f)])
     blocks: list[Block] = [Text(f"Command: `{command}`")] if command else []
+    blocks += [Text(line) for line in [provenance(results)] if line]
     blocks += [Text(text), *([Text(f"Client library and retries: {policy}")] if policy else []), Table(rows)]
     return Section("Run", blocks)
 

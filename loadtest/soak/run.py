@@ -24,6 +24,7 @@ from loadtest.soak.schedule import Schedule
 from loadtest.soak.stack import EXPERIMENT, SoakStack, process_usage
 from serving.manifest import load_manifest
 from serving.processes import log_tail
+from serving.provenance import provenance
 
 WARMUP_REQUESTS = 40
 
@@ -76,6 +77,7 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
     results["run"] = {"repo": str(repo), "arms": list(arms), "replicas": replicas, "rate_source": rate_source,
                       "cpu": cpu_name(), "python": platform.python_version(), "t0": t0, "end": end}
     write_records(out / "requests.csv", records, results["faults"], schedule.recovery_goal_s)
+    results = {"provenance": provenance("soak"), **results}  # the code commit and the CPU it ran on
     (out / "soak.json").write_text(json.dumps(results, indent=1))
     return results
 

@@ -54,3 +54,10 @@ def test_an_interrupted_soak_says_so_first_with_the_time_reached_and_the_faults_
     assert md.index("## PARTIAL: interrupted") < md.index("## Goals")
     assert "40 s into the 70 s schedule" in md
     assert "| 30 | canary | cut short |" in md and "| 50 | publish_version | not run |" in md
+
+
+def test_the_run_names_the_code_and_cpu_it_came_from(tmp_path: Path) -> None:
+    from serving.provenance import provenance
+
+    md = write({"provenance": provenance("soak"), **results()}, tmp_path, "").read_text()
+    assert "soak report schema 1." in md and "Measured on " in md
