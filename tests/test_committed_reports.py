@@ -24,7 +24,6 @@ AWAITING_REBUILD = {  # folder -> why it is not current yet
     "served": "the same",
     "loadgen": "the same",
     "capacity": "the same (and it still holds models the default build no longer makes)",
-    "soak/short": "run before the soak's JSON was stamped; rerun beside the hour run",
 }
 
 
