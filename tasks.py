@@ -95,7 +95,8 @@ def _variants(value: str) -> tuple[list[str], dict[str, str]]:
     if "default" not in names:
         return names, {}
     hw = detect()
-    chosen = default_variants(hw) + [n for n in names if n != "default" and n not in default_variants(hw)]
+    default = default_variants(hw)
+    chosen = default + [n for n in names if n != "default" and n not in default]
     return chosen, {n: f"left out of the default set on this machine ({why}); `--variants default,{n}` "
                        f"or `--variants all` builds it" for n, why in optional_variants(hw).items() if n not in chosen}
 
