@@ -23,7 +23,7 @@ SCHEMAS: dict[str, int] = {
     "gateway_overhead": 2,
     "config_search": 2,
     "byo_bench": 1,
-    "soak": 1,
+    "soak": 2,  # 2: resources, the samples of RSS and descriptors over the load; usage by halves
 }
 
 

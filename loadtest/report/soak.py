@@ -16,11 +16,13 @@ from loadtest.report.fmt import DASH, num, provenance  # noqa: E402
 from loadtest.report.page import Block, Image, Section, Table, Text, to_html, to_markdown  # noqa: E402
 
 TITLE = "Soak test under faults"
+RESOURCES_CHART = "soak-resources.png"
 
 
 def write(results: dict, out: Path, command: str = "") -> Path:
     """soak.md, soak.html and their charts into `out`; returns the Markdown's path."""
     charts = [chart_traffic(results, out / "soak-traffic.png"), chart_latency(results, out / "soak-latency.png")]
+    chart_resources(results, out / RESOURCES_CHART)  # shown beside the table of memory and descriptors
     sections = page(results, command, [c.name for c in charts])
     (out / "soak.html").write_text(to_html(sections, TITLE))
     path = out / "soak.md"
@@ -162,18 +164,26 @@ def counts_section(results: dict) -> Section:
 
 
 def usage_section(results: dict) -> Section:
-    rows = [["process", "pid start/end", "RSS MiB start", "RSS MiB end", "growth", "fds start", "fds end"]]
+    rows = [["process", "pid start/end", "RSS MiB start", "RSS MiB end", "RSS MiB peak", "growth",
+             "RSS median 2nd half vs 1st", "fds start", "fds end", "fds peak 1st half", "fds peak 2nd half"]]
     for u in results["usage"]:
         a, b = u["start"], u["end"]
-        rows.append([u["role"], f"{a.get('pid', DASH)}/{b.get('pid', DASH)}", mib(a), mib(b),
+        trend = u.get("rss_median_trend")
+        rows.append([u["role"], f"{a.get('pid', DASH)}/{b.get('pid', DASH)}", mib(a.get("rss_kib")),
+                     mib(b.get("rss_kib")), mib(u.get("rss_peak_kib")),
                      DASH if u["rss_growth"] is None else f"{u['rss_growth']:+.1%}",
-                     str(a.get("fds", DASH)), str(b.get("fds", DASH))])
-    note = Text("A process restarted by a fault has another pid at the end: its figures are shown, not compared.")
-    return Section("Memory and descriptors", [note, Table(rows)])
+                     DASH if trend is None else f"{trend:+.1%}", str(a.get("fds", DASH)), str(b.get("fds", DASH)),
+                     str(u.get("fd_peak_first", DASH)), str(u.get("fd_peak_second", DASH))])
+    sampled = f"Sampled every {results['schedule']['sample_s']:g} s over the load" + (
+        f" (a sample failed: {results['resources_error']})" if results.get("resources_error") else "")
+    note = Text(f"{sampled}; peaks and halves are of a process that ran the whole soak (the same pid at the start "
+                "and the end). A process restarted by a fault has another pid at the end: its figures are shown, "
+                "not compared; on the chart its role's line goes on.")
+    return Section("Memory and descriptors", [note, Table(rows), Image(RESOURCES_CHART)])
 
 
-def mib(usage: dict) -> str:
-    return DASH if not usage.get("rss_kib") else f"{usage['rss_kib'] / 1024:.1f}"
+def mib(kib: int | None) -> str:
+    return DASH if not kib else f"{kib / 1024:.1f}"
 
 
 def sticky_section(results: dict) -> Section:
@@ -188,12 +198,13 @@ def not_yet_section() -> Section:
                                          "measured here, not for a model whose 70% exceeds what one process sends.")])
 
 
-def fault_lines(ax, results: dict) -> None:
+def fault_lines(ax, results: dict, labels: bool = True) -> None:
     for i, f in enumerate(results["faults"]):
         x = f["started"] - results["run"]["t0"]
         ax.axvline(x, color="red", lw=0.8, ls=":")
-        ax.annotate(f"#{i + 1} {f['kind']}", (x, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=6,
-                    va="top", ha="right")
+        if labels:
+            ax.annotate(f"#{i + 1} {f['kind']}", (x, 1), xycoords=("data", "axes fraction"), rotation=90,
+                        fontsize=6, va="top", ha="right")
 
 
 def chart_traffic(results: dict, path: Path) -> Path:
@@ -220,6 +231,26 @@ def chart_latency(results: dict, path: Path) -> Path:
     fault_lines(ax, results)
     ax.set(xlabel="seconds from start", ylabel="ms", title="Latency of requests begun each second")
     ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def chart_resources(results: dict, path: Path) -> Path:
+    """RSS and descriptors of each role over the load; a restarted process (another pid) goes on in its role's line."""
+    samples = results["resources"]
+    fig, (rss, fds) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    for role in sorted({s["role"] for s in samples}):
+        mine = sorted((s for s in samples if s["role"] == role), key=lambda s: s["t"])
+        t = [s["t"] for s in mine]
+        rss.plot(t, [s["rss_kib"] / 1024 for s in mine], label=role, lw=0.8)
+        fds.plot(t, [s["fds"] for s in mine], label=role, lw=0.8)
+    fault_lines(rss, results)
+    fault_lines(fds, results, labels=False)
+    # The descriptor goal compares the two halves' peaks: show where they meet.
+    fds.axvline((results["run"]["end"] - results["run"]["t0"]) / 2, color="grey", ls="--", lw=0.8, label="half-way")
+    rss.set(ylabel="RSS (MiB)", title=f"Memory and open descriptors, sampled every "
+                                      f"{results['schedule']['sample_s']:g} s")
+    fds.set(xlabel="seconds from start", ylabel="open descriptors")
+    fds.legend(fontsize=7)  # one legend for both: a role has the same colour in each
     return save(fig, path)
 
 

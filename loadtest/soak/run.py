@@ -20,8 +20,9 @@ from loadtest.soak.client import PNG, Record, retry_policy, sample_png, send
 from loadtest.soak.counts import compare
 from loadtest.soak.faults import FaultRunner
 from loadtest.soak.load import LocustLoad, soak_plan
+from loadtest.soak.resources import ResourceSampler, since, snapshot
 from loadtest.soak.schedule import Schedule
-from loadtest.soak.stack import EXPERIMENT, SoakStack, process_usage
+from loadtest.soak.stack import EXPERIMENT, SoakStack
 from serving.manifest import load_manifest
 from serving.processes import log_tail
 from serving.provenance import provenance
@@ -51,25 +52,30 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
     with sigterm_as_interrupt(), SoakStack(served, out / "stack", arms, replicas) as stack:
         warm_up(stack)
         time.sleep(3 * stack.scrape_s)  # Prometheus's last sample before t0 holds every warm-up request
-        usage_start = {role: process_usage(pid) for role, pid in stack.processes().items()}
-        load = LocustLoad(out / "locust", stack.url, soak_plan(served, list(arms), EXPERIMENT, schedule,
-                                                               out / "locust", stack.locust_port))
-        faults = FaultRunner(stack, schedule)
-        faults.start(load.started)
-        outcome = drive_locust(load.command(), out / "locust" / "locust.log", schedule.duration_s)
-        interrupted = outcome.partial == "interrupted" or not finish_faults(faults, schedule, load.started())
-        if interrupted:
-            faults.stop()
-        t0, end = load.started(), time.time()
-        if t0 is None:
-            raise RuntimeError(f"Locust's test never began (exit {outcome.returncode}): "
-                               f"{log_tail(out / 'locust' / 'locust.log', 10)}")
-        healthy = healthy_at_end(stack)
-        usage_end = {role: process_usage(pid) for role, pid in stack.processes().items()}
+        usage_start = snapshot(stack.processes())
+        with ResourceSampler(stack.processes, schedule.sample_s) as sampler:  # until the end snapshot
+            load = LocustLoad(out / "locust", stack.url, soak_plan(served, list(arms), EXPERIMENT, schedule,
+                                                                   out / "locust", stack.locust_port))
+            faults = FaultRunner(stack, schedule)
+            faults.start(load.started)
+            outcome = drive_locust(load.command(), out / "locust" / "locust.log", schedule.duration_s)
+            interrupted = outcome.partial == "interrupted" or not finish_faults(faults, schedule, load.started())
+            if interrupted:
+                faults.stop()
+            t0, end = load.started(), time.time()
+            if t0 is None:
+                raise RuntimeError(f"Locust's test never began (exit {outcome.returncode}): "
+                                   f"{log_tail(out / 'locust' / 'locust.log', 10)}")
+            healthy = healthy_at_end(stack)
+            usage_end = snapshot(stack.processes())
         time.sleep(3 * stack.scrape_s)  # the last scrape after the last request
         records = load.records() + faults.side_records
-        results = collect(stack, schedule, records, faults.done, t0, end, healthy, usage_start, usage_end,
-                          load.totals())
+        samples = since(sampler.samples, t0)
+        usage = growth(usage_start, usage_end, samples, end - t0)
+        results = collect(stack, schedule, records, faults.done, t0, end, healthy, usage, load.totals())
+        results["resources"] = samples
+        if sampler.error:
+            results["resources_error"] = sampler.error
         results["locust"] = {"returncode": outcome.returncode, "partial": outcome.partial,
                              "retry_policy": retry_policy()}
         if interrupted:
@@ -149,15 +155,15 @@ def healthy_at_end(stack: SoakStack) -> bool:
 
 
 def collect(stack: SoakStack, schedule: Schedule, records: list[Record], faults: list[dict], t0: float,
-            end: float, healthy: bool, usage_start: dict, usage_end: dict, locust: dict) -> dict:
-    """`locust`: Locust's own totals (LocustLoad.totals), checked against its per-request records."""
+            end: float, healthy: bool, usage: list[dict], locust: dict) -> dict:
+    """`usage`: each process's RSS and descriptors (analyze.growth); `locust`: Locust's own totals
+    (LocustLoad.totals), checked against its per-request records."""
     summary = summarize(records, faults, schedule, t0)
     # Triton and the gateway count the canary's traffic too; the malformed requests are never a 200.
     answered = [r for r in records if r.status == 200 and r.kind in ("good", "canary")]
     # Asked now, not at `end`: the scrapes after the last request (taken while run_soak waited) must count.
     counts = compare(stack.prometheus.client, answered, t0, time.time(), faults)
     counts.update(locust_side(records, locust))
-    usage = growth(usage_start, usage_end)
     return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts,
             "usage": usage, "healthy_at_end": healthy,
             "goals": goals(summary, counts, usage, faults, schedule, healthy),

@@ -5,7 +5,8 @@ A schedule file looks like
      "faults": [{"at_s": 15, "kind": "triton_kill", "replica": 0}, ...]}
 Every fault runs once at its own second after the load starts; the kinds are FAULT_KINDS. `rate` and `users` are
 optional: without a rate, `invoke soak` takes 70% of the capacity plan's (loadtest/soak/rate.py); without users,
-enough Locust users that each is paced at no more than USER_RPS.
+enough Locust users that each is paced at no more than USER_RPS. Also optional: `slo_p99_ms` (1000),
+`recovery_goal_s` (30) and `sample_s` (5), how often each process's RSS and descriptors are sampled over the load.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Schedule:
     slo_p99_ms: float
     faults: tuple[Fault, ...]
     recovery_goal_s: float = 30.0       # p99 back within the SLO this soon after each fault
+    sample_s: float = 5.0               # RSS and descriptors of each process sampled this often over the load
 
     @classmethod
     def parse(cls, body: object) -> Schedule:
@@ -79,11 +81,12 @@ class Schedule:
             duration = float(body["duration_s"])
             faults = tuple(sorted((Fault.parse(f, duration) for f in body.get("faults", [])), key=lambda f: f.at_s))
             schedule = cls(duration, float(body.get("rate", 0)), int(body.get("users", 0)),
-                           float(body.get("slo_p99_ms", 1000)), faults, float(body.get("recovery_goal_s", 30)))
+                           float(body.get("slo_p99_ms", 1000)), faults, float(body.get("recovery_goal_s", 30)),
+                           float(body.get("sample_s", 5)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ScheduleError(f"bad schedule: {exc}") from None
-        if schedule.duration_s <= 0 or schedule.rate < 0 or schedule.users < 0:
-            raise ScheduleError("duration_s must be positive; rate and users positive where given")
+        if schedule.duration_s <= 0 or schedule.sample_s <= 0 or schedule.rate < 0 or schedule.users < 0:
+            raise ScheduleError("duration_s and sample_s must be positive; rate and users positive where given")
         return schedule
 
     def with_rate(self, rate: float | None) -> Schedule:
@@ -94,7 +97,8 @@ class Schedule:
 
     def to_json(self) -> dict:
         return {"duration_s": self.duration_s, "rate": self.rate, "users": self.users, "slo_p99_ms": self.slo_p99_ms,
-                "recovery_goal_s": self.recovery_goal_s, "faults": [f.to_json() for f in self.faults]}
+                "recovery_goal_s": self.recovery_goal_s, "sample_s": self.sample_s,
+                "faults": [f.to_json() for f in self.faults]}
 
 
 def _faults(*items: tuple[float, str, dict]) -> list[dict]:
@@ -114,7 +118,8 @@ SHORT = {"duration_s": 120, "slo_p99_ms": 1000, "faults": _faults(
 )}
 
 # Neither gives a rate: it comes from the capacity plan (70%), or --rate.
-# The hour: the same faults every ten minutes or so, in a different order each round, the rest steady load.
+# The hour: the same faults in each quarter, the rest steady load; so each half of the hour has the same faults, and
+# a descriptor count still rising in the second half is a leak, not the first half's connections (analyze.py).
 HOUR = {"duration_s": 3600, "slo_p99_ms": 1000, "faults": _faults(
     *[(round_ * 900 + offset, kind, params) for round_ in range(4) for offset, kind, params in (
         (120, "triton_kill", {"replica": 0}),  # replica 1 runs the whole hour: its RSS and descriptors compare

@@ -114,16 +114,11 @@ class SoakStack:
         raise TimeoutError(f"Triton replica {replica} was not restarted in {timeout_s:.0f}s")
 
     def processes(self) -> dict[str, int]:
-        """Every long-lived process of the stack by role, for RSS and descriptor figures."""
-        roles = {SOAK_ROLE: os.getpid()}
-        if self.gateway is not None:
-            roles["gateway"] = self.gateway.pid
-        for i, t in enumerate(self.tritons):
-            if t.server.process is not None:
-                roles[f"triton-{i}"] = t.server.process.pid
-        if self.prometheus.process is not None:
-            roles["prometheus"] = self.prometheus.process.pid
-        return roles
+        """Every long-lived process of the stack by role, for RSS and descriptor figures. Also asked from the
+        sampling thread while a fault restarts a process: each process is read once, never checked then read again."""
+        running = {"gateway": self.gateway, "prometheus": self.prometheus.process,
+                   **{f"triton-{i}": t.server.process for i, t in enumerate(self.tritons)}}
+        return {SOAK_ROLE: os.getpid(), **{role: p.pid for role, p in running.items() if p is not None}}
 
 
 def wait_ready(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> float:
@@ -139,13 +134,3 @@ def wait_ready(url: str, timeout_s: float, process: subprocess.Popen | None = No
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s")
 
-
-def process_usage(pid: int) -> dict:
-    """RSS (KiB) and open descriptors of one process, from /proc; None for a process that has gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, StopIteration):
-        return {"pid": pid, "rss_kib": None, "fds": None}
-    return {"pid": pid, "rss_kib": rss, "fds": fds}

@@ -63,6 +63,10 @@ def test_short_soak_runs_every_fault_and_loses_nothing_it_cannot_account_for(rep
     # Prometheus may miss what a killed process answered after its last scrape, and nothing else.
     assert results["counts"]["accounted"], results["counts"]
     assert (tmp_path / "soak.html").exists() and (tmp_path / "soak-latency.png").exists()
+    # Sampled over the load: replica 0's role goes on across its restarts, each with its new pid.
+    assert (tmp_path / "soak-resources.png").exists()
+    assert len({r["pid"] for r in results["resources"] if r["role"] == "triton-0"}) >= 2
+    assert {r["role"] for r in results["resources"]} >= {"gateway", "triton-0", "triton-1", "prometheus"}
     side = s["malformed"]["sent"] + s["canary_traffic"]["sent"]
     assert (tmp_path / "requests.csv").read_text().count("\n") == s["sent"] + side + 1
 
@@ -88,6 +92,7 @@ def test_a_soak_stopped_by_sigterm_writes_a_partial_report_and_leaves_nothing_ru
     assert 0 < cut["reached_s"] < 900 and {"at_s": 800, "kind": "gateway_kill", "cut_short": False} in cut["not_run"]
     assert results["summary"]["sent"] >= 20 and results["counts"]["records_match_stats"], results["counts"]
     assert "## PARTIAL: interrupted" in (out / "soak.md").read_text()
+    assert results["resources"]  # the samples taken until the cut
     assert records.parent.is_dir() and not running_under(tmp_path)  # Tritons, gateway and Locust name the folder
     # ... and Prometheus (a temporary folder of its own) is among the processes measured at the start
     assert all(not alive(u["start"]["pid"]) for u in results["usage"] if u["start"].get("pid") != soak.pid)

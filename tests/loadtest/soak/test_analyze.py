@@ -69,3 +69,58 @@ def test_goals_count_only_unexplained_losses_against_the_first_goal() -> None:
     assert met["no request lost except those in flight at a kill, each accounted for"]
     assert met["RSS growth under 5% (serving processes that ran the whole soak)"] and met["no descriptor growth"]
     assert not met["Locust and Prometheus agree exactly"]
+
+
+def fds_over(role: str, pid: int, series: list[int], every_s: float = 5.0) -> list[dict]:
+    return [{"t": i * every_s, "role": role, "pid": pid, "rss_kib": 1000 + i, "fds": n} for i, n in enumerate(series)]
+
+
+def descriptor_goal(samples: list[dict], start_fds: int, end_fds: int, reached_s: float) -> tuple[dict, dict]:
+    usage = growth({"triton-1": {"pid": 1, "rss_kib": 1000, "fds": start_fds}},
+                   {"triton-1": {"pid": 1, "rss_kib": 1010, "fds": end_fds}}, samples, reached_s)
+    return goal_named("no descriptor growth", usage, reached_s), usage[0]
+
+
+def goal_named(name: str, usage: list[dict], duration_s: float) -> dict:
+    schedule = Schedule(duration_s, 1, 1, 1000, ())
+    summary = summarize([rec(0, 1)], [], schedule, t0=0.0)
+    return next(g for g in goals(summary, {"exact": True, "diff": {}}, usage, [], schedule, True) if g["goal"] == name)
+
+
+def test_descriptors_growing_in_each_half_are_a_leak() -> None:
+    leak = [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51]  # t 0..55, halves split at 30 s
+    goal_, row = descriptor_goal(fds_over("triton-1", 1, leak), 40, 51, 60.0)
+    assert (row["fd_peak_first"], row["fd_peak_second"]) == (45, 51) and row["halves"]
+    assert not goal_["met"]
+    assert "triton-1: start 40, end 51, peak 45 in the first half, 51 in the second" in goal_["detail"]
+    assert "is a leak" in goal_["detail"]
+
+
+def test_a_connection_opened_once_early_is_no_growth() -> None:
+    step = [40] + [41] * 11  # +1 at 5 s, flat after: the two-snapshot rule missed this
+    goal_, row = descriptor_goal(fds_over("triton-1", 1, step), 40, 41, 60.0)
+    assert row["fd_growth"] == 1 and (row["fd_peak_first"], row["fd_peak_second"]) == (41, 41)
+    assert goal_["met"] and "peak 41 in the first half, 41 in the second" in goal_["detail"]
+
+
+def test_a_run_too_short_for_both_halves_falls_back_to_start_against_end() -> None:
+    early = fds_over("triton-1", 1, [40, 41])  # t 0 and 5: nothing in the second half of 60 s
+    goal_, row = descriptor_goal(early, 40, 41, 60.0)
+    assert not row["halves"] and "fd_peak_first" not in row and not goal_["met"]
+    assert "too short for samples in both halves: the end against the start" in goal_["detail"]
+    assert "two snapshots cannot tell a leak" in goal_["detail"]
+    assert descriptor_goal(early, 41, 41, 60.0)[0]["met"]  # the same count at both ends: met, and still said so
+
+
+def test_the_halves_take_only_the_process_that_ran_throughout_and_rss_shows_peak_and_trend() -> None:
+    samples = fds_over("gateway", 2, [9] * 12) + fds_over("gateway", 3, [9, 30]) + fds_over("triton-1", 1, [5] * 12)
+    rows = {r["role"]: r for r in growth({"gateway": {"pid": 2, "rss_kib": 1000, "fds": 9},
+                                          "triton-1": {"pid": 1, "rss_kib": 1000, "fds": 5}},
+                                         {"gateway": {"pid": 3, "rss_kib": 1000, "fds": 9},
+                                          "triton-1": {"pid": 1, "rss_kib": 1002, "fds": 5}}, samples, 60.0)}
+    assert not rows["gateway"]["same_process"] and "halves" not in rows["gateway"]  # restarted: not compared
+    t1 = rows["triton-1"]
+    assert t1["fd_peak_second"] == 5 and t1["rss_peak_kib"] == 1011  # samples' RSS 1000..1011 KiB
+    assert abs(t1["rss_median_trend"] - (1008.5 / 1002.5 - 1)) < 1e-12  # medians of 1006..1011 and 1000..1005
+    rss = goal_named("RSS growth under 5% (serving processes that ran the whole soak)", list(rows.values()), 60)
+    assert rss["met"] and rss["detail"] == "triton-1 +0.2% (peak 1.0 MiB; second half's median +0.6% on the first's)"

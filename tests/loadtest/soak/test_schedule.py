@@ -26,6 +26,9 @@ def test_a_schedule_file_is_read_sorted_with_its_parameters(tmp_path: Path) -> N
         (10, "malformed_burst", {"count": 7}), (30, "gateway_kill", {})]
     assert schedule.users == 0 and schedule.with_rate(9).rate == 9 and schedule.with_rate(None).rate == 5
     assert schedule.with_rate(None).users == 8  # the fewest users, for a low rate
+    assert schedule.sample_s == 5 and schedule.to_json()["sample_s"] == 5  # resources sampled every 5 s by default
+    path.write_text(json.dumps({"duration_s": 60, "sample_s": 0.5}))
+    assert load_schedule(str(path)).sample_s == 0.5
 
 
 def test_built_in_schedules_leave_the_rate_to_the_capacity_plan_and_users_to_the_rate() -> None:
@@ -40,6 +43,7 @@ def test_built_in_schedules_leave_the_rate_to_the_capacity_plan_and_users_to_the
     ({"duration_s": 60, "rate": 5, "faults": [{"at_s": 60, "kind": "gateway_kill"}]}, "outside the run"),
     ({"duration_s": 60, "rate": -1}, "positive"),
     ({"duration_s": 0}, "positive"),
+    ({"duration_s": 60, "sample_s": 0}, "sample_s must be positive"),
     ({"rate": 5}, "bad schedule"),
 ])
 def test_a_schedule_that_cannot_run_fails_before_the_run(tmp_path: Path, body: dict, message: str) -> None:
