@@ -312,11 +312,12 @@ def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="defau
     "rate": "requests per second in all (default: the schedule file's, else 70% of the capacity plan's for the "
             "models, from --capacity)", "replicas": "Triton replicas behind the gateway",
     "out": "folder for the report, requests.csv and the processes' logs (default: reports/soak/<schedule>)",
-    "capacity": "where the capacity plans are, one folder per model (invoke loadtest --shape step --each --out ...)",
+    "capacity": "where the capacity plans are, one folder per model (invoke loadtest --target gateway --shape step "
+                "--each --out ...)",
 })
 @friendly
 def soak(c, repo=str(REPO), models="", schedule="hour", rate=0.0, replicas=2, out=None,
-         capacity=str(REPORTS / "capacity")):
+         capacity=str(REPORTS / "soak" / "capacity")):
     """A long run through the gateway with faults at known times, loaded by Locust; report with goals met or missed."""
     from loadtest.soak.main import soak as run
 

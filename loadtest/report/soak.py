@@ -164,22 +164,27 @@ def counts_section(results: dict) -> Section:
 
 
 def usage_section(results: dict) -> Section:
-    rows = [["process", "pid start/end", "RSS MiB start", "RSS MiB end", "RSS MiB peak", "growth",
-             "RSS median 2nd half vs 1st", "fds start", "fds end", "fds peak 1st half", "fds peak 2nd half"]]
+    rows = [["process", "pid start/end", "RSS MiB start", "RSS MiB loaded", "RSS MiB end", "RSS MiB peak",
+             "growth from loaded", "RSS median 2nd half vs 1st", "fds start", "fds end", "fds peak 1st half",
+             "fds peak 2nd half"]]
     for u in results["usage"]:
         a, b = u["start"], u["end"]
-        trend = u.get("rss_median_trend")
         rows.append([u["role"], f"{a.get('pid', DASH)}/{b.get('pid', DASH)}", mib(a.get("rss_kib")),
-                     mib(b.get("rss_kib")), mib(u.get("rss_peak_kib")),
-                     DASH if u["rss_growth"] is None else f"{u['rss_growth']:+.1%}",
-                     DASH if trend is None else f"{trend:+.1%}", str(a.get("fds", DASH)), str(b.get("fds", DASH)),
+                     mib(u.get("rss_loaded_kib")), mib(b.get("rss_kib")), mib(u.get("rss_peak_kib")),
+                     pct(u.get("rss_growth_loaded")), pct(u.get("rss_median_trend")),
+                     str(a.get("fds", DASH)), str(b.get("fds", DASH)),
                      str(u.get("fd_peak_first", DASH)), str(u.get("fd_peak_second", DASH))])
     sampled = f"Sampled every {results['schedule']['sample_s']:g} s over the load" + (
         f" (a sample failed: {results['resources_error']})" if results.get("resources_error") else "")
     note = Text(f"{sampled}; peaks and halves are of a process that ran the whole soak (the same pid at the start "
                 "and the end). A process restarted by a fault has another pid at the end: its figures are shown, "
-                "not compared; on the chart its role's line goes on.")
+                "not compared; on the chart its role's line goes on. Loaded: the median of the first tenth of the "
+                "load, from which growth is counted (under load the allocators grow at once to what it needs).")
     return Section("Memory and descriptors", [note, Table(rows), Image(RESOURCES_CHART)])
+
+
+def pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:+.1%}"
 
 
 def mib(kib: int | None) -> str:

@@ -41,15 +41,22 @@ def fetch(prom: PromClient, expr: str, t0: float, end: float) -> list[tuple[dict
 
 def unscraped(series: list[tuple[dict, Samples]], kills: list[dict], answered: list[Record]) -> int:
     """Requests the client side saw answered between a killed process's last scrape and its kill: its count of them
-    died with it. For Triton an upper bound (a client does not know which replica answered)."""
+    died with it. An upper bound for Triton (a client does not know which replica answered) and for a request
+    recorded after the kill without a retry (it may have been sent late, to the new process)."""
     total = 0
     for kill in kills:
         instance = kill.get("instance")  # a Triton kill names its replica's; the gateway is the only one of its job
         times = [t for labels, samples in series if instance is None or labels.get("instance") == instance
                  for t, _ in samples if t <= kill["killed_at"]]
         last = max(times, default=kill["killed_at"])
-        total += sum(last < r.end <= kill["killed_at"] for r in answered)
+        total += sum(last < r.end and answered_before(r, kill["killed_at"]) for r in answered)
     return total
+
+
+def answered_before(record: Record, killed_at: float) -> bool:
+    """Answered before the kill: ended by then, or begun before it and answered without a retry (its connection was
+    the killed process's; a busy client records the end a little late)."""
+    return record.end <= killed_at or (record.start <= killed_at and record.retries == 0)
 
 
 def compare(prom: PromClient, answered: list[Record], t0: float, end: float, faults: list[dict]) -> dict:

@@ -1,25 +1,33 @@
-"""RSS and open descriptors of the stack's long-lived processes, read from /proc: one snapshot, and samples taken
-in a background thread over the whole load, so that a leak (growing with each round of faults) can be told from a
-connection opened once."""
+"""RSS and open descriptors of the stack's long-lived processes with their children (psutil): one snapshot, and
+samples taken in a background thread over the whole load, so that a leak (growing with each round of faults) can be
+told from a connection opened once."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+
+import psutil
 
 
 def process_usage(pid: int) -> dict:
-    """RSS (KiB) and open descriptors of one process, from /proc; None for a process that has gone."""
+    """RSS (KiB) and open descriptors of a process and its descendants, and how many they are; None for a process
+    that has gone. The tree, because Triton runs each model in a stub process of its own (the Python-based
+    backends): its server process alone holds a tenth of a replica's memory."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, StopIteration):  # gone, or a zombie (no VmRSS line)
-        return {"pid": pid, "rss_kib": None, "fds": None}
-    return {"pid": pid, "rss_kib": rss, "fds": fds}
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+        rss, fds = root.memory_info().rss, root.num_fds()
+    except psutil.Error:  # gone, or a zombie
+        return {"pid": pid, "rss_kib": None, "fds": None, "processes": 0}
+    alive = 1
+    for child in tree[1:]:
+        try:
+            rss, fds, alive = rss + child.memory_info().rss, fds + child.num_fds(), alive + 1
+        except psutil.Error:  # a child ended between the listing and the reading: it holds nothing now
+            pass
+    return {"pid": pid, "rss_kib": rss // 1024, "fds": fds, "processes": alive}
 
 
 def snapshot(processes: dict[str, int]) -> dict[str, dict]:
@@ -34,7 +42,7 @@ class ResourceSampler:
 
     def __init__(self, processes: Callable[[], dict[str, int]], interval_s: float) -> None:
         self.processes, self.interval_s = processes, interval_s
-        self.samples: list[dict] = []    # {"at": wall clock, "role", "pid", "rss_kib", "fds"}
+        self.samples: list[dict] = []    # {"at": wall clock, "role", "pid", "rss_kib", "fds", "processes"}
         self.error = ""                  # the first sample that failed, if one did; sampling goes on
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-resources", daemon=True)
@@ -68,4 +76,4 @@ def since(samples: list[dict], t0: float) -> list[dict]:
     """The samples as soak.json keeps them: `t` in seconds since the load began (before 0: between the start
     snapshot and Locust's first request)."""
     return [{"t": round(s["at"] - t0, 3), "role": s["role"], "pid": s["pid"], "rss_kib": s["rss_kib"],
-             "fds": s["fds"]} for s in samples]
+             "fds": s["fds"], "processes": s["processes"]} for s in samples]

@@ -24,3 +24,6 @@ def test_unscraped_counts_what_clients_saw_answered_between_the_last_scrape_and_
     answered = [Record("good", t - 0.01, t, 200, "", 0, "") for t in (1.5, 2.2, 2.6, 3.5)]
     assert unscraped(series, [{"killed_at": 3.0, "instance": "a"}], answered) == 2  # 2.2 and 2.6
     assert unscraped(series, [{"killed_at": 3.0}], answered) == 0  # last scrape of any instance: 2.9
+    late = [Record("good", 2.95, 3.02, 200, "", 0, ""), Record("good", 2.95, 3.5, 200, "", 1, "ProtocolError")]
+    # recorded after the kill: the first without a retry (the killed process answered it), the second retried
+    assert unscraped(series, [{"killed_at": 3.0, "instance": "a"}], answered + late) == 3

@@ -5,6 +5,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 
+import psutil
 import pytest
 
 from loadtest.soak.resources import ResourceSampler, process_usage, since, snapshot
@@ -32,13 +33,28 @@ def wait_until(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def test_usage_adds_up_the_process_tree_as_triton_s_model_stubs_need() -> None:
+    parent = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    try:
+        wait_until(lambda: process_usage(parent.pid)["processes"] == 3)
+        tree = process_usage(parent.pid)
+        children = [c.pid for c in psutil.Process(parent.pid).children()]
+        assert tree["fds"] == sum(len(os.listdir(f"/proc/{p}/fd")) for p in [parent.pid, *children])
+        assert tree["rss_kib"] > max(process_usage(c)["rss_kib"] for c in children)
+    finally:
+        for child in psutil.Process(parent.pid).children():
+            child.kill()
+        parent.kill()
+        parent.wait()
+
+
 def test_usage_reads_rss_and_descriptors_from_proc_and_none_for_a_process_gone(sleeper) -> None:
     mine = process_usage(os.getpid())
     assert mine["rss_kib"] > 1000 and mine["fds"] >= 3  # a Python process: MiBs, stdin/out/err at least
     gone = sleeper()
     gone.kill()
     gone.wait()
-    assert process_usage(gone.pid) == {"pid": gone.pid, "rss_kib": None, "fds": None}
+    assert process_usage(gone.pid) == {"pid": gone.pid, "rss_kib": None, "fds": None, "processes": 0}
     assert snapshot({"me": os.getpid()})["me"]["pid"] == os.getpid()
 
 
@@ -75,7 +91,8 @@ def test_the_sampler_stops_on_ctrl_c_keeping_its_samples_and_goes_on_after_a_fai
 
 
 def test_samples_are_kept_in_seconds_since_the_load_began() -> None:
-    samples = [{"at": 1000.0, "role": "gateway", "pid": 7, "rss_kib": 10, "fds": 4},
-               {"at": 1105.25, "role": "gateway", "pid": 7, "rss_kib": 11, "fds": 5}]
-    assert since(samples, 1001.0) == [{"t": -1.0, "role": "gateway", "pid": 7, "rss_kib": 10, "fds": 4},
-                                      {"t": 104.25, "role": "gateway", "pid": 7, "rss_kib": 11, "fds": 5}]
+    samples = [{"at": 1000.0, "role": "gateway", "pid": 7, "rss_kib": 10, "fds": 4, "processes": 1},
+               {"at": 1105.25, "role": "gateway", "pid": 7, "rss_kib": 11, "fds": 5, "processes": 3}]
+    assert since(samples, 1001.0) == [
+        {"t": -1.0, "role": "gateway", "pid": 7, "rss_kib": 10, "fds": 4, "processes": 1},
+        {"t": 104.25, "role": "gateway", "pid": 7, "rss_kib": 11, "fds": 5, "processes": 3}]
