@@ -11,20 +11,25 @@ from collections.abc import Callable
 import psutil
 
 
-def process_usage(pid: int) -> dict:
+def process_usage(pid: int, others: frozenset[int] = frozenset()) -> dict:
     """RSS (KiB) and open descriptors of a process and its descendants, and how many they are; None for a process
     that has gone. The tree, because Triton runs each model in a stub process of its own (the Python-based
-    backends): its server process alone holds a tenth of a replica's memory."""
+    backends): its server process alone holds a tenth of a replica's memory. `others`: processes counted in roles
+    of their own, left out with their descendants (the soak's own process is the parent of the whole stack)."""
     try:
         root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
         rss, fds = root.memory_info().rss, root.num_fds()
+        children = root.children()
     except psutil.Error:  # gone, or a zombie
         return {"pid": pid, "rss_kib": None, "fds": None, "processes": 0}
     alive = 1
-    for child in tree[1:]:
+    while children:
+        child = children.pop()
+        if child.pid in others:
+            continue
         try:
             rss, fds, alive = rss + child.memory_info().rss, fds + child.num_fds(), alive + 1
+            children += child.children()
         except psutil.Error:  # a child ended between the listing and the reading: it holds nothing now
             pass
     return {"pid": pid, "rss_kib": rss // 1024, "fds": fds, "processes": alive}
@@ -32,7 +37,8 @@ def process_usage(pid: int) -> dict:
 
 def snapshot(processes: dict[str, int]) -> dict[str, dict]:
     """Each role's usage now."""
-    return {role: process_usage(pid) for role, pid in processes.items()}
+    others = frozenset(processes.values())
+    return {role: process_usage(pid, others - {pid}) for role, pid in processes.items()}
 
 
 class ResourceSampler:
@@ -66,8 +72,7 @@ class ResourceSampler:
 
     def sample(self) -> None:
         at = time.time()
-        for role, pid in self.processes().items():
-            usage = process_usage(pid)
+        for role, usage in snapshot(self.processes()).items():
             if usage["rss_kib"] is not None:  # a process killed and not yet restarted has nothing to show
                 self.samples.append({"at": at, "role": role, **usage})
 

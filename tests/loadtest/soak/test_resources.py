@@ -41,6 +41,10 @@ def test_usage_adds_up_the_process_tree_as_triton_s_model_stubs_need() -> None:
         children = [c.pid for c in psutil.Process(parent.pid).children()]
         assert tree["fds"] == sum(len(os.listdir(f"/proc/{p}/fd")) for p in [parent.pid, *children])
         assert tree["rss_kib"] > max(process_usage(c)["rss_kib"] for c in children)
+        one_out = process_usage(parent.pid, frozenset(children[:1]))  # a child of its own role: not counted here
+        assert one_out["processes"] == 2 and one_out["fds"] == tree["fds"] - len(os.listdir(f"/proc/{children[0]}/fd"))
+        roles = snapshot({"parent": parent.pid, "child": children[0]})
+        assert roles["parent"]["processes"] == 2 and roles["child"]["processes"] == 1
     finally:
         for child in psutil.Process(parent.pid).children():
             child.kill()
