@@ -46,6 +46,7 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
     the time reached, marked interrupted; every process it started is stopped on the way out (SoakStack's exit,
     drive_locust's), also on an error or a second Ctrl-C."""
     binary("prometheus")  # a missing tool is a one-line error before anything starts
+    stamp = provenance("soak")  # the code that runs: taken now, so that a commit during the hour cannot change it
     arms = pick_arms(repo, models)
     out.mkdir(parents=True, exist_ok=True)
     served = private_copy(repo, out / "stack" / "repo")
@@ -83,7 +84,7 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
     results["run"] = {"repo": str(repo), "arms": list(arms), "replicas": replicas, "rate_source": rate_source,
                       "cpu": cpu_name(), "python": platform.python_version(), "t0": t0, "end": end}
     write_records(out / "requests.csv", records, results["faults"], schedule.recovery_goal_s)
-    results = {"provenance": provenance("soak"), **results}  # the code commit and the CPU it ran on
+    results = {"provenance": stamp, **results}  # the code commit and the CPU it ran on
     (out / "soak.json").write_text(json.dumps(results, indent=1))
     return results
 
