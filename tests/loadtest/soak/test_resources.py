@@ -18,6 +18,8 @@ def sleeper() -> Iterator[Callable[[], subprocess.Popen]]:
 
     def start() -> subprocess.Popen:
         started.append(subprocess.Popen(["sleep", "60"]))
+        # Until exec, the child is a fork of this process with its descriptors: sampled then, it would not be sleep's
+        wait_until(lambda: psutil.Process(started[-1].pid).name() == "sleep")
         return started[-1]
 
     yield start
