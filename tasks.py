@@ -314,14 +314,20 @@ def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="defau
     "out": "folder for the report, requests.csv and the processes' logs (default: reports/soak/<schedule>)",
     "capacity": "where the capacity plans are, one folder per model (invoke loadtest --target gateway --shape step "
                 "--each --out ...)",
+    "rejudge": "run nothing: judge the goals of the finished soak in --out (or the schedule's folder) again from its "
+               "soak.json with today's analysis, and rewrite its report",
 })
 @friendly
 def soak(c, repo=str(REPO), models="", schedule="hour", rate=0.0, replicas=2, out=None,
-         capacity=str(REPORTS / "soak" / "capacity")):
+         capacity=str(REPORTS / "soak" / "capacity"), rejudge=False):
     """A long run through the gateway with faults at known times, loaded by Locust; report with goals met or missed."""
+    from loadtest.soak.main import rejudge as judge_again
     from loadtest.soak.main import soak as run
 
     folder = Path(out) if out else REPORTS / "soak" / Path(schedule).stem
+    if rejudge:
+        judge_again(folder)
+        return
     run(Path(repo), _csv(models), schedule, rate, replicas, folder, " ".join(["invoke", *sys.argv[1:]]),
         Path(capacity))
 

@@ -74,6 +74,9 @@ def run_section(results: dict, command: str) -> Section:
                      f"ERROR {f['error']}" if f["error"] else outcome(f)])
     blocks: list[Block] = [Text(f"Command: `{command}`")] if command else []
     blocks += [Text(line) for line in [provenance(results)] if line]
+    if results.get("judged_by"):
+        blocks.append(Text(f"Goals judged again from this run's soak.json by code {results['judged_by']} "
+                           f"(`invoke soak --rejudge`)."))
     blocks += [Text(text), *([Text(f"Client library and retries: {policy}")] if policy else []), Table(rows)]
     return Section("Run", blocks)
 
@@ -165,15 +168,15 @@ def counts_section(results: dict) -> Section:
 
 def usage_section(results: dict) -> Section:
     rows = [["process", "pid start/end", "RSS MiB start", "RSS MiB loaded", "RSS MiB end", "RSS MiB peak",
-             "growth from loaded", "RSS median 2nd half vs 1st", "fds start", "fds end", "fds peak 1st half",
-             "fds peak 2nd half"]]
+             "growth from loaded", "RSS median 2nd half vs 1st", "fds start", "fds end", "fds level peak 1st half",
+             "fds level peak 2nd half"]]
     for u in results["usage"]:
         a, b = u["start"], u["end"]
         rows.append([u["role"], f"{a.get('pid', DASH)}/{b.get('pid', DASH)}", mib(a.get("rss_kib")),
                      mib(u.get("rss_loaded_kib")), mib(b.get("rss_kib")), mib(u.get("rss_peak_kib")),
                      pct(u.get("rss_growth_loaded")), pct(u.get("rss_median_trend")),
                      str(a.get("fds", DASH)), str(b.get("fds", DASH)),
-                     str(u.get("fd_peak_first", DASH)), str(u.get("fd_peak_second", DASH))])
+                     level(u.get("fd_peak_first")), level(u.get("fd_peak_second"))])
     sampled = f"Sampled every {results['schedule']['sample_s']:g} s over the load" + (
         f" (a sample failed: {results['resources_error']})" if results.get("resources_error") else "")
     note = Text(f"{sampled}; peaks and halves are of a process that ran the whole soak (the same pid at the start "
@@ -181,6 +184,10 @@ def usage_section(results: dict) -> Section:
                 "not compared; on the chart its role's line goes on. Loaded: the median of the first tenth of the "
                 "load, from which growth is counted (under load the allocators grow at once to what it needs).")
     return Section("Memory and descriptors", [note, Table(rows), Image(RESOURCES_CHART)])
+
+
+def level(value: float | None) -> str:
+    return DASH if value is None else f"{value:g}"
 
 
 def pct(value: float | None) -> str:

@@ -148,15 +148,19 @@ def growth(start: dict, end: dict, samples: list[dict] | None = None, reached_s:
 
 def halves(samples: list[dict], middle_s: float, start: dict, end: dict) -> dict:
     """One process's trend: its peaks, and the second half's against the first's. The hour repeats the same faults
-    in each quarter, so a descriptor peak higher in the second half is growth that goes on (a leak); one opened once
-    in the first half is no higher later. Without samples in both halves, the end against the start."""
+    in each quarter, so a descriptor level higher in the second half is growth that goes on (a leak); one opened once
+    in the first half is no higher later. A level is the median over the window before each sample (a minute, or a
+    tenth of a shorter run): a model version loaded beside the serving one holds its stub's descriptors for seconds,
+    a spike, not a level. Without samples in both halves, the end against the start."""
     first = [s for s in samples if s["t"] < middle_s]
     second = [s for s in samples if s["t"] >= middle_s]
     rss = [u["rss_kib"] for u in (start, *samples, end)]
     if not first or not second:
         return {"halves": False, "rss_peak_kib": max(rss), "fd_leak": end["fds"] > start["fds"],
                 "rss_growth_loaded": end["rss_kib"] / start["rss_kib"] - 1}
-    fd_first, fd_second = max(s["fds"] for s in first), max(s["fds"] for s in second)
+    levels = fd_levels(samples, min(60.0, middle_s / 5))
+    fd_first, fd_second = (max(levels[i] for i, s in enumerate(samples) if (s["t"] < middle_s) == early)
+                           for early in (True, False))
     # Under load the allocators grow at once to what the load needs (ONNX Runtime's arena to the largest batch the
     # dynamic batcher forms): growth is counted from the first tenth of the load, not from the idle start snapshot.
     loaded = statistics.median(s["rss_kib"] for s in first if 0 <= s["t"] < middle_s / 5) if any(
@@ -166,6 +170,11 @@ def halves(samples: list[dict], middle_s: float, start: dict, end: dict) -> dict
             "rss_growth_loaded": end["rss_kib"] / loaded - 1,
             "rss_median_trend": statistics.median(s["rss_kib"] for s in second) /
             statistics.median(s["rss_kib"] for s in first) - 1}
+
+
+def fd_levels(samples: list[dict], window_s: float) -> list[float]:
+    """Each sample's descriptor level: the median of the samples in the `window_s` before it, itself included."""
+    return [statistics.median(u["fds"] for u in samples if s["t"] - window_s < u["t"] <= s["t"]) for s in samples]
 
 
 def goals(summary: dict, counts: dict, usage: list[dict], faults: list[dict], schedule: Schedule,
@@ -225,7 +234,8 @@ def fd_detail(u: dict) -> str:
     ends = f"{u['role']}: start {u['start']['fds']}, end {u['end']['fds']}"
     if not u["halves"]:
         return f"{ends} (too short for samples in both halves: the end against the start)"
-    return f"{ends}, peak {u['fd_peak_first']} in the first half, {u['fd_peak_second']} in the second"
+    return (f"{ends}, highest level {u['fd_peak_first']:g} in the first half, {u['fd_peak_second']:g} in the second "
+            "(levels: medians over a minute, or a tenth of a shorter run)")
 
 
 def fd_if_missed(grown: list[dict]) -> str:

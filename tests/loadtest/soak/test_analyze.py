@@ -90,9 +90,10 @@ def goal_named(name: str, usage: list[dict], duration_s: float) -> dict:
 def test_descriptors_growing_in_each_half_are_a_leak() -> None:
     leak = [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51]  # t 0..55, halves split at 30 s
     goal_, row = descriptor_goal(fds_over("triton-1", 1, leak), 40, 51, 60.0)
-    assert (row["fd_peak_first"], row["fd_peak_second"]) == (45, 51) and row["halves"]
+    # a 60 s run's level: the median over its tenth (6 s), the sample and the one before
+    assert (row["fd_peak_first"], row["fd_peak_second"]) == (44.5, 50.5) and row["halves"]
     assert not goal_["met"]
-    assert "triton-1: start 40, end 51, peak 45 in the first half, 51 in the second" in goal_["detail"]
+    assert "triton-1: start 40, end 51, highest level 44.5 in the first half, 50.5 in the second" in goal_["detail"]
     assert "is a leak" in goal_["detail"]
 
 
@@ -100,7 +101,15 @@ def test_a_connection_opened_once_early_is_no_growth() -> None:
     step = [40] + [41] * 11  # +1 at 5 s, flat after: the two-snapshot rule missed this
     goal_, row = descriptor_goal(fds_over("triton-1", 1, step), 40, 41, 60.0)
     assert row["fd_growth"] == 1 and (row["fd_peak_first"], row["fd_peak_second"]) == (41, 41)
-    assert goal_["met"] and "peak 41 in the first half, 41 in the second" in goal_["detail"]
+    assert goal_["met"] and "highest level 41 in the first half, 41 in the second" in goal_["detail"]
+
+
+def test_a_version_loaded_for_seconds_is_a_spike_not_a_level() -> None:
+    # The hour's pattern: a step at a model's first new version (first half), then flat, with a new version's stub
+    # beside the old one for one 5 s sample in each half, higher in the second
+    hour = [83] * 200 + [150] * 160 + [162] + [150] * 150 + [191] + [146] * 208
+    goal_, row = descriptor_goal(fds_over("triton-1", 1, hour), 83, 146, 3600.0)
+    assert (row["fd_peak_first"], row["fd_peak_second"]) == (150, 150) and goal_["met"]
 
 
 def test_a_run_too_short_for_both_halves_falls_back_to_start_against_end() -> None:
