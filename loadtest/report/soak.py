@@ -169,14 +169,14 @@ def counts_section(results: dict) -> Section:
 def usage_section(results: dict) -> Section:
     rows = [["process", "pid start/end", "RSS MiB start", "RSS MiB loaded", "RSS MiB end", "RSS MiB peak",
              "growth from loaded", "RSS median 2nd half vs 1st", "fds start", "fds end", "fds level peak 1st half",
-             "fds level peak 2nd half"]]
+             "fds level last tenth"]]
     for u in results["usage"]:
         a, b = u["start"], u["end"]
         rows.append([u["role"], f"{a.get('pid', DASH)}/{b.get('pid', DASH)}", mib(a.get("rss_kib")),
                      mib(u.get("rss_loaded_kib")), mib(b.get("rss_kib")), mib(u.get("rss_peak_kib")),
                      pct(u.get("rss_growth_loaded")), pct(u.get("rss_median_trend")),
                      str(a.get("fds", DASH)), str(b.get("fds", DASH)),
-                     level(u.get("fd_peak_first")), level(u.get("fd_peak_second"))])
+                     level(u.get("fd_level_first")), level(u.get("fd_level_end"))])
     sampled = f"Sampled every {results['schedule']['sample_s']:g} s over the load" + (
         f" (a sample failed: {results['resources_error']})" if results.get("resources_error") else "")
     note = Text(f"{sampled}; peaks and halves are of a process that ran the whole soak (the same pid at the start "

@@ -85,5 +85,6 @@ def test_memory_and_descriptors_over_the_load_are_charted_beside_their_table(tmp
     height, width, _ = matplotlib.image.imread(tmp_path / "soak-resources.png").shape
     assert (width, height) == (1000, 500)
     goal = next(g for g in results()["goals"] if g["goal"] == "no descriptor growth")
-    assert goal["met"] and goal["detail"] == ("triton-1: start 40, end 41, highest level 41 in the first half, 41 in "
-                                              "the second (levels: medians over a minute, or a tenth of a shorter run)")
+    assert goal["met"] and goal["detail"] == ("triton-1: start 40, end 41; highest level in the first half 41, level "
+                                              "over the last tenth 41 (levels: medians over a minute, or a tenth of "
+                                              "a shorter run)")
