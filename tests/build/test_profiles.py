@@ -71,7 +71,7 @@ def test_unknown_profile() -> None:
 
 
 def test_a_set_field_reaches_a_recipe_that_sets_it_too() -> None:
-    assert step_config("pruned", PruneConfig, options_for("default", [])).final_steps == 4220  # the recipe's own
-    given = options_for("default", ["prune.final_steps=7020"])
-    assert step_config("pruned", PruneConfig, given).final_steps == 7020
+    assert step_config("pruned", PruneConfig, options_for("default", [])).final_steps == 7020  # the recipe's own
+    given = options_for("default", ["prune.final_steps=4220"])
+    assert step_config("pruned", PruneConfig, given).final_steps == 4220
     assert step_config("pruned", PruneConfig, given).finetune_steps == 350  # the recipe's other choices stay
