@@ -53,7 +53,8 @@ def test_rejudge_judges_a_finished_soak_again_from_its_json_and_rewrites_its_rep
     write(finished, tmp_path, "invoke soak --schedule hour")
     judged = main.rejudge(tmp_path)
     again = next(g for g in judged["goals"] if g["goal"] == "no descriptor growth")
-    assert again["met"] and "highest level in the first half 41" in again["detail"]  # today's rule on the run's own samples
+    # today's rule on the run's own samples
+    assert again["met"] and "highest level in the first half 41" in again["detail"]
     assert json.loads((tmp_path / "soak.json").read_text())["judged_by"] == judged["judged_by"] != ""
     md = (tmp_path / "soak.md").read_text()
     assert "Command: `invoke soak --schedule hour`" in md and "judged again from this run's soak.json" in md
