@@ -257,7 +257,7 @@ def chart_resources(results: dict, path: Path) -> Path:
         fds.plot(t, [s["fds"] for s in mine], label=role, lw=0.8)
     fault_lines(rss, results)
     fault_lines(fds, results, labels=False)
-    # The descriptor goal compares the two halves' peaks: show where they meet.
+    # The descriptor goal compares the first half's levels with the end: show where the halves meet.
     fds.axvline((results["run"]["end"] - results["run"]["t0"]) / 2, color="grey", ls="--", lw=0.8, label="half-way")
     rss.set(ylabel="RSS (MiB)", title=f"Memory and open descriptors, sampled every "
                                       f"{results['schedule']['sample_s']:g} s")

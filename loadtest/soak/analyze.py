@@ -161,17 +161,19 @@ def halves(samples: list[dict], middle_s: float, start: dict, end: dict) -> dict
                 "rss_growth_loaded": end["rss_kib"] / start["rss_kib"] - 1}
     levels = fd_levels(samples, min(60.0, middle_s / 5))
     fd_first = max(level for level, s in zip(levels, samples, strict=True) if s["t"] < middle_s)
-    fd_end = statistics.median(s["fds"] for s in second if s["t"] >= 1.8 * middle_s) if any(
-        s["t"] >= 1.8 * middle_s for s in second) else end["fds"]
+    fd_end = median_or([s["fds"] for s in second if s["t"] >= 1.8 * middle_s], end["fds"])
     # Under load the allocators grow at once to what the load needs (ONNX Runtime's arena to the largest batch the
     # dynamic batcher forms): growth is counted from the first tenth of the load, not from the idle start snapshot.
-    loaded = statistics.median(s["rss_kib"] for s in first if 0 <= s["t"] < middle_s / 5) if any(
-        0 <= s["t"] < middle_s / 5 for s in first) else start["rss_kib"]
+    loaded = median_or([s["rss_kib"] for s in first if 0 <= s["t"] < middle_s / 5], start["rss_kib"])
     return {"halves": True, "rss_peak_kib": max(rss), "fd_level_first": fd_first, "fd_level_end": fd_end,
             "fd_leak": fd_end > fd_first, "rss_loaded_kib": loaded,
             "rss_growth_loaded": end["rss_kib"] / loaded - 1,
             "rss_median_trend": statistics.median(s["rss_kib"] for s in second) /
             statistics.median(s["rss_kib"] for s in first) - 1}
+
+
+def median_or(values: list[float], default: float) -> float:
+    return statistics.median(values) if values else default
 
 
 def fd_levels(samples: list[dict], window_s: float) -> list[float]:

@@ -14,8 +14,9 @@ import psutil
 def process_usage(pid: int, others: frozenset[int] = frozenset()) -> dict:
     """RSS (KiB) and open descriptors of a process and its descendants, and how many they are; None for a process
     that has gone. The tree, because Triton runs each model in a stub process of its own (the Python-based
-    backends): its server process alone holds a tenth of a replica's memory. `others`: processes counted in roles
-    of their own, left out with their descendants (the soak's own process is the parent of the whole stack)."""
+    backends), and most of a replica's memory is theirs (`ps --ppid <tritonserver pid> -o rss,cmd` shows them).
+    `others`: processes counted in roles of their own, left out with their descendants (the soak's own process is
+    the parent of the whole stack)."""
     try:
         root = psutil.Process(pid)
         rss, fds = root.memory_info().rss, root.num_fds()
@@ -80,5 +81,4 @@ class ResourceSampler:
 def since(samples: list[dict], t0: float) -> list[dict]:
     """The samples as soak.json keeps them: `t` in seconds since the load began (before 0: between the start
     snapshot and Locust's first request)."""
-    return [{"t": round(s["at"] - t0, 3), "role": s["role"], "pid": s["pid"], "rss_kib": s["rss_kib"],
-             "fds": s["fds"], "processes": s["processes"]} for s in samples]
+    return [{"t": round(s["at"] - t0, 3), **{k: v for k, v in s.items() if k != "at"}} for s in samples]
