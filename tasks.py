@@ -257,11 +257,14 @@ BUILD_HELP = {
     "max_drop": "reject (do not publish) a derived variant more than this many points below its parent "
                 "(default: the profile's, 10; the source's own fp32 is never refused)",
     "report": "folder for the build report (JSON, Markdown, charts)",
+    "train_budget": "TMAC each training run may take where the card ships no runs (a user's model); 'none' or 0: "
+                    "the full recipes (default: the profile's, 8 in default, none in long)",
 }
 
 
-def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock, **fields):
-    from build.profiles import options_for
+def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock,
+           train_budget=None, **fields):
+    from build.profiles import options_for, train_budget_tmacs
     from build.report import write_reports
     from build.variants import VARIANTS
     from build.zoo import build_zoo, check_published
@@ -270,6 +273,8 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
         fields["max_drop_points"] = float(max_drop)
     if train:
         fields["train_runs"] = True
+    if train_budget is not None:
+        fields["train_budget_tmacs"] = train_budget_tmacs(str(train_budget))
     options = options_for(profile, set or [], **fields)
     chosen, left_out = _variants(variants)
     builds = build_zoo(_cards(card, data, teacher), Path(repo), chosen, _csv(runtimes), options, clock=clock,
@@ -294,7 +299,7 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
 @friendly
 def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="default", runtimes=DEFAULT_RUNTIMES,
           profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), eval_images=0, ship=False,
-          train=False):
+          train=False, train_budget=None):
     """Build each card's variants: optimize, verify, measure, publish atomically, and write the report."""
     fields: dict = {"eval_images": eval_images} if eval_images else {}
     if ship:
@@ -302,7 +307,8 @@ def build(c, card=None, data=None, teacher=None, repo=str(REPO), variants="defau
     from build.clock import Clock
 
     clock = Clock()
-    _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock, **fields)
+    _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock, train_budget,
+           **fields)
     print(clock.line())
 
 
@@ -356,14 +362,15 @@ def serve(c, repo=str(REPO), host="127.0.0.1", port=8080, triton_url=None,
 @friendly
 def zoo(c, card=None, data=None, teacher=None, repo=str(REPO), variants="default", runtimes=DEFAULT_RUNTIMES,
         profile="default", set=None, max_drop=None, report=str(BUILD_REPORT), images=0, triton_url=None,
-        train=False):
+        train=False, train_budget=None):
     """The main job: build each card's models and the report, serve them on Triton, check each through the server."""
     from build.clock import Clock
     from build.data import load_dataset
     from serving.evaluate import run_served_evaluation
 
     clock = Clock()
-    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock)
+    builds = _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop, report, train, clock,
+                    train_budget)
     with clock.phase("served check"):
         samples = {}
         for b in builds:

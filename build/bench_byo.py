@@ -2,7 +2,8 @@
 
 Each card is built by the very command a user runs (`invoke zoo`, default settings, the default variant set plus
 what `variants` adds), in a process of its own, with an empty cache and an empty repository: decoding and resizing
-the images, training what the card's variants need (nothing is shipped for a user's model), exporting, verifying,
+the images, training what the card's variants need (nothing is shipped for a user's model; each run within the default
+profile's compute budget, `DEFAULT_TRAIN_BUDGET_TMACS`), exporting, verifying,
 measuring and the served check are all in its time. The result says where the time went, variant by variant, and
 the speed-ups the build's report measured at that size.
 """

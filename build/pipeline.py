@@ -58,6 +58,9 @@ class BuildOptions:
     max_drop_points: float | None = None
     train_images: int | None = None  # None: the whole training split
     max_train_steps: int | None = None  # caps every fine-tuning and distillation run
+    # The compute each training run may take, in TMAC, where the card ships no runs (see `BuildContext.run_steps`);
+    # None: the recipes' steps. The default profile gives DEFAULT_TRAIN_BUDGET_TMACS.
+    train_budget_tmacs: float | None = None
     # save each training run this build makes beside the teacher, keyed, so that later builds load it (`--ship`)
     ship_runs: bool = False
     # A run that a builtin card's weights/ folder should ship but does not (another teacher, other settings): train
@@ -92,6 +95,42 @@ def scaled_steps(steps: int, train_images: int) -> int:
     """As many epochs as `steps` are on the recipes' split, on a smaller one (a user's 1,000 images take 1/45 of
     the steps, at least one); a larger split keeps the recipe's steps."""
     return max(1, math.ceil(steps * min(1.0, train_images / RECIPE_TRAIN_IMAGES)))
+
+
+# The default profile's compute per training run for a card that ships no runs (issue 32): a user's first build of a
+# 224-px ResNet-18 should take under 15 minutes on 2 CPU cores, and its full recipes would train for 25+. 8 TMAC is
+# about a minute of those cores (~150 GMAC/s of training, measured at 32 px), so the six runs of the default variants
+# take about 6 minutes and leave the rest for export, verification and measurement.
+DEFAULT_TRAIN_BUDGET_TMACS = 8.0
+# A training step costs about three forward passes of its batch: the forward, and a backward of twice its MACs.
+TRAIN_MACS_PER_FORWARD_MAC = 3
+
+
+def budgeted_steps(schedule: Sequence[int], batch_size: int, forward_macs: int, budget_tmacs: float) -> list[int]:
+    """`schedule` (steps per phase) as is when steps x batch x 3 x `forward_macs` fits in the budget, else every
+    phase cut in the same proportion to fit, each to at least one step (the phases are the recipe's shape; that
+    step may go over a budget too small for one step per phase)."""
+    allowed = math.floor(budget_tmacs * 1e12 / (TRAIN_MACS_PER_FORWARD_MAC * batch_size * forward_macs))
+    total = sum(schedule)
+    if total <= allowed:
+        return list(schedule)
+    return [max(1, math.floor(n * allowed / total)) for n in schedule]
+
+
+@dataclass(frozen=True)
+class RunSteps:
+    """A training run's steps per phase: the recipe's for this split, and those it trains (cut to a budget)."""
+
+    recipe: tuple[int, ...]
+    steps: tuple[int, ...]
+    budget_tmacs: float | None = None  # the budget that applied to the run, if any
+
+    def record(self) -> dict[str, Any]:
+        """What the run's metrics note of its budget: nothing where none applied, so shipped runs read as before."""
+        if self.budget_tmacs is None:
+            return {}
+        return {"train_budget": {"tmacs": self.budget_tmacs, "recipe_steps": sum(self.recipe),
+                                 "steps": sum(self.steps)}}
 
 
 @dataclass(frozen=True)
@@ -132,6 +171,22 @@ class BuildContext:
     def train_set(self) -> ImageSet:
         n = self.options.train_images
         return self.data.train if n is None else self.data.train.head(n)
+
+    @property
+    def train_budget_tmacs(self) -> float | None:
+        """The options' budget per training run where the card ships no runs (no `weights_dir`: a user's model,
+        whose build trains them all); none for a builtin card, so its runs keep the keys of the files it ships."""
+        return self.options.train_budget_tmacs if self.weights_dir is None else None
+
+    def run_steps(self, recipe: Sequence[int], batch_size: int, forward_macs: Callable[[], int]) -> RunSteps:
+        """The steps per phase of a run whose recipe (as `BuildOptions.train_steps` gives it) is `recipe`, of a
+        network of `forward_macs()` per image (counted only where a budget applies), within the budget. The steps
+        key the run, so a budgeted run is as deterministic and resumable as any other."""
+        budget = self.train_budget_tmacs
+        if budget is None:
+            return RunSteps(tuple(recipe), tuple(recipe))
+        batch = min(batch_size, len(self.train_set))  # as `fit` draws them from a small split
+        return RunSteps(tuple(recipe), tuple(budgeted_steps(recipe, batch, forward_macs(), budget)), budget)
 
     def shipped(self, stem: str, key: str, wanted: bool) -> Path | None:
         """Where `invoke distill` or `invoke prune` ships this run's result, when the build should look for it."""

@@ -14,7 +14,7 @@ import typing
 from typing import Any
 
 from build.errors import ZooError
-from build.pipeline import BuildOptions
+from build.pipeline import DEFAULT_TRAIN_BUDGET_TMACS, BuildOptions
 from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.qat import QatConfig
@@ -30,8 +30,9 @@ TECHNIQUES: dict[str, type] = {
 }
 
 PROFILES: dict[str, BuildOptions] = {
-    # Every variant from the shipped teacher and the training runs shipped beside it: minutes on 2 CPU cores.
-    "default": BuildOptions(max_drop_points=10.0),
+    # Every variant from the shipped teacher and the training runs shipped beside it: minutes on 2 CPU cores. A card
+    # that ships no runs (a user's model) trains each within a compute budget, to stay within minutes too.
+    "default": BuildOptions(max_drop_points=10.0, train_budget_tmacs=DEFAULT_TRAIN_BUDGET_TMACS),
     # CI: a subset and a few steps of training. Checks the machinery; its accuracies mean nothing, hence no
     # accuracy floor. Fewer images everywhere keep it within 5 minutes.
     "quick": BuildOptions(verify_images=200, eval_images=200, served_check_images=200, served_latency_requests=50,
@@ -56,6 +57,19 @@ def options_for(profile: str, overrides: list[str], **fields: Any) -> BuildOptio
         configs[kind] = dataclasses.replace(configs.get(kind, kind()), **{name: _parse(kind, name, value)})
         user_set.add((kind, name))
     return dataclasses.replace(base, configs=tuple(configs.values()), user_set=frozenset(user_set), **fields)
+
+
+def train_budget_tmacs(value: str) -> float | None:
+    """`--train-budget`: TMAC per training run, or None (no budget) for 'none' or 0."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        tmacs = float(value)
+    except ValueError:
+        raise ZooError(f"--train-budget takes TMAC per training run, or 'none'; got {value!r}") from None
+    if tmacs < 0:
+        raise ZooError(f"--train-budget must not be negative, got {value!r}")
+    return tmacs or None
 
 
 def _split(item: str) -> tuple[str, str, str]:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: no display on build machines
 import matplotlib.pyplot as plt  # noqa: E402
 
 from build.peak import best_peaks  # noqa: E402
+from build.pipeline import DEFAULT_TRAIN_BUDGET_TMACS  # noqa: E402
 from build.steps.publish import model_name  # noqa: E402
 from build.variants import PARITY_TARGETS, REFERENCE_VARIANTS, ParityTarget, students, zoo_targets  # noqa: E402
 from build.variants.targets import PARITY  # noqa: E402
@@ -198,6 +199,7 @@ def training_runs(rows: list[dict], checksum: str) -> list[dict]:
             runs[d["run_key"]] = {
                 "run_key": d["run_key"], "variant": r["variant"], "technique": technique,
                 "shipped": d.get("shipped"), "trained_on": d.get("trained_on"), "train_seconds": d.get("train_seconds"),
+                "budget": d.get("train_budget"),
                 "data": "this build's" if seen == checksum or "shipped" not in d else
                         f"other bytes ({seen[:12]})" if seen else "not recorded"}
     return list(runs.values())
@@ -427,7 +429,19 @@ def _run_lines(data: dict) -> list[str]:
         minutes = _fmt(run["train_seconds"] / 60 if run["train_seconds"] is not None else None, ".1f")
         lines.append(f"| {run['variant']} | {run['technique']} | {where} | {run['trained_on'] or 'this machine'} | "
                      f"{minutes} | {run['data']} |")
-    return lines
+    cut = [line for run in runs if (line := budget_line(run))]
+    return [*lines, *([""] + cut if cut else [])]
+
+
+def budget_line(run: dict) -> str | None:
+    """Where the compute budget cut a run short of its recipe, which and how to lift it; else None."""
+    budget = run.get("budget")
+    if not budget or budget["steps"] >= budget["recipe_steps"]:
+        return None
+    which = "the default budget" if budget["tmacs"] == DEFAULT_TRAIN_BUDGET_TMACS else "a budget"
+    return (f"- {run['variant']} ({run['technique']}): trained {budget['steps']:,} of {budget['recipe_steps']:,} "
+            f"recipe steps: {which} of {budget['tmacs']:g} TMAC for a card that ships no runs; "
+            "`--train-budget none` or `--profile long` for the full recipe.")
 
 
 def _recommendation_lines(data: dict) -> list[str]:

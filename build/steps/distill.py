@@ -43,7 +43,7 @@ class DistillConfig:
         ONNX file, whose MACs Torch-Pruning cannot count): it would not be smaller."""
         if teacher_macs is None or self.student not in ARCHITECTURES:  # an unknown student fails `validate`
             return None
-        student_macs = macs_and_params(build_classifier(self.student, num_classes, pre))[0]
+        student_macs = self.student_macs(num_classes, pre)
         if student_macs >= teacher_macs:
             return (f"student '{self.student}' needs {student_macs / 1e6:.1f}M MACs at this input, no fewer than the "
                     f"teacher's {teacher_macs / 1e6:.1f}M: distillation would not shrink the model")
@@ -51,6 +51,10 @@ class DistillConfig:
 
     def steps(self, train_images: int) -> int:
         return max(1, round(self.epochs * train_images / self.batch_size))
+
+    def student_macs(self, num_classes: int, pre: Preprocess) -> int:
+        """The student's MACs per image at this input: counted on a fresh, untrained one."""
+        return macs_and_params(build_classifier(self.student, num_classes, pre))[0]
 
 
 def distill(cfg: DistillConfig, steps: int, train: ImageSet, soft_targets: np.ndarray, num_classes: int,
@@ -114,9 +118,11 @@ class Distill(TechniqueStep):
 
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
-        steps = ctx.options.train_steps(cfg.steps(len(ctx.train_set)))
-        key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), steps)
         pre = ctx.teacher.card.preprocess
+        run = ctx.run_steps([ctx.options.train_steps(cfg.steps(len(ctx.train_set)))], cfg.batch_size,
+                            lambda: cfg.student_macs(len(ctx.data.classes), pre))
+        steps = run.steps[0]
+        key, stem = student_run(cfg, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), steps)
 
         def train() -> tuple[Classifier, dict]:
             student, loss = distill(cfg, steps, ctx.train_set, ctx.soft_targets(), len(ctx.data.classes), pre,
@@ -131,7 +137,7 @@ class Distill(TechniqueStep):
             "epochs": round(steps * cfg.batch_size / len(ctx.train_set), 2),
             "final_loss": round(record["final_loss"], 4),
             "macs_reduction_vs_teacher": round(teacher_macs / student_macs, 2) if teacher_macs else None,
-            "run_key": key, **origin,
+            "run_key": key, **run.record(), **origin,
         }}, note=origin_note(origin), model=student)
 
 

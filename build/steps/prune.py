@@ -190,12 +190,17 @@ class StructuredPrune(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        source, schedule = state.model, [ctx.options.train_steps(n, len(ctx.train_set)) for n in cfg.schedule()]
+        source = state.model
+        # Budgeted at the source's MACs for every phase: an upper bound (each pruning step makes the network that
+        # is fine-tuned smaller), simpler than counting each phase's network before it exists.
+        run = ctx.run_steps([ctx.options.train_steps(n, len(ctx.train_set)) for n in cfg.schedule()],
+                            FitConfig.batch_size, lambda: macs_and_params(source)[0])
+        schedule = list(run.steps)
         source_sha = model_sha256(source)
         key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), schedule)
         meta = {"channel_pruned": True, "source_sha256": source_sha, "steps": schedule, "config": asdict(cfg)}
         model, record, origin = ctx.shipped_or_trained(
             state.name, key, cfg.shipped, lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule,
                                                         state.name), meta)
-        return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **origin}}, note=origin_note(origin),
-                             model=model)
+        return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **run.record(), **origin}},
+                             note=origin_note(origin), model=model)

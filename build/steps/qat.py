@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.hooks import RemovableHandle
 
+from build.complexity import macs_and_params
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.hardware import Int8Types, int8_types
@@ -180,7 +181,10 @@ class QuantAwareFinetune(TechniqueStep):
         cfg = self.config
         assert state.model is not None
         source, types = state.model, int8_types(ctx.hardware, [r.name for r in ctx.runtimes])
-        steps = ctx.options.train_steps(self.config.steps, len(ctx.train_set))
+        # counted on the source: its folded, fake-quantized copy does the same convolutions
+        run = ctx.run_steps([ctx.options.train_steps(cfg.steps, len(ctx.train_set))], cfg.batch_size,
+                            lambda: macs_and_params(source)[0])
+        steps = run.steps[0]
         source_sha = model_sha256(source)
         # the INT8 types follow the CPU (7-bit weights without VNNI), so they are part of the run
         bits = f"{types.activation.name}/{types.weight.name}/reduce_range={types.reduce_range}"
@@ -192,8 +196,8 @@ class QuantAwareFinetune(TechniqueStep):
             state.name, key, cfg.shipped, lambda: quant_aware(source, cfg, types, steps, ctx, state.name),
             {"batchnorm_folded": True, "source_sha256": source_sha, "steps": steps, "int8_types": bits,
              "config": asdict(cfg)})
-        return StepResult.ok({"qat": {**record["qat"], "run_key": key, **origin}}, note=origin_note(origin),
-                             model=model)
+        return StepResult.ok({"qat": {**record["qat"], "run_key": key, **run.record(), **origin}},
+                             note=origin_note(origin), model=model)
 
 
 def quant_aware(source: Classifier, cfg: QatConfig, types: Int8Types, steps: int, ctx: BuildContext,

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 from torch.nn.utils import prune
 
+from build.complexity import macs_and_params
 from build.errors import ZooError
 from build.fit import FitConfig, fit
 from build.models import Classifier
@@ -42,7 +43,10 @@ class MagnitudeSparsify(TechniqueStep):
     def run(self, state: VariantState, ctx: BuildContext) -> StepResult:
         cfg = self.config
         assert state.model is not None
-        source, n = state.model, ctx.options.train_steps(cfg.finetune_steps, len(ctx.train_set))
+        source = state.model
+        run = ctx.run_steps([ctx.options.train_steps(cfg.finetune_steps, len(ctx.train_set))], FitConfig.batch_size,
+                            lambda: macs_and_params(source)[0])  # the zeros still cost MACs in dense training
+        n = run.steps[0]
         source_sha = model_sha256(source)
         key = run_key(cfg, source=source_sha, teacher=ctx.teacher.sha256, classes=list(ctx.data.classes),
                       train_images=len(ctx.train_set), steps=n)
@@ -53,7 +57,8 @@ class MagnitudeSparsify(TechniqueStep):
         zeros, total = sum(int((w == 0).sum()) for w in weights), sum(w.numel() for w in weights)
         return StepResult.ok({"sparsity": {"method": "global magnitude (L1), unstructured", "target": cfg.sparsity,
                                            "achieved": round(zeros / total, 4), "finetune_steps": n,
-                                           "final_loss": round(record["final_loss"], 4), "run_key": key, **origin}},
+                                           "final_loss": round(record["final_loss"], 4), "run_key": key,
+                                           **run.record(), **origin}},
                              note=origin_note(origin), model=model)
 
 

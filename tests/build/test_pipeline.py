@@ -18,10 +18,12 @@ from build.pipeline import (
     Outcome,
     Pipeline,
     Published,
+    RunSteps,
     Status,
     Step,
     StepResult,
     VariantState,
+    budgeted_steps,
     keep_own,
 )
 from build.repository.model_config import model_io
@@ -96,3 +98,52 @@ def test_a_variant_keeps_its_own_choices_over_the_build_config() -> None:
 def test_a_field_the_user_sets_wins_over_the_recipe() -> None:
     own = DistillConfig(student="mobilenetv2", epochs=12.0)
     assert keep_own(own, DistillConfig(epochs=100.0), ["epochs"]) == DistillConfig(student="mobilenetv2", epochs=100.0)
+
+
+def test_a_run_within_the_budget_keeps_its_recipe() -> None:
+    # 100 steps x batch 128 x 3 x 1 GMAC = 38.4 TMAC
+    assert budgeted_steps([50, 50], 128, 10**9, 40.0) == [50, 50]
+
+
+def test_a_run_over_the_budget_is_cut_in_proportion_each_phase_to_at_least_one_step() -> None:
+    recipe, per_step = [9, 9, 172], 3 * 128 * 1_800_000_000  # the pruned ResNet-18's at 224 px, on 1,100 images
+    steps = budgeted_steps(recipe, 128, 1_800_000_000, 8.0)
+    assert steps == [1, 1, 9] and sum(steps) * per_step <= 8e12
+    assert budgeted_steps([400], 128, 10**9, 8.0) == [20]  # 8e12 / (3 x 128 x 1e9) = 20.8
+
+
+def _budget_ctx(tmp_path: Path, options: BuildOptions, weights_dir: Path | None) -> BuildContext:
+    data = cast(Dataset, SimpleNamespace(train=range(1100)))  # only its size is read
+    return BuildContext(data, unused(Teacher), options, (), tmp_path, {}, model_io(CIFAR), weights_dir=weights_dir)
+
+
+def test_a_card_that_ships_no_runs_trains_within_the_budget_and_records_it(tmp_path: Path) -> None:
+    ctx = _budget_ctx(tmp_path, BuildOptions(train_budget_tmacs=8.0), weights_dir=None)
+    run = ctx.run_steps([400], 128, lambda: 10**9)
+    assert run == RunSteps((400,), (20,), 8.0)
+    assert run.record() == {"train_budget": {"tmacs": 8.0, "recipe_steps": 400, "steps": 20}}
+
+
+def test_a_card_that_ships_its_runs_is_not_budgeted_so_their_keys_hold(tmp_path: Path) -> None:
+    ctx = _budget_ctx(tmp_path, BuildOptions(train_budget_tmacs=8.0), weights_dir=tmp_path)
+
+    def uncounted() -> int:
+        raise AssertionError("no budget applies: the MACs are not counted")
+
+    run = ctx.run_steps([150, 150, 450], 128, uncounted)
+    assert run == RunSteps((150, 150, 450), (150, 150, 450)) and run.record() == {}
+
+
+def test_without_a_budget_every_run_keeps_its_recipe(tmp_path: Path) -> None:
+    ctx = _budget_ctx(tmp_path, BuildOptions(train_budget_tmacs=None), weights_dir=None)
+    assert ctx.run_steps([400], 128, lambda: 10**9).steps == (400,)
+
+
+def test_the_batch_of_a_split_smaller_than_it_is_what_is_budgeted(tmp_path: Path) -> None:
+    ctx = _budget_ctx(tmp_path, BuildOptions(train_budget_tmacs=8.0), weights_dir=None)
+    # fit draws batches of at most the split's 1,100 images: 8e12 / (3 x 1100 x 1e9) = 2.4
+    assert ctx.run_steps([400], 4096, lambda: 10**9).steps == (2,)
+
+
+def test_a_budget_below_one_step_per_phase_still_trains_each_phase_once() -> None:
+    assert budgeted_steps([150, 150, 450], 128, 10**9, 0.1) == [1, 1, 1]

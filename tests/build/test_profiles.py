@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from build.errors import ZooError
-from build.profiles import PROFILES, options_for
+from build.pipeline import DEFAULT_TRAIN_BUDGET_TMACS
+from build.profiles import PROFILES, options_for, train_budget_tmacs
 from build.steps.distill import Distill, DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.qat import QatConfig
@@ -51,6 +52,26 @@ def test_quick_profile_has_no_accuracy_floor_and_caps_training() -> None:
     quick = options_for("quick", [])
     assert quick.max_drop_points is None and quick.train_steps(1000) == quick.max_train_steps
     assert options_for("default", []).train_steps(1000) == 1000
+
+
+def test_only_the_default_profile_budgets_training_and_a_build_option_changes_it() -> None:
+    assert options_for("default", []).train_budget_tmacs == DEFAULT_TRAIN_BUDGET_TMACS
+    assert options_for("long", []).train_budget_tmacs is None  # the full recipes
+    quick = options_for("quick", [])
+    assert quick.train_budget_tmacs is None and quick.max_train_steps == 3
+    assert options_for("default", [], train_budget_tmacs=2.5).train_budget_tmacs == 2.5
+
+
+@pytest.mark.parametrize(("value", "tmacs"), [("none", None), ("None", None), ("0", None), ("12", 12.0),
+                                              ("0.5", 0.5)])
+def test_the_train_budget_option_reads_tmacs_or_none(value: str, tmacs: float | None) -> None:
+    assert train_budget_tmacs(value) == tmacs
+
+
+@pytest.mark.parametrize("value", ["lots", "-1"])
+def test_a_bad_train_budget_is_named(value: str) -> None:
+    with pytest.raises(ZooError, match="--train-budget"):
+        train_budget_tmacs(value)
 
 
 @pytest.mark.parametrize(("item", "message"), [

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from build.card import ModelCard
-from build.pipeline import BuildOptions, Outcome, Status
-from build.report import markdown, pareto_front, report_data, write_report
+from build.pipeline import DEFAULT_TRAIN_BUDGET_TMACS, BuildOptions, Outcome, Status
+from build.report import budget_line, markdown, pareto_front, report_data, write_report
 from build.variants import VARIANTS
 from build.zoo import ZooBuild
 from serving.manifest import ModelEntry
@@ -210,9 +211,32 @@ def test_each_training_run_is_listed_once_with_where_it_came_from_and_the_data_i
     data = report_data(_build(_entry("fp32", 0.91, 8.0, 160.0), child, student))
     assert data["training_runs"] == [
         {"run_key": "k1", "variant": "distilled", "technique": "distillation", "shipped": "widenet_distilled_k1.pt",
-         "trained_on": "AMD EPYC x1 threads", "train_seconds": 600, "data": "other bytes (other)"},
+         "trained_on": "AMD EPYC x1 threads", "train_seconds": 600, "budget": None, "data": "other bytes (other)"},
         {"run_key": "k2", "variant": "distilled_int8", "technique": "qat", "shipped": None, "trained_on": None,
-         "train_seconds": 90, "data": "this build's"}]
+         "train_seconds": 90, "budget": None, "data": "this build's"}]
     section = markdown(data, charts=False).split("## Training runs")[1]
     assert "| distilled | distillation | `widenet_distilled_k1.pt` | AMD EPYC x1 threads | 10.0 | other" in section
     assert "| distilled_int8 | qat | trained in this build | this machine | 1.5 | this build's |" in section
+
+
+def test_a_run_the_budget_cut_says_so_and_how_to_lift_it() -> None:
+    cut: dict[str, Any] = {"variant": "pruned", "technique": "pruning",
+           "budget": {"tmacs": DEFAULT_TRAIN_BUDGET_TMACS, "recipe_steps": 1375, "steps": 212}}
+    assert budget_line(cut) == (
+        "- pruned (pruning): trained 212 of 1,375 recipe steps: the default budget of 8 TMAC for a card that ships "
+        "no runs; `--train-budget none` or `--profile long` for the full recipe.")
+    assert "a budget of 2.5 TMAC" in (budget_line({**cut, "budget": {**cut["budget"], "tmacs": 2.5}}) or "")
+    assert budget_line({**cut, "budget": {"tmacs": 8.0, "recipe_steps": 40, "steps": 40}}) is None  # within it
+    assert budget_line({**cut, "budget": None}) is None  # shipped, or no budget
+
+
+def test_the_training_runs_section_lists_the_runs_the_budget_cut() -> None:
+    qat = {"steps": 3, "lr": 0.001, "layers_fake_quantized": 8, "batchnorm_folded": 8, "weights": "QInt8",
+           "inputs": "QUInt8", "run_key": "k2", "trained_in_build": True, "train_seconds": 60,
+           "train_budget": {"tmacs": 8.0, "recipe_steps": 8, "steps": 3}}
+    child = _entry("distilled_int8", 0.89, 0.5, 3000.0)
+    child["metrics"] = {**child["metrics"], "qat": qat}
+    data = report_data(_build(_entry("fp32", 0.91, 8.0, 160.0), child))
+    assert data["training_runs"][0]["budget"] == qat["train_budget"]
+    section = markdown(data, charts=False).split("## Training runs")[1]
+    assert "- distilled_int8 (qat): trained 3 of 8 recipe steps: the default budget of 8 TMAC" in section

@@ -232,3 +232,14 @@ def test_distilled_int8_qat_variant_builds_verifies_and_publishes(tmp_path: Path
 
 def card_for_model() -> ModelCard:
     return ModelCard("tiny", "builtin:tiny", CIFAR, PRE.mean, PRE.std)
+
+
+def test_a_card_that_ships_no_runs_fine_tunes_within_the_budget(tmp_path: Path, mini_archive: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("build.pipeline.RECIPE_TRAIN_IMAGES", 1)  # the recipe's steps as given, not scaled down
+    ctx = context(tmp_path, mini_archive)  # no weights folder: a user's card
+    ctx = dataclasses.replace(ctx, options=dataclasses.replace(ctx.options, train_budget_tmacs=1e-9))
+    state = VariantState("qat", "parent", unused(Tolerance), tmp_path, model=tiny_model())
+    step = QuantAwareFinetune(QatConfig(steps=3, lr=1e-7, batch_size=32))
+    qat = step.run(state, ctx).metrics["qat"]
+    assert qat["steps"] == 1 and qat["train_budget"] == {"tmacs": 1e-9, "recipe_steps": 3, "steps": 1}
