@@ -157,9 +157,10 @@ def distill(c, data=None, card=None, set=None):
     """Distil the teacher into the student the build ships and loads (CUDA when present; slow on 2 cores)."""
     from build.data import load_dataset
     from build.profiles import options_for
-    from build.steps.distill import DistillConfig, distill_student
+    from build.steps.distill import distill_student
+    from build.zoo import student_config
 
-    cfg = options_for("default", set or []).config(DistillConfig)
+    cfg = student_config(options_for("default", set or []))
     model = _card(card, data)
     _shipped(f"student {cfg.student}", distill_student(model, load_dataset(model.data, model.input), cfg))
 

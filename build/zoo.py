@@ -21,9 +21,10 @@ from build.pipeline import BuildContext, BuildOptions, Outcome, Pipeline, Status
 from build.repository.model_config import model_io
 from build.runtimes import RUNTIMES, Runtime, make_runtime
 from build.sources import Teacher, load_teacher, preflight
+from build.steps.distill import DistillConfig
 from build.steps.measure import Made, MeasureSpeed
 from build.steps.publish import PublishRuntime
-from build.variants import VARIANTS
+from build.variants import VARIANTS, students
 from serving.manifest import CardRecord, ModelEntry
 from serving.provenance import code_version
 from serving.publication import Publication, PublicationError
@@ -241,6 +242,14 @@ def step_config(variant: str, kind: type[C], options: BuildOptions) -> C:
     """The config of technique `kind` that `variant`'s recipe runs with in a build with these options."""
     configs = [s.config for s in configured_steps(variant, False, [], options) if isinstance(s, TechniqueStep)]
     return next(c for c in configs if isinstance(c, kind))
+
+
+def student_config(options: BuildOptions) -> DistillConfig:
+    """What `invoke distill` trains: the ladder's recipe for the student the options name (its epochs), with what
+    `--set` names on top, so that it ships the very run the build loads; a student off the ladder, as set."""
+    wanted = options.config(DistillConfig).student
+    variant = next((name for name, c in students().items() if c.student == wanted), None)
+    return step_config(variant, DistillConfig, options) if variant else options.config(DistillConfig)
 
 
 def _build_variant(name: str, steps: list[Step], ctx: BuildContext, built: dict[str, VariantState],

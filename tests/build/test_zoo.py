@@ -13,6 +13,7 @@ from build.errors import ModelRejected, VariantRejected, ZooError
 from build.hardware import detect
 from build.models import build_classifier, save_weights
 from build.pipeline import BuildOptions, Outcome, Status
+from build.profiles import options_for
 from build.report import report_data, write_report
 from build.repository.model_config import from_pbtxt
 from build.runtimes import make_runtime
@@ -21,7 +22,7 @@ from build.steps.distill import DistillConfig
 from build.steps.prune import PruneConfig
 from build.steps.quantize import Int8Config
 from build.steps.sparsify import SparsityConfig
-from build.zoo import build_order, check_published
+from build.zoo import build_order, check_published, student_config
 from tests.conftest import CIFAR, PRE, build_one, models_of
 
 FAST = BuildOptions(verify_images=100, measure_speed=False, threads=1, train_runs=True)
@@ -264,3 +265,16 @@ def test_bad_settings_fail_before_any_step_runs(tmp_path: Path, teacher: Path, m
         build_one(load_dataset(str(mini_archive), CIFAR), teacher, tmp_path / "repo", ["fp32", "pruned", "sparse",
                   "distilled"], ["onnxruntime"], options, log=ran.append)
     assert ran == []
+
+
+@pytest.mark.parametrize(("overrides", "student", "epochs"), [
+    ([], "widenet", None),  # None: the recipe's own
+    (["distill.student=resnet20"], "resnet20", 60.0),
+    (["distill.epochs=7"], "widenet", 7.0),
+])
+def test_invoke_distill_trains_the_ladders_recipe_with_what_set_names_on_top(overrides: list[str], student: str,
+                                                                             epochs: float | None) -> None:
+    from build.variants import distill_config
+
+    cfg = student_config(options_for("default", overrides))
+    assert (cfg.student, cfg.epochs) == (student, epochs or distill_config(student).epochs)
