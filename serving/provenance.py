@@ -32,14 +32,15 @@ def provenance(kind: str) -> dict:
     return {"report": kind, "schema_version": SCHEMAS[kind], "code_version": code_version(), "machine": machine()}
 
 
-def code_version() -> str:
-    """The git commit the code ran from, marked -dirty when the tree had local changes."""
-    root = Path(__file__).resolve().parent.parent
+def code_version(root: Path = Path(__file__).resolve().parent.parent) -> str:
+    """The git commit the code ran from, marked -dirty when the tree had local changes. Changes under reports/ do
+    not count: they are what the commands write (`invoke refresh-reports` rewrites one report after another), not
+    code."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha

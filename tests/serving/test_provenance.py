@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
-from serving.provenance import SCHEMAS, provenance
+from serving.provenance import SCHEMAS, code_version, provenance
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,3 +27,23 @@ def test_the_committed_default_report_is_current_and_of_the_shipped_teacher() ->
     assert not stamp["code_version"].endswith("-dirty") and stamp["machine"]["cpu"]
     teacher = hashlib.sha256((ROOT / "weights" / "resnet18_cifar10.pt").read_bytes()).hexdigest()
     assert data["teacher"]["sha256"] == teacher, "reports/zoo was built on another teacher"
+
+
+def test_a_rewritten_report_does_not_make_the_code_dirty_but_a_code_change_does(tmp_path: Path) -> None:
+    """`invoke refresh-reports` rewrites committed reports one after another: each later step's stamp must still
+    name a clean commit."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    (tmp_path / "reports" / "a.json").write_text('{"new": 1}')
+    clean = code_version(tmp_path)
+    assert clean and not clean.endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == f"{clean}-dirty"
