@@ -402,7 +402,7 @@ REPORT_STEPS = {
 @task(help={"data": DATA_HELP, "steps": f"which, comma-separated, in this order: {','.join(REPORT_STEPS)}",
             "repo": "the one build's repository: emptied first (it is scratch, under runs/ by default)"})
 def refresh_reports(c, data=None, steps=",".join(REPORT_STEPS), repo=str(ROOT / "runs" / "reports-build")):
-    """Regenerate the committed reports from one fresh build on this machine (about 110 min on 2 quiet cores)."""
+    """Regenerate the committed reports from one fresh build on this machine (about 115 min on 2 quiet cores)."""
     unknown = set(_csv(steps)) - set(REPORT_STEPS)
     if unknown:
         raise SystemExit(f"error: unknown report steps {sorted(unknown)}; choose from {list(REPORT_STEPS)}")
