@@ -38,7 +38,9 @@ def test_a_build_loads_the_student_invoke_distill_shipped_for_its_run(
     monkeypatch.setattr(build.steps.distill, "distill", recorded_distill)
 
     def zoo(config: DistillConfig, train: bool = False) -> dict | None:
-        options = dataclasses.replace(OPTIONS, configs=(config,), train_runs=train)
+        # epochs as if given with --set: the distilled recipe's own 100 would win over a profile's
+        options = dataclasses.replace(OPTIONS, configs=(config,), train_runs=train,
+                                      user_set=frozenset({(DistillConfig, "epochs")}))
         repo = tmp_path / f"repo{len(list(tmp_path.glob('repo*')))}"  # a fresh repository each time
         build_one(data, teacher, repo, ["distilled"], ["onnxruntime"], options, log=lambda _: None)
         model = models_of(repo).get("tiny_distilled")
