@@ -29,7 +29,8 @@ WIDTH = 32  # half of ResNet-18's widths: a quarter of its 1.8 GMACs, still abov
 # 170 training images a class: a validation split of 68, enough to calibrate INT8 (64 at least)
 PER_CLASS = {"train": 170, "test": 50}
 # distillation's recipe runs 50 epochs, minutes at 224 pixels on 2 cores: one epoch here checks the path
-OPTIONS = BuildOptions(verify_images=100, measure_speed=False, threads=2, configs=(DistillConfig(epochs=1),))
+OPTIONS = BuildOptions(verify_images=100, measure_speed=False, threads=2, configs=(DistillConfig(epochs=1),),
+                       user_set=frozenset({(DistillConfig, "epochs")}))  # as --set: the recipe's 100 would win
 TORCH_VARIANTS = ["fp32", "int8", "fp16", "pruned", "distilled"]
 ONNX_VARIANTS = ["fp32", "int8", "fp16"]
 

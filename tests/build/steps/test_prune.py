@@ -66,7 +66,7 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
     cfg = PruneConfig(iterations=2, finetune_steps=1, final_steps=2)
     # the cap shortens `pruned`, whose recipe's own fine-tuning lengths win over a build-wide config
     options = BuildOptions(verify_images=100, measure_speed=False, threads=1, max_train_steps=2,
-                           configs=(distill, cfg))
+                           configs=(distill, cfg), user_set=frozenset({(DistillConfig, "epochs")}))
     variants = ["pruned", "pruned_distilled"]
     shipped = {v: prune_shipped(v, card_for(teacher), data, options) for v in variants}
     # each recipe's steps scaled to the 90-image training split (at least one), then capped at 2
