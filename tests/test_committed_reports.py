@@ -35,8 +35,12 @@ def stamp(path: Path) -> dict:
     return json.loads(path.read_text()).get("provenance") or {}
 
 
+def under(path: Path, *folders: str) -> bool:
+    return path.relative_to(REPORTS).as_posix().startswith(tuple(f"{folder.rstrip('/')}/" for folder in folders))
+
+
 def awaiting(path: Path) -> bool:
-    return path.relative_to(REPORTS).as_posix().startswith(tuple(f"{folder}/" for folder in AWAITING_REBUILD))
+    return under(path, *AWAITING_REBUILD)
 
 
 def current(path: Path) -> bool:
@@ -54,7 +58,7 @@ def test_a_committed_report_is_of_todays_schema_and_names_its_commit_and_cpu(pat
 
 @pytest.mark.parametrize("folder", sorted(AWAITING_REBUILD))
 def test_the_list_of_reports_awaiting_the_rebuild_only_shrinks(folder: str) -> None:
-    held = [p for p in reports() if p.relative_to(REPORTS).as_posix().startswith(f"{folder}/")]
+    held = [p for p in reports() if under(p, folder)]
     assert held and not all(current(p) for p in held), f"reports/{folder} is current now: take it off the list"
 
 
@@ -64,6 +68,6 @@ def test_every_kind_of_report_is_found_where_its_command_writes() -> None:
 
 
 def test_the_refreshed_reports_come_from_one_build_one_commit_one_machine() -> None:
-    held = [p for p in reports() if p.relative_to(REPORTS).as_posix().startswith(ONE_BUILD) and not awaiting(p)]
+    held = [p for p in reports() if under(p, *ONE_BUILD) and not awaiting(p)]
     origins = {(stamp(p)["code_version"], json.dumps(stamp(p)["machine"], sort_keys=True)) for p in held}
     assert len(origins) == 1, f"the refreshed reports name {len(origins)} commits or machines: {sorted(origins)}"
