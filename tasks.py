@@ -83,22 +83,25 @@ def _family_models(manifest: dict, names: list[str], family: str | None) -> list
     return [n if n in manifest else f"{family}_{n}" for n in names]
 
 
-def _variants(value: str) -> tuple[list[str], dict[str, str]]:
-    """The variants to build, and the optional ones the default set leaves out (the report lists them, and why).
-    'default' and 'all' may be combined with names: `default,fp16` is the default set plus fp16."""
+def _variants(value: str) -> tuple[list[str], dict[str, str], frozenset[str]]:
+    """The variants to build, the optional ones the default set leaves out (the report lists them, and why), and
+    those only the default set asked for (not named). 'default' and 'all' may be combined with names: `default,fp16`
+    is the default set plus fp16."""
     from build.hardware import detect
-    from build.variants import VARIANTS, default_variants, optional_variants
+    from build.variants import VARIANTS, default_variants, lineage, optional_variants
 
     names = _csv(value)
     if "all" in names:
-        return list(VARIANTS), {}
+        return list(VARIANTS), {}, frozenset()
     if "default" not in names:
-        return names, {}
+        return names, {}, frozenset()
     hw = detect()
     default = default_variants(hw)
     chosen = default + [n for n in names if n != "default" and n not in default]
-    return chosen, {n: f"left out of the default set on this machine ({why}); `--variants default,{n}` "
-                       f"or `--variants all` builds it" for n, why in optional_variants(hw).items() if n not in chosen}
+    left_out = {n: f"left out of the default set on this machine ({why}); `--variants default,{n}` or `--variants all` "
+                   "builds it" for n, why in optional_variants(hw).items() if n not in chosen}
+    named = {v for n in names if n in VARIANTS for v in lineage(n)}  # naming a variant names its parents
+    return chosen, left_out, frozenset(default) - named
 
 
 @task(help={"run_dir": "the training run folder", "out": "where to write the compact checkpoint"})
@@ -277,9 +280,9 @@ def _build(card, data, teacher, repo, variants, runtimes, profile, set, max_drop
     if train_budget is not None:
         fields["train_budget_tmacs"] = train_budget_tmacs(str(train_budget))
     options = options_for(profile, set or [], **fields)
-    chosen, left_out = _variants(variants)
+    chosen, left_out, by_default = _variants(variants)
     builds = build_zoo(_cards(card, data, teacher), Path(repo), chosen, _csv(runtimes), options, clock=clock,
-                       left_out=left_out)
+                       left_out=left_out, by_default=by_default)
     with clock.phase("report"):
         paths = write_reports(builds, Path(report))
     print(f"published {sum(len(b.entries) for b in builds)} model(s) to {repo}; report: {paths[-1]}")

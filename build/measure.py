@@ -7,6 +7,7 @@ hits all of them alike; figures are medians over rounds, and speedups are ratios
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -29,9 +30,21 @@ from serving.manifest import Accuracy, Memory, Speed
 @dataclass(frozen=True)
 class SpeedPlan:
     rounds: int = 5
-    latency_iters: int = 100  # batch-1 requests per model per round
-    throughput_batches: int = 4  # batches of 64 per model per round
+    latency_iters: int = 100  # batch-1 requests per model per round, at most
+    throughput_batches: int = 4  # batches of 64 per model per round, at most
     warmup: int = 10
+    # A model's share of each round, in seconds of its own run time: a slow model (a 224-pixel network: ~1 s a batch
+    # on 2 cores) makes fewer requests, never under `min_latency_iters`, so that a zoo at 224 pixels is timed in
+    # minutes too. At 32 pixels no model reaches these, so every one makes the full counts.
+    latency_seconds: float = 0.5
+    throughput_seconds: float = 1.0
+    min_latency_iters: int = 20
+
+    def counts(self, b1_seconds: float, batch_seconds: float) -> tuple[int, int]:
+        """Batch-1 requests and batches of 64 a round, for a model that took these times after its warm-up."""
+        iters = max(self.min_latency_iters, math.ceil(self.latency_seconds / max(b1_seconds, 1e-9)))
+        batches = max(1, math.ceil(self.throughput_seconds / max(batch_seconds, 1e-9)))
+        return min(self.latency_iters, iters), min(self.throughput_batches, batches)
 
 
 def predict(run: Runner, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -70,28 +83,38 @@ def compressed_mb(files: list[Path]) -> float:
 
 def measure_speeds(runners: dict[str, Runner], images: np.ndarray, plan: SpeedPlan = SpeedPlan()) -> dict[str, Speed]:
     batch = images[:64]
-    for run in runners.values():
-        for _ in range(plan.warmup):
-            run(images[:1])
-        run(batch)
+    counts = {name: _warm_up(run, images, plan) for name, run in runners.items()}
     latencies: dict[str, list[float]] = {name: [] for name in runners}
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for r in tqdm(range(plan.rounds), desc="speed (interleaved rounds)", unit="round", leave=False):
         for name, run in runners.items():
-            for i in range(plan.latency_iters):
+            iters, batches = counts[name]
+            for i in range(iters):
                 start = time.perf_counter()
-                run(images[(r * plan.latency_iters + i) % len(images)][None])
+                run(images[(r * iters + i) % len(images)][None])
                 latencies[name].append(time.perf_counter() - start)
             start = time.perf_counter()
-            for _ in range(plan.throughput_batches):
+            for _ in range(batches):
                 run(batch)
-            rates[name].append(plan.throughput_batches * len(batch) / (time.perf_counter() - start))
+            rates[name].append(batches * len(batch) / (time.perf_counter() - start))
     return {name: Speed(
         latency_b1_p50_ms=round(statistics.median(latencies[name]) * 1e3, 3),
         latency_b1_p99_ms=round(float(np.percentile(latencies[name], 99)) * 1e3, 3),
         throughput_b64_ips=round(statistics.median(rates[name]), 1),
         rounds=plan.rounds,
     ) for name in runners}
+
+
+def _warm_up(run: Runner, images: np.ndarray, plan: SpeedPlan) -> tuple[int, int]:
+    """Warm a model up; its last batch-1 request and its batch of 64 size its share of each round."""
+    b1 = 0.0
+    for _ in range(plan.warmup):
+        start = time.perf_counter()
+        run(images[:1])
+        b1 = time.perf_counter() - start
+    start = time.perf_counter()
+    run(images[:64])
+    return plan.counts(b1, time.perf_counter() - start)
 
 
 def peak_memory_mb(runtime: str, model_dir: Path, threads: int, shape: tuple[int, ...]) -> Memory:

@@ -24,7 +24,7 @@ from build.sources import Teacher, load_teacher, preflight
 from build.steps.distill import DistillConfig
 from build.steps.measure import Made, MeasureSpeed
 from build.steps.publish import PublishRuntime
-from build.variants import VARIANTS, students
+from build.variants import VARIANTS, lineage, students
 from serving.manifest import CardRecord, ModelEntry
 from serving.provenance import code_version
 from serving.publication import Publication, PublicationError
@@ -79,12 +79,15 @@ class CardPlan:
 
 def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes: list[str],
               options: BuildOptions = BuildOptions(), log=print, data: dict[str, Dataset] | None = None,
-              clock: Clock | None = None, left_out: dict[str, str] | None = None) -> list[ZooBuild]:
+              clock: Clock | None = None, left_out: dict[str, str] | None = None,
+              by_default: frozenset[str] = frozenset()) -> list[ZooBuild]:
     """Build `variants` for `runtimes` of every card into `repo`, in one publication. Every card, source and
     setting is checked before the first expensive step; a rejected variant is left out; any other failure
     publishes nothing, and models of other cards are never touched. `data`: datasets already loaded, by card
     name (the others are loaded from each card's data). `clock`: where the time of each phase is added up.
-    `left_out`: variants not asked for, with why, which the report lists (those the default set leaves out)."""
+    `left_out`: variants not asked for, with why, which the report lists (those the default set leaves out).
+    `by_default`: the variants that only the default set asked for (not named): a card that ships no training runs
+    leaves their ladder students out (`Variant.ladder`)."""
     unknown = [v for v in variants if v not in VARIANTS] + [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ZooError(f"unknown variant or runtime {unknown}; "
@@ -101,16 +104,16 @@ def build_zoo(cards: list[ModelCard], repo: Path, variants: list[str], runtimes:
         try:
             with Publication(repo) as publication:
                 return _build_all(inputs, variants, usable, options, publication, Path(work), hardware, log, clock,
-                                  left_out or {})
+                                  left_out or {}, by_default)
         except PublicationError as exc:
             raise ZooError(str(exc)) from exc
 
 
 def _build_all(inputs: list[CardInputs], variants: list[str], usable: list[Runtime], options: BuildOptions,
                publication: Publication, work: Path, hardware: Hardware, log, clock: Clock,
-               left_out: dict[str, str]) -> list[ZooBuild]:
+               left_out: dict[str, str], by_default: frozenset[str]) -> list[ZooBuild]:
     contexts = [_context(i, options, usable, work / i.card.name, hardware, clock) for i in inputs]
-    plans = [_plan(ctx, variants, usable, left_out) for ctx in contexts]
+    plans = [_plan(ctx, variants, usable, left_out, by_default) for ctx in contexts]
     for ctx, plan in zip(contexts, plans):  # every setting is checked before the first expensive step
         for steps in plan.recipes.values():
             for step in steps:
@@ -151,11 +154,13 @@ def _context(inputs: CardInputs, options: BuildOptions, runtimes: list[Runtime],
                         weights_dir=card.weights.parent if card.kind == "builtin" and card.weights else None)
 
 
-def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime], left_out: dict[str, str]) -> CardPlan:
+def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime], left_out: dict[str, str],
+          by_default: frozenset[str] = frozenset()) -> CardPlan:
     plan = CardPlan({}, [Outcome(name, Status.SKIPPED, why) for name, why in left_out.items()])
     for name, publish in build_order(variants):
         steps = configured_steps(name, publish, runtimes, ctx.options)
-        why = _not_for_source(name, ctx) or next(filter(None, (s.not_applicable(ctx) for s in steps)), None)
+        why = _not_for_source(name, ctx) or _ladder_without_runs(name, ctx, by_default) or \
+            next(filter(None, (s.not_applicable(ctx) for s in steps)), None)
         if why:
             plan.outcomes.append(Outcome(name, Status.SKIPPED, why))
         else:
@@ -164,11 +169,16 @@ def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime], left_
 
 
 def _not_for_source(name: str, ctx: BuildContext) -> str | None:
-    lineage = [name]
-    while lineage[-1] in VARIANTS:
-        lineage.append(VARIANTS[lineage[-1]].parent)
-    if not ctx.teacher.is_torch and any(VARIANTS[v].transforms_source for v in lineage if v in VARIANTS):
+    if not ctx.teacher.is_torch and any(VARIANTS[v].transforms_source for v in lineage(name)):
         return f"needs the PyTorch model; this card's source is ONNX ({Path(ctx.teacher.card.spec).name})"
+    return None
+
+
+def _ladder_without_runs(name: str, ctx: BuildContext, by_default: frozenset[str]) -> str | None:
+    """Why the default set leaves a ladder student out for a card that ships no training runs (a user's model)."""
+    if name in by_default and name in VARIANTS and VARIANTS[name].ladder and ctx.weights_dir is None:
+        return (f"a ladder student: for a card that ships no training runs the default set distils into `distilled` "
+                f"alone, since every run is trained in the build; `--variants default,{name}` builds it")
     return None
 
 

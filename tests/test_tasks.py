@@ -170,14 +170,18 @@ def test_the_default_set_reports_what_it_leaves_out_and_all_builds_everything() 
     from build.variants import VARIANTS, optional_variants
     from tasks import _variants
 
-    chosen, left_out = _variants("default")
+    chosen, left_out, by_default = _variants("default")
     assert set(chosen) | set(left_out) == set(VARIANTS) and not set(chosen) & set(left_out)
     assert set(left_out) == set(optional_variants(detect())) and "sparse" in left_out
     assert all("--variants all" in why for why in left_out.values()), "each says how to build it"
-    assert _variants("all") == (list(VARIANTS), {})
-    assert _variants("fp32,int8") == (["fp32", "int8"], {})
-    plus, rest = _variants("default,sparse")
+    assert by_default == set(chosen), "nothing named: every variant came from the default set"
+    assert _variants("all") == (list(VARIANTS), {}, frozenset())
+    assert _variants("fp32,int8") == (["fp32", "int8"], {}, frozenset())
+    plus, rest, _ = _variants("default,sparse")
     assert plus == [*chosen, "sparse"] and set(rest) == set(left_out) - {"sparse"}, "the default set plus one"
+    _, _, by_default = _variants("default,distilled_mobilenetv2_int8")
+    assert not {"distilled_mobilenetv2_int8", "distilled_mobilenetv2"} & by_default and "distilled" in by_default, \
+        "naming a variant names its parents"
 
 
 def test_refresh_reports_rebuilds_from_an_empty_repository_in_order(tmp_path: Path) -> None:

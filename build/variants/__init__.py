@@ -42,6 +42,14 @@ def default_variants(hw: Hardware) -> list[str]:
     return [n for n in VARIANTS if n not in optional_variants(hw)]
 
 
+def lineage(name: str) -> list[str]:
+    """A variant and its ancestors, up to the teacher (not included)."""
+    chain = [name]
+    while VARIANTS[chain[-1]].parent in VARIANTS:
+        chain.append(VARIANTS[chain[-1]].parent)
+    return chain
+
+
 def students() -> dict[str, DistillConfig]:
     """The student ladder: each variant distilled from the teacher, with the settings its step distils with."""
     return {v.name: step.config for v in VARIANTS.values() for step in v.steps if isinstance(step, Distill)}
@@ -53,4 +61,4 @@ def distill_config(student: str) -> DistillConfig:
 
 
 __all__ = ["PARITY_TARGETS", "REFERENCE_VARIANTS", "VARIANTS", "ParityTarget", "Target", "Variant", "default_variants",
-           "distill_config", "optional_variants", "students", "zoo_targets"]
+           "distill_config", "lineage", "optional_variants", "students", "zoo_targets"]

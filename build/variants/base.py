@@ -31,6 +31,10 @@ class Variant:
     # variant no runtime here serves better costs every newcomer minutes of evaluation. Named, or with
     # `--variants all`, it is built.
     optional: Callable[[Hardware], str | None] = _runs_well
+    # A rung of the student ladder beside the default student: the default set distils into it only for cards that
+    # ship their training runs (the builtin zoo). For a user's model every run is trained in the build, and the
+    # ladder would triple a first build's training; named (`--variants default,<name>`), it is built.
+    ladder: bool = False
     # What its model file computes in (runtimes and the report read this, never the name): fp32, fp16 or int8.
     precision: Precision = "fp32"
     # The variant whose reference-runtime model its speed-ups and accuracy drop are measured against, in the same

@@ -23,6 +23,7 @@ DISTILLED_RESNET20 = Variant(
     parent="teacher",
     steps=(Distill(DistillConfig(student="resnet20", epochs=60.0)), ExportOnnx(), OptimizeGraph()),
     description="knowledge distillation into a CIFAR ResNet-20 (16-32-64 channels), the smallest student; 60 epochs",
+    ladder=True,
 )
 
 DISTILLED_MOBILENET = Variant(
@@ -32,4 +33,5 @@ DISTILLED_MOBILENET = Variant(
     steps=(Distill(DistillConfig(student="mobilenetv2", epochs=12.0)), ExportOnnx(), OptimizeGraph()),
     description="knowledge distillation into a MobileNetV2 student (width 0.5: depthwise-separable inverted "
                 "residuals), the second student family; 12 epochs",
+    ladder=True,
 )

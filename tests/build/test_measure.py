@@ -34,6 +34,13 @@ def test_speeds_are_measured_interleaved_and_rank_models_correctly(monkeypatch: 
         "every round visits every model in turn"
 
 
+def test_a_slow_model_makes_fewer_requests_a_round_and_a_fast_one_the_full_counts() -> None:
+    plan = SpeedPlan()
+    assert plan.counts(b1_seconds=0.004, batch_seconds=0.3) == (100, 4), "a 32-pixel ResNet-18: the full counts"
+    assert plan.counts(b1_seconds=0.017, batch_seconds=1.04) == (30, 1), "a 224-pixel one: half a second of each"
+    assert plan.counts(b1_seconds=0.2, batch_seconds=12.0) == (20, 1), "never under the floor of requests"
+
+
 def test_compressed_size_sees_zeros(tmp_path: Path) -> None:
     dense, sparse = tmp_path / "dense.bin", tmp_path / "sparse.bin"
     rng = np.random.default_rng(0)
