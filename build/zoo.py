@@ -159,7 +159,7 @@ def _plan(ctx: BuildContext, variants: list[str], runtimes: list[Runtime], left_
     plan = CardPlan({}, [Outcome(name, Status.SKIPPED, why) for name, why in left_out.items()])
     for name, publish in build_order(variants):
         steps = configured_steps(name, publish, runtimes, ctx.options)
-        why = _not_for_source(name, ctx) or _ladder_without_runs(name, ctx, by_default) or \
+        why = _not_for_source(name, ctx) or _ladder_without_runs(name, ctx.weights_dir is not None, by_default) or \
             next(filter(None, (s.not_applicable(ctx) for s in steps)), None)
         if why:
             plan.outcomes.append(Outcome(name, Status.SKIPPED, why))
@@ -174,9 +174,9 @@ def _not_for_source(name: str, ctx: BuildContext) -> str | None:
     return None
 
 
-def _ladder_without_runs(name: str, ctx: BuildContext, by_default: frozenset[str]) -> str | None:
+def _ladder_without_runs(name: str, ships_runs: bool, by_default: frozenset[str]) -> str | None:
     """Why the default set leaves a ladder student out for a card that ships no training runs (a user's model)."""
-    if name in by_default and name in VARIANTS and VARIANTS[name].ladder and ctx.weights_dir is None:
+    if name in by_default and name in VARIANTS and VARIANTS[name].ladder and not ships_runs:
         return (f"a ladder student: for a card that ships no training runs the default set distils into `distilled` "
                 f"alone, since every run is trained in the build; `--variants default,{name}` builds it")
     return None

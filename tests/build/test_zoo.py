@@ -281,14 +281,12 @@ def test_invoke_distill_trains_the_ladders_recipe_with_what_set_names_on_top(ove
 
 
 def test_a_card_that_ships_no_runs_leaves_the_ladder_students_out_of_the_default_set_unless_named() -> None:
-    from types import SimpleNamespace
-
     from build.variants import VARIANTS
     from build.zoo import _ladder_without_runs
 
     ladder = {n for n, v in VARIANTS.items() if v.ladder}
     assert ladder == {"distilled_resnet20", "distilled_mobilenetv2"}, "the default student is not a ladder rung"
-    user, builtin = SimpleNamespace(weights_dir=None), SimpleNamespace(weights_dir=Path("weights"))
+    user, builtin = False, True  # whether the card ships its training runs
     by_default = frozenset(VARIANTS)
     why = _ladder_without_runs("distilled_resnet20", user, by_default)
     assert why and "--variants default,distilled_resnet20" in why, "it says how to build it"
