@@ -30,6 +30,7 @@ from serving.manifest import read_manifest
 from serving.provenance import provenance
 
 IMAGENET_MEAN, IMAGENET_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+CHECK_KEYS = ("max_rel_logit_diff", "confident_top1_agreement")  # the documented tolerances' two figures
 STEP_LINE = re.compile(r"^\s+\[(?P<variant>[\w]+)\] (?P<step>[\w:]+) \((?P<seconds>[\d.]+)s\)")
 
 
@@ -52,7 +53,8 @@ class CardTiming:
     models: list[str]
     phases: str  # the build's own line of where the time went
     variant_seconds: dict[str, float] = field(default_factory=dict)  # summed step times, per variant
-    speedups: list[dict] = field(default_factory=list)  # from the build's report: model, runtime, top-1, speed-ups
+    # from the build's report: model, runtime, top-1, speed-ups; and its verification against the original
+    speedups: list[dict] = field(default_factory=list)
 
 
 def prepare(data: Path, out: Path, cfg: ByoBenchConfig) -> list[Path]:
@@ -95,12 +97,18 @@ def time_build(card: Path, out: Path, variants: str) -> CardTiming:
         _, status, usage = os.wait4(proc.pid, 0)  # its rusage: the largest RSS of its tree (Triton included)
         seconds = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
-    text = log.read_text(errors="replace")
+    text, models = log.read_text(errors="replace"), read_manifest(repo).models
+    checks = {name: entry.details.get("verification", {}) for name, entry in models.items()}
     return CardTiming(
         card=parsed.name, source=parsed.source, returncode=proc.returncode,
         seconds=round(seconds, 1), peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
-        models=sorted(read_manifest(repo).models), phases=_last(text, "time:"),
-        variant_seconds=variant_seconds(text), speedups=_speedups(report))
+        models=sorted(models), phases=_last(text, "time:"),
+        variant_seconds=variant_seconds(text), speedups=with_checks(_speedups(report), checks))
+
+
+def with_checks(rows: list[dict], checks: dict[str, dict]) -> list[dict]:
+    """Each report row with its model's verification against the original, as the manifest records it."""
+    return [{**row, **{k: checks.get(row["model"], {}).get(k) for k in CHECK_KEYS}} for row in rows]
 
 
 def variant_seconds(log: str) -> dict[str, float]:
@@ -152,12 +160,13 @@ def render(cfg: ByoBenchConfig, timings: list[CardTiming]) -> str:
     for t in timings:
         lines += ["", f"## {t.card}", "", t.phases, "", "Seconds per variant (its steps, summed): " +
                   ", ".join(f"{v} {s:.0f}" for v, s in t.variant_seconds.items()), "",
-                  "| model | runtime | ran as | top-1 | MMACs | b64 img/s | speed-up b1 | speed-up b64 | GMAC/s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| model | runtime | ran as | top-1 | MMACs | b64 img/s | speed-up b1 | speed-up b64 | GMAC/s | "
+                  "max logit diff / range | top-1 agreement (confident) |", "|---" * 11 + "|"]
         lines += [f"| {m['model']} | {m['runtime']} | {m['precision_ran']} | {_pct(m['top1'])} | "
                   f"{_num(m['macs'], 1e-6, '.1f')} | {_num(m['throughput_b64_ips'], 1, '.0f')} | "
                   f"{_num(m['speedup_b1'], 1, '.2f')}x | {_num(m['speedup_b64'], 1, '.2f')}x | "
-                  f"{_num(m['gmacs_per_s'], 1, '.0f')} |" for m in t.speedups]
+                  f"{_num(m['gmacs_per_s'], 1, '.0f')} | {_num(m.get('max_rel_logit_diff'), 1, '.1e')} | "
+                  f"{_pct(m.get('confident_top1_agreement'))} |" for m in t.speedups]
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from build.bench_byo import ByoBenchConfig, CardTiming, archive_classes, prepare, render, variant_seconds
+from build.bench_byo import ByoBenchConfig, CardTiming, archive_classes, prepare, render, variant_seconds, with_checks
 from build.card import load_card
 from build.errors import ZooError
 from tests.conftest import MINI_ARCHIVE
@@ -22,6 +22,13 @@ time: 3 min 2 s in all: publish onnxruntime 20 s, other 5 s
 
 def test_each_variants_steps_are_summed_slowest_first() -> None:
     assert variant_seconds(LOG) == {"int8": 41.0, "fp32": 32.7}
+
+
+def test_each_row_gets_its_models_verification_and_a_model_without_one_none() -> None:
+    rows = with_checks([{"model": "a"}, {"model": "b"}],
+                       {"a": {"max_rel_logit_diff": 1e-6, "confident_top1_agreement": 1.0, "images": 500}})
+    assert rows == [{"model": "a", "max_rel_logit_diff": 1e-6, "confident_top1_agreement": 1.0},
+                    {"model": "b", "max_rel_logit_diff": None, "confident_top1_agreement": None}]
 
 
 def test_prepare_cuts_the_data_and_writes_a_torch_and_an_onnx_card(tmp_path: Path) -> None:
@@ -44,8 +51,9 @@ def test_the_page_names_each_build_its_time_and_its_models() -> None:
     timing = CardTiming("inet", "torch:x:y", 0, 612.0, 2300.0, ["inet_fp32", "inet_int8"], "time: 10 min 12 s",
                         {"int8": 41.0}, [{"model": "inet_int8", "runtime": "onnxruntime", "precision_ran": "int8",
                                           "top1": 0.128, "macs": 1.82e9, "throughput_b64_ips": 210.0,
-                                          "speedup_b1": 2.5, "speedup_b64": 3.4, "gmacs_per_s": 382.0}])
+                                          "speedup_b1": 2.5, "speedup_b64": 3.4, "gmacs_per_s": 382.0,
+                                          "max_rel_logit_diff": 0.0213, "confident_top1_agreement": 0.991}])
     page = render(ByoBenchConfig(), [timing])
     assert "| inet | `torch:x:y` | 0 | 10.2 min | 2300 | 2 |" in page
-    assert "| inet_int8 | onnxruntime | int8 | 12.80% | 1820.0 | 210 | 2.50x | 3.40x | 382 |" in page
+    assert "| inet_int8 | onnxruntime | int8 | 12.80% | 1820.0 | 210 | 2.50x | 3.40x | 382 | 2.1e-02 | 99.10% |" in page
     assert "int8 41" in page and "time: 10 min 12 s" in page
