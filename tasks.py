@@ -213,15 +213,16 @@ def export_onnx(c, out, card=None, data=None):
     "size": "image size the network takes (pixels)", "train_per_class": "training images a class",
     "test_per_class": "test images a class", "variants": "what each build makes (as invoke zoo --variants)",
     "width": "the ResNet-18's first width (64: ImageNet's, 1.8 GMACs at 224)", "out": "where everything goes",
+    "train_epochs": "epochs the user's model is trained before it is brought (not timed; 0: untrained)",
 })
 @friendly
 def bench_byo(c, data=None, size=224, train_per_class=110, test_per_class=50, variants="default,fp16", width=64,
-              out=str(REPORTS / "byo224")):
+              train_epochs=8, out=str(REPORTS / "byo224")):
     """Time a user's first build: an ImageNet-shaped ResNet-18 as a torch source and as ONNX, empty cache each."""
     from build.bench_byo import ByoBenchConfig, run_byo_bench
     from build.data.dataset import resolve_data_spec
 
-    cfg = ByoBenchConfig(size, train_per_class, test_per_class, variants, width)
+    cfg = ByoBenchConfig(size, train_per_class, test_per_class, variants, width, int(train_epochs))
     print(run_byo_bench(Path(resolve_data_spec(data)), Path(out), cfg))
 
 

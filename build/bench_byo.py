@@ -5,7 +5,9 @@ what `variants` adds), in a process of its own, with an empty cache and an empty
 the images, training what the card's variants need (nothing is shipped for a user's model; each run within the default
 profile's compute budget, `DEFAULT_TRAIN_BUDGET_TMACS`), exporting, verifying,
 measuring and the served check are all in its time. The result says where the time went, variant by variant, and
-the speed-ups the build's report measured at that size.
+the speed-ups the build's report measured at that size. The network is trained for a few epochs beforehand, as a
+user's model would be (not timed), so that what each variant keeps of its accuracy, and its agreement with the
+original, are those of a classifier rather than of a network that answers one class.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from build.card import load_card, write_onnx_card
+import numpy as np
+import torch
+
+from build.card import ModelCard, load_card, write_onnx_card
+from build.data import load_dataset
 from build.data.subset import subset_archive
 from build.errors import ZooError
 from build.export import export_float_onnx
+from build.fit import FitConfig, fit
+from build.models import Classifier
 from build.sources import network
 from serving.manifest import read_manifest
 from serving.provenance import provenance
@@ -41,6 +49,10 @@ class ByoBenchConfig:
     test_per_class: int = 50
     variants: str = "default,fp16"  # FP16 is optional on a CPU, and part of what a user of such a model asks for
     width: int = 64  # ResNet-18's own widths: 1.8 GMACs at 224
+    # The user's model is trained before it is brought (plain cross-entropy on the training split; not timed): a
+    # network that classifies, so that accuracy drops and agreement with it mean something. 0: seeded initial
+    # weights, a network that answers one class for every image.
+    train_epochs: int = 8
 
 
 @dataclass
@@ -66,14 +78,31 @@ def prepare(data: Path, out: Path, cfg: ByoBenchConfig) -> list[Path]:
     subset = subset_archive(data, None, out / "data.tar.gz",
                             {"train": cfg.train_per_class, "test": cfg.test_per_class})
     torch_card = out / "inet_torch.toml"
-    torch_card.write_text("\n".join([
-        'name = "inet"', 'source = "torch:build.models.imagenet:imagenet_resnet18"',
-        f"args = {{ num_classes = {len(archive_classes(subset))}, width = {cfg.width} }}",
-        f"input = [3, {cfg.size}, {cfg.size}]",
-        f"mean = {IMAGENET_MEAN}", f"std = {IMAGENET_STD}", f'data = "{subset.name}"', ""]))
+    lines = ['name = "inet"', 'source = "torch:build.models.imagenet:imagenet_resnet18"',
+             f"args = {{ num_classes = {len(archive_classes(subset))}, width = {cfg.width} }}",
+             f"input = [3, {cfg.size}, {cfg.size}]",
+             f"mean = {IMAGENET_MEAN}", f"std = {IMAGENET_STD}", f'data = "{subset.name}"']
+    torch_card.write_text("\n".join(lines) + "\n")
+    if cfg.train_epochs:
+        weights = train_user_model(load_card(torch_card), out / "inet_weights.pt", cfg.train_epochs)
+        torch_card.write_text("\n".join([*lines, f'weights = "{weights.name}"']) + "\n")
     card = load_card(torch_card)
     onnx_file = export_float_onnx(network(card), out / "inet_onnx.onnx", card.input)  # its card: inet_onnx.toml
     return [torch_card, write_onnx_card(card, onnx_file)]
+
+
+def train_user_model(card: ModelCard, out: Path, epochs: int, batch_size: int = 64) -> Path:
+    """The card's network trained for `epochs` on its training split (cross-entropy, one-cycle SGD), as a user
+    brings it: its state dict at `out`. Decoded into a cache of its own, so that the timed builds decode too."""
+    with tempfile.TemporaryDirectory(prefix="tritonzoo-cache-") as cache:
+        data = load_dataset(card.data, card.input, Path(cache))
+        model = Classifier(network(card), card.preprocess)
+        steps = epochs * -(-len(data.train) // batch_size)
+        no_teacher = np.zeros((len(data.train), len(data.classes)), np.float32)  # alpha 0: cross-entropy alone
+        fit(model, data.train, no_teacher, FitConfig(steps=steps, batch_size=batch_size, alpha=0.0),
+            f"train {card.name} (the user's model, {epochs} epochs)")
+    torch.save(model.backbone.state_dict(), out)
+    return out
 
 
 def archive_classes(archive: Path) -> list[str]:
@@ -153,7 +182,9 @@ def run_byo_bench(data: Path, out: Path, cfg: ByoBenchConfig, log=print) -> Path
 def render(cfg: ByoBenchConfig, timings: list[CardTiming]) -> str:
     lines = [f"# A user's first build at {cfg.size}x{cfg.size}: ImageNet-shaped ResNet-18 (width {cfg.width})", "",
              f"`invoke zoo --variants {cfg.variants}` with default settings, an empty cache and an empty repository, "
-             f"{cfg.train_per_class} training and {cfg.test_per_class} test images a class.", "",
+             f"{cfg.train_per_class} training and {cfg.test_per_class} test images a class; the user's model "
+             + (f"trained {cfg.train_epochs} epochs on them beforehand (not timed)." if cfg.train_epochs else
+                "at its seeded initial weights (untrained)."), "",
              "| card | source | exit | wall | peak RSS MB | models published |", "|---|---|---|---|---|---|"]
     lines += [f"| {t.card} | `{t.source}` | {t.returncode} | {t.seconds / 60:.1f} min | {t.peak_rss_mb:.0f} | "
               f"{len(t.models)} |" for t in timings]

@@ -32,8 +32,10 @@ def test_each_row_gets_its_models_verification_and_a_model_without_one_none() ->
 
 
 def test_prepare_cuts_the_data_and_writes_a_torch_and_an_onnx_card(tmp_path: Path) -> None:
-    cfg = ByoBenchConfig(size=32, train_per_class=4, test_per_class=2, width=8)
+    cfg = ByoBenchConfig(size=32, train_per_class=4, test_per_class=2, width=8, train_epochs=1)
     torch_card, onnx_card = (load_card(c) for c in prepare(MINI_ARCHIVE, tmp_path, cfg))
+    assert torch_card.weights == tmp_path / "inet_weights.pt" and torch_card.weights.is_file(), \
+        "the user's model is trained before it is brought, and its card names its state dict"
     assert archive_classes(tmp_path / "data.tar.gz") == archive_classes(MINI_ARCHIVE) and \
         len(archive_classes(MINI_ARCHIVE)) == 10
     assert torch_card.source == "torch:build.models.imagenet:imagenet_resnet18" and torch_card.input == (3, 32, 32)
