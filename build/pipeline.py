@@ -106,15 +106,18 @@ DEFAULT_TRAIN_BUDGET_TMACS = 8.0
 TRAIN_MACS_PER_FORWARD_MAC = 3
 
 
-def budgeted_steps(schedule: Sequence[int], batch_size: int, forward_macs: int, budget_tmacs: float) -> list[int]:
-    """`schedule` (steps per phase) as is when steps x batch x 3 x `forward_macs` fits in the budget, else every
-    phase cut in the same proportion to fit, each to at least one step (the phases are the recipe's shape; that
-    step may go over a budget too small for one step per phase)."""
-    allowed = math.floor(budget_tmacs * 1e12 / (TRAIN_MACS_PER_FORWARD_MAC * batch_size * forward_macs))
-    total = sum(schedule)
-    if total <= allowed:
+def budgeted_steps(schedule: Sequence[int], batch_size: int, forward_macs: int | Sequence[int],
+                   budget_tmacs: float) -> list[int]:
+    """`schedule` (steps per phase) as is when the sum of steps x batch x 3 x `forward_macs` (one figure, or one per
+    phase: a network that shrinks as it is pruned) fits in the budget, else every phase cut in the same proportion
+    to fit, each to at least one step (the phases are the recipe's shape; that step may go over a budget too small
+    for one step per phase)."""
+    macs = [forward_macs] * len(schedule) if isinstance(forward_macs, int) else list(forward_macs)
+    cost = TRAIN_MACS_PER_FORWARD_MAC * batch_size * sum(n * m for n, m in zip(schedule, macs))
+    share = budget_tmacs * 1e12 / cost
+    if share >= 1:
         return list(schedule)
-    return [max(1, math.floor(n * allowed / total)) for n in schedule]
+    return [max(1, math.floor(n * share)) for n in schedule]
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,8 @@ class BuildContext:
         whose build trains them all); none for a builtin card, so its runs keep the keys of the files it ships."""
         return self.options.train_budget_tmacs if self.weights_dir is None else None
 
-    def run_steps(self, recipe: Sequence[int], batch_size: int, forward_macs: Callable[[], int]) -> RunSteps:
+    def run_steps(self, recipe: Sequence[int], batch_size: int,
+                  forward_macs: Callable[[], int | Sequence[int]]) -> RunSteps:
         """The steps per phase of a run whose recipe (as `BuildOptions.train_steps` gives it) is `recipe`, of a
         network of `forward_macs()` per image (counted only where a budget applies), within the budget. The steps
         key the run, so a budgeted run is as deterministic and resumable as any other."""

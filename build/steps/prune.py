@@ -105,6 +105,21 @@ def accumulate_gradients(model: nn.Module, data: ImageSet, batches: int = 8, bat
         F.cross_entropy(model(x), y).backward()
 
 
+def phase_macs(source: Classifier, cfg: PruneConfig) -> list[int]:
+    """The MACs per image of the network each fine-tuning phase trains: `source` after 1, 2, ... pruning steps.
+    Every layer loses the same share of its channels whatever the importance, so magnitude importance counts for
+    all (Taylor's would need gradients)."""
+    model = copy.deepcopy(source)
+    round_to = effective_round_to(model, cfg.round_to)
+    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to, cfg.iterations)
+    pruner = _pruner(model, ratio, cfg.iterations, "l2", round_to)
+    macs = []
+    for _ in range(cfg.iterations):
+        pruner.step()
+        macs.append(macs_and_params(model)[0])
+    return macs
+
+
 def prune(source: Classifier, cfg: PruneConfig, train: ImageSet, soft_targets: np.ndarray, schedule: list[int],
           desc: str, run_dir: Path | None = None, val: ImageSet | None = None) -> tuple[Classifier, dict]:
     """A pruned copy of `source`, fine-tuned for `schedule[i]` steps after pruning step i, and the run's record.
@@ -191,10 +206,9 @@ class StructuredPrune(TechniqueStep):
         cfg = self.config
         assert state.model is not None
         source = state.model
-        # Budgeted at the source's MACs for every phase: an upper bound (each pruning step makes the network that
-        # is fine-tuned smaller), simpler than counting each phase's network before it exists.
+        # Budgeted at the MACs of the network each phase fine-tunes: each pruning step makes it smaller.
         run = ctx.run_steps([ctx.options.train_steps(n, len(ctx.train_set)) for n in cfg.schedule()],
-                            FitConfig.batch_size, lambda: macs_and_params(source)[0])
+                            FitConfig.batch_size, lambda: phase_macs(source, cfg))
         schedule = list(run.steps)
         source_sha = model_sha256(source)
         key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), schedule)

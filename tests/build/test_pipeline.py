@@ -106,9 +106,12 @@ def test_a_run_within_the_budget_keeps_its_recipe() -> None:
 
 
 def test_a_run_over_the_budget_is_cut_in_proportion_each_phase_to_at_least_one_step() -> None:
-    recipe, per_step = [9, 9, 172], 3 * 128 * 1_800_000_000  # the pruned ResNet-18's at 224 px, on 1,100 images
-    steps = budgeted_steps(recipe, 128, 1_800_000_000, 8.0)
-    assert steps == [1, 1, 9] and sum(steps) * per_step <= 8e12
+    recipe = [9, 9, 172]  # the pruning of ResNet-18 at 224 px, on 1,100 images
+    assert budgeted_steps(recipe, 128, 1_800_000_000, 8.0) == [1, 1, 10]  # 8e12 / (3 x 128 x 1.8e9 x 190) = 6.1%
+    shrinking = [1_340_000_000, 980_000_000, 720_000_000]  # the network each phase fine-tunes, pruned step by step
+    steps = budgeted_steps(recipe, 128, shrinking, 8.0)
+    assert steps == [1, 1, 24] and 3 * 128 * sum(n * m for n, m in zip(steps, shrinking)) <= 8e12, \
+        "a network that shrinks as it is pruned trains more steps within the same budget"
     assert budgeted_steps([400], 128, 10**9, 8.0) == [20]  # 8e12 / (3 x 128 x 1e9) = 20.8
 
 

@@ -16,7 +16,14 @@ from build.models import Classifier
 from build.models.resnet import CifarResNet
 from build.pipeline import BuildOptions
 from build.steps.distill import DistillConfig, distill_student
-from build.steps.prune import PruneConfig, _pruner, effective_round_to, prune_shipped, ratio_for_macs
+from build.steps.prune import (
+    PruneConfig,
+    _pruner,
+    effective_round_to,
+    phase_macs,
+    prune_shipped,
+    ratio_for_macs,
+)
 from tests.conftest import CIFAR, PRE, build_one, card_for, models_of
 
 
@@ -36,6 +43,14 @@ def test_ratio_for_macs_reaches_the_target(model: Classifier, iterations: int) -
         pruner.step()
     assert 0 < ratio < 1 and base / macs_and_params(pruned)[0] >= 2.0
     assert macs_and_params(model)[0] == base, "the search prunes copies only"
+
+
+def test_each_fine_tuning_phase_is_counted_at_the_network_it_trains(model: Classifier) -> None:
+    """The training budget counts each phase at the MACs of the network left after its pruning step."""
+    base = macs_and_params(model)[0]
+    macs = phase_macs(model, PruneConfig(macs_reduction=2.0, iterations=3))
+    assert len(macs) == 3 and base > macs[0] > macs[1] > macs[2] and base / macs[2] >= 2.0
+    assert macs_and_params(model)[0] == base, "counted on a copy"
 
 
 @pytest.mark.parametrize("importance", ["l1", "l2", "taylor"])
