@@ -36,7 +36,7 @@ class SpeedPlan:
     # A model's share of each round, in seconds of its own run time: a slow model (a 224-pixel network: ~1 s a batch
     # on 2 cores) makes fewer requests, never under `min_latency_iters`, so that a zoo at 224 pixels is timed in
     # minutes too. At 32 pixels only the slowest models make fewer batch-1 requests (the ResNet-18 teacher, 6 to 11
-    # ms a request: 45 to 82), and every one makes the 4 batches.
+    # ms a request: 45 to 88), and every one makes the 4 batches.
     latency_seconds: float = 0.5
     throughput_seconds: float = 1.0
     min_latency_iters: int = 20
