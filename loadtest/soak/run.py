@@ -73,7 +73,8 @@ def run_soak(repo: Path, models: list[str], schedule: Schedule, out: Path, repli
         records = load.records() + faults.side_records
         samples = since(sampler.samples, t0)
         usage = growth(usage_start, usage_end, samples, end - t0)
-        results = collect(stack, schedule, records, faults.done, t0, end, healthy, usage, load.totals())
+        results = collect(stack, schedule, records, faults.done, t0, end, healthy, usage, load.totals(),
+                          in_flight=schedule.users if interrupted else 0)
         results["resources"] = samples
         if sampler.error:
             results["resources_error"] = sampler.error
@@ -156,15 +157,16 @@ def healthy_at_end(stack: SoakStack) -> bool:
 
 
 def collect(stack: SoakStack, schedule: Schedule, records: list[Record], faults: list[dict], t0: float,
-            end: float, healthy: bool, usage: list[dict], locust: dict) -> dict:
+            end: float, healthy: bool, usage: list[dict], locust: dict, in_flight: int = 0) -> dict:
     """`usage`: each process's RSS and descriptors (analyze.growth); `locust`: Locust's own totals
-    (LocustLoad.totals), checked against its per-request records."""
+    (LocustLoad.totals), checked against its per-request records; `in_flight`: how many requests an interrupted
+    Locust may have recorded after it wrote its totals (one per user)."""
     summary = summarize(records, faults, schedule, t0)
     # Triton and the gateway count the canary's traffic too; the malformed requests are never a 200.
     answered = [r for r in records if r.status == 200 and r.kind in ("good", "canary")]
     # Asked now, not at `end`: the scrapes after the last request (taken while run_soak waited) must count.
     counts = compare(stack.prometheus.client, answered, t0, time.time(), faults)
-    counts.update(locust_side(records, locust))
+    counts.update(locust_side(records, locust, in_flight))
     return {"schedule": schedule.to_json(), "faults": faults, "summary": summary, "counts": counts,
             "usage": usage, "healthy_at_end": healthy,
             "goals": goals(summary, counts, usage, faults, schedule, healthy),
@@ -172,14 +174,18 @@ def collect(stack: SoakStack, schedule: Schedule, records: list[Record], faults:
                          "triton": [t.restarts for t in stack.tritons]}}
 
 
-def locust_side(records: list[Record], locust: dict) -> dict:
-    """Locust's own statistics against the records its request hook wrote: the same requests, the same failures."""
+def locust_side(records: list[Record], locust: dict, in_flight: int = 0) -> dict:
+    """Locust's own statistics against the records its request hook wrote: the same requests, the same failures.
+    A Locust stopped by a signal may write its totals while its users' last requests (`in_flight`, at most one a
+    user) are still ending, and their records come after: those may be missing from its totals, no others."""
     good = [r for r in records if r.kind == "good"]
     canary = [r for r in records if r.kind == "canary"]
     failed = sum(r.status != 200 for r in good)
+    requests, failures = locust.get("requests"), locust.get("failures")
+    late = (len(good) - requests, failed - failures) if requests is not None and failures is not None else None
     return {"locust_stats": locust, "locust_records": len(good), "locust_answered": len(good) - failed,
-            "canary_answered": sum(r.status == 200 for r in canary),
-            "records_match_stats": locust.get("requests") == len(good) and locust.get("failures") == failed}
+            "canary_answered": sum(r.status == 200 for r in canary), "recorded_after_totals": late,
+            "records_match_stats": late is not None and 0 <= late[1] <= late[0] <= in_flight}
 
 
 def write_records(path: Path, records: list[Record], faults: list[dict], window_s: float) -> None:

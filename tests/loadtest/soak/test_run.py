@@ -55,6 +55,12 @@ def test_locust_s_statistics_are_checked_against_its_records() -> None:
     assert side["records_match_stats"] and (side["locust_answered"], side["canary_answered"]) == (1, 1)
     assert not locust_side(records, {"requests": 3, "failures": 1})["records_match_stats"]
     assert not locust_side(records, {"requests": None, "failures": None})["records_match_stats"]
+    assert not locust_side(records, {"requests": 1, "failures": 1})["records_match_stats"], "a request missing"
+    stopped = locust_side(records, {"requests": 1, "failures": 1}, in_flight=4)
+    assert stopped["records_match_stats"] and stopped["recorded_after_totals"] == (1, 0), \
+        "stopped by a signal: a request still ending when Locust wrote its totals"
+    assert not locust_side(records, {"requests": 2, "failures": 2}, in_flight=4)["records_match_stats"], \
+        "Locust never counts more failures than were recorded"
 
 
 def test_every_request_s_line_names_its_fault_window_and_the_kill_it_was_in_flight_at(tmp_path: Path) -> None:
