@@ -13,6 +13,7 @@ original, are those of a classifier rather than of a network that answers one cl
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -97,7 +98,7 @@ def train_user_model(card: ModelCard, out: Path, epochs: int, batch_size: int = 
     with tempfile.TemporaryDirectory(prefix="tritonzoo-cache-") as cache:
         data = load_dataset(card.data, card.input, Path(cache))
         model = Classifier(network(card), card.preprocess)
-        steps = epochs * -(-len(data.train) // batch_size)
+        steps = epochs * math.ceil(len(data.train) / batch_size)
         no_teacher = np.zeros((len(data.train), len(data.classes)), np.float32)  # alpha 0: cross-entropy alone
         fit(model, data.train, no_teacher, FitConfig(steps=steps, batch_size=batch_size, alpha=0.0),
             f"train {card.name} (the user's model, {epochs} epochs)")

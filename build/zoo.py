@@ -176,7 +176,7 @@ def _not_for_source(name: str, ctx: BuildContext) -> str | None:
 
 def _ladder_without_runs(name: str, ships_runs: bool, by_default: frozenset[str]) -> str | None:
     """Why the default set leaves a ladder student out for a card that ships no training runs (a user's model)."""
-    if name in by_default and name in VARIANTS and VARIANTS[name].ladder and not ships_runs:
+    if name in by_default and VARIANTS[name].ladder and not ships_runs:
         return (f"a ladder student: for a card that ships no training runs the default set distils into `distilled` "
                 f"alone, since every run is trained in the build; `--variants default,{name}` builds it")
     return None

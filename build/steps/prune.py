@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -105,13 +106,23 @@ def accumulate_gradients(model: nn.Module, data: ImageSet, batches: int = 8, bat
         F.cross_entropy(model(x), y).backward()
 
 
-def phase_macs(source: Classifier, cfg: PruneConfig) -> list[int]:
+ChannelPlan = tuple[float, int | None]  # the share of channels the run removes, and the rounding of their counts
+
+
+def channel_plan(model: Classifier, cfg: PruneConfig) -> ChannelPlan:
+    """What a pruning run of `cfg` removes from `model`: its ratio (searched for by dry runs when `cfg` names a MACs
+    reduction, the costly part) and the rounding of the channel counts."""
+    round_to = effective_round_to(model, cfg.round_to)
+    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to, cfg.iterations)
+    return ratio, round_to
+
+
+def phase_macs(source: Classifier, cfg: PruneConfig, plan: ChannelPlan | None = None) -> list[int]:
     """The MACs per image of the network each fine-tuning phase trains: `source` after 1, 2, ... pruning steps.
     Every layer loses the same share of its channels whatever the importance, so magnitude importance counts for
     all (Taylor's would need gradients)."""
     model = copy.deepcopy(source)
-    round_to = effective_round_to(model, cfg.round_to)
-    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to, cfg.iterations)
+    ratio, round_to = plan or channel_plan(model, cfg)
     pruner = _pruner(model, ratio, cfg.iterations, "l2", round_to)
     macs = []
     for _ in range(cfg.iterations):
@@ -121,14 +132,15 @@ def phase_macs(source: Classifier, cfg: PruneConfig) -> list[int]:
 
 
 def prune(source: Classifier, cfg: PruneConfig, train: ImageSet, soft_targets: np.ndarray, schedule: list[int],
-          desc: str, run_dir: Path | None = None, val: ImageSet | None = None) -> tuple[Classifier, dict]:
-    """A pruned copy of `source`, fine-tuned for `schedule[i]` steps after pruning step i, and the run's record.
-    With `run_dir`, each fine-tuning resumes from its checkpoint there (pruning is deterministic, so a restarted run
-    prunes the same channels of the same weights again)."""
+          desc: str, run_dir: Path | None = None, val: ImageSet | None = None,
+          plan: ChannelPlan | None = None) -> tuple[Classifier, dict]:
+    """A pruned copy of `source`, fine-tuned for `schedule[i]` steps after pruning step i (one per `cfg.iterations`),
+    and the run's record. With `run_dir`, each fine-tuning resumes from its checkpoint there (pruning is
+    deterministic, so a restarted run prunes the same channels of the same weights again). `plan`: `channel_plan`'s
+    answer, when the caller has it already."""
     model = copy.deepcopy(source)
     macs_before, params_before = macs_and_params(model)
-    round_to = effective_round_to(model, cfg.round_to)
-    ratio = cfg.ratio if cfg.ratio is not None else ratio_for_macs(model, cfg.macs_reduction, round_to, len(schedule))
+    ratio, round_to = plan or channel_plan(model, cfg)
     pruner = _pruner(model, ratio, len(schedule), cfg.importance, round_to)
     loss = float("nan")
     for i, steps in enumerate(schedule):
@@ -206,15 +218,16 @@ class StructuredPrune(TechniqueStep):
         cfg = self.config
         assert state.model is not None
         source = state.model
+        plan = cache(lambda: channel_plan(source, cfg))  # searched once, for the budget and the run alike
         # Budgeted at the MACs of the network each phase fine-tunes: each pruning step makes it smaller.
         run = ctx.run_steps([ctx.options.train_steps(n, len(ctx.train_set)) for n in cfg.schedule()],
-                            FitConfig.batch_size, lambda: phase_macs(source, cfg))
+                            FitConfig.batch_size, lambda: phase_macs(source, cfg, plan()))
         schedule = list(run.steps)
         source_sha = model_sha256(source)
         key = pruning_run(cfg, source_sha, ctx.teacher.sha256, ctx.data.classes, len(ctx.train_set), schedule)
         meta = {"channel_pruned": True, "source_sha256": source_sha, "steps": schedule, "config": asdict(cfg)}
         model, record, origin = ctx.shipped_or_trained(
             state.name, key, cfg.shipped, lambda: prune(source, cfg, ctx.train_set, ctx.soft_targets(), schedule,
-                                                        state.name), meta)
+                                                        state.name, plan=plan()), meta)
         return StepResult.ok({"pruning": {**record["pruning"], "run_key": key, **run.record(), **origin}},
                              note=origin_note(origin), model=model)

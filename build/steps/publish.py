@@ -99,8 +99,11 @@ class PublishRuntime(Step):
         if limit is None or self.variant.is_baseline:
             return
         parent = ctx.parent_top1(state)
-        if parent is not None and points_lost(parent, top1) > limit:
-            raise VariantRejected(f"{name}: test top-1 {top1:.4f} is {points_lost(parent, top1):.1f} points below its "
+        if parent is None:
+            return
+        lost = points_lost(parent, top1)
+        if lost > limit:
+            raise VariantRejected(f"{name}: test top-1 {top1:.4f} is {lost:.1f} points below its "
                                   f"parent's {parent:.4f}; a variant may lose at most {limit:g} (--max-drop)")
 
     def _check_budget(self, name: str, top1: float, reference_top1: float | None, state: VariantState,

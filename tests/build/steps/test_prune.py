@@ -93,9 +93,9 @@ def test_a_build_loads_the_networks_invoke_prune_shipped_for_its_runs(
     trained: list[str] = []
     real_prune = build.steps.prune.prune
 
-    def recorded_prune(*args: Any) -> tuple[Classifier, dict]:
+    def recorded_prune(*args: Any, **kwargs: Any) -> tuple[Classifier, dict]:
         trained.append(args[-1])
-        return real_prune(*args)
+        return real_prune(*args, **kwargs)
 
     monkeypatch.setattr(build.steps.prune, "prune", recorded_prune)
 
